@@ -1,0 +1,148 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Bramble: a pure core (BrambleCore: wire codec, envelope crypto, delivery and relay
+// bookkeeping, no sockets, no database) with thin shells around it (relay, server,
+// device), and four thin executables that only parse arguments and wire things up.
+let package = Package(
+    name: "bramble",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bramble-server", targets: ["bramble-server"]),
+        .executable(name: "bramble-relay", targets: ["bramble-relay"]),
+        .executable(name: "bramble", targets: ["bramble"]),
+        .executable(name: "bramble-device", targets: ["bramble-device"]),
+        .executable(name: "bramble-bench", targets: ["bramble-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        // Pure core: no sockets, no database, no clocks of its own.
+        .target(
+            name: "BrambleCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
+        // Shared shell pieces: framing handlers, logging setup, HTTP client for the CLIs.
+        .target(
+            name: "BrambleNet",
+            dependencies: [
+                "BrambleCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BrambleRelay",
+            dependencies: [
+                "BrambleCore", "BrambleNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BrambleServer",
+            dependencies: [
+                "BrambleCore", "BrambleNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BrambleDevice",
+            dependencies: [
+                "BrambleCore", "BrambleNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "bramble-server",
+            dependencies: [
+                "BrambleServer", "BrambleNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "bramble-relay",
+            dependencies: [
+                "BrambleRelay", "BrambleNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "bramble",
+            dependencies: [
+                "BrambleCore", "BrambleNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "bramble-device",
+            dependencies: [
+                "BrambleDevice", "BrambleNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "bramble-bench",
+            dependencies: [
+                "BrambleCore", "BrambleDevice", "BrambleNet",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        // libFuzzer entry point for the frame and envelope decoders; built only by
+        // `make fuzz` with -sanitize=fuzzer (see Makefile).
+        .executableTarget(
+            name: "bramble-fuzz",
+            dependencies: ["BrambleCore"]
+        ),
+        .testTarget(
+            name: "BrambleCoreTests",
+            dependencies: ["BrambleCore"]
+        ),
+        .testTarget(
+            name: "BrambleIntegrationTests",
+            dependencies: [
+                "BrambleCore", "BrambleNet", "BrambleDevice",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,104 @@
+/// One message on a Bramble TCP link (device ↔ relay, or relay ↔ server over SRP).
+///
+/// On the wire: `u32 length` (bytes that follow), `u8 version`, `u8 type`, then the
+/// type's fields, all big-endian. See `Frame+Codec.swift`.
+public enum Frame: Equatable, Sendable {
+    /// Device → relay, first frame: who the device is and which BES it belongs to.
+    case deviceHello(pin: PIN, srpID: String)
+    /// Relay → device: the hello was accepted.
+    case deviceWelcome
+    /// Relay → server, first frame on an SRP link: prove you hold the SRP key.
+    case challenge(nonce: [UInt8])
+    /// Server → relay: registration of an SRP ID at an epoch, with the HMAC proof.
+    case register(srpID: String, epoch: UInt64, proof: [UInt8])
+    /// Relay → server: the registration stands; PINs of this SRP ID now route here.
+    case registered(srpID: String, epoch: UInt64)
+    /// End-to-end device data; the relay routes it by PIN and never opens `body`.
+    case data(DataFrame)
+    /// Relay → server: a device of this SRP ID connected (`true`) or went away.
+    case presence(pin: PIN, online: Bool)
+    /// Either direction: a refusal or failure, with a code and an operator-readable reason.
+    case error(code: ErrorCode, message: String)
+    case ping(UInt64)
+    case pong(UInt64)
+
+    public enum FrameType: UInt8, Sendable {
+        case deviceHello = 1, deviceWelcome = 2, challenge = 3, register = 4, registered = 5
+        case data = 6, presence = 7, error = 8, ping = 9, pong = 10
+    }
+
+    public enum ErrorCode: UInt16, Sendable {
+        case badFrame = 1
+        case authenticationFailed = 2
+        case staleEpoch = 3
+        case lockedOut = 4
+        case displaced = 5
+        case unknownSRPID = 6
+        case protocolViolation = 7
+        case other = 99
+    }
+
+    public var type: FrameType {
+        switch self {
+        case .deviceHello: .deviceHello
+        case .deviceWelcome: .deviceWelcome
+        case .challenge: .challenge
+        case .register: .register
+        case .registered: .registered
+        case .data: .data
+        case .presence: .presence
+        case .error: .error
+        case .ping: .ping
+        case .pong: .pong
+        }
+    }
+}
+
+/// Device data: the header travels in clear (the relay routes on `pin`) and is bound to
+/// the sealed body as AES-GCM associated data.
+public struct DataFrame: Equatable, Sendable {
+    public var pin: PIN
+    public var service: Service
+    /// Per-device sequence number of the item (server → device), or the device's own
+    /// request number (device → server).
+    public var ref: UInt64
+    public var flags: Flags
+    /// `nonce ‖ AES-256-GCM(zlib(payload)) ‖ tag`, see `Envelope`.
+    public var body: [UInt8]
+
+    public init(pin: PIN, service: Service, ref: UInt64, flags: Flags, body: [UInt8]) {
+        self.pin = pin
+        self.service = service
+        self.ref = ref
+        self.flags = flags
+        self.body = body
+    }
+
+    public enum Service: UInt8, Sendable {
+        /// A pushed item for the device to show (server → device).
+        case push = 1
+        /// Acknowledgements of shown items (device → server).
+        case ack = 2
+    }
+
+    public struct Flags: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// Set on device → server frames; part of the associated data, so a frame cannot
+        /// be reflected back in the other direction.
+        public static let fromDevice = Flags(rawValue: 1 << 0)
+        /// The item was sent before and not acknowledged.
+        public static let resend = Flags(rawValue: 1 << 1)
+    }
+
+    /// The bytes bound to the ciphertext: version, type, pin, service, ref, flags.
+    /// The resend flag is excluded: a resend re-uses the sealed body as committed.
+    public var associatedData: [UInt8] {
+        var out: [UInt8] = [Frame.version, Frame.FrameType.data.rawValue]
+        withUnsafeBytes(of: pin.value.bigEndian) { out.append(contentsOf: $0) }
+        out.append(service.rawValue)
+        withUnsafeBytes(of: ref.bigEndian) { out.append(contentsOf: $0) }
+        out.append(flags.subtracting(.resend).rawValue)
+        return out
+    }
+}
