@@ -56,3 +56,7 @@ extension SymmetricKey {
 
     public var base64: String { withUnsafeBytes { Data($0).base64EncodedString() } }
 }
+
+// SymmetricKey is an immutable value (copy-on-write secure storage) that swift-crypto 3
+// does not yet mark Sendable.
+extension SymmetricKey: @retroactive @unchecked Sendable {}

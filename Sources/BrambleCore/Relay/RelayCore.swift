@@ -12,7 +12,7 @@ public typealias ConnectionID = UInt64
 /// - Store-and-forward per PIN while the device is offline and per SRP ID while no
 ///   server is registered, bounded in count and age.
 /// - Lockout of an SRP ID after too many authenticated connects in a window.
-public struct RelayCore {
+public struct RelayCore: Sendable {
     public enum Action: Equatable, Sendable {
         case send(ConnectionID, Frame)
         /// Close after the frames already queued for it are written.
@@ -20,13 +20,13 @@ public struct RelayCore {
         case event(RelayEvent)
     }
 
-    private enum Role {
+    private enum Role: Sendable {
         case device(PIN, srpID: String)
         case serverAwaitingRegistration(nonce: [UInt8])
         case server(srpID: String, epoch: UInt64)
     }
 
-    private struct Stored {
+    private struct Stored: Sendable {
         var frame: DataFrame
         var storedAtMs: UInt64
     }

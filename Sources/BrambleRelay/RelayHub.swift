@@ -1,0 +1,126 @@
+import BrambleCore
+import BrambleNet
+import Crypto
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The relay's shell: owns the `RelayCore` behind a lock, numbers connections, and
+/// carries out the core's actions (writes, closes, log lines, metrics).
+final class RelayHub: Sendable {
+    private struct State: Sendable {
+        var core: RelayCore
+        var channels: [ConnectionID: any Channel] = [:]
+        var nextID: ConnectionID = 1
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private let logger: Logger
+    let metrics: RelayMetrics
+
+    init(core: RelayCore, metrics: RelayMetrics, logger: Logger) {
+        self.state = NIOLockedValueBox(State(core: core))
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func add(_ channel: any Channel) -> ConnectionID {
+        state.withLockedValue { s in
+            let id = s.nextID
+            s.nextID += 1
+            s.channels[id] = channel
+            return id
+        }
+    }
+
+    func serverConnected(_ conn: ConnectionID) {
+        let nonce = Array(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+        run { $0.serverConnected(conn, nonce: nonce) }
+    }
+
+    func received(_ frame: Frame, on conn: ConnectionID) {
+        let now = Monotonic.nowMs()
+        run { $0.frameReceived(frame, on: conn, nowMs: now) }
+    }
+
+    func disconnected(_ conn: ConnectionID) {
+        run { $0.disconnected(conn) }
+        state.withLockedValue { _ = $0.channels.removeValue(forKey: conn) }
+    }
+
+    func tick() {
+        let now = Monotonic.nowMs()
+        run { $0.tick(nowMs: now) }
+    }
+
+    struct Snapshot: Sendable {
+        var connectedDevices: Int
+        var sessions: [String: UInt64]
+        var storedForDevices: Int
+        var storedForServers: Int
+    }
+
+    var snapshot: Snapshot {
+        state.withLockedValue { s in
+            Snapshot(connectedDevices: s.core.connectedDevices, sessions: s.core.registeredSessions,
+                     storedForDevices: s.core.storedForDevices, storedForServers: s.core.storedForServers)
+        }
+    }
+
+    /// Applies `event` to the core under the lock, then performs the I/O outside it.
+    private func run(_ event: (inout RelayCore) -> [RelayCore.Action]) {
+        let (actions, channels) = state.withLockedValue { s -> ([RelayCore.Action], [ConnectionID: any Channel]) in
+            let actions = event(&s.core)
+            var involved: [ConnectionID: any Channel] = [:]
+            for action in actions {
+                switch action {
+                case .send(let id, _), .close(let id): involved[id] = s.channels[id]
+                case .event: break
+                }
+            }
+            return (actions, involved)
+        }
+        var touched: Set<ConnectionID> = []
+        for action in actions {
+            switch action {
+            case .send(let id, let frame):
+                channels[id]?.write(frame, promise: nil)
+                touched.insert(id)
+            case .close(let id):
+                // Writes queued before the close go out first: both run on the channel's loop in order.
+                channels[id]?.flush()
+                channels[id]?.close(promise: nil)
+                touched.remove(id)
+            case .event(let event):
+                record(event)
+            }
+        }
+        for id in touched { channels[id]?.flush() }
+    }
+
+    private func record(_ event: RelayEvent) {
+        metrics.record(event)
+        switch event {
+        case .registered(let srpID, let epoch):
+            logger.info("srp registered", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
+        case .unregistered(let srpID, let epoch):
+            logger.info("srp link closed", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
+        case .displaced(let srpID, let old, let new):
+            logger.notice("srp session displaced by higher epoch",
+                          metadata: ["srp.id": "\(srpID)", "srp.old_epoch": "\(old)", "srp.epoch": "\(new)"])
+        case .refused(let srpID, let epoch, let reason):
+            logger.warning("srp registration refused",
+                           metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
+        case .refusedData(let srpID, let pin):
+            logger.warning("data for a PIN of another SRP ID refused", metadata: ["srp.id": "\(srpID)", "device.pin": "\(pin)"])
+        case .deviceOnline(let pin):
+            logger.debug("device online", metadata: ["device.pin": "\(pin)"])
+        case .deviceOffline(let pin):
+            logger.debug("device offline", metadata: ["device.pin": "\(pin)"])
+        case .storedForDevice, .storedForServer, .storedExpired:
+            break
+        case .storeOverflow(let n):
+            logger.notice("store-and-forward queue full, oldest dropped", metadata: ["dropped": "\(n)"])
+        }
+    }
+}

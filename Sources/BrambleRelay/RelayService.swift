@@ -1,0 +1,106 @@
+import BrambleCore
+import BrambleNet
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Where the relay listens and how it behaves.
+public struct RelayServiceConfiguration: Sendable {
+    /// Device listener (BES wireless network side). Default 127.0.0.1:4101.
+    public var deviceListen = HostPort(host: "127.0.0.1", port: 4101)
+    /// SRP listener for BES nodes. Default 127.0.0.1:3101.
+    public var srpListen = HostPort(host: "127.0.0.1", port: 3101)
+    /// `/health` and `/metrics`. Default 127.0.0.1:4180.
+    public var httpListen = HostPort(host: "127.0.0.1", port: 4180)
+    /// The SRP key of every SRP ID this relay serves.
+    public var keys: [String: SymmetricKey] = [:]
+    /// Routing, store-and-forward and lockout behaviour.
+    public var relay = RelayConfiguration()
+
+    public init() {}
+}
+
+/// The relay process: two frame listeners, a store-expiry tick and an HTTP endpoint.
+public struct RelayService: Service {
+    let configuration: RelayServiceConfiguration
+    let logger: Logger
+
+    public init(configuration: RelayServiceConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let metrics = RelayMetrics()
+        let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
+                           metrics: metrics, logger: logger)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let logger = self.logger
+        func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {
+            try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addFrameCodec()
+                        try channel.pipeline.syncOperations.addHandler(
+                            RelayConnectionHandler(hub: hub, listener: listener, logger: logger))
+                    }
+                }
+                .bind(host: at.host, port: at.port).get()
+        }
+        let devices = try await listen(configuration.deviceListen, .device)
+        let srp = try await listen(configuration.srpListen, .srp)
+        logger.info("relay listening", metadata: [
+            "listen.device": "\(configuration.deviceListen)", "listen.srp": "\(configuration.srpListen)",
+            "listen.http": "\(configuration.httpListen)", "srp.ids": "\(configuration.keys.keys.sorted())",
+        ])
+
+        let app = Application(
+            router: Self.router(hub: hub, metrics: metrics),
+            configuration: .init(address: .hostname(configuration.httpListen.host, port: configuration.httpListen.port),
+                                 serverName: "bramble-relay"),
+            logger: logger)
+
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { try await app.runService() }
+            tasks.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    hub.tick()
+                }
+            }
+            try? await gracefulShutdown()
+            try? await devices.close()
+            try? await srp.close()
+            tasks.cancelAll()
+        }
+    }
+
+    struct Health: ResponseEncodable {
+        var status = "ok"
+        var connected_devices: Int
+        var sessions: [String: UInt64]
+        var stored_for_devices: Int
+        var stored_for_servers: Int
+    }
+
+    static func router(hub: RelayHub, metrics: RelayMetrics) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/health") { _, _ in
+            let s = hub.snapshot
+            return Health(connected_devices: s.connectedDevices, sessions: s.sessions,
+                          stored_for_devices: s.storedForDevices, stored_for_servers: s.storedForServers)
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+        }
+        return router
+    }
+}
