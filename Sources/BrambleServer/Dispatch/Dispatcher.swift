@@ -1,0 +1,168 @@
+import BrambleCore
+import BrambleNet
+@preconcurrency import Crypto
+import Foundation
+import Logging
+
+/// The BES Dispatcher: the only place that touches device crypto. It keeps each
+/// device's delivery window, seals items (zlib, then AES-256-GCM under the device's
+/// master key), opens and checks what devices send, and reports delivery transitions
+/// to the recorder, which writes them to the outbound queue in batches.
+public actor Dispatcher {
+    public struct Configuration: Sendable {
+        /// Unacknowledged items in flight per device (BES: 5).
+        public var maxInFlight = 5
+        /// Resend an unacknowledged item after this long (BES: 4 hours).
+        public var resendAfter: Duration = .seconds(4 * 3600)
+        public init() {}
+    }
+
+    enum Transition: Sendable {
+        case sent(PIN, UInt64)
+        case acked(PIN, UInt64)
+        case expired(PIN, UInt64)
+    }
+
+    private let configuration: Configuration
+    private let logger: Logger
+    private let metrics: NodeMetrics
+    let transitions = Batcher<Transition>()
+    private var windows: [PIN: DeliveryWindow<OutboundItem>] = [:]
+    private var keys: [PIN: SymmetricKey] = [:]
+    private let envelope = Envelope()
+    private var link: FrameConnection?
+
+    public init(configuration: Configuration, metrics: NodeMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Takes over the open items of the outbound queue (at start, or on promotion).
+    func load(items: [OutboundItem], keys: [PIN: SymmetricKey]) {
+        self.keys.merge(keys) { _, new in new }
+        committed(items, keys: [:])
+        logger.info("dispatcher loaded outbound queue", metadata: ["items": "\(items.count)", "devices": "\(keys.count)"])
+    }
+
+    /// Items just committed to the outbound queue.
+    func committed(_ items: [OutboundItem], keys: [PIN: SymmetricKey]) {
+        self.keys.merge(keys) { _, new in new }
+        let now = Monotonic.nowMs()
+        var sends: [Send<OutboundItem>] = []
+        for item in items {
+            sends += windows[item.pin, default: emptyWindow()].enqueue(seq: item.seq, item: item, nowMs: now)
+        }
+        transmit(sends)
+    }
+
+    /// The SRP link registered: anything sent over an earlier link may be lost, so send
+    /// every unacknowledged item again.
+    func linkUp(_ connection: FrameConnection) {
+        link = connection
+        let now = Monotonic.nowMs()
+        var sends: [Send<OutboundItem>] = []
+        for pin in windows.keys { sends += windows[pin]!.resendAll(nowMs: now) }
+        transmit(sends)
+    }
+
+    func linkDown() { link = nil }
+
+    /// A device came online at the relay: resend what it has not acknowledged.
+    func deviceOnline(_ pin: PIN) {
+        guard windows[pin] != nil else { return }
+        transmit(windows[pin]!.resendAll(nowMs: Monotonic.nowMs()))
+    }
+
+    /// A data frame from a device, via the relay.
+    func received(_ frame: DataFrame) {
+        guard let key = keys[frame.pin] else {
+            reject(frame, reason: "no active device with this PIN")
+            return
+        }
+        let payload: [UInt8]
+        do {
+            payload = try envelope.open(frame, key: key)
+        } catch {
+            reject(frame, reason: error.description)
+            return
+        }
+        switch frame.service {
+        case .ack:
+            do {
+                let acks = try AckList.decode(payload)
+                guard windows[frame.pin] != nil else { return }
+                let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: Monotonic.nowMs())
+                metrics.itemsAcked.increment(by: Int64(acked.count))
+                transitions.append(contentsOf: acked.map { .acked(frame.pin, $0) })
+                transmit(sends)
+            } catch {
+                reject(frame, reason: error.description)
+            }
+        case .push:
+            reject(frame, reason: "devices do not push")
+        }
+    }
+
+    /// Resends what is due and expires what is too old; run about once a second.
+    func tick() {
+        let now = Monotonic.nowMs()
+        let wallNow = Date()
+        var sends: [Send<OutboundItem>] = []
+        var depth = 0
+        for pin in windows.keys {
+            let (expired, afterExpiry) = windows[pin]!.removeAll(where: { $0.expiresAt <= wallNow }, nowMs: now)
+            if !expired.isEmpty {
+                metrics.itemsExpired.increment(by: Int64(expired.count))
+                transitions.append(contentsOf: expired.map { .expired(pin, $0) })
+            }
+            sends += afterExpiry + windows[pin]!.due(nowMs: now)
+            depth += windows[pin]!.inFlightCount + windows[pin]!.pendingCount
+        }
+        metrics.queueDepth.set(Double(depth))
+        transmit(sends)
+    }
+
+    private func emptyWindow() -> DeliveryWindow<OutboundItem> {
+        DeliveryWindow(maxInFlight: configuration.maxInFlight, resendAfterMs: resendAfterMs)
+    }
+
+    private var resendAfterMs: UInt64 {
+        let c = configuration.resendAfter.components
+        return UInt64(c.seconds) * 1000 + UInt64(c.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Seals and writes; an item sent while the link is down stays in flight and goes
+    /// out again when the link is back (`linkUp`).
+    private func transmit(_ sends: [Send<OutboundItem>]) {
+        guard !sends.isEmpty else { return }
+        var frames: [Frame] = []
+        frames.reserveCapacity(sends.count)
+        var firstSends: [Transition] = []
+        for send in sends {
+            guard let key = keys[send.item.pin] else {
+                logger.warning("no key for device, item held", metadata: ["device.pin": "\(send.item.pin)"])
+                continue
+            }
+            var header = DataFrame(pin: send.item.pin, service: .push, ref: send.seq, flags: [], body: [])
+            header.body = envelope.seal(
+                PushItem(pushID: send.item.pushID.uuidString.lowercased(), subject: send.item.subject, body: send.item.body).encoded(),
+                key: key, header: header)
+            if send.isResend { header.flags.insert(.resend) }
+            frames.append(.data(header))
+            if send.isResend { metrics.itemsResent.increment() } else {
+                metrics.itemsSent.increment()
+                firstSends.append(.sent(send.item.pin, send.seq))
+            }
+        }
+        link?.send(frames)
+        transitions.append(contentsOf: firstSends)
+    }
+
+    private func reject(_ frame: DataFrame, reason: String) {
+        metrics.framesRejected.increment()
+        logger.warning("device frame rejected", metadata: [
+            "device.pin": "\(frame.pin)", "frame.ref": "\(frame.ref)", "frame.service": "\(frame.service)", "reason": "\(reason)",
+        ])
+    }
+}

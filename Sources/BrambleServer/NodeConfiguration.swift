@@ -1,0 +1,40 @@
+import BrambleNet
+@preconcurrency import Crypto
+
+/// Everything one node needs to run. Each field's default is the one the command line
+/// shows; `bramble-server --help` documents them.
+public struct NodeConfiguration: Sendable {
+    public struct Database: Sendable {
+        /// Host of the configuration database. Default 127.0.0.1.
+        public var host = "127.0.0.1"
+        /// Port. Default 5432.
+        public var port = 5432
+        /// Role to connect as. Default "bramble".
+        public var user = "bramble"
+        /// Password, if the server asks for one (read from a file, never a flag).
+        public var password: String? = nil
+        /// Database name. Default "bramble".
+        public var name = "bramble"
+        public init() {}
+    }
+
+    /// This node's name in logs, health checks and the event log. Default "node-a".
+    public var node = "node-a"
+    /// The SRP ID this node's pair registers with the relay. Default "bramble".
+    public var srpID = "bramble"
+    /// The SRP key for `srpID` (from the SRP key file).
+    public var srpKey: SymmetricKey
+    /// The relay's SRP listener. Default 127.0.0.1:3101.
+    public var relay = HostPort(host: "127.0.0.1", port: 3101)
+    /// Health, metrics, push and admin API. Default 127.0.0.1:8080 (BES's push port).
+    public var httpListen = HostPort(host: "127.0.0.1", port: 8080)
+    /// Bearer token the push and admin APIs require.
+    public var adminToken: String
+    public var database = Database()
+    public var dispatcher = Dispatcher.Configuration()
+
+    public init(srpKey: SymmetricKey, adminToken: String) {
+        self.srpKey = srpKey
+        self.adminToken = adminToken
+    }
+}

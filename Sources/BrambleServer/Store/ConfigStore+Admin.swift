@@ -1,0 +1,78 @@
+import BrambleCore
+@preconcurrency import Crypto
+import Foundation
+import PostgresNIO
+
+extension ConfigStore {
+    public func addUser(email: String, displayName: String) async throws -> UserRecord {
+        do {
+            let rows = try await client.query("""
+                INSERT INTO users (email, display_name) VALUES (\(email), \(displayName))
+                RETURNING email, display_name, created_at
+                """, logger: logger)
+            for try await (e, n, c) in rows.decode((String, String, Date).self) {
+                return UserRecord(email: e, displayName: n, createdAt: c, devices: [])
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StoreError.conflict("user \(email) already exists")
+        }
+        throw StoreError.notFound("inserted user")
+    }
+
+    public func users(email: String? = nil) async throws -> [UserRecord] {
+        let rows = try await client.query("""
+            SELECT u.email, u.display_name, u.created_at,
+                   COALESCE(array_agg(lpad(upper(to_hex(d.pin)), 8, '0') ORDER BY d.pin)
+                            FILTER (WHERE d.pin IS NOT NULL), '{}')
+            FROM users u LEFT JOIN devices d ON d.user_id = u.id
+            WHERE \(email)::text IS NULL OR u.email = \(email)
+            GROUP BY u.id ORDER BY u.email
+            """, logger: logger)
+        var users: [UserRecord] = []
+        for try await (e, n, c, pins) in rows.decode((String, String, Date, [String]).self) {
+            users.append(UserRecord(email: e, displayName: n, createdAt: c, devices: pins))
+        }
+        return users
+    }
+
+    /// Removes a user with their devices and queued items; false if there was none.
+    public func removeUser(email: String) async throws -> Bool {
+        let rows = try await client.query("DELETE FROM users WHERE email = \(email) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Creates a device for an existing user with a fresh master key (wired activation).
+    public func provisionDevice(email: String, pin: PIN, key: SymmetricKey) async throws -> DeviceRecord {
+        let pinValue = Int64(pin.value)
+        do {
+            let rows = try await client.query("""
+                INSERT INTO devices (pin, user_id, master_key)
+                SELECT \(pinValue), id, \(key.base64) FROM users WHERE email = \(email)
+                RETURNING created_at
+                """, logger: logger)
+            for try await created in rows.decode(Date.self) {
+                return DeviceRecord(pin: pin.description, email: email, status: "active", lastSeq: 0, pending: 0, createdAt: created)
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StoreError.conflict("PIN \(pin) is already provisioned")
+        }
+        throw StoreError.notFound("no user \(email)")
+    }
+
+    public func devices(pin: PIN? = nil) async throws -> [DeviceRecord] {
+        let pinValue = pin.map { Int64($0.value) }
+        let rows = try await client.query("""
+            SELECT d.pin, u.email, d.status, d.last_seq, d.created_at,
+                   (SELECT count(*) FROM outbound o WHERE o.pin = d.pin AND o.state IN ('queued', 'sent'))
+            FROM devices d JOIN users u ON u.id = d.user_id
+            WHERE \(pinValue)::bigint IS NULL OR d.pin = \(pinValue)
+            ORDER BY d.pin
+            """, logger: logger)
+        var devices: [DeviceRecord] = []
+        for try await (p, e, s, seq, c, pending) in rows.decode((Int64, String, String, Int64, Date, Int64).self) {
+            devices.append(DeviceRecord(pin: PIN(UInt32(p)).description, email: e, status: s, lastSeq: seq, pending: pending, createdAt: c))
+        }
+        return devices
+    }
+}

@@ -1,0 +1,103 @@
+import Logging
+import PostgresNIO
+
+/// The configuration database schema as numbered migrations. The server applies the
+/// missing ones at start, inside one transaction holding an advisory lock, so two nodes
+/// starting at once apply each migration exactly once. Never edit an applied migration:
+/// add a new one.
+enum Migrations {
+    struct Migration {
+        let version: Int
+        let name: String
+        let sql: [PostgresQuery]
+    }
+
+    /// Advisory lock key for schema changes ("brambl" in ASCII).
+    static let lockKey: Int64 = 0x62_72_61_6d_62_6c
+
+    static let all: [Migration] = [
+        Migration(version: 1, name: "users, devices, outbound queue, events", sql: [
+            """
+            CREATE TABLE users (
+                id bigserial PRIMARY KEY,
+                email text NOT NULL UNIQUE,
+                display_name text NOT NULL DEFAULT '',
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE devices (
+                pin bigint PRIMARY KEY CHECK (pin >= 0 AND pin <= 4294967295),
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+                master_key text NOT NULL,
+                last_seq bigint NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX devices_user ON devices(user_id)",
+            """
+            CREATE TABLE outbound (
+                pin bigint NOT NULL REFERENCES devices(pin) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                push_id uuid NOT NULL,
+                service smallint NOT NULL,
+                subject text NOT NULL,
+                body text NOT NULL,
+                state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'acked', 'expired')),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL,
+                sent_at timestamptz,
+                acked_at timestamptz,
+                PRIMARY KEY (pin, seq)
+            )
+            """,
+            "CREATE INDEX outbound_push ON outbound(push_id)",
+            "CREATE INDEX outbound_open ON outbound(pin, seq) WHERE state IN ('queued', 'sent')",
+            """
+            CREATE TABLE events (
+                id bigserial PRIMARY KEY,
+                at timestamptz NOT NULL DEFAULT now(),
+                node text NOT NULL,
+                kind text NOT NULL,
+                epoch bigint,
+                detail text NOT NULL DEFAULT ''
+            )
+            """,
+            """
+            CREATE TABLE srp_epoch (
+                srp_id text PRIMARY KEY,
+                epoch bigint NOT NULL DEFAULT 0
+            )
+            """,
+        ]),
+    ]
+
+    /// Applies every missing migration; returns the versions applied now.
+    @discardableResult
+    static func apply(on client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await client.withTransaction(logger: logger) { conn in
+            try await conn.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            try await conn.query("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version int PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+            var applied: Set<Int> = []
+            for try await version in try await conn.query("SELECT version FROM schema_migrations", logger: logger)
+                .decode(Int.self) { applied.insert(version) }
+            var now: [Int] = []
+            for migration in all where !applied.contains(migration.version) {
+                for statement in migration.sql { try await conn.query(statement, logger: logger) }
+                try await conn.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
+                    logger: logger)
+                logger.info("applied migration", metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])
+                now.append(migration.version)
+            }
+            return now
+        }
+    }
+}
