@@ -1,0 +1,105 @@
+import ArgumentParser
+import BrambleCore
+import BrambleDevice
+import BrambleNet
+import Foundation
+import Logging
+
+@main
+struct BrambleDeviceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bramble-device",
+        abstract: "A simulated BlackBerry device, or many of them.",
+        subcommands: [Run.self, Load.self])
+
+    static func readCredential(_ path: String) throws -> DeviceCredential {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read credential file \(path)")
+        }
+        do {
+            let credential = try JSONDecoder().decode(DeviceCredential.self, from: data)
+            _ = try credential.validated()
+            return credential
+        } catch let error as CredentialError {
+            throw ValidationError("\(path): \(error)")
+        } catch {
+            throw ValidationError("\(path) is not a device credential file (from `bramble device provision`)")
+        }
+    }
+
+    static func relayAddress(_ text: String) throws -> HostPort {
+        guard let hp = HostPort(text) else { throw ValidationError("--relay must be HOST:PORT, got '\(text)'") }
+        return hp
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect one device and show what it receives.",
+        discussion: """
+            Stays connected to the relay (reconnecting with back-off), decrypts each item
+            with the device's master key, shows it once, and acknowledges it. Repeats are
+            dropped by sequence number, remembered across restarts in the state file and
+            the JSON-lines log. Stop with SIGTERM or Ctrl-C.
+            """)
+
+    @Option(help: "Credential file written by `bramble device provision`.") var credential: String
+    @Option(help: "Relay device listener, HOST:PORT.") var relay = "127.0.0.1:4101"
+    @Option(help: "State file remembering shown items (default: CREDENTIAL.state).") var state: String?
+    @Option(help: "Append one JSON line per shown item to this file.") var log: String?
+    @Flag(help: "Print one JSON line per shown item on standard output.") var json = false
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func run() async throws {
+        BrambleLogging.bootstrap(level: logLevel)
+        var config = DeviceAgent.Configuration(
+            credential: try BrambleDeviceCommand.readCredential(credential),
+            relay: try BrambleDeviceCommand.relayAddress(relay))
+        config.statePath = state ?? credential + ".state"
+        config.logPath = log
+        config.printJSON = json
+        let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"))
+        try await withSignalCancellation { await agent.run() }
+    }
+}
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every device whose credential is in a directory, in one process.",
+        discussion: "Prints a progress line every few seconds with the number of items shown.")
+
+    @Option(help: "Directory of *.json credential files.") var credentials: String
+    @Option(help: "Relay device listener, HOST:PORT.") var relay = "127.0.0.1:4101"
+    @Option(help: "Directory for each device's JSON-lines log and state (PIN.log, PIN.state).") var logDir: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func run() async throws {
+        BrambleLogging.bootstrap(level: logLevel ?? "warning")
+        let files = try FileManager.default.contentsOfDirectory(atPath: credentials).filter { $0.hasSuffix(".json") }.sorted()
+        guard !files.isEmpty else { throw ValidationError("no *.json credential files in \(credentials)") }
+        let relayAddress = try BrambleDeviceCommand.relayAddress(relay)
+        var agents: [DeviceAgent] = []
+        for file in files {
+            var config = DeviceAgent.Configuration(
+                credential: try BrambleDeviceCommand.readCredential(credentials + "/" + file), relay: relayAddress)
+            if let logDir {
+                config.logPath = "\(logDir)/\(config.credential.pin).log"
+                config.statePath = "\(logDir)/\(config.credential.pin).state"
+            }
+            agents.append(try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device")))
+        }
+        let all = agents
+        print("running \(all.count) devices against \(relayAddress)")
+        try await withSignalCancellation {
+            await withDiscardingTaskGroup { group in
+                for agent in all { group.addTask { await agent.run() } }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(5))
+                        print("shown: \(all.reduce(0) { $0 + $1.shownCount }) items across \(all.count) devices")
+                    }
+                }
+            }
+        }
+    }
+}
