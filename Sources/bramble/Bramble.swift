@@ -65,7 +65,7 @@ struct Connection: ParsableArguments {
 struct Failure: Error, CustomStringConvertible {
     let status: Int
     let message: String
-    var description: String { "error: \(message) (HTTP \(status))" }
+    var description: String { "\(message) (HTTP \(status))" }
 }
 
 // MARK: Shapes of the node's answers

@@ -1,0 +1,74 @@
+# Shared helpers for Bramble's scripts. Source it; do not run it.
+
+BRAMBLE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+say() { printf '%s\n' "bramble: $*" >&2; }
+die() { printf '%s\n' "bramble: error: $*" >&2; exit 1; }
+
+# Installs the Debian packages the project needs that are missing (apt-get update once).
+ensure_packages() {
+  local missing=()
+  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
+  [ -x /usr/bin/psql ] || missing+=(postgresql-client-15)
+  dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]}; install them (apt-get install -y ${missing[*]}) or run as root"
+  say "installing ${missing[*]}"
+  # Keep Debian's packaged PostgreSQL cluster from starting: Bramble runs its own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    local added_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  [ -n "${added_policy:-}" ] && rm -f /usr/sbin/policy-rc.d
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 did not install ($PG_BIN/initdb missing)"
+}
+
+# The unprivileged user PostgreSQL runs as (it refuses root).
+pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || die "no 'postgres' user; install postgresql-15"
+    echo postgres
+  else
+    id -un
+  fi
+}
+
+as_pg_user() {
+  local user; user=$(pg_user)
+  if [ "$(id -u)" -eq 0 ]; then
+    setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@"
+  else
+    "$@"
+  fi
+}
+
+# True if something listens on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until URL answers 200, up to SECONDS; 1 on time-out.
+wait_http_ok() {
+  local url=$1 seconds=$2 i=0
+  while [ $i -lt $((seconds * 10)) ]; do
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+
+# Stops PID with SIGTERM, then SIGKILL after SECONDS.
+stop_pid() {
+  local pid=$1 seconds=${2:-5} i=0
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && [ $i -lt $((seconds * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+}
+
+random_token() { head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
+random_key() { head -c 32 /dev/urandom | base64; }
