@@ -141,7 +141,8 @@ let package = Package(
         .testTarget(
             name: "BrambleIntegrationTests",
             dependencies: [
-                "BrambleCore", "BrambleNet", "BrambleDevice",
+                "BrambleCore", "BrambleNet", "BrambleDevice", "BrambleServer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

@@ -1,0 +1,56 @@
+#if BRAMBLE_FUZZ
+import BrambleCore
+import Crypto
+import NIOCore
+
+// libFuzzer entry point: every decoder that reads bytes from the network or from a
+// sealed body. Built only by `make fuzz` (-sanitize=fuzzer,address); libFuzzer supplies
+// `main`. Any crash, leak or unbounded allocation is a finding.
+
+private let fuzzKey = SymmetricKey(data: [UInt8](repeating: 0x42, count: 32))
+// libFuzzer calls the entry point from one thread.
+nonisolated(unsafe) private let envelope = Envelope()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+
+    // 1. The stream decoder: frames until it needs more bytes or throws.
+    var buffer = ByteBuffer(bytes: bytes)
+    do {
+        while let frame = try Frame.decode(from: &buffer, maxLength: 4096) {
+            // Whatever decodes must encode back to a frame that decodes equal.
+            var again = frame.encoded()
+            precondition((try? Frame.decode(from: &again)) == frame, "re-encoding changed the frame")
+        }
+    } catch {
+        _ = error.code
+    }
+
+    // 2. The envelope, with the bytes as a sealed body (almost always rejected by GCM).
+    let frame = DataFrame(pin: PIN(1), service: .push, ref: 1, flags: [], body: bytes)
+    _ = try? envelope.open(frame, key: fuzzKey, maxPayload: 1 << 16)
+
+    // 3. The payload parsers, which run only after authentication but are bounded anyway.
+    _ = try? PushItem.decode(bytes)
+    _ = try? AckList.decode(bytes)
+    return 0
+}
+
+// SwiftPM links an executable's entry as `<target>_main`; hand control to libFuzzer's
+// driver from there.
+@_silgen_name("LLVMFuzzerRunDriver")
+private func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+@_cdecl("bramble_fuzz_main")
+public func brambleFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv, fuzzDecoders)
+}
+
+#endif
