@@ -24,14 +24,14 @@ down: ## Stop everything `make up` started and remove its temp dirs
 
 test: deps ## Install what is missing and run every test (unit and integration)
 	swift build --build-tests
-	swift test
+	swift test --no-parallel
 
 test-unit: ## Run the pure-core unit tests only
 	swift test --filter BrambleCoreTests
 
 test-integration: deps ## Run the integration tests (real PostgreSQL, relay, node, devices)
 	swift build --build-tests
-	swift test --filter BrambleIntegrationTests
+	swift test --no-parallel --filter BrambleIntegrationTests
 
 fuzz: ## Fuzz the frame and envelope decoders for FUZZ_SECONDS (default 60) with libFuzzer
 	swift build --product bramble-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBRAMBLE_FUZZ

@@ -26,12 +26,14 @@ public struct NodeService: Service {
         let client = PostgresClient(configuration: pg, backgroundLogger: logger)
         let store = ConfigStore(client: client, logger: logger)
         let metrics = NodeMetrics()
-        let dispatcher = Dispatcher(configuration: c.dispatcher, metrics: metrics, logger: logger)
+        let dispatcher = Dispatcher(configuration: c.dispatcher, metrics: metrics, logger: logger,
+                                    keyLookup: { try await store.deviceKey($0) })
         let committer = PushCommitter(store: store, dispatcher: dispatcher, logger: logger)
         let linkStatus = SRPRouter.Status()
 
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask { await client.run() }
+            await Task.yield()  // let the pool start before the first query
 
             try await waitForDatabase(store)
             try await store.migrate()

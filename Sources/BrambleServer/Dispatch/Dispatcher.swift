@@ -31,9 +31,14 @@ public actor Dispatcher {
     private var keys: [PIN: SymmetricKey] = [:]
     private let envelope = Envelope()
     private var link: FrameConnection?
+    /// Reads a device's key from the configuration database, for a device provisioned
+    /// after this Dispatcher loaded (nil: no active device with that PIN).
+    private let keyLookup: @Sendable (PIN) async throws -> SymmetricKey?
 
-    public init(configuration: Configuration, metrics: NodeMetrics, logger: Logger) {
+    public init(configuration: Configuration, metrics: NodeMetrics, logger: Logger,
+                keyLookup: @escaping @Sendable (PIN) async throws -> SymmetricKey?) {
         self.configuration = configuration
+        self.keyLookup = keyLookup
         self.metrics = metrics
         self.logger = logger
     }
@@ -75,7 +80,8 @@ public actor Dispatcher {
     }
 
     /// A data frame from a device, via the relay.
-    func received(_ frame: DataFrame) {
+    func received(_ frame: DataFrame) async {
+        if keys[frame.pin] == nil, let key = try? await keyLookup(frame.pin) { keys[frame.pin] = key }
         guard let key = keys[frame.pin] else {
             reject(frame, reason: "no active device with this PIN")
             return

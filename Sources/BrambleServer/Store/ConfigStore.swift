@@ -37,6 +37,14 @@ public struct ConfigStore: Sendable {
             "INSERT INTO events (node, kind, epoch, detail) VALUES (\(node), \(kind), \(e), \(detail))", logger: logger)
     }
 
+    /// The master key of an active device, or nil.
+    public func deviceKey(_ pin: PIN) async throws -> SymmetricKey? {
+        let rows = try await client.query(
+            "SELECT master_key FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'", logger: logger)
+        for try await key in rows.decode(String.self) { return SymmetricKey(base64: key) }
+        return nil
+    }
+
     public func ping() async throws {
         try await client.query("SELECT 1", logger: logger)
     }

@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import BrambleCore
+import BrambleNet
+import Crypto
+import Foundation
+import NIOCore
+
+/// A real Bramble installation on loopback for one test: a private PostgreSQL (via
+/// scripts/pg-private, which installs PostgreSQL 15 if it is missing), a relay, a node,
+/// and devices as separate processes, all from this checkout's debug build.
+final class TestCluster: @unchecked Sendable {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    static let bin = root + "/.build/debug"
+
+    struct Options {
+        var lockoutWindowSeconds = 60
+        var resendAfterSeconds = 4 * 3600
+        /// Extra SRP IDs the relay accepts (for tests that play a server themselves).
+        var extraSRPIDs: [String] = []
+    }
+
+    let dir: String
+    let pgPort: Int
+    let devicePort: Int
+    let srpPort: Int
+    let relayHTTPPort: Int
+    let nodeHTTPPort: Int
+    let token: String
+    let srpKeys: [String: SymmetricKey]
+    let options: Options
+    private(set) var relay: ChildProcess?
+    private(set) var node: ChildProcess?
+    private var devices: [String: ChildProcess] = [:]
+    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+    private init(options: Options) throws {
+        self.options = options
+        dir = NSTemporaryDirectory() + "bramble-test-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o711])
+        var ports = try Self.freePorts(5)
+        pgPort = ports.removeFirst(); devicePort = ports.removeFirst(); srpPort = ports.removeFirst()
+        relayHTTPPort = ports.removeFirst(); nodeHTTPPort = ports.removeFirst()
+        token = UUID().uuidString + UUID().uuidString
+        var keys: [String: SymmetricKey] = ["bramble": SymmetricKey(size: .bits256)]
+        for id in options.extraSRPIDs { keys[id] = SymmetricKey(size: .bits256) }
+        srpKeys = keys
+        try keys.map { "\($0.key) \($0.value.base64)" }.joined(separator: "\n")
+            .write(toFile: dir + "/srp-keys", atomically: true, encoding: .utf8)
+        try token.write(toFile: dir + "/admin-token", atomically: true, encoding: .utf8)
+    }
+
+    /// Starts everything, runs `body`, and stops everything whether or not `body` throws.
+    static func with<T>(_ options: Options = Options(), _ body: (TestCluster) async throws -> T) async throws -> T {
+        let cluster = try TestCluster(options: options)
+        do {
+            try await cluster.start()
+            let result = try await body(cluster)
+            try await cluster.stop()
+            return result
+        } catch {
+            cluster.dumpLogs()
+            try? await cluster.stop()
+            throw error
+        }
+    }
+
+    var nodeURL: String { "http://127.0.0.1:\(nodeHTTPPort)" }
+    var admin: AdminClient { AdminClient(baseURL: nodeURL, token: token, http: http) }
+    var relayDevices: HostPort { HostPort(host: "127.0.0.1", port: devicePort) }
+    var relaySRP: HostPort { HostPort(host: "127.0.0.1", port: srpPort) }
+
+    private func start() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.bin + "/bramble-server") else {
+            throw SetupError("no debug build in \(Self.bin): run `swift build` (or `make test`) first")
+        }
+        try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
+        try startRelay()
+        try await waitFor("relay health") { try await self.get("http://127.0.0.1:\(self.relayHTTPPort)/health").status == 200 }
+        try startNode()
+        try await waitFor("node ready", seconds: 60) { try await self.get(self.nodeURL + "/health/ready").status == 200 }
+    }
+
+    func startRelay() throws {
+        relay = try ChildProcess(name: "relay", executable: Self.bin + "/bramble-relay", arguments: [
+            "--srp-keys", dir + "/srp-keys", "--device-listen", "127.0.0.1:\(devicePort)",
+            "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
+            "--lockout-window", "\(options.lockoutWindowSeconds)",
+        ], logPath: dir + "/relay.log")
+    }
+
+    func startNode() throws {
+        node = try ChildProcess(name: "node", executable: Self.bin + "/bramble-server", arguments: [
+            "--node", "node-a", "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(srpPort)",
+            "--http-listen", "127.0.0.1:\(nodeHTTPPort)", "--admin-token-file", dir + "/admin-token",
+            "--db-port", "\(pgPort)", "--resend-after", "\(options.resendAfterSeconds)",
+        ], logPath: dir + "/node.log")
+    }
+
+    /// Adds a user and provisions a device through the `bramble` CLI; returns its credential path.
+    @discardableResult
+    func provision(email: String, pin: String) throws -> String {
+        let env = ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL]
+        _ = try? runCommand(Self.bin + "/bramble", ["user", "add", "--email", email], environment: env)
+        let path = "\(dir)/device-\(pin).json"
+        try runCommand(Self.bin + "/bramble", ["device", "provision", "--email", email, "--pin", pin, "--out", path], environment: env)
+        return path
+    }
+
+    func logPath(pin: String) -> String { "\(dir)/device-\(pin).jsonl" }
+
+    func startDevice(pin: String) throws {
+        devices[pin] = try ChildProcess(name: "device-\(pin)", executable: Self.bin + "/bramble-device", arguments: [
+            "run", "--credential", "\(dir)/device-\(pin).json", "--relay", "127.0.0.1:\(devicePort)",
+            "--log", logPath(pin: pin),
+        ], logPath: "\(dir)/device-\(pin).out")
+    }
+
+    func device(_ pin: String) -> ChildProcess? { devices[pin] }
+
+    /// What a device's JSON-lines log says it showed.
+    func shown(pin: String) -> [ShownLine] {
+        guard let data = FileManager.default.contents(atPath: logPath(pin: pin)) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(ShownLine.self, from: $0) }
+    }
+
+    struct ShownLine: Decodable, Hashable {
+        var ref: UInt64
+        var push_id: String
+        var subject: String
+    }
+
+    /// POST /push; returns the push id when the node answered 202.
+    func push(to: String, subject: String, body: String = "body") async throws -> String? {
+        struct Body: Encodable { var to: String; var subject: String; var body: String }
+        let reply = try await admin.send(.POST, "/push", json: Body(to: to, subject: subject, body: body), timeout: .seconds(10))
+        guard reply.status == 202 else { return nil }
+        struct Accepted: Decodable { var id: String }
+        return try reply.decode(Accepted.self).id
+    }
+
+    func get(_ url: String) async throws -> AdminClient.Reply {
+        try await AdminClient(baseURL: url, token: token, http: http).send(.GET, "", timeout: .seconds(2))
+    }
+
+    func metric(_ name: String) async throws -> Double? {
+        let text = String(decoding: try await get(nodeURL + "/metrics").body, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.split(separator: " ")[1])
+        }
+        return nil
+    }
+
+    func waitFor(_ what: String, seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if (try? await condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw SetupError("timed out after \(seconds) s waiting for \(what)")
+    }
+
+    func stop() async throws {
+        for device in devices.values { device.stop() }
+        node?.stop()
+        relay?.stop()
+        _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
+        try? await http.shutdown()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func dumpLogs() {
+        for process in [relay, node].compactMap({ $0 }) + Array(devices.values) {
+            print("----- \(process.name) log (last 40 lines) -----")
+            print(process.log.split(separator: "\n").suffix(40).joined(separator: "\n"))
+        }
+    }
+
+    /// Ports the kernel hands out as free right now.
+    static func freePorts(_ n: Int) throws -> [Int] {
+        var ports: [Int] = []
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        while ports.count < n {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            guard bound else { throw SetupError("cannot find a free port") }
+            fds.append(fd)
+            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+        }
+        return ports
+    }
+}
+
+struct SetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
