@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct BrambleBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bramble-bench",
+        abstract: "Bramble's benchmarks; `make bench` runs them against a private cluster.",
+        subcommands: [EnvelopeBench.self, EndToEndBench.self])
+}

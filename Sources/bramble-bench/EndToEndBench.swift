@@ -1,0 +1,108 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BrambleCore
+import BrambleDevice
+import BrambleNet
+import Foundation
+import Histogram
+import Logging
+import NIOConcurrencyHelpers
+
+/// (b) End to end: pushes per second and latency from `POST /push` to the device's
+/// acknowledgement, for many devices on loopback.
+struct EndToEndBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end pushes/s and latency.")
+
+    @Option(help: "Node URL.") var url: String
+    @Option(help: "File holding the admin token.") var tokenFile: String
+    @Option(help: "Relay device listener, HOST:PORT.") var relay: String
+    @Option(help: "Directory of device credential files (*.json).") var credentials: String
+    @Option(help: "Pushes to send.") var pushes = 20_000
+    @Option(help: "Concurrent HTTP requests.") var concurrency = 128
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .warning; return h }
+        let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: credentials).filter { $0.hasSuffix(".json") }.sorted()
+        guard !files.isEmpty else { throw ValidationError("no credentials in \(credentials)") }
+
+        let shownAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+        var agents: [DeviceAgent] = []
+        var pins: [String] = []
+        for file in files {
+            let credential = try JSONDecoder().decode(DeviceCredential.self, from: Data(contentsOf: URL(fileURLWithPath: credentials + "/" + file)))
+            pins.append(credential.pin)
+            agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress), logger: Logger(label: "device")) { item in
+                let now = ContinuousClock.now
+                shownAt.withLockedValue { $0[item.pushID] = now }
+            })
+        }
+        let allPins = pins
+        let allAgents = agents
+        let client = AdminClient(baseURL: url, token: token)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for agent in allAgents { group.addTask { await agent.run() } }
+            // Warm up: one push per device, so every link is up before measuring.
+            for pin in allPins { _ = try await Self.push(client, to: pin, n: -1) }
+            try await Self.waitUntil(seconds: 60) { shownAt.withLockedValue { $0.count } >= allPins.count }
+            shownAt.withLockedValue { $0.removeAll() }
+            print("e2e: \(allPins.count) devices connected; sending \(pushes) pushes, \(concurrency) at a time")
+
+            let started = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+            let begin = ContinuousClock.now
+            let perWorker = pushes / concurrency
+            try await withThrowingTaskGroup(of: Void.self) { senders in
+                for w in 0..<concurrency {
+                    senders.addTask {
+                        for k in 0..<perWorker {
+                            let n = w * perWorker + k
+                            let t0 = ContinuousClock.now
+                            if let id = try await Self.push(client, to: allPins[n % allPins.count], n: n) {
+                                started.withLockedValue { $0[id] = t0 }
+                            }
+                        }
+                    }
+                }
+                try await senders.waitForAll()
+            }
+            let acceptedAll = ContinuousClock.now
+            let total = started.withLockedValue { $0.count }
+            try await Self.waitUntil(seconds: 120) { shownAt.withLockedValue { $0.count } >= total }
+            let end = shownAt.withLockedValue { $0.values.max()! }
+
+            var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+            let s = started.withLockedValue { $0 }
+            let shown = shownAt.withLockedValue { $0 }
+            for (id, t0) in s { if let t1 = shown[id] { histogram.record(UInt64(max(0, (t1 - t0).microseconds))) } }
+            let seconds = (end - begin).seconds
+            print(String(format: "e2e: accepted %d pushes in %.2f s (%.0f accepted/s)", total, (acceptedAll - begin).seconds, Double(total) / (acceptedAll - begin).seconds))
+            print(String(format: "e2e: %d shown and acknowledged in %.2f s: %.0f pushes/s end to end", shown.count, seconds, Double(shown.count) / seconds))
+            print(String(format: "e2e: latency POST -> device ack  p50 %.1f ms  p99 %.1f ms  max %.1f ms   (goal >= 5000/s, p99 < 50 ms)",
+                         Double(histogram.valueAtPercentile(50)) / 1000, Double(histogram.valueAtPercentile(99)) / 1000, Double(histogram.max) / 1000))
+            group.cancelAll()
+        }
+    }
+
+    static func push(_ client: AdminClient, to: String, n: Int) async throws -> String? {
+        struct Body: Encodable { var to: String; var subject: String; var body: String }
+        let reply = try await client.send(.POST, "/push", json: Body(to: to, subject: "bench \(n)", body: "Benchmark item \(n) for \(to)."))
+        guard reply.status == 202 else { throw ValidationError("push refused: HTTP \(reply.status) \(reply.errorMessage)") }
+        struct Accepted: Decodable { var id: String }
+        return try reply.decode(Accepted.self).id
+    }
+
+    static func waitUntil(seconds: Double, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw ValidationError("timed out after \(seconds) s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
+}
