@@ -104,19 +104,18 @@ public struct NodeService: Service {
     /// Writes the Dispatcher's delivery transitions in batches; a failed batch is retried,
     /// never dropped, so the queue's state catches up once the database answers.
     private func recordTransitions(dispatcher: Dispatcher, store: ConfigStore) async {
-        await dispatcher.transitions.run { batch in
-            var sent: [(PIN, UInt64)] = [], acked: [(PIN, UInt64)] = [], expired: [(PIN, UInt64)] = []
-            for t in batch {
+        await dispatcher.transitions.run { [logger] batch in
+            let transitions: [(PIN, UInt64, ConfigStore.DeliveryState)] = batch.map { t in
                 switch t {
-                case .sent(let p, let s): sent.append((p, s))
-                case .acked(let p, let s): acked.append((p, s))
-                case .expired(let p, let s): expired.append((p, s))
+                case .sent(let p, let s): (p, s, .sent)
+                case .acked(let p, let s): (p, s, .acked)
+                case .expired(let p, let s): (p, s, .expired)
                 }
             }
             var attempt = 0
             while true {
                 do {
-                    try await store.recordDelivery(sent: sent, acked: acked, expired: expired)
+                    try await store.recordDelivery(transitions)
                     return
                 } catch {
                     attempt += 1

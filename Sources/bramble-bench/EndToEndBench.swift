@@ -40,7 +40,13 @@ struct EndToEndBench: AsyncParsableCommand {
         }
         let allPins = pins
         let allAgents = agents
-        let client = AdminClient(baseURL: url, token: token)
+        // One HTTP connection per concurrent request: the shared client's default of 8
+        // per host would make the client, not the node, the bottleneck.
+        var httpConfig = HTTPClient.Configuration()
+        httpConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
+        defer { _ = http.shutdown() }
+        let client = AdminClient(baseURL: url, token: token, http: http)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             for agent in allAgents { group.addTask { await agent.run() } }

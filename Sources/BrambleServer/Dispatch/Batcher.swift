@@ -25,13 +25,26 @@ final class Batcher<Element: Sendable>: Sendable {
         wake.yield()
     }
 
-    /// Runs until the task is cancelled, then drains what is left once more.
-    func run(_ handle: ([Element]) async -> Void) async {
-        for await _ in signal {
-            while case let batch = take(), !batch.isEmpty { await handle(batch) }
-            if Task.isCancelled { break }
+    /// Runs until `finish()`, then drains what is left. Up to `concurrency` batches are
+    /// handled at once; while they are, new elements gather into the next batch.
+    func run(concurrency: Int = 1, _ handle: @escaping @Sendable ([Element]) async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            func dispatchAll() async {
+                while case let batch = take(), !batch.isEmpty {
+                    if inFlight == concurrency {
+                        await group.next()
+                        inFlight -= 1
+                    }
+                    group.addTask { await handle(batch) }
+                    inFlight += 1
+                }
+            }
+            for await _ in signal { await dispatchAll() }
+            await group.waitForAll()
+            inFlight = 0
+            await dispatchAll()
         }
-        while case let batch = take(), !batch.isEmpty { await handle(batch) }
     }
 
     func finish() { wake.finish() }

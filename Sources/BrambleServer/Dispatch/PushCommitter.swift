@@ -1,4 +1,5 @@
 import Logging
+import PostgresNIO
 
 /// Commits pushes in groups: every push waiting when a transaction starts goes into it,
 /// so throughput grows with load while each caller still hears back only after its
@@ -27,9 +28,11 @@ public final class PushCommitter: Sendable {
     }
 
     func run() async {
-        await batcher.run { batch in
+        // Two commits in flight: device rows are locked in PIN order, so they cannot
+        // deadlock, and PostgreSQL flushes both with one WAL write.
+        await batcher.run(concurrency: 2) { [store, dispatcher, logger] batch in
             do {
-                let (outcomes, keys) = try await store.commitPushes(batch.map(\.request))
+                let (outcomes, keys) = try await Self.retryingConflicts { try await store.commitPushes(batch.map(\.request)) }
                 for (pending, outcome) in zip(batch, outcomes) { pending.reply.resume(returning: outcome) }
                 var items: [OutboundItem] = []
                 for case .accepted(_, let committed) in outcomes { items += committed }
@@ -42,4 +45,24 @@ public final class PushCommitter: Sendable {
     }
 
     func finish() { batcher.finish() }
+
+    /// Retries a transaction PostgreSQL aborted for a deadlock or a serialization
+    /// conflict (SQLSTATE 40P01, 40001): nothing was committed, so trying again is safe.
+    static func retryingConflicts<T>(_ body: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch let error as PostgresTransactionError where attempt < 3 && isConflict(error.closureError) {
+                attempt += 1
+            } catch let error as PSQLError where attempt < 3 && isConflict(error) {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func isConflict(_ error: (any Error)?) -> Bool {
+        guard let psql = error as? PSQLError, let state = psql.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
 }

@@ -108,36 +108,41 @@ extension ConfigStore {
         return (items, keys)
     }
 
-    /// Records delivery transitions in one transaction; each only moves forward.
-    public func recordDelivery(sent: [(PIN, UInt64)], acked: [(PIN, UInt64)], expired: [(PIN, UInt64)]) async throws {
-        func columns(_ pairs: [(PIN, UInt64)]) -> ([Int64], [Int64]) {
-            (pairs.map { Int64($0.0.value) }, pairs.map { Int64($0.1) })
+    /// Delivery states an item moves through after it is committed.
+    public enum DeliveryState: String, Sendable, Comparable {
+        case sent, expired, acked
+        var rank: Int { switch self { case .sent: 0; case .expired: 1; case .acked: 2 } }
+        public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
+    }
+
+    /// Records delivery transitions in one statement; a row only moves forward
+    /// (queued → sent → acked or expired), and each row is written at most once, with its
+    /// most advanced state. (Writing a row twice in one transaction would make PostgreSQL
+    /// re-check its foreign key and lock the device row, deadlocking with the committer.)
+    ///
+    /// Committed without waiting for the WAL flush: losing the last of these in a crash
+    /// costs a resend that the device drops as a repeat, never a lost or doubled item,
+    /// and it keeps the disk's flushes for the pushes, whose commit is the promise.
+    public func recordDelivery(_ transitions: [(PIN, UInt64, DeliveryState)]) async throws {
+        var latest: [PIN: [UInt64: DeliveryState]] = [:]
+        for (pin, seq, state) in transitions { latest[pin, default: [:]][seq] = max(state, latest[pin]?[seq] ?? state) }
+        var pins: [Int64] = [], seqs: [Int64] = [], states: [String] = []
+        for (pin, items) in latest.sorted(by: { $0.key < $1.key }) {
+            for (seq, state) in items.sorted(by: { $0.key < $1.key }) {
+                pins.append(Int64(pin.value)); seqs.append(Int64(seq)); states.append(state.rawValue)
+            }
         }
+        guard !pins.isEmpty else { return }
         try await client.withTransaction(logger: logger) { conn in
-            if !sent.isEmpty {
-                let (p, s) = columns(sent)
-                try await conn.query("""
-                    UPDATE outbound o SET state = 'sent', sent_at = now()
-                    FROM unnest(\(p)::bigint[], \(s)::bigint[]) AS t(pin, seq)
-                    WHERE o.pin = t.pin AND o.seq = t.seq AND o.state = 'queued'
-                    """, logger: logger)
-            }
-            if !acked.isEmpty {
-                let (p, s) = columns(acked)
-                try await conn.query("""
-                    UPDATE outbound o SET state = 'acked', acked_at = now()
-                    FROM unnest(\(p)::bigint[], \(s)::bigint[]) AS t(pin, seq)
-                    WHERE o.pin = t.pin AND o.seq = t.seq AND o.state IN ('queued', 'sent')
-                    """, logger: logger)
-            }
-            if !expired.isEmpty {
-                let (p, s) = columns(expired)
-                try await conn.query("""
-                    UPDATE outbound o SET state = 'expired'
-                    FROM unnest(\(p)::bigint[], \(s)::bigint[]) AS t(pin, seq)
-                    WHERE o.pin = t.pin AND o.seq = t.seq AND o.state IN ('queued', 'sent')
-                    """, logger: logger)
-            }
+            try await conn.query("SET LOCAL synchronous_commit = off", logger: logger)
+            try await conn.query("""
+                UPDATE outbound o SET state = t.state,
+                       sent_at = COALESCE(o.sent_at, now()),
+                       acked_at = CASE WHEN t.state = 'acked' THEN now() ELSE o.acked_at END
+                FROM unnest(\(pins)::bigint[], \(seqs)::bigint[], \(states)::text[]) AS t(pin, seq, state)
+                WHERE o.pin = t.pin AND o.seq = t.seq
+                  AND (o.state = 'queued' OR (o.state = 'sent' AND t.state <> 'sent'))
+                """, logger: logger)
         }
     }
 
