@@ -69,52 +69,67 @@ public final class DeviceAgent: @unchecked Sendable {
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
         connection.send(.deviceHello(pin: pin, srpID: configuration.credential.srpID))
-        var frames = connection.frames.makeAsyncIterator()
+        var frames = connection.reader()
         guard case .deviceWelcome? = try await frames.next() else {
             throw CredentialError("relay did not welcome the device")
         }
         onConnected()
         logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
         try await withTaskCancellationHandler {
-            while let frame = try await frames.next() {
-                switch frame {
-                case .data(let data): try handle(data, on: connection)
-                case .ping(let n): connection.send(.pong(n))
-                case .error(let code, let message):
-                    logger.warning("relay error", metadata: ["device.pin": "\(pin)", "code": "\(code)", "message": "\(message)"])
-                default: break
+            while let batch = try await frames.nextBatch() {
+                var refs: [UInt64] = []
+                for frame in batch {
+                    switch frame {
+                    case .data(let data): if let ref = try show(data) { refs.append(ref) }
+                    case .ping(let n): connection.send(.pong(n))
+                    case .error(let code, let message):
+                        logger.warning("relay error", metadata: ["device.pin": "\(pin)", "code": "\(code)", "message": "\(message)"])
+                    default: break
+                    }
                 }
+                guard !refs.isEmpty else { continue }
+                // Persist once per burst, then acknowledge the burst.
+                try store.save()
+                connection.send(acknowledgements(refs))
             }
         } onCancel: {
             connection.close()
         }
     }
 
-    private func handle(_ frame: DataFrame, on connection: FrameConnection) throws {
+    /// Shows an item unless it was shown before; returns its sequence number to
+    /// acknowledge (repeats too: the first acknowledgement may be what was lost), or
+    /// nil for a frame that must not be acknowledged.
+    private func show(_ frame: DataFrame) throws -> UInt64? {
         guard frame.pin == pin, frame.service == .push, !frame.flags.contains(.fromDevice) else {
             logger.warning("unexpected frame dropped", metadata: ["device.pin": "\(pin)", "frame.service": "\(frame.service)"])
-            return
+            return nil
         }
-        if !store.contains(frame.ref) {
-            let item: PushItem
-            do {
-                item = try PushItem.decode(try envelope.open(frame, key: key))
-            } catch {
-                // Tampered or foreign: never shown, never acknowledged, so a genuine copy is still resent.
-                logger.warning("item rejected", metadata: ["device.pin": "\(pin)", "frame.ref": "\(frame.ref)", "reason": "\(error)"])
-                return
-            }
-            let shown = ShownItem(pin: pin.description, ref: frame.ref, pushID: item.pushID, service: "push",
-                                  subject: item.subject, bodyLength: item.body.utf8.count, receivedAt: Date())
-            try store.show(shown)
-            try store.save()
-            shownTotal.withLockedValue { $0 += 1 }
-            onShown?(shown)
+        if store.contains(frame.ref) { return frame.ref }
+        let item: PushItem
+        do {
+            item = try PushItem.decode(try envelope.open(frame, key: key))
+        } catch {
+            // Tampered or foreign: never shown, never acknowledged, so a genuine copy is still resent.
+            logger.warning("item rejected", metadata: ["device.pin": "\(pin)", "frame.ref": "\(frame.ref)", "reason": "\(error)"])
+            return nil
         }
-        // Acknowledge repeats too: the first acknowledgement may be what was lost.
-        requestNumber += 1
-        var ack = DataFrame(pin: pin, service: .ack, ref: requestNumber, flags: [.fromDevice], body: [])
-        ack.body = envelope.seal(AckList(refs: [frame.ref]).encoded(), key: key, header: ack)
-        connection.send(.data(ack))
+        let shown = ShownItem(pin: pin.description, ref: frame.ref, pushID: item.pushID, service: "push",
+                              subject: item.subject, bodyLength: item.body.utf8.count, receivedAt: Date())
+        try store.show(shown)
+        shownTotal.withLockedValue { $0 += 1 }
+        onShown?(shown)
+        return frame.ref
+    }
+
+    /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.
+    private func acknowledgements(_ refs: [UInt64]) -> [Frame] {
+        stride(from: 0, to: refs.count, by: AckList.maxCount).map { start in
+            requestNumber += 1
+            var ack = DataFrame(pin: pin, service: .ack, ref: requestNumber, flags: [.fromDevice], body: [])
+            ack.body = envelope.seal(AckList(refs: Array(refs[start..<min(start + AckList.maxCount, refs.count)])).encoded(),
+                                     key: key, header: ack)
+            return .data(ack)
+        }
     }
 }

@@ -20,7 +20,7 @@ import Testing
             // under the wrong key, and a genuine-looking ack with one bit flipped.
             let eve = try await FrameConnection.connect(to: cluster.relayDevices)
             eve.send(.deviceHello(pin: PIN("EEE00001")!, srpID: "bramble"))
-            var frames = eve.frames.makeAsyncIterator()
+            var frames = eve.reader()
             #expect(try await frames.next() == .deviceWelcome)
             let envelope = Envelope()
             var garbage = DataFrame(pin: PIN("EEE00001")!, service: .ack, ref: 1, flags: [.fromDevice], body: [])
@@ -57,7 +57,7 @@ import Testing
     @Test func aWrongSRPKeyIsRefusedAndTheServingNodeKeepsItsLink() async throws {
         try await TestCluster.with { cluster in
             let attacker = try await FrameConnection.connect(to: cluster.relaySRP)
-            var frames = attacker.frames.makeAsyncIterator()
+            var frames = attacker.reader()
             guard case .challenge(let nonce)? = try await frames.next() else { Issue.record("no challenge"); return }
             let proof = SRPProof.compute(key: SymmetricKey(size: .bits256), nonce: nonce, srpID: "bramble", epoch: 1_000)
             attacker.send(.register(srpID: "bramble", epoch: 1_000, proof: proof))
@@ -83,7 +83,7 @@ import Testing
             func connectOnce() async throws -> Frame? {
                 let c = try await FrameConnection.connect(to: cluster.relaySRP)
                 defer { c.close() }
-                var frames = c.frames.makeAsyncIterator()
+                var frames = c.reader()
                 guard case .challenge(let nonce)? = try await frames.next() else { return nil }
                 c.send(.register(srpID: "lab", epoch: 1, proof: SRPProof.compute(key: key, nonce: nonce, srpID: "lab", epoch: 1)))
                 return try await frames.next()

@@ -79,35 +79,40 @@ public actor Dispatcher {
         transmit(windows[pin]!.resendAll(nowMs: Monotonic.nowMs()))
     }
 
-    /// A data frame from a device, via the relay.
-    func received(_ frame: DataFrame) async {
+    /// Data frames from devices, via the relay, as they arrived in one read.
+    func received(_ frames: [DataFrame]) async {
+        var sends: [Send<OutboundItem>] = []
+        for frame in frames { sends += await open(frame) }
+        transmit(sends)
+    }
+
+    /// Checks one device frame and applies its acknowledgements; returns what the
+    /// freed window slots let through.
+    private func open(_ frame: DataFrame) async -> [Send<OutboundItem>] {
         if keys[frame.pin] == nil, let key = try? await keyLookup(frame.pin) { keys[frame.pin] = key }
         guard let key = keys[frame.pin] else {
             reject(frame, reason: "no active device with this PIN")
-            return
+            return []
         }
-        let payload: [UInt8]
         do {
-            payload = try envelope.open(frame, key: key)
-        } catch {
-            reject(frame, reason: error.description)
-            return
-        }
-        switch frame.service {
-        case .ack:
-            do {
+            let payload = try envelope.open(frame, key: key)
+            switch frame.service {
+            case .ack:
                 let acks = try AckList.decode(payload)
-                guard windows[frame.pin] != nil else { return }
+                guard windows[frame.pin] != nil else { return [] }
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: Monotonic.nowMs())
                 metrics.itemsAcked.increment(by: Int64(acked.count))
                 transitions.append(contentsOf: acked.map { .acked(frame.pin, $0) })
-                transmit(sends)
-            } catch {
-                reject(frame, reason: error.description)
+                return sends
+            case .push:
+                reject(frame, reason: "devices do not push")
             }
-        case .push:
-            reject(frame, reason: "devices do not push")
+        } catch let error as EnvelopeError {
+            reject(frame, reason: error.description)
+        } catch {
+            reject(frame, reason: "\(error)")
         }
+        return []
     }
 
     /// Resends what is due and expires what is too old; run about once a second.

@@ -85,7 +85,7 @@ public struct SRPRouter: Service {
         let epoch = try await self.epoch()
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
-        var frames = connection.frames.makeAsyncIterator()
+        var frames = connection.reader()
         guard case .challenge(let nonce)? = try await frames.next() else {
             throw ProtocolError(description: "relay did not send a challenge")
         }
@@ -116,18 +116,22 @@ public struct SRPRouter: Service {
                     connection.send(.ping(n))
                 }
             }
-            while let frame = try await frames.next() {
-                switch frame {
-                case .data(let data): await dispatcher.received(data)
-                case .presence(let pin, true): await dispatcher.deviceOnline(pin)
-                case .presence(_, false), .pong, .registered: break
-                case .ping(let n): connection.send(.pong(n))
-                case .error(let code, let message):
-                    logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                    if code == .displaced { throw RefusedError(code: code, message: message) }
-                case .deviceHello, .deviceWelcome, .challenge, .register:
-                    throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
+            while let batch = try await frames.nextBatch() {
+                var data: [DataFrame] = []
+                for frame in batch {
+                    switch frame {
+                    case .data(let d): data.append(d)
+                    case .presence(let pin, true): await dispatcher.deviceOnline(pin)
+                    case .presence(_, false), .pong, .registered: break
+                    case .ping(let n): connection.send(.pong(n))
+                    case .error(let code, let message):
+                        logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
+                        if code == .displaced { throw RefusedError(code: code, message: message) }
+                    case .deviceHello, .deviceWelcome, .challenge, .register:
+                        throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
+                    }
                 }
+                if !data.isEmpty { await dispatcher.received(data) }
             }
             group.cancelAll()
         }
