@@ -58,12 +58,10 @@ struct EndToEndBench: AsyncParsableCommand {
 
             let started = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
             let begin = ContinuousClock.now
-            let perWorker = pushes / concurrency
             try await withThrowingTaskGroup(of: Void.self) { senders in
                 for w in 0..<concurrency {
                     senders.addTask {
-                        for k in 0..<perWorker {
-                            let n = w * perWorker + k
+                        for n in stride(from: w, to: pushes, by: concurrency) {
                             let t0 = ContinuousClock.now
                             if let id = try await Self.push(client, to: allPins[n % allPins.count], n: n) {
                                 started.withLockedValue { $0[id] = t0 }
