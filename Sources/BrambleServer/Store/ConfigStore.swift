@@ -7,7 +7,7 @@ import PostgresNIO
 /// The configuration database: every query the node runs lives in this type and its
 /// extensions, so the SQL can be read in one place.
 public struct ConfigStore: Sendable {
-    let client: PostgresClient
+    public let client: PostgresClient
     let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {

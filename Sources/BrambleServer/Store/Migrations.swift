@@ -71,6 +71,28 @@ enum Migrations {
             )
             """,
         ]),
+        Migration(version: 2, name: "HA lease and heartbeats", sql: [
+            """
+            CREATE TABLE lease (
+                pair text PRIMARY KEY,
+                holder text,
+                epoch bigint NOT NULL DEFAULT 0,
+                expires_at timestamptz NOT NULL DEFAULT 'epoch',
+                handover_to text
+            )
+            """,
+            """
+            CREATE TABLE heartbeats (
+                node text PRIMARY KEY,
+                pair text NOT NULL,
+                role text NOT NULL,
+                epoch bigint,
+                score int NOT NULL,
+                requests_lease boolean NOT NULL DEFAULT false,
+                written_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

@@ -1,0 +1,68 @@
+import BrambleServer
+import Logging
+import PostgresNIO
+import Testing
+
+/// The HA lease statements against a real PostgreSQL: one winner per epoch, renewals and
+/// fenced writes fail once the lease has moved on.
+@Suite(.serialized) struct LeaseStoreTests {
+    func withStore(_ body: (ConfigStore) async throws -> Void) async throws {
+        try await TestCluster.with { cluster in
+            let logger = Logger(label: "test")
+            let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "bramble",
+                                                             password: nil, database: "bramble", tls: .disable), backgroundLogger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                try await body(ConfigStore(client: client, logger: logger))
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test func ofTwoNodesRacingForTheLeaseExactlyOneWinsAndTheEpochGoesUpByOne() async throws {
+        try await withStore { store in
+            for round in 0..<5 {
+                let expected = try await store.readPair("p", node: "a").lease?.epoch ?? 0
+                async let a = store.takeLease("p", node: "a", expectedEpoch: expected, durationMs: 1000)
+                async let b = store.takeLease("p", node: "b", expectedEpoch: expected, durationMs: 1000)
+                let winners = [try await a, try await b].compactMap { $0 }
+                #expect(winners == [expected + 1], "round \(round)")
+            }
+        }
+    }
+
+    @Test func aNodeThatLostTheLeaseCannotRenewItNorCommitAFencedWrite() async throws {
+        try await withStore { store in
+            let epochA = try #require(try await store.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 1000))
+            #expect(try await store.renewLease("p", node: "a", epoch: epochA, durationMs: 1000))
+            let fencedOK = try await store.fenced("p", node: "a", epoch: epochA) { _ in true }
+            #expect(fencedOK)
+
+            let epochB = try #require(try await store.takeLease("p", node: "b", expectedEpoch: epochA, durationMs: 1000))
+            #expect(epochB == epochA + 1)
+            #expect(try await store.renewLease("p", node: "a", epoch: epochA, durationMs: 1000) == false)
+            await #expect(throws: ConfigStore.FencedError.self) {
+                try await store.fenced("p", node: "a", epoch: epochA) { conn in
+                    try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'stale-write', 'must not commit')")
+                }
+            }
+            var stale = 0
+            for try await n in try await store.client.query("SELECT count(*) FROM events WHERE kind = 'stale-write'").decode(Int.self) { stale = n }
+            #expect(stale == 0, "a fenced transaction committed nothing")
+        }
+    }
+
+    @Test func aHandoverNamesTheNextHolderAndTheHeartbeatShowsThePeer() async throws {
+        try await withStore { store in
+            let e = try #require(try await store.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 1000))
+            try await store.writeHeartbeat(pair: "p", node: "a", role: "primary", epoch: e, score: 11, requestsLease: false)
+            try await store.writeHeartbeat(pair: "p", node: "b", role: "standby", epoch: nil, score: 9, requestsLease: true)
+            try await store.releaseLease("p", node: "a", epoch: e, handoverTo: "b")
+            let seenByB = try await store.readPair("p", node: "b")
+            #expect(seenByB.lease?.holder == nil)
+            #expect(seenByB.lease?.handoverTo == "b")
+            #expect(seenByB.peer?.node == "a" && seenByB.peer?.score == 11)
+            #expect(try await store.readPair("p", node: "a").peer?.requestsLease == true)
+        }
+    }
+}
