@@ -105,17 +105,10 @@ public struct NodeService: Service {
     /// never dropped, so the queue's state catches up once the database answers.
     private func recordTransitions(dispatcher: Dispatcher, store: ConfigStore) async {
         await dispatcher.transitions.run { [logger] batch in
-            let transitions: [(PIN, UInt64, ConfigStore.DeliveryState)] = batch.map { t in
-                switch t {
-                case .sent(let p, let s): (p, s, .sent)
-                case .acked(let p, let s): (p, s, .acked)
-                case .expired(let p, let s): (p, s, .expired)
-                }
-            }
             var attempt = 0
             while true {
                 do {
-                    try await store.recordDelivery(transitions)
+                    try await store.recordDelivery(batch)
                     return
                 } catch {
                     attempt += 1

@@ -17,20 +17,16 @@ public actor Dispatcher {
         public init() {}
     }
 
-    enum Transition: Sendable {
-        case sent(PIN, UInt64)
-        case acked(PIN, UInt64)
-        case expired(PIN, UInt64)
-    }
-
     private let configuration: Configuration
     private let logger: Logger
     private let metrics: NodeMetrics
-    let transitions = Batcher<Transition>()
+    let transitions = Batcher<DeliveryTransition>()
     private var windows: [PIN: DeliveryWindow<OutboundItem>] = [:]
     private var keys: [PIN: SymmetricKey] = [:]
     private let envelope = Envelope()
     private var link: FrameConnection?
+    /// What a device's window starts as (the configuration, nothing in it).
+    private let emptyWindow: DeliveryWindow<OutboundItem>
     /// Reads a device's key from the configuration database, for a device provisioned
     /// after this Dispatcher loaded (nil: no active device with that PIN).
     private let keyLookup: @Sendable (PIN) async throws -> SymmetricKey?
@@ -39,6 +35,10 @@ public actor Dispatcher {
                 keyLookup: @escaping @Sendable (PIN) async throws -> SymmetricKey?) {
         self.configuration = configuration
         self.keyLookup = keyLookup
+        let resend = configuration.resendAfter.components
+        self.emptyWindow = DeliveryWindow(
+            maxInFlight: configuration.maxInFlight,
+            resendAfterMs: UInt64(resend.seconds) * 1000 + UInt64(resend.attoseconds / 1_000_000_000_000_000))
         self.metrics = metrics
         self.logger = logger
     }
@@ -56,7 +56,7 @@ public actor Dispatcher {
         let now = Monotonic.nowMs()
         var sends: [Send<OutboundItem>] = []
         for item in items {
-            sends += windows[item.pin, default: emptyWindow()].enqueue(seq: item.seq, item: item, nowMs: now)
+            sends += windows[item.pin, default: emptyWindow].enqueue(seq: item.seq, item: item, nowMs: now)
         }
         transmit(sends)
     }
@@ -102,7 +102,7 @@ public actor Dispatcher {
                 guard windows[frame.pin] != nil else { return [] }
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: Monotonic.nowMs())
                 metrics.itemsAcked.increment(by: Int64(acked.count))
-                transitions.append(contentsOf: acked.map { .acked(frame.pin, $0) })
+                transitions.append(contentsOf: acked.map { DeliveryTransition(pin: frame.pin, seq: $0, state: .acked) })
                 return sends
             case .push:
                 reject(frame, reason: "devices do not push")
@@ -125,7 +125,7 @@ public actor Dispatcher {
             let (expired, afterExpiry) = windows[pin]!.removeAll(where: { $0.expiresAt <= wallNow }, nowMs: now)
             if !expired.isEmpty {
                 metrics.itemsExpired.increment(by: Int64(expired.count))
-                transitions.append(contentsOf: expired.map { .expired(pin, $0) })
+                transitions.append(contentsOf: expired.map { DeliveryTransition(pin: pin, seq: $0, state: .expired) })
             }
             sends += afterExpiry + windows[pin]!.due(nowMs: now)
             depth += windows[pin]!.inFlightCount + windows[pin]!.pendingCount
@@ -134,22 +134,13 @@ public actor Dispatcher {
         transmit(sends)
     }
 
-    private func emptyWindow() -> DeliveryWindow<OutboundItem> {
-        DeliveryWindow(maxInFlight: configuration.maxInFlight, resendAfterMs: resendAfterMs)
-    }
-
-    private var resendAfterMs: UInt64 {
-        let c = configuration.resendAfter.components
-        return UInt64(c.seconds) * 1000 + UInt64(c.attoseconds / 1_000_000_000_000_000)
-    }
-
     /// Seals and writes; an item sent while the link is down stays in flight and goes
     /// out again when the link is back (`linkUp`).
     private func transmit(_ sends: [Send<OutboundItem>]) {
         guard !sends.isEmpty else { return }
         var frames: [Frame] = []
         frames.reserveCapacity(sends.count)
-        var firstSends: [Transition] = []
+        var firstSends: [DeliveryTransition] = []
         for send in sends {
             guard let key = keys[send.item.pin] else {
                 logger.warning("no key for device, item held", metadata: ["device.pin": "\(send.item.pin)"])
@@ -163,7 +154,7 @@ public actor Dispatcher {
             frames.append(.data(header))
             if send.isResend { metrics.itemsResent.increment() } else {
                 metrics.itemsSent.increment()
-                firstSends.append(.sent(send.item.pin, send.seq))
+                firstSends.append(DeliveryTransition(pin: send.item.pin, seq: send.seq, state: .sent))
             }
         }
         link?.send(frames)

@@ -46,8 +46,9 @@ extension ConfigStore {
             }
             guard !counts.isEmpty else { return (requests.map { _ in .unknownRecipient }, [:]) }
 
-            let countPins = counts.keys.sorted().map { Int64($0.value) }
-            let countValues = counts.keys.sorted().map { counts[$0]! }
+            let countedPINs = counts.keys.sorted()
+            let countPins = countedPINs.map { Int64($0.value) }
+            let countValues = countedPINs.map { counts[$0]! }
             var nextSeq: [PIN: UInt64] = [:]
             let advanced = try await conn.query("""
                 UPDATE devices d SET last_seq = d.last_seq + c.n
@@ -108,13 +109,6 @@ extension ConfigStore {
         return (items, keys)
     }
 
-    /// Delivery states an item moves through after it is committed.
-    public enum DeliveryState: String, Sendable, Comparable {
-        case sent, expired, acked
-        var rank: Int { switch self { case .sent: 0; case .expired: 1; case .acked: 2 } }
-        public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
-    }
-
     /// Records delivery transitions in one statement; a row only moves forward
     /// (queued → sent → acked or expired), and each row is written at most once, with its
     /// most advanced state. (Writing a row twice in one transaction would make PostgreSQL
@@ -123,9 +117,9 @@ extension ConfigStore {
     /// Committed without waiting for the WAL flush: losing the last of these in a crash
     /// costs a resend that the device drops as a repeat, never a lost or doubled item,
     /// and it keeps the disk's flushes for the pushes, whose commit is the promise.
-    public func recordDelivery(_ transitions: [(PIN, UInt64, DeliveryState)]) async throws {
+    public func recordDelivery(_ transitions: [DeliveryTransition]) async throws {
         var latest: [PIN: [UInt64: DeliveryState]] = [:]
-        for (pin, seq, state) in transitions { latest[pin, default: [:]][seq] = max(state, latest[pin]?[seq] ?? state) }
+        for t in transitions { latest[t.pin, default: [:]][t.seq] = max(t.state, latest[t.pin]?[t.seq] ?? t.state) }
         var pins: [Int64] = [], seqs: [Int64] = [], states: [String] = []
         for (pin, items) in latest.sorted(by: { $0.key < $1.key }) {
             for (seq, state) in items.sorted(by: { $0.key < $1.key }) {

@@ -63,6 +63,20 @@ public struct PushRequest: Sendable {
     public var expiresIn: Int
 }
 
+/// Delivery states an item moves through after it is committed (it starts `queued`).
+public enum DeliveryState: String, Sendable, Comparable {
+    case sent, expired, acked
+    var rank: Int { switch self { case .sent: 0; case .expired: 1; case .acked: 2 } }
+    public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
+}
+
+/// One item reaching a delivery state, as the Dispatcher reports it for recording.
+public struct DeliveryTransition: Sendable, Equatable {
+    public var pin: PIN
+    public var seq: UInt64
+    public var state: DeliveryState
+}
+
 public enum PushOutcome: Sendable {
     case accepted(pushID: UUID, items: [OutboundItem])
     case unknownRecipient
