@@ -20,21 +20,19 @@ final class ShownStore {
             shown = try JSONDecoder().decode(ShownSet.self, from: data)
         }
         if let logPath {
-            if let data = FileManager.default.contents(atPath: logPath) {
-                for line in data.split(separator: UInt8(ascii: "\n")) {
-                    // A line cut short by a kill holds no complete item: skip it.
-                    if let item = try? JSONDecoder().decode(RefOnly.self, from: line) { shown.insert(item.ref) }
-                }
-            } else {
-                FileManager.default.createFile(atPath: logPath, contents: nil)
+            let existing = FileManager.default.contents(atPath: logPath)
+            let decoder = JSONDecoder()
+            for line in existing?.split(separator: UInt8(ascii: "\n")) ?? [] {
+                // A line cut short by a kill holds no complete item: skip it.
+                if let item = try? decoder.decode(RefOnly.self, from: line) { shown.insert(item.ref) }
             }
+            if existing == nil { FileManager.default.createFile(atPath: logPath, contents: nil) }
             guard let handle = FileHandle(forWritingAtPath: logPath) else {
                 throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: logPath])
             }
             try handle.seekToEnd()
             // A partial last line from a kill: start the next item on a fresh line.
-            if let size = try? handle.offset(), size > 0,
-               let last = FileManager.default.contents(atPath: logPath)?.last, last != UInt8(ascii: "\n") {
+            if let last = existing?.last, last != UInt8(ascii: "\n") {
                 handle.write(Data("\n".utf8))
             }
             log = handle

@@ -46,7 +46,6 @@ public final class FrameConnection: Sendable {
 
     public func close() { channel.close(promise: nil) }
 
-    public var isActive: Bool { channel.isActive }
 }
 
 /// Inbound frames of one connection.

@@ -21,17 +21,14 @@ struct EndToEndBench: AsyncParsableCommand {
     @Option(help: "Concurrent HTTP requests.") var concurrency = 128
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .warning; return h }
+        BrambleLogging.bootstrap(level: "warning")
         let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT") }
-        let files = try FileManager.default.contentsOfDirectory(atPath: credentials).filter { $0.hasSuffix(".json") }.sorted()
-        guard !files.isEmpty else { throw ValidationError("no credentials in \(credentials)") }
 
         let shownAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
         var agents: [DeviceAgent] = []
         var pins: [String] = []
-        for file in files {
-            let credential = try JSONDecoder().decode(DeviceCredential.self, from: Data(contentsOf: URL(fileURLWithPath: credentials + "/" + file)))
+        for credential in try CredentialFile.loadDirectory(credentials) {
             pins.append(credential.pin)
             agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress), logger: Logger(label: "device")) { item in
                 let now = ContinuousClock.now

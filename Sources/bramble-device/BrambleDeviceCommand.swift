@@ -12,21 +12,6 @@ struct BrambleDeviceCommand: AsyncParsableCommand {
         abstract: "A simulated BlackBerry device, or many of them.",
         subcommands: [Run.self, Load.self])
 
-    static func readCredential(_ path: String) throws -> DeviceCredential {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ValidationError("cannot read credential file \(path)")
-        }
-        do {
-            let credential = try JSONDecoder().decode(DeviceCredential.self, from: data)
-            _ = try credential.validated()
-            return credential
-        } catch let error as CredentialError {
-            throw ValidationError("\(path): \(error)")
-        } catch {
-            throw ValidationError("\(path) is not a device credential file (from `bramble device provision`)")
-        }
-    }
-
     static func relayAddress(_ text: String) throws -> HostPort {
         guard let hp = HostPort(text) else { throw ValidationError("--relay must be HOST:PORT, got '\(text)'") }
         return hp
@@ -53,7 +38,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel)
         var config = DeviceAgent.Configuration(
-            credential: try BrambleDeviceCommand.readCredential(credential),
+            credential: try CredentialFile.load(credential),
             relay: try BrambleDeviceCommand.relayAddress(relay))
         config.statePath = state ?? credential + ".state"
         config.logPath = log
@@ -75,13 +60,10 @@ struct Load: AsyncParsableCommand {
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel ?? "warning")
-        let files = try FileManager.default.contentsOfDirectory(atPath: credentials).filter { $0.hasSuffix(".json") }.sorted()
-        guard !files.isEmpty else { throw ValidationError("no *.json credential files in \(credentials)") }
         let relayAddress = try BrambleDeviceCommand.relayAddress(relay)
         var agents: [DeviceAgent] = []
-        for file in files {
-            var config = DeviceAgent.Configuration(
-                credential: try BrambleDeviceCommand.readCredential(credentials + "/" + file), relay: relayAddress)
+        for credential in try CredentialFile.loadDirectory(credentials) {
+            var config = DeviceAgent.Configuration(credential: credential, relay: relayAddress)
             if let logDir {
                 config.logPath = "\(logDir)/\(config.credential.pin).log"
                 config.statePath = "\(logDir)/\(config.credential.pin).state"

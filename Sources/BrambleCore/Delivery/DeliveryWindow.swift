@@ -31,7 +31,6 @@ public struct DeliveryWindow<Item> {
     public var inFlightCount: Int { inFlight.count }
     public var pendingCount: Int { pending.count }
     public var isEmpty: Bool { pending.isEmpty && inFlight.isEmpty }
-    public var inFlightSeqs: [UInt64] { inFlight.keys.sorted() }
 
     /// Adds a committed item; a sequence number already held is ignored (so reloading
     /// from the database after a notification is harmless). Returns what to send now.
