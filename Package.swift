@@ -140,11 +140,31 @@ let package = Package(
             name: "BrambleCoreTests",
             dependencies: ["BrambleCore"]
         ),
+        // Starts real clusters (PostgreSQL, relay, nodes, devices) for the two suites below.
+        .target(
+            name: "BrambleTestSupport",
+            dependencies: [
+                "BrambleCore", "BrambleNet",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/BrambleTestSupport"
+        ),
         .testTarget(
             name: "BrambleIntegrationTests",
             dependencies: [
-                "BrambleCore", "BrambleNet", "BrambleDevice", "BrambleServer",
+                "BrambleCore", "BrambleNet", "BrambleDevice", "BrambleServer", "BrambleTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        // The HA pair on real processes: kill, pause, cut and switch over the primary.
+        .testTarget(
+            name: "BrambleClusterTests",
+            dependencies: [
+                "BrambleCore", "BrambleNet", "BrambleTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

@@ -22,6 +22,16 @@ public struct NodeConfiguration: Sendable {
     public var node = "node-a"
     /// The SRP ID this node's pair registers with the relay. Default "bramble".
     public var srpID = "bramble"
+    /// The HA pair this node belongs to (one lease, one SRP ID). Default: the SRP ID.
+    public var pair = "bramble"
+    /// The URL at which the other node and `bramble` reach this node's API; default
+    /// http://HOST:PORT of `httpListen`.
+    public var advertisedURL: String?
+    public var apiURL: String { advertisedURL ?? "http://\(httpListen.host):\(httpListen.port)" }
+    /// How long the lease lasts after each renewal (DESIGN default 1 s).
+    public var leaseMs = 1_000
+    /// How often the heartbeat runs: renew, observe, write the heartbeat (DESIGN: 200 ms).
+    public var heartbeatIntervalMs = 200
     /// The SRP key for `srpID` (from the SRP key file).
     public var srpKey: SymmetricKey
     /// The relay's SRP listener. Default 127.0.0.1:3101.

@@ -6,8 +6,10 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 
-/// One Bramble node: the configuration database client, the Dispatcher with its group
-/// committer and delivery recorder, the Router's SRP link, and the HTTP API.
+/// One Bramble node: the configuration database clients, the Dispatcher with its group
+/// committer and delivery recorder, the HA controller (which runs the Router's SRP link
+/// while this node is primary), the pair's notification listener, and the HTTP API.
+/// Every node starts as a standby; the HA controller promotes it when the rules say so.
 public struct NodeService: Service {
     let configuration: NodeConfiguration
     let logger: Logger
@@ -19,65 +21,82 @@ public struct NodeService: Service {
 
     public func run() async throws {
         let c = configuration
-        var pg = PostgresClient.Configuration(host: c.database.host, port: c.database.port, username: c.database.user,
-                                              password: c.database.password, database: c.database.name, tls: .disable)
-        pg.options.maximumConnections = 8
-        pg.options.connectTimeout = .seconds(2)
-        let client = PostgresClient(configuration: pg, backgroundLogger: logger)
+        let client = PostgresClient(configuration: databaseConfiguration(maximumConnections: 8), backgroundLogger: logger)
+        // The heartbeat and the notification listener get their own connections, so a
+        // burst of pushes never delays a lease renewal.
+        let haClient = PostgresClient(configuration: databaseConfiguration(maximumConnections: 3), backgroundLogger: logger)
         let store = ConfigStore(client: client, logger: logger)
+        let haStore = ConfigStore(client: haClient, logger: logger)
         let metrics = NodeMetrics()
         let dispatcher = Dispatcher(configuration: c.dispatcher, metrics: metrics, logger: logger,
                                     keyLookup: { try await store.deviceKey($0) })
-        let committer = PushCommitter(store: store, dispatcher: dispatcher, logger: logger)
+        let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, logger: logger)
         let linkStatus = SRPRouter.Status()
+        let srpRouter = SRPRouter(configuration: .init(relay: c.relay, srpID: c.srpID, key: c.srpKey),
+                                  dispatcher: dispatcher, status: linkStatus, metrics: metrics, logger: logger)
+        var haConfiguration = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
+        haConfiguration.leaseMs = c.leaseMs
+        haConfiguration.heartbeatIntervalMs = c.heartbeatIntervalMs
+        let ha = HAController(configuration: haConfiguration, store: haStore, dispatcher: dispatcher, router: srpRouter,
+                              link: linkStatus, metrics: metrics, logger: logger)
 
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask { await client.run() }
-            await Task.yield()  // let the pool start before the first query
+            tasks.addTask { await haClient.run() }
+            await Task.yield()  // let the pools start before the first query
 
             try await waitForDatabase(store)
             try await store.migrate()
-            let epoch = try await store.nextEpoch(srpID: c.srpID)
-            try await store.recordEvent(node: c.node, kind: "start", epoch: epoch, detail: "node started, serving")
-            let open = try await store.openItems()
-            await dispatcher.load(items: open.items, keys: open.keys)
+            await dispatcher.warm(keys: try await store.deviceKeys())
+            try await store.recordEvent(node: c.node, kind: "start", epoch: nil, detail: "node started as standby of pair \(c.pair)")
 
             let router = Router()
             router.add(middleware: BearerTokenMiddleware(token: c.adminToken))
-            HealthAPI(node: c.node, srpID: c.srpID, relay: c.relay.description, store: store, link: linkStatus, metrics: metrics)
-                .register(on: router)
+            HealthAPI(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, store: store, ha: ha,
+                      link: linkStatus, metrics: metrics).register(on: router)
             PushAPI(store: store, committer: committer, metrics: metrics).register(on: router)
             AdminAPI(store: store, srpID: c.srpID).register(on: router)
+            PairAPI(pair: c.pair, store: store, ha: ha).register(on: router, node: c.node, relay: c.relay.description)
             let app = Application(
                 router: router,
                 configuration: .init(address: .hostname(c.httpListen.host, port: c.httpListen.port), serverName: "bramble-server"),
                 logger: logger)
-            let srpRouter = SRPRouter(
-                configuration: .init(relay: c.relay, srpID: c.srpID, key: c.srpKey),
-                epoch: { epoch }, dispatcher: dispatcher, status: linkStatus, metrics: metrics, logger: logger)
 
             tasks.addTask { await committer.run() }
-            tasks.addTask { await recordTransitions(dispatcher: dispatcher, store: store) }
+            tasks.addTask { await recordTransitions(dispatcher: dispatcher, store: store, ha: ha, metrics: metrics) }
             tasks.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     await dispatcher.tick()
                 }
             }
-            tasks.addTask { try await srpRouter.run() }
+            tasks.addTask {
+                await PairListener(client: haClient, store: store, dispatcher: dispatcher, ha: ha, node: c.node, logger: logger).run()
+            }
+            tasks.addTask { await ha.run() }
             tasks.addTask { try await app.runService() }
-            logger.info("node serving", metadata: [
-                "node": "\(c.node)", "srp.id": "\(c.srpID)", "srp.epoch": "\(epoch)",
+            logger.info("node started as standby", metadata: [
+                "node": "\(c.node)", "pair": "\(c.pair)", "srp.id": "\(c.srpID)",
                 "listen.http": "\(c.httpListen)", "relay": "\(c.relay)",
             ])
 
             try? await gracefulShutdown()
             logger.info("node stopping")
+            await ha.shutdown()  // closes the SRP link and releases the lease first, as BES does
             committer.finish()
             dispatcher.transitions.finish()
-            try? await store.recordEvent(node: c.node, kind: "stop", epoch: epoch, detail: "node shut down")
+            try? await store.recordEvent(node: c.node, kind: "stop", epoch: nil, detail: "node shut down")
             tasks.cancelAll()
         }
+    }
+
+    private func databaseConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
+        let d = configuration.database
+        var pg = PostgresClient.Configuration(host: d.host, port: d.port, username: d.user, password: d.password,
+                                              database: d.name, tls: .disable)
+        pg.options.maximumConnections = maximumConnections
+        pg.options.connectTimeout = .seconds(2)
+        return pg
     }
 
     /// Waits up to 30 s for the database, saying so every few seconds.
@@ -101,23 +120,37 @@ public struct NodeService: Service {
         }
     }
 
-    /// Writes the Dispatcher's delivery transitions in batches; a failed batch is retried,
-    /// never dropped, so the queue's state catches up once the database answers.
-    private func recordTransitions(dispatcher: Dispatcher, store: ConfigStore) async {
-        await dispatcher.transitions.run { [logger] batch in
-            var attempt = 0
-            while true {
-                do {
-                    try await store.recordDelivery(batch)
-                    return
-                } catch {
-                    attempt += 1
-                    if attempt == 1 || attempt % 20 == 0 {
-                        logger.warning("recording delivery state failed, retrying", metadata: ["error": "\(String(reflecting: error))"])
-                    }
-                    if Task.isCancelled && attempt > 3 { return }
-                    try? await Task.sleep(for: .milliseconds(200))
+    /// Writes the Dispatcher's delivery transitions in batches, each fenced by the epoch
+    /// it happened under. A failed batch is retried, so the queue's state catches up once
+    /// the database answers; a fenced one is dropped (the new primary resends, devices drop
+    /// repeats) and the HA controller hears that the lease has moved on.
+    private func recordTransitions(dispatcher: Dispatcher, store: ConfigStore, ha: HAController, metrics: NodeMetrics) async {
+        await dispatcher.transitions.run { batch in
+            for (epoch, recorded) in Dictionary(grouping: batch, by: \.epoch) {
+                await record(recorded.map(\.transition), epoch: epoch, store: store, ha: ha, metrics: metrics)
+            }
+        }
+    }
+
+    private func record(_ batch: [DeliveryTransition], epoch: UInt64, store: ConfigStore, ha: HAController, metrics: NodeMetrics) async {
+        let c = configuration
+        var attempt = 0
+        while true {
+            do {
+                try await store.recordDelivery(batch, pair: c.pair, node: c.node, epoch: epoch)
+                return
+            } catch let fenced as ConfigStore.FencedError {
+                metrics.fencedWrites.increment(by: Int64(batch.count))
+                logger.warning("delivery state not recorded: fenced", metadata: ["error": "\(fenced)", "transitions": "\(batch.count)"])
+                ha.reportFenced(epoch: epoch)
+                return
+            } catch {
+                attempt += 1
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.warning("recording delivery state failed, retrying", metadata: ["error": "\(String(reflecting: error))"])
                 }
+                if Task.isCancelled && attempt > 3 { return }
+                try? await Task.sleep(for: .milliseconds(200))
             }
         }
     }

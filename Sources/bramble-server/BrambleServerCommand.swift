@@ -10,17 +10,29 @@ import ServiceLifecycle
 struct BrambleServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bramble-server",
-        abstract: "One Bramble node: Router, Dispatcher, push and admin API over the configuration database.",
+        abstract: "One Bramble node of an HA pair: Router, Dispatcher, push and admin API over the configuration database.",
         discussion: """
-            The node applies the database migrations it needs, takes a new epoch for its SRP
-            ID, registers with the relay and delivers every queued item, compressed and
-            encrypted under each device's master key. Secrets are read from files, never
-            from flags: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the
-            admin token file, and optionally the database password file.
+            The node applies the database migrations it needs and starts as a standby of its
+            pair. Its HA manager renews a lease in the configuration database every
+            heartbeat; the node holding the lease is the primary: it registers the SRP ID with
+            the relay at the lease's epoch and delivers every queued item, compressed and
+            encrypted under each device's master key. When the primary's heartbeat goes
+            stale, its lease expires, its health score falls below the failover threshold,
+            or an operator runs `bramble failover`, the standby takes the lease (the epoch
+            goes up by one) and the relay then refuses the old primary. Both nodes accept
+            pushes. SIGTERM or SIGINT demote the node first (SRP link closed, lease released).
+
+            Secrets are read from files, never from flags: the SRP key file (lines 'SRP_ID
+            BASE64_KEY', as the relay's), the admin token file, and optionally the database
+            password file.
             """)
 
     @Option(help: "This node's name.") var node = "node-a"
     @Option(help: "SRP ID of this node's pair.") var srpID = "bramble"
+    @Option(help: "HA pair this node belongs to (default: the SRP ID).") var pair: String?
+    @Option(help: "URL at which the peer node and `bramble` reach this node (default: http://HTTP-LISTEN).") var advertiseURL: String?
+    @Option(help: "Milliseconds the HA lease lasts after each renewal.") var leaseMs = 1000
+    @Option(help: "Milliseconds between heartbeats (lease renewal, observation, heartbeat row).") var heartbeatMs = 200
     @Option(help: "File of 'SRP_ID BASE64_KEY' lines holding this SRP ID's key.") var srpKeyFile: String
     @Option(help: "Relay SRP listener, HOST:PORT.") var relay = "127.0.0.1:3101"
     @Option(help: "HTTP listener (health, metrics, push, admin), HOST:PORT.") var httpListen = "127.0.0.1:8080"
@@ -41,8 +53,18 @@ struct BrambleServerCommand: AsyncParsableCommand {
         let token = try Self.secret(adminTokenFile, "admin token")
         guard token.count >= 16 else { throw ValidationError("the admin token in \(adminTokenFile) must be at least 16 characters") }
         var config = NodeConfiguration(srpKey: key, adminToken: token)
+        guard Self.isName(node) else { throw ValidationError("--node must be 1–64 letters, digits, '.', '-' or '_', got '\(node)'") }
         config.node = node
         config.srpID = srpID
+        config.pair = pair ?? srpID
+        guard Self.isName(config.pair) else { throw ValidationError("--pair must be 1–64 letters, digits, '.', '-' or '_'") }
+        config.advertisedURL = advertiseURL
+        guard (20...60_000).contains(heartbeatMs) else { throw ValidationError("--heartbeat-ms must be 20…60000") }
+        guard leaseMs >= 2 * heartbeatMs, leaseMs <= 600_000 else {
+            throw ValidationError("--lease-ms must be at least twice --heartbeat-ms (\(heartbeatMs)) and at most 600000")
+        }
+        config.leaseMs = leaseMs
+        config.heartbeatIntervalMs = heartbeatMs
         guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT, got '\(relay)'") }
         guard let http = HostPort(httpListen) else { throw ValidationError("--http-listen must be HOST:PORT, got '\(httpListen)'") }
         config.relay = relayAddress
@@ -61,6 +83,10 @@ struct BrambleServerCommand: AsyncParsableCommand {
         let group = ServiceGroup(services: [NodeService(configuration: config, logger: logger)],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+    }
+
+    static func isName(_ s: String) -> Bool {
+        (1...64).contains(s.count) && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
     }
 
     static func secret(_ path: String, _ what: String) throws -> String {

@@ -1,3 +1,4 @@
+@testable import BrambleTestSupport
 import BrambleServer
 import Logging
 import PostgresNIO

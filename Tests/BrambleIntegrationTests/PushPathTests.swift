@@ -1,3 +1,4 @@
+@testable import BrambleTestSupport
 import BrambleCore
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+@testable import BrambleTestSupport
 import BrambleCore
 import BrambleNet
 import Crypto

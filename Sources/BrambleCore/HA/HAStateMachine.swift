@@ -210,7 +210,9 @@ public struct HAStateMachine: Sendable {
     // MARK: Rules
 
     private mutating func standbyObserved(_ o: Observation) -> [Action] {
-        guard o.databaseReachable, let lease = o.lease else { return [] }
+        guard o.databaseReachable else { return [] }
+        // A pair whose lease row does not exist yet has never had a primary.
+        let lease = o.lease ?? Lease(holder: nil, epoch: 0, expiresAtMs: 0)
         guard o.ownScore >= configuration.promotionThreshold else {
             return setRequesting(false)
         }

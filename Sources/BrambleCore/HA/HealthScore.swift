@@ -1,10 +1,12 @@
-/// A node's health parameters, in BES's default order (DESIGN, "High availability").
-/// The score is how many parameters from the top are healthy; the failover and
-/// promotion thresholds are positions in this list.
+/// A node's health parameters, in BES's default order (DESIGN, "High availability"),
+/// with the configuration database third: a node can neither promote nor record
+/// anything without it. The score is how many parameters from the top are healthy; the
+/// failover and promotion thresholds are positions in this list.
 public enum HealthParameter: String, CaseIterable, Sendable, Codable {
     /// The SRP link (for a standby: the relay reachable).
     case wirelessNetwork = "wireless_network"
     case dispatcher
+    case configurationDatabase = "configuration_database"
     case messagingAgent = "messaging_agent"
     /// At least 75% of user accounts started.
     case userAccountsStarted = "user_accounts_started"
@@ -25,6 +27,11 @@ public struct HealthCheck: Sendable, Equatable, Codable {
     public var parameter: HealthParameter
     public var healthy: Bool
     public var detail: String
+
+    /// `/health` and `bramble status` call the parameter its `name`.
+    enum CodingKeys: String, CodingKey {
+        case parameter = "name", healthy, detail
+    }
 
     public init(_ parameter: HealthParameter, healthy: Bool, detail: String = "") {
         self.parameter = parameter

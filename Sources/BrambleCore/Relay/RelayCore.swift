@@ -13,6 +13,13 @@ public typealias ConnectionID = UInt64
 ///   server is registered, bounded in count and age.
 /// - Lockout of an SRP ID after too many authenticated connects in a window.
 public struct RelayCore: Sendable {
+    /// The epoch the relay holds for an SRP ID, as its `staleEpoch` and `displaced` error
+    /// messages state it: their last word is that epoch (the wire contract; the server's
+    /// HA manager reads it to decide whether to demote). Nil for any other message.
+    public static func registeredEpoch(inRefusal message: String) -> UInt64? {
+        message.split(separator: " ").last.flatMap { UInt64($0) }
+    }
+
     public enum Action: Equatable, Sendable {
         case send(ConnectionID, Frame)
         /// Close after the frames already queued for it are written.

@@ -5,7 +5,7 @@ import Hummingbird
 /// A missing or wrong token is a 401 and the request goes no further.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
-    static var openPaths: [String] { ["/health", "/health/live", "/health/ready", "/metrics"] }
+    static var openPaths: [String] { ["/health", "/health/live", "/health/ready", "/primary", "/standby", "/metrics"] }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if Self.openPaths.contains(request.uri.path) { return try await next(request, context) }

@@ -5,6 +5,8 @@ import NIOConcurrencyHelpers
 /// many requests while the previous one is committing.
 final class Batcher<Element: Sendable>: Sendable {
     private let pending = NIOLockedValueBox<[Element]>([])
+    /// Batches being handled right now.
+    private let handling = NIOLockedValueBox(0)
     private let signal: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     let maxBatch: Int
@@ -36,7 +38,10 @@ final class Batcher<Element: Sendable>: Sendable {
                         await group.next()
                         inFlight -= 1
                     }
-                    group.addTask { await handle(batch) }
+                    group.addTask { [handling] in
+                        await handle(batch)
+                        handling.withLockedValue { $0 -= 1 }
+                    }
                     inFlight += 1
                 }
             }
@@ -49,11 +54,16 @@ final class Batcher<Element: Sendable>: Sendable {
 
     func finish() { wake.finish() }
 
+    /// Nothing waiting and nothing being handled.
+    var isIdle: Bool { pending.withLockedValue { $0.isEmpty } && handling.withLockedValue { $0 == 0 } }
+
     private func take() -> [Element] {
         pending.withLockedValue { p in
             let n = min(p.count, maxBatch)
             let batch = Array(p.prefix(n))
             p.removeFirst(n)
+            // Counted as handled before it leaves `pending`, so `isIdle` never sees a gap.
+            if n > 0 { handling.withLockedValue { $0 += 1 } }
             return batch
         }
     }

@@ -3,11 +3,16 @@ import BrambleNet
 @preconcurrency import Crypto
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// The BES Dispatcher: the only place that touches device crypto. It keeps each
 /// device's delivery window, seals items (zlib, then AES-256-GCM under the device's
 /// master key), opens and checks what devices send, and reports delivery transitions
 /// to the recorder, which writes them to the outbound queue in batches.
+///
+/// It delivers only while its node serves as primary (`startServing(epoch:)` until
+/// `stopServing()`); each transition carries that epoch, so the recorder's write is
+/// fenced by it. On a standby it stays warm: device keys loaded, no windows, no link.
 public actor Dispatcher {
     public struct Configuration: Sendable {
         /// Unacknowledged items in flight per device (BES: 5).
@@ -20,7 +25,27 @@ public actor Dispatcher {
     private let configuration: Configuration
     private let logger: Logger
     private let metrics: NodeMetrics
-    let transitions = Batcher<DeliveryTransition>()
+    /// A delivery transition and the epoch under which it happened.
+    struct Recorded: Sendable {
+        var epoch: UInt64
+        var transition: DeliveryTransition
+    }
+
+    /// What the health check reads without waiting for the actor (a stuck Dispatcher
+    /// shows as unhealthy instead of stalling the heartbeat).
+    struct Health: Sendable {
+        var lastTickMs: UInt64 = 0
+        var servingEpoch: UInt64?
+        var deviceKeys = 0
+        var queueDepth = 0
+    }
+
+    let transitions = Batcher<Recorded>()
+    private let healthBox = NIOLockedValueBox(Health())
+    nonisolated var health: Health { healthBox.withLockedValue { $0 } }
+    private var servingEpoch: UInt64? {
+        didSet { healthBox.withLockedValue { $0.servingEpoch = servingEpoch } }
+    }
     private var windows: [PIN: DeliveryWindow<OutboundItem>] = [:]
     private var keys: [PIN: SymmetricKey] = [:]
     private let envelope = Envelope()
@@ -43,16 +68,44 @@ public actor Dispatcher {
         self.logger = logger
     }
 
-    /// Takes over the open items of the outbound queue (at start, or on promotion).
-    func load(items: [OutboundItem], keys: [PIN: SymmetricKey]) {
+    /// Keeps device keys ready (a warm standby, or devices provisioned since).
+    func warm(keys: [PIN: SymmetricKey]) {
         self.keys.merge(keys) { _, new in new }
-        committed(items, keys: [:])
-        logger.info("dispatcher loaded outbound queue", metadata: ["items": "\(items.count)", "devices": "\(keys.count)"])
+        healthBox.withLockedValue { $0.deviceKeys = self.keys.count }
     }
 
-    /// Items just committed to the outbound queue.
+    var keyCount: Int { keys.count }
+
+    /// Becomes the serving Dispatcher at `epoch`, with empty windows: the caller loads the
+    /// open items next, and the Router's registration (`linkUp`) sends them.
+    func startServing(epoch: UInt64) {
+        windows = [:]
+        link = nil
+        servingEpoch = epoch
+    }
+
+    /// Stops delivering: drops the link and every window (the queue in the database is
+    /// the truth; the next primary loads it).
+    func stopServing() {
+        servingEpoch = nil
+        link = nil
+        windows = [:]
+        healthBox.withLockedValue { $0.queueDepth = 0 }
+    }
+
+    /// Takes over open items of the outbound queue (on promotion, or after the pair's
+    /// notifications may have been missed); items already held are ignored.
+    func load(items: [OutboundItem], keys: [PIN: SymmetricKey], epoch: UInt64) {
+        guard servingEpoch == epoch else { return }
+        committed(items, keys: keys)
+        logger.info("dispatcher loaded outbound queue", metadata: ["items": "\(items.count)", "devices": "\(keys.count)", "epoch": "\(epoch)"])
+    }
+
+    /// Items just committed to the outbound queue (by this node, or by its peer as a
+    /// notification said). Only the serving Dispatcher takes them; a standby keeps the keys.
     func committed(_ items: [OutboundItem], keys: [PIN: SymmetricKey]) {
-        self.keys.merge(keys) { _, new in new }
+        if !keys.isEmpty { warm(keys: keys) }
+        guard servingEpoch != nil else { return }
         let now = Monotonic.nowMs()
         var sends: [Send<OutboundItem>] = []
         for item in items {
@@ -63,7 +116,8 @@ public actor Dispatcher {
 
     /// The SRP link registered: anything sent over an earlier link may be lost, so send
     /// every unacknowledged item again.
-    func linkUp(_ connection: FrameConnection) {
+    func linkUp(_ connection: FrameConnection, epoch: UInt64) {
+        guard servingEpoch == epoch else { connection.close(); return }
         link = connection
         let now = Monotonic.nowMs()
         var sends: [Send<OutboundItem>] = []
@@ -71,7 +125,9 @@ public actor Dispatcher {
         transmit(sends)
     }
 
-    func linkDown() { link = nil }
+    func linkDown(_ connection: FrameConnection) {
+        if link === connection { link = nil }
+    }
 
     /// A device came online at the relay: resend what it has not acknowledged.
     func deviceOnline(_ pin: PIN) {
@@ -89,7 +145,8 @@ public actor Dispatcher {
     /// Checks one device frame and applies its acknowledgements; returns what the
     /// freed window slots let through.
     private func open(_ frame: DataFrame) async -> [Send<OutboundItem>] {
-        if keys[frame.pin] == nil, let key = try? await keyLookup(frame.pin) { keys[frame.pin] = key }
+        if keys[frame.pin] == nil, let key = try? await keyLookup(frame.pin) { warm(keys: [frame.pin: key]) }
+        guard let epoch = servingEpoch else { return [] }
         guard let key = keys[frame.pin] else {
             reject(frame, reason: "no active device with this PIN")
             return []
@@ -102,7 +159,7 @@ public actor Dispatcher {
                 guard windows[frame.pin] != nil else { return [] }
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: Monotonic.nowMs())
                 metrics.itemsAcked.increment(by: Int64(acked.count))
-                transitions.append(contentsOf: acked.map { DeliveryTransition(pin: frame.pin, seq: $0, state: .acked) })
+                transitions.append(contentsOf: acked.map { Recorded(epoch: epoch, transition: .init(pin: frame.pin, seq: $0, state: .acked)) })
                 return sends
             case .push:
                 reject(frame, reason: "devices do not push")
@@ -118,6 +175,8 @@ public actor Dispatcher {
     /// Resends what is due and expires what is too old; run about once a second.
     func tick() {
         let now = Monotonic.nowMs()
+        defer { healthBox.withLockedValue { $0.lastTickMs = now } }
+        guard let epoch = servingEpoch else { return }
         let wallNow = Date()
         var sends: [Send<OutboundItem>] = []
         var depth = 0
@@ -125,22 +184,23 @@ public actor Dispatcher {
             let (expired, afterExpiry) = windows[pin]!.removeAll(where: { $0.expiresAt <= wallNow }, nowMs: now)
             if !expired.isEmpty {
                 metrics.itemsExpired.increment(by: Int64(expired.count))
-                transitions.append(contentsOf: expired.map { DeliveryTransition(pin: pin, seq: $0, state: .expired) })
+                transitions.append(contentsOf: expired.map { Recorded(epoch: epoch, transition: .init(pin: pin, seq: $0, state: .expired)) })
             }
             sends += afterExpiry + windows[pin]!.due(nowMs: now)
             depth += windows[pin]!.inFlightCount + windows[pin]!.pendingCount
         }
         metrics.queueDepth.set(Double(depth))
+        healthBox.withLockedValue { $0.queueDepth = depth }
         transmit(sends)
     }
 
     /// Seals and writes; an item sent while the link is down stays in flight and goes
     /// out again when the link is back (`linkUp`).
     private func transmit(_ sends: [Send<OutboundItem>]) {
-        guard !sends.isEmpty else { return }
+        guard !sends.isEmpty, let epoch = servingEpoch else { return }
         var frames: [Frame] = []
         frames.reserveCapacity(sends.count)
-        var firstSends: [DeliveryTransition] = []
+        var firstSends: [Recorded] = []
         for send in sends {
             guard let key = keys[send.item.pin] else {
                 logger.warning("no key for device, item held", metadata: ["device.pin": "\(send.item.pin)"])
@@ -154,7 +214,7 @@ public actor Dispatcher {
             frames.append(.data(header))
             if send.isResend { metrics.itemsResent.increment() } else {
                 metrics.itemsSent.increment()
-                firstSends.append(DeliveryTransition(pin: send.item.pin, seq: send.seq, state: .sent))
+                firstSends.append(Recorded(epoch: epoch, transition: .init(pin: send.item.pin, seq: send.seq, state: .sent)))
             }
         }
         link?.send(frames)

@@ -13,11 +13,14 @@ public final class PushCommitter: Sendable {
     private let batcher = Batcher<Pending>(maxBatch: 500)
     let store: ConfigStore
     let dispatcher: Dispatcher
+    /// This node's name, which the commit's notification carries.
+    let origin: String
     let logger: Logger
 
-    init(store: ConfigStore, dispatcher: Dispatcher, logger: Logger) {
+    init(store: ConfigStore, dispatcher: Dispatcher, origin: String, logger: Logger) {
         self.store = store
         self.dispatcher = dispatcher
+        self.origin = origin
         self.logger = logger
     }
 
@@ -30,9 +33,9 @@ public final class PushCommitter: Sendable {
     func run() async {
         // Two commits in flight: device rows are locked in PIN order, so they cannot
         // deadlock, and PostgreSQL flushes both with one WAL write.
-        await batcher.run(concurrency: 2) { [store, dispatcher, logger] batch in
+        await batcher.run(concurrency: 2) { [store, dispatcher, origin, logger] batch in
             do {
-                let (outcomes, keys) = try await Self.retryingConflicts { try await store.commitPushes(batch.map(\.request)) }
+                let (outcomes, keys) = try await Self.retryingConflicts { try await store.commitPushes(batch.map(\.request), origin: origin) }
                 for (pending, outcome) in zip(batch, outcomes) { pending.reply.resume(returning: outcome) }
                 var items: [OutboundItem] = []
                 for case .accepted(_, let committed) in outcomes { items += committed }

@@ -3,12 +3,14 @@ import BrambleNet
 @preconcurrency import Crypto
 import Logging
 import NIOConcurrencyHelpers
-import ServiceLifecycle
 
-/// The BES Router: holds the SRP link to the relay, registers `(srpID, epoch)` with the
-/// challenge–response proof, passes inbound frames to the Dispatcher, and reconnects
-/// with back-off that stays under the relay's lockout.
-public struct SRPRouter: Service {
+/// The BES Router: holds the SRP link to the relay while its node is primary, registers
+/// `(srpID, epoch)` with the challenge–response proof, passes inbound frames to the
+/// Dispatcher, and reconnects with back-off that stays under the relay's lockout. The HA
+/// controller runs it at the lease's epoch and cancels it on demotion, which closes the
+/// link first, as BES does. When the relay says a higher epoch holds the SRP ID, the
+/// Router tells the HA controller, whose state machine decides to demote.
+public struct SRPRouter: Sendable {
     public struct Configuration: Sendable {
         public var relay: HostPort
         public var srpID: String
@@ -22,52 +24,73 @@ public struct SRPRouter: Service {
 
     /// What the node's health check reports about the link.
     public final class Status: Sendable {
-        private let box = NIOLockedValueBox<(up: Bool, epoch: UInt64?, lastError: String?)>((false, nil, nil))
+        public struct Snapshot: Sendable {
+            public var up = false
+            public var epoch: UInt64?
+            public var lastError: String?
+            /// Monotonic ms when the link last changed between up and down.
+            public var sinceMs: UInt64 = 0
+        }
+        private let box = NIOLockedValueBox(Snapshot())
         public init() {}
-        public var snapshot: (up: Bool, epoch: UInt64?, lastError: String?) { box.withLockedValue { $0 } }
-        func set(up: Bool, epoch: UInt64?, error: String?) { box.withLockedValue { $0 = (up, epoch, error) } }
+        public var snapshot: Snapshot { box.withLockedValue { $0 } }
+        func set(up: Bool, epoch: UInt64?, error: String?) {
+            box.withLockedValue {
+                if $0.up != up || $0.sinceMs == 0 { $0.sinceMs = Monotonic.nowMs() }
+                $0.up = up
+                $0.epoch = epoch
+                $0.lastError = error
+            }
+        }
     }
 
     let configuration: Configuration
-    let epoch: @Sendable () async throws -> UInt64
     let dispatcher: Dispatcher
     let status: Status
     let metrics: NodeMetrics
     let logger: Logger
 
-    public init(configuration: Configuration, epoch: @escaping @Sendable () async throws -> UInt64,
-                dispatcher: Dispatcher, status: Status, metrics: NodeMetrics, logger: Logger) {
+    public init(configuration: Configuration, dispatcher: Dispatcher, status: Status, metrics: NodeMetrics, logger: Logger) {
         self.configuration = configuration
-        self.epoch = epoch
         self.dispatcher = dispatcher
         self.status = status
         self.metrics = metrics
         self.logger = logger
     }
 
-    public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            var backoff = ReconnectBackoff()
-            while !Task.isCancelled {
-                backoff.attempted(nowMs: Monotonic.nowMs())
-                metrics.srpConnects.increment()
-                do {
-                    try await session(onRegistered: { backoff.succeeded() })
-                    status.set(up: false, epoch: nil, error: "relay closed the link")
-                    logger.notice("srp link closed by relay")
-                } catch is CancellationError {
-                    break
-                } catch {
-                    status.set(up: false, epoch: nil, error: "\(error)")
-                    logger.warning("srp link failed", metadata: ["error": "\(error)", "relay": "\(configuration.relay)"])
-                }
-                metrics.srpLinkUp.set(Int64(0))
-                await dispatcher.linkDown()
-                let delay = backoff.nextDelay(nowMs: Monotonic.nowMs())
-                try? await Task.sleep(for: .milliseconds(delay))
+    /// Holds the link at `epoch` until cancelled. `relayHolds` hears the epoch the relay
+    /// holds whenever it refuses or displaces us.
+    public func run(epoch: UInt64, relayHolds: @escaping @Sendable (UInt64) -> Void) async {
+        status.set(up: false, epoch: epoch, error: "registering")
+        var backoff = ReconnectBackoff()
+        while !Task.isCancelled {
+            backoff.attempted(nowMs: Monotonic.nowMs())
+            metrics.srpConnects.increment()
+            do {
+                try await session(epoch: epoch, onRegistered: { backoff.succeeded() })
+                if Task.isCancelled { break }
+                status.set(up: false, epoch: epoch, error: "relay closed the link")
+                logger.notice("srp link closed by relay")
+            } catch is CancellationError {
+                break
+            } catch let refused as RefusedError where refused.code == .staleEpoch || refused.code == .displaced {
+                // Only a newer lease holder can register above us; the message names its
+                // epoch (if it does not, assume the next one).
+                let held = RelayCore.registeredEpoch(inRefusal: refused.message) ?? epoch + 1
+                status.set(up: false, epoch: epoch, error: "\(refused)")
+                logger.warning("relay holds another epoch for our srp id", metadata: [
+                    "srp.epoch": "\(epoch)", "relay.epoch": "\(held)", "error": "\(refused)"])
+                relayHolds(held)
+            } catch {
+                status.set(up: false, epoch: epoch, error: "\(error)")
+                logger.warning("srp link failed", metadata: ["error": "\(error)", "relay": "\(configuration.relay)"])
             }
+            metrics.srpLinkUp.set(Int64(0))
+            let delay = backoff.nextDelay(nowMs: Monotonic.nowMs())
+            try? await Task.sleep(for: .milliseconds(delay))
         }
-        status.set(up: false, epoch: nil, error: "stopped")
+        metrics.srpLinkUp.set(Int64(0))
+        status.set(up: false, epoch: nil, error: "not primary")
     }
 
     struct RefusedError: Error, CustomStringConvertible {
@@ -81,10 +104,10 @@ public struct SRPRouter: Service {
     }
 
     /// One connection's life: challenge, register, then frames until it ends.
-    private func session(onRegistered: () -> Void) async throws {
-        let epoch = try await self.epoch()
+    private func session(epoch: UInt64, onRegistered: () -> Void) async throws {
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
+        try Task.checkCancellation()
         var frames = connection.reader()
         guard case .challenge(let nonce)? = try await frames.next() else {
             throw ProtocolError(description: "relay did not send a challenge")
@@ -102,9 +125,9 @@ public struct SRPRouter: Service {
         onRegistered()
         status.set(up: true, epoch: epoch, error: nil)
         metrics.srpLinkUp.set(Int64(1))
-        metrics.epoch.set(Double(epoch))
         logger.info("srp registered", metadata: ["srp.id": "\(configuration.srpID)", "srp.epoch": "\(epoch)", "relay": "\(configuration.relay)"])
-        await dispatcher.linkUp(connection)
+        await dispatcher.linkUp(connection, epoch: epoch)
+        defer { Task { [dispatcher] in await dispatcher.linkDown(connection) } }
 
         // Keep the link's liveness visible: a ping every 5 s; the relay answers pong.
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -126,7 +149,7 @@ public struct SRPRouter: Service {
                     case .ping(let n): connection.send(.pong(n))
                     case .error(let code, let message):
                         logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                        if code == .displaced { throw RefusedError(code: code, message: message) }
+                        if code == .displaced || code == .staleEpoch { throw RefusedError(code: code, message: message) }
                     case .deviceHello, .deviceWelcome, .challenge, .register:
                         throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
                     }

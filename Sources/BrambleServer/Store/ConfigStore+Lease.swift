@@ -6,34 +6,68 @@ import PostgresNIO
 /// (`HAStateMachine`) decides; these statements make its decisions safe: taking the lease
 /// is one conditional UPDATE on the epoch, so of two nodes racing exactly one wins.
 extension ConfigStore {
+    /// The LISTEN/NOTIFY channel: `lease|PAIR` when a lease is taken or released,
+    /// `outbound|NODE|PIN:FIRST-LAST,…` when pushes are committed (see `commitPushes`).
+    public static let notificationChannel = "bramble"
+
     public struct FencedError: Error, CustomStringConvertible {
         public let epoch: UInt64
         public var description: String { "the lease no longer holds epoch \(epoch): this node is fenced" }
     }
 
-    /// The pair as one heartbeat sees it: the database clock, the lease, and the peer's
-    /// heartbeat (`node` is this node; the peer is any other node of the pair).
-    public func readPair(_ pair: String, node: String) async throws -> (nowMs: UInt64, lease: HAStateMachine.Lease?, peer: HAStateMachine.PeerHeartbeat?) {
-        var now: UInt64 = 0
-        var lease: HAStateMachine.Lease?
-        for try await (n, holder, epoch, expires, handover) in try await client.query("""
-            SELECT (extract(epoch FROM now()) * 1000)::bigint, l.holder, l.epoch,
-                   (extract(epoch FROM l.expires_at) * 1000)::bigint, l.handover_to
-            FROM (SELECT 1) AS one LEFT JOIN lease l ON l.pair = \(pair)
-            """, logger: logger).decode((Int64, String?, Int64?, Int64?, String?).self) {
-            now = UInt64(n)
-            if let epoch, let expires {
-                lease = .init(holder: holder, epoch: UInt64(epoch), expiresAtMs: UInt64(max(0, expires)), handoverTo: handover)
-            }
+    /// One heartbeat's view of the pair, read in one round trip's worth of statements.
+    public struct PairView: Sendable {
+        /// The database clock, in milliseconds since 1970.
+        public var nowMs: UInt64
+        public var lease: HAStateMachine.Lease?
+        public var peer: HAStateMachine.PeerHeartbeat?
+        public var thresholds: Thresholds
+    }
+
+    /// The pair's failover and promotion thresholds (positions in the health parameter
+    /// list); the defaults hold until an operator sets them (`bramble pair thresholds`).
+    public struct Thresholds: Sendable, Equatable, Codable {
+        public var failover: Int
+        public var promotion: Int
+        public static let defaults = Thresholds(failover: 2, promotion: 3)
+        public init(failover: Int, promotion: Int) {
+            self.failover = failover
+            self.promotion = promotion
         }
-        var peer: HAStateMachine.PeerHeartbeat?
+    }
+
+    /// The pair as one heartbeat sees it: the database clock, the lease, the thresholds,
+    /// and the peer's heartbeat (`node` is this node; the peer is any other node of the pair).
+    public func readPair(_ pair: String, node: String) async throws -> PairView {
+        var view = PairView(nowMs: 0, lease: nil, peer: nil, thresholds: .defaults)
+        for try await (n, holder, epoch, expires, handover, failover, promotion) in try await client.query("""
+            SELECT (extract(epoch FROM now()) * 1000)::bigint, l.holder, l.epoch,
+                   (extract(epoch FROM l.expires_at) * 1000)::bigint, l.handover_to,
+                   p.failover_threshold, p.promotion_threshold
+            FROM (SELECT 1) AS one LEFT JOIN lease l ON l.pair = \(pair) LEFT JOIN pairs p ON p.pair = \(pair)
+            """, logger: logger).decode((Int64, String?, Int64?, Int64?, String?, Int?, Int?).self) {
+            view.nowMs = UInt64(n)
+            if let epoch, let expires {
+                view.lease = .init(holder: holder, epoch: UInt64(epoch), expiresAtMs: UInt64(max(0, expires)), handoverTo: handover)
+            }
+            if let failover, let promotion { view.thresholds = Thresholds(failover: failover, promotion: promotion) }
+        }
         for try await (name, score, written, requests) in try await client.query("""
             SELECT node, score, (extract(epoch FROM written_at) * 1000)::bigint, requests_lease
             FROM heartbeats WHERE pair = \(pair) AND node <> \(node) ORDER BY written_at DESC LIMIT 1
             """, logger: logger).decode((String, Int, Int64, Bool).self) {
-            peer = .init(node: name, score: score, writtenAtMs: UInt64(written), requestsLease: requests)
+            view.peer = .init(node: name, score: score, writtenAtMs: UInt64(written), requestsLease: requests)
         }
-        return (now, lease, peer)
+        return view
+    }
+
+    public func setThresholds(_ pair: String, _ thresholds: Thresholds) async throws {
+        try await client.query("""
+            INSERT INTO pairs (pair, failover_threshold, promotion_threshold)
+            VALUES (\(pair), \(thresholds.failover), \(thresholds.promotion))
+            ON CONFLICT (pair) DO UPDATE SET failover_threshold = EXCLUDED.failover_threshold,
+                promotion_threshold = EXCLUDED.promotion_threshold
+            """, logger: logger)
     }
 
     /// Takes the lease if its epoch is still `expectedEpoch`; returns the new epoch
@@ -44,8 +78,8 @@ extension ConfigStore {
             UPDATE lease SET holder = \(node), epoch = epoch + 1, handover_to = NULL,
                    expires_at = now() + \(durationMs) * interval '1 millisecond'
             WHERE pair = \(pair) AND epoch = \(Int64(expectedEpoch))
-            RETURNING epoch
-            """, logger: logger).decode(Int64.self) { return UInt64(epoch) }
+            RETURNING epoch, pg_notify(\(Self.notificationChannel), 'lease|' || pair)
+            """, logger: logger).decode((Int64, String).self) { return UInt64(epoch.0) }
         return nil
     }
 
@@ -65,16 +99,60 @@ extension ConfigStore {
         try await client.query("""
             UPDATE lease SET holder = NULL, expires_at = now(), handover_to = \(handoverTo)
             WHERE pair = \(pair) AND holder = \(node) AND epoch = \(Int64(epoch))
+            RETURNING pg_notify(\(Self.notificationChannel), 'lease|' || pair)
             """, logger: logger)
     }
 
-    public func writeHeartbeat(pair: String, node: String, role: String, epoch: UInt64?, score: Int, requestsLease: Bool) async throws {
+    /// Rewrites this node's heartbeat row; `parameters` is the health checks as JSON, for
+    /// `bramble status`.
+    public func writeHeartbeat(pair: String, node: String, role: String, epoch: UInt64?, score: Int, requestsLease: Bool,
+                               apiURL: String = "", parameters: String = "[]") async throws {
         try await client.query("""
-            INSERT INTO heartbeats (node, pair, role, epoch, score, requests_lease, written_at)
-            VALUES (\(node), \(pair), \(role), \(epoch.map { Int64($0) }), \(score), \(requestsLease), now())
+            INSERT INTO heartbeats (node, pair, role, epoch, score, requests_lease, api_url, parameters, written_at)
+            VALUES (\(node), \(pair), \(role), \(epoch.map { Int64($0) }), \(score), \(requestsLease), \(apiURL), \(parameters), now())
             ON CONFLICT (node) DO UPDATE SET pair = EXCLUDED.pair, role = EXCLUDED.role, epoch = EXCLUDED.epoch,
-                score = EXCLUDED.score, requests_lease = EXCLUDED.requests_lease, written_at = now()
+                score = EXCLUDED.score, requests_lease = EXCLUDED.requests_lease, api_url = EXCLUDED.api_url,
+                parameters = EXCLUDED.parameters, written_at = now()
             """, logger: logger)
+    }
+
+    /// One node of the pair as `bramble status` shows it.
+    public struct NodeStatus: Sendable, Codable {
+        public var node: String
+        public var role: String
+        public var epoch: UInt64?
+        public var score: Int
+        public var requests_lease: Bool
+        public var heartbeat_age_ms: Int64
+        public var api_url: String
+        public var parameters: [HealthCheck]
+    }
+
+    public struct LeaseStatus: Sendable, Codable {
+        public var holder: String?
+        public var epoch: UInt64
+        /// Negative once the lease has expired.
+        public var expires_in_ms: Int64
+        public var handover_to: String?
+    }
+
+    /// Every node's last heartbeat, the lease and the thresholds, ages on the database clock.
+    public func pairStatus(_ pair: String) async throws -> (nodes: [NodeStatus], lease: LeaseStatus?, thresholds: Thresholds) {
+        let view = try await readPair(pair, node: "")
+        var nodes: [NodeStatus] = []
+        for try await (name, role, epoch, score, requests, age, url, parameters) in try await client.query("""
+            SELECT node, role, epoch, score, requests_lease,
+                   (extract(epoch FROM now() - written_at) * 1000)::bigint, api_url, parameters
+            FROM heartbeats WHERE pair = \(pair) ORDER BY node
+            """, logger: logger).decode((String, String, Int64?, Int, Bool, Int64, String, String).self) {
+            let checks = (try? JSONDecoder().decode([HealthCheck].self, from: Data(parameters.utf8))) ?? []
+            nodes.append(NodeStatus(node: name, role: role, epoch: epoch.map { UInt64($0) }, score: score, requests_lease: requests,
+                                    heartbeat_age_ms: age, api_url: url, parameters: checks))
+        }
+        let lease = view.lease.map {
+            LeaseStatus(holder: $0.holder, epoch: $0.epoch, expires_in_ms: Int64($0.expiresAtMs) - Int64(view.nowMs), handover_to: $0.handoverTo)
+        }
+        return (nodes, lease, view.thresholds)
     }
 
     /// Runs `body` in a transaction that first re-checks, under a share lock on the lease

@@ -10,7 +10,10 @@ extension ConfigStore {
     /// Device rows are locked in PIN order (no deadlock between two committers), and each
     /// device's `last_seq` advances in the same transaction that inserts its items, so
     /// every device's items carry dense sequence numbers that become visible in order.
-    public func commitPushes(_ requests: [PushRequest]) async throws -> (outcomes: [PushOutcome], keys: [PIN: SymmetricKey]) {
+    ///
+    /// The same transaction notifies the pair (`outbound|ORIGIN|PIN:FIRST-LAST,…`), so
+    /// the primary learns at commit of items a standby accepted.
+    public func commitPushes(_ requests: [PushRequest], origin: String) async throws -> (outcomes: [PushOutcome], keys: [PIN: SymmetricKey]) {
         var emails: [String] = []
         var pins: [Int64] = []
         for r in requests {
@@ -86,6 +89,9 @@ extension ConfigStore {
                 FROM unnest(\(rowPin)::bigint[], \(rowSeq)::bigint[], \(rowPush)::uuid[], \(rowSubject)::text[],
                             \(rowBody)::text[], \(rowExpires)::bigint[]) AS t(pin, seq, push_id, subject, body, expires_in)
                 """, logger: logger)
+            let ranges = countedPINs.map { OutboundNotification.Range(pin: $0, first: nextSeq[$0]! - UInt64(counts[$0]!), last: nextSeq[$0]! - 1) }
+            let payload = OutboundNotification(origin: origin, ranges: ranges).payload
+            try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
             return (outcomes, keys)
         }
     }
@@ -109,6 +115,26 @@ extension ConfigStore {
         return (items, keys)
     }
 
+    /// The open items a notification names, with their devices' keys.
+    public func outboundItems(_ ranges: [OutboundNotification.Range]) async throws -> (items: [OutboundItem], keys: [PIN: SymmetricKey]) {
+        var items: [OutboundItem] = []
+        var keys: [PIN: SymmetricKey] = [:]
+        let pins = ranges.map { Int64($0.pin.value) }, firsts = ranges.map { Int64($0.first) }, lasts = ranges.map { Int64($0.last) }
+        for try await (p, seq, pushID, subject, body, expires, key) in try await client.query("""
+            SELECT o.pin, o.seq, o.push_id, o.subject, o.body, o.expires_at, d.master_key
+            FROM unnest(\(pins)::bigint[], \(firsts)::bigint[], \(lasts)::bigint[]) AS r(pin, first, last)
+            JOIN outbound o ON o.pin = r.pin AND o.seq BETWEEN r.first AND r.last
+            JOIN devices d ON d.pin = o.pin
+            WHERE o.state IN ('queued', 'sent') AND d.status = 'active'
+            ORDER BY o.pin, o.seq
+            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, String).self) {
+            let pin = PIN(UInt32(p))
+            items.append(OutboundItem(pin: pin, seq: UInt64(seq), pushID: pushID, subject: subject, body: body, expiresAt: expires))
+            keys[pin] = SymmetricKey(base64: key)
+        }
+        return (items, keys)
+    }
+
     /// Records delivery transitions in one statement; a row only moves forward
     /// (queued → sent → acked or expired), and each row is written at most once, with its
     /// most advanced state. (Writing a row twice in one transaction would make PostgreSQL
@@ -117,7 +143,10 @@ extension ConfigStore {
     /// Committed without waiting for the WAL flush: losing the last of these in a crash
     /// costs a resend that the device drops as a repeat, never a lost or doubled item,
     /// and it keeps the disk's flushes for the pushes, whose commit is the promise.
-    public func recordDelivery(_ transitions: [DeliveryTransition]) async throws {
+    ///
+    /// Fenced: only the holder of the pair's lease at `epoch` can record; anyone else
+    /// gets `FencedError` and nothing changes.
+    public func recordDelivery(_ transitions: [DeliveryTransition], pair: String, node: String, epoch: UInt64) async throws {
         var latest: [PIN: [UInt64: DeliveryState]] = [:]
         for t in transitions { latest[t.pin, default: [:]][t.seq] = max(t.state, latest[t.pin]?[t.seq] ?? t.state) }
         var pins: [Int64] = [], seqs: [Int64] = [], states: [String] = []
@@ -127,7 +156,7 @@ extension ConfigStore {
             }
         }
         guard !pins.isEmpty else { return }
-        try await client.withTransaction(logger: logger) { conn in
+        try await fenced(pair, node: node, epoch: epoch) { conn in
             try await conn.query("SET LOCAL synchronous_commit = off", logger: logger)
             try await conn.query("""
                 UPDATE outbound o SET state = t.state,

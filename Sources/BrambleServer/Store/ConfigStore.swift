@@ -19,18 +19,6 @@ public struct ConfigStore: Sendable {
         try await Migrations.apply(on: client, logger: logger)
     }
 
-    /// The next epoch for this SRP ID; every start of a serving node takes a new one, so
-    /// the relay lets it displace its predecessor and refuses the predecessor afterwards.
-    public func nextEpoch(srpID: String) async throws -> UInt64 {
-        let rows = try await client.query("""
-            INSERT INTO srp_epoch (srp_id, epoch) VALUES (\(srpID), 1)
-            ON CONFLICT (srp_id) DO UPDATE SET epoch = srp_epoch.epoch + 1
-            RETURNING epoch
-            """, logger: logger)
-        for try await epoch in rows.decode(Int64.self) { return UInt64(epoch) }
-        throw StoreError.notFound("epoch row for \(srpID)")
-    }
-
     public func recordEvent(node: String, kind: String, epoch: UInt64?, detail: String) async throws {
         let e = epoch.map { Int64($0) }
         try await client.query(
@@ -43,6 +31,27 @@ public struct ConfigStore: Sendable {
             "SELECT master_key FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'", logger: logger)
         for try await key in rows.decode(String.self) { return SymmetricKey(base64: key) }
         return nil
+    }
+
+    /// Every active device's master key: what a warm standby keeps ready.
+    public func deviceKeys() async throws -> [PIN: SymmetricKey] {
+        var keys: [PIN: SymmetricKey] = [:]
+        for try await (pin, key) in try await client.query(
+            "SELECT pin, master_key FROM devices WHERE status = 'active'", logger: logger
+        ).decode((Int64, String).self) {
+            keys[PIN(UInt32(pin))] = SymmetricKey(base64: key)
+        }
+        return keys
+    }
+
+    /// How many users and active devices there are (the health parameters "user accounts
+    /// started" and "at least one user" are measured against these).
+    public func accountCounts() async throws -> (users: Int, activeDevices: Int) {
+        for try await counts in try await client.query(
+            "SELECT (SELECT count(*) FROM users)::bigint, (SELECT count(*) FROM devices WHERE status = 'active')::bigint",
+            logger: logger
+        ).decode((Int64, Int64).self) { return (Int(counts.0), Int(counts.1)) }
+        return (0, 0)
     }
 
     public func ping() async throws {

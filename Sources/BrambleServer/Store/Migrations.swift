@@ -93,6 +93,24 @@ enum Migrations {
             )
             """,
         ]),
+        Migration(version: 3, name: "pair thresholds, heartbeat details, epochs from the lease", sql: [
+            """
+            CREATE TABLE pairs (
+                pair text PRIMARY KEY,
+                failover_threshold int NOT NULL DEFAULT 2 CHECK (failover_threshold BETWEEN 0 AND 12),
+                promotion_threshold int NOT NULL DEFAULT 3 CHECK (promotion_threshold BETWEEN 0 AND 12)
+            )
+            """,
+            "ALTER TABLE heartbeats ADD COLUMN api_url text NOT NULL DEFAULT ''",
+            "ALTER TABLE heartbeats ADD COLUMN parameters text NOT NULL DEFAULT '[]'",
+            // The lease's epoch is now what a node registers with; carry over the highest
+            // epoch a relay may remember, so the first lease holder is not refused.
+            """
+            INSERT INTO lease (pair, epoch) SELECT srp_id, epoch FROM srp_epoch
+            ON CONFLICT (pair) DO UPDATE SET epoch = GREATEST(lease.epoch, EXCLUDED.epoch)
+            """,
+            "DROP TABLE srp_epoch",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

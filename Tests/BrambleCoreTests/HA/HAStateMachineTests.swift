@@ -31,6 +31,13 @@ import Testing
         #expect(b.role == .primary(epoch: 2))
     }
 
+    @Test func theFirstHealthyNodeOfANewPairTakesTheLeaseAtEpochOne() {
+        var a = standby("a")
+        let o = HA.Observation(nowMs: 5_000, ownScore: 5, lease: nil, peer: nil)
+        #expect(a.observed(o) == [.takeLease(expectedEpoch: 0, reason: .leaseExpired)], "no lease row yet: no primary ever")
+        #expect(a.leaseTaken(epoch: 1) == [.promote(epoch: 1)])
+    }
+
     @Test func theStandbyPromotesOnAnExpiredLease() {
         var b = standby()
         let o = HA.Observation(nowMs: 1_000, ownScore: 5, lease: lease(expires: 1_000),

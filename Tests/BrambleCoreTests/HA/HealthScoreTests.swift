@@ -5,10 +5,10 @@ import Testing
 @Suite struct HealthScoreTests {
     @Test func theScoreCountsHealthyParametersFromTheTopAndStopsAtTheFirstFailure() {
         let all = HealthParameter.allCases.map { HealthCheck($0, healthy: true) }
-        #expect(HealthCheck.score(all) == 11)
+        #expect(HealthCheck.score(all) == 12)
         var checks = all
-        checks[2].healthy = false  // the Messaging Agent
-        #expect(HealthCheck.score(checks) == 2, "parameters below a failed one do not count")
+        checks[3].healthy = false  // the Messaging Agent
+        #expect(HealthCheck.score(checks) == 3, "parameters below a failed one do not count")
         checks[0].healthy = false  // the SRP link
         #expect(HealthCheck.score(checks) == 0)
     }
@@ -20,6 +20,8 @@ import Testing
     @Test func positionsFollowBESsOrder() {
         #expect(HealthParameter.wirelessNetwork.position == 1)
         #expect(HealthParameter.dispatcher.position == 2)
-        #expect(HealthParameter.synchronization.position == 11)
+        #expect(HealthParameter.configurationDatabase.position == 3)
+        #expect(HealthParameter.messagingAgent.position == 4)
+        #expect(HealthParameter.synchronization.position == 12)
     }
 }

@@ -58,9 +58,16 @@ final class ChildProcess: @unchecked Sendable {
         exited = true
     }
 
+    /// SIGSTOP: the process freezes (a long GC pause, a hung VM) until `resume()`.
+    func pause() { if isRunning { Glibc.kill(pid, SIGSTOP) } }
+
+    /// SIGCONT.
+    func resume() { if isRunning { Glibc.kill(pid, SIGCONT) } }
+
     /// SIGTERM, then SIGKILL after `seconds`.
     func stop(seconds: Double = 5) {
         guard isRunning else { return }
+        Glibc.kill(pid, SIGCONT)  // a paused process cannot act on SIGTERM
         Glibc.kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(seconds)
         while isRunning && Date() < deadline { usleep(20_000) }

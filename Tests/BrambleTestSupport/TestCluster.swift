@@ -1,17 +1,17 @@
 import AsyncHTTPClient
 import BrambleCore
 import BrambleNet
-import Crypto
+@preconcurrency import Crypto
 import Foundation
 import NIOCore
 
 /// A real Bramble installation on loopback for one test: a private PostgreSQL (via
-/// scripts/pg-private, which installs PostgreSQL 15 if it is missing), a relay, a node,
-/// and devices as separate processes, all from this checkout's debug build.
+/// scripts/pg-private, which installs PostgreSQL 15 if it is missing), a relay, one node
+/// or an HA pair, and devices as separate processes, all from this checkout's debug build.
 final class TestCluster: @unchecked Sendable {
     static let root: String = {
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<4 { url.deleteLastPathComponent() }
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/BrambleTestSupport/TestCluster.swift
         return url.path
     }()
     static let bin = root + "/.build/debug"
@@ -21,6 +21,16 @@ final class TestCluster: @unchecked Sendable {
         var resendAfterSeconds = 4 * 3600
         /// Extra SRP IDs the relay accepts (for tests that play a server themselves).
         var extraSRPIDs: [String] = []
+        /// The nodes to start; two make an HA pair. The first one started becomes primary.
+        var nodes = ["node-a"]
+        /// Nodes whose SRP link goes through a `LinkCutter` the test can cut.
+        var cuttableLinks: Set<String> = []
+        /// Nodes told a relay address where nothing listens (their relay is unreachable).
+        var unreachableRelay: Set<String> = []
+        var leaseMs = 1_000
+        var heartbeatMs = 200
+        var lockoutMaxConnects = 5
+        public init() {}
     }
 
     let dir: String
@@ -28,12 +38,15 @@ final class TestCluster: @unchecked Sendable {
     let devicePort: Int
     let srpPort: Int
     let relayHTTPPort: Int
-    let nodeHTTPPort: Int
+    let nodeHTTPPorts: [String: Int]
+    /// A port where nothing listens, for `Options.unreachableRelay`.
+    let deadPort: Int
     let token: String
     let srpKeys: [String: SymmetricKey]
     let options: Options
     private(set) var relay: ChildProcess?
-    private(set) var node: ChildProcess?
+    private(set) var nodes: [String: ChildProcess] = [:]
+    private(set) var cutters: [String: LinkCutter] = [:]
     private var devices: [String: ChildProcess] = [:]
     let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
@@ -42,9 +55,12 @@ final class TestCluster: @unchecked Sendable {
         dir = NSTemporaryDirectory() + "bramble-test-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o711])
-        var ports = try Self.freePorts(5)
+        var ports = try Self.freePorts(5 + options.nodes.count)
         pgPort = ports.removeFirst(); devicePort = ports.removeFirst(); srpPort = ports.removeFirst()
-        relayHTTPPort = ports.removeFirst(); nodeHTTPPort = ports.removeFirst()
+        relayHTTPPort = ports.removeFirst(); deadPort = ports.removeFirst()
+        var http: [String: Int] = [:]
+        for name in options.nodes { http[name] = ports.removeFirst() }
+        nodeHTTPPorts = http
         token = UUID().uuidString + UUID().uuidString
         var keys: [String: SymmetricKey] = ["bramble": SymmetricKey(size: .bits256)]
         for id in options.extraSRPIDs { keys[id] = SymmetricKey(size: .bits256) }
@@ -69,8 +85,12 @@ final class TestCluster: @unchecked Sendable {
         }
     }
 
-    var nodeURL: String { "http://127.0.0.1:\(nodeHTTPPort)" }
+    /// The first node's API.
+    var nodeURL: String { nodeURL(options.nodes[0]) }
+    func nodeURL(_ name: String) -> String { "http://127.0.0.1:\(nodeHTTPPorts[name]!)" }
+    var node: ChildProcess? { nodes[options.nodes[0]] }
     var admin: AdminClient { AdminClient(baseURL: nodeURL, token: token, http: http) }
+    func admin(_ name: String) -> AdminClient { AdminClient(baseURL: nodeURL(name), token: token, http: http) }
     var relayDevices: HostPort { HostPort(host: "127.0.0.1", port: devicePort) }
     var relaySRP: HostPort { HostPort(host: "127.0.0.1", port: srpPort) }
 
@@ -81,24 +101,52 @@ final class TestCluster: @unchecked Sendable {
         try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
         try startRelay()
         try await waitFor("relay health") { try await self.get("http://127.0.0.1:\(self.relayHTTPPort)/health").status == 200 }
-        try startNode()
-        try await waitFor("node ready", seconds: 60) { try await self.get(self.nodeURL + "/health/ready").status == 200 }
+        for name in options.cuttableLinks {
+            cutters[name] = try await LinkCutter.start(forwardingTo: relaySRP)
+        }
+        // The first node alone first, so it is the one that takes the lease.
+        try startNode(options.nodes[0])
+        try await waitFor("\(options.nodes[0]) primary", seconds: 60) { try await self.get(self.nodeURL + "/primary").status == 200 }
+        for name in options.nodes.dropFirst() {
+            try startNode(name)
+            try await waitFor("\(name) standby", seconds: 60) { try await self.get(self.nodeURL(name) + "/standby").status == 200 }
+        }
     }
 
     func startRelay() throws {
         relay = try ChildProcess(name: "relay", executable: Self.bin + "/bramble-relay", arguments: [
             "--srp-keys", dir + "/srp-keys", "--device-listen", "127.0.0.1:\(devicePort)",
             "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
-            "--lockout-window", "\(options.lockoutWindowSeconds)",
+            "--lockout-window", "\(options.lockoutWindowSeconds)", "--lockout-max-connects", "\(options.lockoutMaxConnects)",
         ], logPath: dir + "/relay.log")
     }
 
-    func startNode() throws {
-        node = try ChildProcess(name: "node", executable: Self.bin + "/bramble-server", arguments: [
-            "--node", "node-a", "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(srpPort)",
-            "--http-listen", "127.0.0.1:\(nodeHTTPPort)", "--admin-token-file", dir + "/admin-token",
+    func startNode(_ name: String) throws {
+        let relayPort = options.unreachableRelay.contains(name) ? deadPort : cutters[name]?.port ?? srpPort
+        nodes[name] = try ChildProcess(name: name, executable: Self.bin + "/bramble-server", arguments: [
+            "--node", name, "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(relayPort)",
+            "--http-listen", "127.0.0.1:\(nodeHTTPPorts[name]!)", "--admin-token-file", dir + "/admin-token",
             "--db-port", "\(pgPort)", "--resend-after", "\(options.resendAfterSeconds)",
-        ], logPath: dir + "/node.log")
+            "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
+        ], logPath: "\(dir)/\(name).log")
+    }
+
+    /// The nodes whose `/primary` answers 200 right now.
+    func primaries() async -> [String] {
+        var found: [String] = []
+        for name in options.nodes where (try? await get(nodeURL(name) + "/primary").status) == 200 { found.append(name) }
+        return found
+    }
+
+    /// A node's `/health` as JSON.
+    func health(_ name: String) async throws -> [String: Any] {
+        let reply = try await get(nodeURL(name) + "/health")
+        return try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] ?? [:]
+    }
+
+    /// The relay's `/health` (its registered sessions and their epochs).
+    func relayHealth() async throws -> String {
+        String(decoding: try await get("http://127.0.0.1:\(relayHTTPPort)/health").body, as: UTF8.self)
     }
 
     /// Adds a user and provisions a device through the `bramble` CLI; returns its credential path.
@@ -147,8 +195,8 @@ final class TestCluster: @unchecked Sendable {
         try await AdminClient(baseURL: url, token: token, http: http).send(.GET, "", timeout: .seconds(2))
     }
 
-    func metric(_ name: String) async throws -> Double? {
-        let text = String(decoding: try await get(nodeURL + "/metrics").body, as: UTF8.self)
+    func metric(_ name: String, node: String? = nil) async throws -> Double? {
+        let text = String(decoding: try await get(nodeURL(node ?? options.nodes[0]) + "/metrics").body, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
             return Double(line.split(separator: " ")[1])
         }
@@ -166,7 +214,8 @@ final class TestCluster: @unchecked Sendable {
 
     func stop() async throws {
         for device in devices.values { device.stop() }
-        node?.stop()
+        for node in nodes.values { node.stop() }
+        for cutter in cutters.values { await cutter.stop() }
         relay?.stop()
         _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
         try? await http.shutdown()
@@ -174,7 +223,7 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func dumpLogs() {
-        for process in [relay, node].compactMap({ $0 }) + Array(devices.values) {
+        for process in [relay].compactMap({ $0 }) + options.nodes.compactMap({ nodes[$0] }) + Array(devices.values) {
             print("----- \(process.name) log (last 40 lines) -----")
             print(process.log.split(separator: "\n").suffix(40).joined(separator: "\n"))
         }

@@ -1,0 +1,71 @@
+import BrambleCore
+import Logging
+import PostgresNIO
+
+/// LISTENs on the pair's notification channel: a lease changing hands wakes the HA
+/// controller (a planned switchover then takes one round trip, not a heartbeat), and
+/// pushes a peer committed go straight to this node's Dispatcher when it serves.
+/// Whenever the listening connection is (re)established, a serving node rescans the
+/// open items, since notifications sent while it was gone are lost.
+struct PairListener {
+    let client: PostgresClient
+    let store: ConfigStore
+    let dispatcher: Dispatcher
+    let ha: HAController
+    let node: String
+    let logger: Logger
+
+    func run() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: ConfigStore.notificationChannel) { notifications in
+                        failures = 0
+                        ha.wake()
+                        try await rescan()
+                        for try await notification in notifications { try await handle(notification.payload) }
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 20 == 0 {
+                    logger.warning("listening for pair notifications failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// A failure to load what a notification names ends the listening session, so the
+    /// next one starts with a rescan: nothing notified is ever skipped.
+    private func handle(_ payload: String) async throws {
+        if payload.hasPrefix("lease|") {
+            ha.wake()
+            return
+        }
+        let notification: OutboundNotification
+        do {
+            notification = try OutboundNotification(payload: payload)
+        } catch {
+            logger.warning("ignoring malformed pair notification", metadata: ["error": "\(error)"])
+            return
+        }
+        // Our own commits reach our Dispatcher directly; a standby delivers nothing.
+        guard notification.origin != node, dispatcher.health.servingEpoch != nil else { return }
+        if let ranges = notification.ranges {
+            let found = try await store.outboundItems(ranges)
+            await dispatcher.committed(found.items, keys: found.keys)
+        } else {
+            try await rescan()
+        }
+    }
+
+    private func rescan() async throws {
+        guard let epoch = dispatcher.health.servingEpoch else { return }
+        let open = try await store.openItems()
+        await dispatcher.load(items: open.items, keys: open.keys, epoch: epoch)
+    }
+}
