@@ -109,6 +109,7 @@ let package = Package(
             dependencies: [
                 "BrambleCore", "BrambleNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(

@@ -7,7 +7,7 @@ import NIOHTTP1
 /// and the tests.
 public struct AdminClient: Sendable {
     public let baseURL: String
-    let token: String
+    public let token: String
     let http: HTTPClient
 
     public init(baseURL: String, token: String, http: HTTPClient = .shared) {

@@ -30,7 +30,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run() async throws {
             struct Body: Encodable { var email: String; var pin: String }
-            let reply = try await connection.client().send(.POST, "/admin/devices", json: Body(email: email, pin: pin))
+            let reply = try await connection.send(.POST, "/admin/devices", json: Body(email: email, pin: pin))
             guard reply.status == 201 else { throw Failure(status: reply.status, message: reply.errorMessage) }
             let provisioned = try reply.decode(Provisioned.self)
             let encoder = JSONEncoder()
@@ -55,7 +55,7 @@ struct DeviceCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
 
         func run() async throws {
-            let reply = try await connection.client().send(.GET, "/admin/devices")
+            let reply = try await connection.send(.GET, "/admin/devices")
             try connection.show(reply, as: Devices.self, expect: 200) { d in
                 d.devices.isEmpty ? "no devices" : d.devices.map(describe).joined(separator: "\n")
             }
@@ -69,7 +69,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard PIN(pin) != nil else { throw ValidationError("PIN must be 1–8 hex digits, got '\(pin)'") }
-            let reply = try await connection.client().send(.GET, "/admin/devices/\(pin)")
+            let reply = try await connection.send(.GET, "/admin/devices/\(pin)")
             try connection.show(reply, as: Device.self, expect: 200, human: describe)
         }
     }

@@ -17,7 +17,7 @@ struct PushCommand: AsyncParsableCommand {
 
     func run() async throws {
         struct Body: Encodable { var to: String; var subject: String; var body: String; var expires_in: Int? }
-        let reply = try await connection.client().send(.POST, "/push", json: Body(to: to, subject: subject, body: body, expires_in: expiresIn))
+        let reply = try await connection.send(.POST, "/push", json: Body(to: to, subject: subject, body: body, expires_in: expiresIn))
         try connection.show(reply, as: Accepted.self, expect: 202) { "accepted \($0.id) for \($0.devices.joined(separator: ","))" }
     }
 }
@@ -32,7 +32,7 @@ struct MessageCommand: AsyncParsableCommand {
         @Argument(help: "The push id `bramble push` printed.") var id: String
 
         func run() async throws {
-            let reply = try await connection.client().send(.GET, "/push/\(pathEscaped(id))")
+            let reply = try await connection.send(.GET, "/push/\(pathEscaped(id))")
             try connection.show(reply, as: PushStatus.self, expect: 200) { s in
                 ([("\(s.id)\t\(s.state)")] + s.devices.map { "  \($0.pin)\tseq \($0.seq)\t\($0.state)" }).joined(separator: "\n")
             }

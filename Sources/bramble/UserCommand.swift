@@ -14,7 +14,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             struct Body: Encodable { var email: String; var name: String? }
-            let reply = try await connection.client().send(.POST, "/admin/users", json: Body(email: email, name: name))
+            let reply = try await connection.send(.POST, "/admin/users", json: Body(email: email, name: name))
             try connection.show(reply, as: User.self, expect: 201) { "added user \(describe($0))" }
         }
     }
@@ -24,7 +24,7 @@ struct UserCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
 
         func run() async throws {
-            let reply = try await connection.client().send(.GET, "/admin/users")
+            let reply = try await connection.send(.GET, "/admin/users")
             try connection.show(reply, as: Users.self, expect: 200) { users in
                 users.users.isEmpty ? "no users" : users.users.map(describe).joined(separator: "\n")
             }
@@ -37,7 +37,7 @@ struct UserCommand: AsyncParsableCommand {
         @Argument(help: "The user's e-mail address.") var email: String
 
         func run() async throws {
-            let reply = try await connection.client().send(.GET, "/admin/users/\(pathEscaped(email))")
+            let reply = try await connection.send(.GET, "/admin/users/\(pathEscaped(email))")
             try connection.show(reply, as: User.self, expect: 200, human: describe)
         }
     }
@@ -49,7 +49,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             struct Removed: Decodable { var removed: String }
-            let reply = try await connection.client().send(.DELETE, "/admin/users/\(pathEscaped(email))")
+            let reply = try await connection.send(.DELETE, "/admin/users/\(pathEscaped(email))")
             try connection.show(reply, as: Removed.self, expect: 200) { "removed user \($0.removed)" }
         }
     }

@@ -109,7 +109,10 @@ final class TestCluster: @unchecked Sendable {
         try await waitFor("\(options.nodes[0]) primary", seconds: 60) { try await self.get(self.nodeURL + "/primary").status == 200 }
         for name in options.nodes.dropFirst() {
             try startNode(name)
-            try await waitFor("\(name) standby", seconds: 60) { try await self.get(self.nodeURL(name) + "/standby").status == 200 }
+            // A standby that can reach the relay is ready to take over; one that cannot
+            // (on purpose) is merely a standby.
+            let ready = options.unreachableRelay.contains(name) ? "/standby" : "/health/ready"
+            try await waitFor("\(name) standby", seconds: 60) { try await self.get(self.nodeURL(name) + ready).status == 200 }
         }
     }
 
@@ -182,10 +185,13 @@ final class TestCluster: @unchecked Sendable {
         var subject: String
     }
 
-    /// POST /push; returns the push id when the node answered 202.
-    func push(to: String, subject: String, body: String = "body") async throws -> String? {
+    /// POST /push (to the first node, or `via` another); returns the push id when the
+    /// node answered 202.
+    func push(to: String, subject: String, body: String = "body", via node: String? = nil,
+              timeout: TimeAmount = .seconds(10)) async throws -> String? {
         struct Body: Encodable { var to: String; var subject: String; var body: String }
-        let reply = try await admin.send(.POST, "/push", json: Body(to: to, subject: subject, body: body), timeout: .seconds(10))
+        let client = node.map { admin($0) } ?? admin
+        let reply = try await client.send(.POST, "/push", json: Body(to: to, subject: subject, body: body), timeout: timeout)
         guard reply.status == 202 else { return nil }
         struct Accepted: Decodable { var id: String }
         return try reply.decode(Accepted.self).id

@@ -1,0 +1,187 @@
+@testable import BrambleTestSupport
+import Foundation
+import Testing
+
+/// The HA pair on real processes: PostgreSQL, the relay, two nodes and devices on
+/// loopback. Every test asserts the pair's invariants: every accepted push is shown
+/// exactly once on every device, and the relay never accepts two primaries.
+@Suite(.serialized) struct FailoverTests {
+    static let pins = ["2A000001", "2A000002"]
+    static let email = "pair@example.test"
+
+    /// A pair with two devices of one user, both connected.
+    func withPair(_ options: TestCluster.Options = .init(), _ body: (TestCluster) async throws -> Void) async throws {
+        var options = options
+        options.nodes = ["node-a", "node-b"]
+        try await TestCluster.with(options) { cluster in
+            for pin in Self.pins {
+                try cluster.provision(email: Self.email, pin: pin)
+                try cluster.startDevice(pin: pin)
+            }
+            try await body(cluster)
+        }
+    }
+
+    /// Pushes `count` items, one every `everyMs`, alternating between the nodes; a push a
+    /// node does not accept is tried on the other one under a new subject, and that node is
+    /// left alone for 2 s, as an application with two node URLs would do. `midway` runs
+    /// once, after `midwayAfter` pushes were accepted. Returns the accepted push ids.
+    func stream(_ cluster: TestCluster, count: Int, everyMs: Int, via: [String]? = nil, midwayAfter: Int = .max,
+                midway: () async throws -> Void = {}) async throws -> Set<String> {
+        var accepted: Set<String> = []
+        var didMidway = false
+        let nodes = via ?? cluster.options.nodes
+        var downUntil: [String: ContinuousClock.Instant] = [:]
+        for i in 0..<count {
+            for attempt in 0..<nodes.count {
+                let node = nodes[(i + attempt) % nodes.count]
+                if let until = downUntil[node], until > .now { continue }
+                if let id = try? await cluster.push(to: Self.email, subject: "s\(i)-\(attempt)", via: node, timeout: .seconds(2)) {
+                    accepted.insert(id)
+                    break
+                }
+                downUntil[node] = .now + .seconds(2)
+            }
+            if !didMidway && accepted.count >= midwayAfter {
+                didMidway = true
+                try await midway()
+            }
+            try await Task.sleep(for: .milliseconds(everyMs))
+        }
+        #expect(didMidway || midwayAfter == .max, "the disruption ran")
+        return accepted
+    }
+
+    /// Waits until every device showed every accepted push, then checks none was shown twice.
+    func expectExactlyOnce(_ cluster: TestCluster, _ accepted: Set<String>, seconds: Double = 60) async throws {
+        for pin in Self.pins {
+            try await cluster.waitFor("device \(pin) to show \(accepted.count) accepted pushes", seconds: seconds) {
+                accepted.isSubset(of: Set(cluster.shown(pin: pin).map(\.push_id)))
+            }
+        }
+        for pin in Self.pins {
+            let ids = cluster.shown(pin: pin).map(\.push_id)
+            let repeats = Dictionary(grouping: ids, by: { $0 }).filter { $0.value.count > 1 }.keys
+            #expect(repeats.isEmpty, "device \(pin) showed \(repeats.count) pushes twice: \(repeats.prefix(3))")
+            #expect(accepted.isSubset(of: Set(ids)), "device \(pin) lost \(accepted.subtracting(ids).count) accepted pushes")
+        }
+    }
+
+    func role(_ cluster: TestCluster, _ node: String) async -> String? {
+        try? await cluster.health(node)["role"] as? String
+    }
+
+    /// Registrations the relay accepted, from its metrics.
+    func relayCounter(_ cluster: TestCluster, _ name: String) async throws -> Double {
+        let text = String(decoding: try await cluster.get("http://127.0.0.1:\(cluster.relayHTTPPort)/metrics").body, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") { return Double(line.split(separator: " ")[1]) ?? -1 }
+        return 0
+    }
+
+    @Test func theStandbyServesAfterThePrimaryIsKilledAndEveryAcceptedPushIsShownOnce() async throws {
+        try await withPair { cluster in
+            let accepted = try await stream(cluster, count: 240, everyMs: 10, midwayAfter: 80) {
+                cluster.nodes["node-a"]!.kill()
+            }
+            try await cluster.waitFor("node-b primary", seconds: 10) { await cluster.primaries() == ["node-b"] }
+            try await expectExactlyOnce(cluster, accepted)
+            #expect(accepted.count >= 200, "pushes kept being accepted by the standby during the failover (\(accepted.count))")
+            #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 2, "node-a at epoch 1, node-b at epoch 2")
+            #expect(try await cluster.relayHealth().contains("\"bramble\":2"))
+        }
+    }
+
+    @Test func aPausedPrimaryIsFencedWhenItWakesAndDemotesItself() async throws {
+        try await withPair { cluster in
+            var accepted = try await stream(cluster, count: 20, everyMs: 10)
+            let a = cluster.nodes["node-a"]!
+            a.pause()
+            try await cluster.waitFor("node-b to promote while node-a is paused", seconds: 10) {
+                await cluster.primaries() == ["node-b"]
+            }
+            // (A paused node's kernel still accepts connections, so push via node-b only.)
+            accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10, via: ["node-b"]))
+            try await Task.sleep(for: .seconds(1))
+            a.resume()
+            // From the moment it wakes its lease is known to be gone: it never claims to serve.
+            #expect((try await cluster.get(cluster.nodeURL("node-a") + "/primary")).status == 503)
+            try await cluster.waitFor("node-a to demote itself", seconds: 10) { await role(cluster, "node-a") == "standby" }
+            #expect(try await cluster.metric("bramble_demotions_total", node: "node-a") == 1)
+            #expect(cluster.nodes["node-a"]!.log.contains("demoting to standby"))
+            // The relay only ever accepted node-a at epoch 1 and node-b at epoch 2.
+            #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 2)
+            #expect(try await cluster.relayHealth().contains("\"bramble\":2"))
+            #expect(await cluster.primaries() == ["node-b"])
+            // The woken node still accepts pushes; the primary delivers them.
+            accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10))
+            try await expectExactlyOnce(cluster, accepted)
+        }
+    }
+
+    @Test func cuttingThePrimarysSRPLinkMakesTheStandbyPromote() async throws {
+        var options = TestCluster.Options()
+        options.cuttableLinks = ["node-a"]
+        try await withPair(options) { cluster in
+            var accepted = try await stream(cluster, count: 20, everyMs: 10)
+            await cluster.cutters["node-a"]!.cut()
+            try await cluster.waitFor("node-b to promote after node-a lost its link", seconds: 15) {
+                await cluster.primaries() == ["node-b"]
+            }
+            try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
+            #expect(cluster.nodes["node-a"]!.log.contains("own score below failover threshold and the standby asked for the lease"))
+            accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10))
+            try await expectExactlyOnce(cluster, accepted)
+        }
+    }
+
+    @Test func aPlannedSwitchoverUnderLoadLosesNothingAndShowsNothingTwice() async throws {
+        try await withPair { cluster in
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))"]
+            // The CLI runs beside the stream, so pushes keep coming during the switchover.
+            func failover(_ arguments: [String]) -> Task<String, any Error> {
+                Task.detached { try runCommand(TestCluster.bin + "/bramble", ["failover"] + arguments, environment: env) }
+            }
+            var cli: Task<String, any Error>?
+            var accepted = try await stream(cluster, count: 150, everyMs: 10, midwayAfter: 50) { cli = failover([]) }
+            var output = try await cli!.value
+            #expect(output.contains("switched over: node-a → node-b"), "\(output)")
+            #expect(await cluster.primaries() == ["node-b"])
+            try await expectExactlyOnce(cluster, accepted)
+
+            // And back, naming the target.
+            accepted.formUnion(try await stream(cluster, count: 150, everyMs: 10, midwayAfter: 50) { cli = failover(["--to", "node-a"]) })
+            output = try await cli!.value
+            #expect(output.contains("switched over: node-b → node-a"), "\(output)")
+            try await cluster.waitFor("node-a primary", seconds: 5) { await cluster.primaries() == ["node-a"] }
+            try await expectExactlyOnce(cluster, accepted)
+            #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 3)
+        }
+    }
+
+    @Test func aStandbyScoringBelowThePromotionThresholdDoesNotPromote() async throws {
+        var options = TestCluster.Options()
+        options.unreachableRelay = ["node-b"]
+        try await withPair(options) { cluster in
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-b"))"]
+            // A switchover to a standby that cannot serve is refused up front.
+            #expect(throws: (any Error).self) {
+                try runCommand(TestCluster.bin + "/bramble", ["failover"], environment: ["BRAMBLE_TOKEN": cluster.token,
+                                                                                        "BRAMBLE_URL": cluster.nodeURL("node-a")])
+            }
+            cluster.nodes["node-a"]!.kill()
+            // Lease (1 s) and hold-off long gone: node-b still must not take over.
+            try await Task.sleep(for: .seconds(4))
+            #expect(await role(cluster, "node-b") == "standby")
+            #expect(await cluster.primaries().isEmpty)
+            let health = try await cluster.health("node-b")
+            let first = (health["parameters"] as? [[String: Any]])?.first
+            #expect(first?["name"] as? String == "wireless_network")
+            #expect(first?["healthy"] as? Bool == false)
+
+            // The operator lowers the promotion threshold: the standby takes over.
+            let set = try runCommand(TestCluster.bin + "/bramble", ["pair", "thresholds", "--promotion", "0"], environment: env)
+            #expect(set.contains("promotion 0"))
+            try await cluster.waitFor("node-b to promote under the lower threshold", seconds: 5) { await role(cluster, "node-b") == "primary" }
+        }
+    }
+}
