@@ -1,0 +1,146 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BrambleCore
+import BrambleDevice
+import BrambleNet
+import Foundation
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+
+/// (c) One failover of a running pair, as a probe device sees it: a push every 10 ms
+/// (to either node, as an application with both URLs would), then SIGKILL of the
+/// primary or a planned switchover. Prints one JSON line: the device-visible outage (the
+/// largest gap between consecutive shown items around the failover), the time from the
+/// kill or request to the relay's registration of the new epoch, and the pushes
+/// accepted, lost and shown twice.
+struct FailoverBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "failover", abstract: "One measured failover of a running pair.")
+
+    enum Mode: String, ExpressibleByArgument { case kill, switchover }
+
+    @Option(help: "kill (SIGKILL the primary) or switchover (bramble failover).") var mode: Mode
+    @Option(help: "Each node as NAME=URL=PID.") var node: [String]
+    @Option(help: "File holding the admin token.") var tokenFile: String
+    @Option(help: "Relay device listener, HOST:PORT.") var relay: String
+    @Option(help: "Relay health URL (shows the registered epoch).") var relayHealth: String
+    @Option(help: "The probe device's credential file.") var credential: String
+    @Option(help: "SRP ID whose epoch to watch.") var srpID = "bramble"
+    @Option(help: "Milliseconds between pushes.") var everyMs = 10
+
+    struct Node { var name: String; var url: String; var pid: pid_t }
+
+    func run() async throws {
+        BrambleLogging.bootstrap(level: "error")
+        let nodes = try node.map { spec -> Node in
+            let parts = spec.split(separator: "=", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let pid = pid_t(parts[2]) else { throw ValidationError("--node must be NAME=URL=PID, got '\(spec)'") }
+            return Node(name: parts[0], url: parts[1], pid: pid)
+        }
+        let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT") }
+        let probe = try CredentialFile.load(credential)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { _ = http.shutdown() }
+
+        let shown = NIOLockedValueBox<[(id: String, at: ContinuousClock.Instant)]>([])
+        let agent = try DeviceAgent(configuration: .init(credential: probe, relay: relayAddress), logger: Logger(label: "probe")) { item in
+            let now = ContinuousClock.now
+            shown.withLockedValue { $0.append((item.pushID, now)) }
+        }
+        guard let primary = await Self.primary(nodes, http: http) else { throw ValidationError("no node answers /primary with 200") }
+        let startEpoch = try await Self.relayEpoch(relayHealth, srpID: srpID, http: http)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await agent.run() }
+            let accepted = NIOLockedValueBox<Set<String>>([])
+            let stop = NIOLockedValueBox(false)
+            group.addTask {
+                var n = 0
+                var downUntil: [String: ContinuousClock.Instant] = [:]
+                while !stop.withLockedValue({ $0 }) {
+                    for attempt in 0..<nodes.count {
+                        let target = nodes[(n + attempt) % nodes.count]
+                        if let until = downUntil[target.name], until > .now { continue }
+                        if let id = try? await Self.push(AdminClient(baseURL: target.url, token: token, http: http), to: probe.pin, n: n) {
+                            accepted.withLockedValue { _ = $0.insert(id) }
+                            break
+                        }
+                        downUntil[target.name] = .now + .seconds(1)
+                    }
+                    n += 1
+                    try await Task.sleep(for: .milliseconds(everyMs))
+                }
+            }
+            // Steady state first.
+            try await Task.sleep(for: .seconds(2))
+            let t0 = ContinuousClock.now
+            switch mode {
+            case .kill:
+                kill(primary.pid, SIGKILL)
+            case .switchover:
+                let reply = try await AdminClient(baseURL: primary.url, token: token, http: http).send(.POST, "/admin/failover", json: [String: String]())
+                guard reply.status == 200 else { throw ValidationError("failover refused: \(reply.errorMessage)") }
+            }
+            var registeredMs: Double?
+            while ContinuousClock.now - t0 < .seconds(15) {
+                if let e = try? await Self.relayEpoch(relayHealth, srpID: srpID, http: http), e > startEpoch {
+                    registeredMs = (ContinuousClock.now - t0).ms
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            try await Task.sleep(for: .seconds(3))
+            stop.withLockedValue { $0 = true }
+            let expected = accepted.withLockedValue { $0 }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !expected.isSubset(of: Set(shown.withLockedValue { $0.map(\.id) })), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let seen = shown.withLockedValue { $0 }
+            let ids = seen.map(\.id)
+            let lost = expected.subtracting(ids).count
+            let doubled = ids.count - Set(ids).count
+            // The largest gap between consecutive shown items from 1 s before the failover.
+            let times = seen.map(\.at).filter { $0 >= t0 - .seconds(1) }.sorted()
+            let outage = zip(times, times.dropFirst()).map { ($1 - $0).ms }.max() ?? .infinity
+            let result: [String: String] = [
+                "mode": mode.rawValue, "from": primary.name,
+                "outage_ms": String(format: "%.0f", outage),
+                "registration_ms": registeredMs.map { String(format: "%.0f", $0) } ?? "none",
+                "accepted": "\(expected.count)", "lost": "\(lost)", "shown_twice": "\(doubled)",
+            ]
+            let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: json, as: UTF8.self))
+            group.cancelAll()
+        }
+    }
+
+    static func primary(_ nodes: [Node], http: HTTPClient) async -> Node? {
+        for n in nodes {
+            if let reply = try? await AdminClient(baseURL: n.url, token: "", http: http).send(.GET, "/primary", timeout: .seconds(2)),
+               reply.status == 200 { return n }
+        }
+        return nil
+    }
+
+    /// The epoch the relay's /health lists for the SRP ID.
+    static func relayEpoch(_ url: String, srpID: String, http: HTTPClient) async throws -> UInt64 {
+        let reply = try await AdminClient(baseURL: url, token: "", http: http).send(.GET, "", timeout: .seconds(1))
+        let object = try JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
+        let sessions = object?["sessions"] as? [String: Any] ?? [:]
+        return (sessions[srpID] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    static func push(_ client: AdminClient, to pin: String, n: Int) async throws -> String? {
+        struct Body: Encodable { var to: String; var subject: String; var body: String }
+        let reply = try await client.send(.POST, "/push", json: Body(to: pin, subject: "probe \(n)", body: "probe"), timeout: .seconds(2))
+        guard reply.status == 202 else { return nil }
+        struct Accepted: Decodable { var id: String }
+        return try reply.decode(Accepted.self).id
+    }
+}
+
+extension Duration {
+    var ms: Double { seconds * 1000 }
+}
