@@ -34,6 +34,12 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // 3. The payload parsers, which run only after authentication but are bounded anyway.
     _ = try? PushItem.decode(bytes)
     _ = try? AckList.decode(bytes)
+
+    // 4. The pair's notification payloads (text from PostgreSQL NOTIFY): whatever parses
+    //    must format back to itself.
+    if let text = String(validating: bytes, as: UTF8.self), let n = try? OutboundNotification(payload: text) {
+        precondition((try? OutboundNotification(payload: n.payload)) == n, "re-formatting changed the notification")
+    }
     return 0
 }
 

@@ -184,4 +184,53 @@ import Testing
             try await cluster.waitFor("node-b to promote under the lower threshold", seconds: 5) { await role(cluster, "node-b") == "primary" }
         }
     }
+
+    @Test func everyNodeReportsItsRoleScoreAndThePairThroughHealthMetricsAndStatus() async throws {
+        try await withPair { cluster in
+            // Account counts are refreshed every ten heartbeats; the user was added after start.
+            for node in ["node-a", "node-b"] {
+                try await cluster.waitFor("\(node) to count the user", seconds: 5) { try await cluster.health(node)["score"] as? Int == 12 }
+            }
+            for (node, role, primary, standby) in [("node-a", "primary", 200, 503), ("node-b", "standby", 503, 200)] {
+                let h = try await cluster.health(node)
+                #expect(h["node"] as? String == node)
+                #expect(h["pair"] as? String == "bramble")
+                #expect(h["role"] as? String == role)
+                #expect(h["score"] as? Int == 12, "every parameter healthy: \(h["parameters"] ?? "-")")
+                #expect(h["failover_threshold"] as? Int == 2)
+                #expect(h["promotion_threshold"] as? Int == 3)
+                let parameters = h["parameters"] as? [[String: Any]] ?? []
+                #expect(parameters.map { $0["name"] as? String } == ["wireless_network", "dispatcher", "configuration_database",
+                    "messaging_agent", "user_accounts_started", "messaging_server_reachable", "at_least_one_user", "collaboration",
+                    "mds", "attachment", "policy", "synchronization"])
+                #expect(parameters.allSatisfy { $0["detail"] is String && $0["healthy"] is Bool })
+                #expect((h["database"] as? [String: Any])?["reachable"] as? Bool == true)
+                #expect((h["relay"] as? [String: Any])?["reachable"] as? Bool == true)
+                #expect((try await cluster.get(cluster.nodeURL(node) + "/primary")).status == primary)
+                #expect((try await cluster.get(cluster.nodeURL(node) + "/standby")).status == standby)
+                #expect((try await cluster.get(cluster.nodeURL(node) + "/health/ready")).status == 200)
+                #expect((try await cluster.get(cluster.nodeURL(node) + "/health/live")).status == 200)
+            }
+            #expect((try await cluster.health("node-a"))["epoch"] as? Int == 1)
+            #expect((try await cluster.health("node-b"))["epoch"] == nil)
+
+            let metrics = String(decoding: try await cluster.get(cluster.nodeURL("node-a") + "/metrics").body, as: UTF8.self)
+            for expected in ["bramble_role{role=\"primary\"} 1", "bramble_role{role=\"standby\"} 0", "bramble_epoch 1.0",
+                             "bramble_health_score 12", "bramble_promotions_total 1", "bramble_demotions_total 0",
+                             "bramble_lease_renewal_seconds_count", "bramble_queue_depth"] {
+                #expect(metrics.contains(expected), "metrics lack \(expected)")
+            }
+
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-b"))"]
+            let human = try runCommand(TestCluster.bin + "/bramble", ["status"], environment: env)
+            #expect(human.contains("lease held by node-a at epoch 1"), "\(human)")
+            #expect(human.contains("database: reachable"), "\(human)")
+            let json = try runCommand(TestCluster.bin + "/bramble", ["status", "--json"], environment: env)
+            let status = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+            let nodes = status["nodes"] as? [[String: Any]] ?? []
+            #expect(nodes.map { $0["node"] as? String } == ["node-a", "node-b"])
+            #expect(nodes.map { $0["role"] as? String } == ["primary", "standby"])
+            #expect(nodes.allSatisfy { ($0["heartbeat_age_ms"] as? Int).map { $0 < 2_000 } ?? false }, "fresh heartbeats: \(nodes)")
+        }
+    }
 }
