@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 60
 
-.PHONY: help deps build up status down test test-unit test-integration fuzz bench clean
+.PHONY: help deps build up status down test test-unit test-integration test-cluster fuzz bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -13,16 +13,16 @@ deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, zlib, OpenSSL
 build: deps ## Build every product (debug)
 	swift build
 
-up: ## Install what is missing, build (release), start PostgreSQL, relay, node and a demo device
+up: ## Install what is missing, build (release), start PostgreSQL, relay, an HA pair of nodes and a demo device
 	@scripts/cluster up
 
-status: ## Print the local cluster as JSON (push_url, admin_token, devices, processes)
+status: ## Print the local cluster as JSON (nodes, admin_token, devices, processes)
 	@scripts/cluster status
 
 down: ## Stop everything `make up` started and remove its temp dirs
 	@scripts/cluster down
 
-test: deps ## Install what is missing and run every test (unit and integration)
+test: deps ## Install what is missing and run every test (unit, integration, clustered)
 	swift build --build-tests
 	swift test --no-parallel
 
@@ -33,12 +33,16 @@ test-integration: deps ## Run the integration tests (real PostgreSQL, relay, nod
 	swift build --build-tests
 	swift test --no-parallel --filter BrambleIntegrationTests
 
-fuzz: ## Fuzz the frame and envelope decoders for FUZZ_SECONDS (default 60) with libFuzzer
+test-cluster: deps ## Run the HA pair tests (two real nodes: kill, pause, cut, switch over)
+	swift build --build-tests
+	swift test --no-parallel --filter BrambleClusterTests
+
+fuzz: ## Fuzz the frame, envelope, payload and notification decoders for FUZZ_SECONDS (default 60) with libFuzzer
 	swift build --product bramble-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBRAMBLE_FUZZ
 	@mkdir -p fuzz-corpus
 	.build-fuzz/debug/bramble-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 fuzz-corpus
 
-bench: deps ## Envelope throughput vs raw zlib+AES, and end-to-end pushes/s with latency (release build)
+bench: deps ## Envelope vs raw zlib+AES, end-to-end pushes/s and latency, failover outage (release build)
 	swift build -c release
 	scripts/bench
 

@@ -47,6 +47,7 @@ public struct NodeService: Service {
 
             try await waitForDatabase(store)
             try await store.migrate()
+            try await waitForOwnHeartbeatToGoStale(store)
             await dispatcher.warm(keys: try await store.deviceKeys())
             try await store.recordEvent(node: c.node, kind: "start", epoch: nil, detail: "node started as standby of pair \(c.pair)")
 
@@ -98,6 +99,27 @@ public struct NodeService: Service {
         pg.options.connectTimeout = .seconds(2)
         return pg
     }
+
+    /// Two processes with one node name would both pass the lease's `holder = node`
+    /// checks, so a node does not start while its name's heartbeat is still fresh: it
+    /// waits out a predecessor that just died, and refuses to run beside a live one.
+    private func waitForOwnHeartbeatToGoStale(_ store: ConfigStore) async throws {
+        let c = configuration
+        let started = ContinuousClock.now
+        var said = false
+        while let age = try await store.heartbeatAgeMs(node: c.node), age < Int64(c.leaseMs + c.heartbeatIntervalMs) {
+            if ContinuousClock.now - started > .milliseconds(4 * c.leaseMs + 2_000) {
+                throw StartupError(description: "another process is running as node '\(c.node)' (its heartbeat is \(age) ms old); give each node its own --node name")
+            }
+            if !said {
+                logger.notice("waiting for this node name's last heartbeat to go stale", metadata: ["node": "\(c.node)", "age.ms": "\(age)"])
+                said = true
+            }
+            try await Task.sleep(for: .milliseconds(c.heartbeatIntervalMs))
+        }
+    }
+
+    struct StartupError: Error, CustomStringConvertible { let description: String }
 
     /// Waits up to 30 s for the database, saying so every few seconds.
     private func waitForDatabase(_ store: ConfigStore) async throws {

@@ -55,21 +55,29 @@ struct FailoverBench: AsyncParsableCommand {
             group.addTask { await agent.run() }
             let accepted = NIOLockedValueBox<Set<String>>([])
             let stop = NIOLockedValueBox(false)
+            // One push every `everyMs`, each in its own task, so a request stuck on the
+            // killed node does not hold back the ones after it (an application sending
+            // from many threads). A node that failed a push is skipped for a second.
+            let downUntil = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
             group.addTask {
-                var n = 0
-                var downUntil: [String: ContinuousClock.Instant] = [:]
-                while !stop.withLockedValue({ $0 }) {
-                    for attempt in 0..<nodes.count {
-                        let target = nodes[(n + attempt) % nodes.count]
-                        if let until = downUntil[target.name], until > .now { continue }
-                        if let id = try? await Self.push(AdminClient(baseURL: target.url, token: token, http: http), to: probe.pin, n: n) {
-                            accepted.withLockedValue { _ = $0.insert(id) }
-                            break
+                try await withThrowingDiscardingTaskGroup { pushes in
+                    var n = 0
+                    while !stop.withLockedValue({ $0 }) {
+                        let i = n
+                        pushes.addTask {
+                            for attempt in 0..<nodes.count {
+                                let target = nodes[(i + attempt) % nodes.count]
+                                if let until = downUntil.withLockedValue({ $0[target.name] }), until > .now { continue }
+                                if let id = try? await Self.push(AdminClient(baseURL: target.url, token: token, http: http), to: probe.pin, n: i) {
+                                    accepted.withLockedValue { _ = $0.insert(id) }
+                                    return
+                                }
+                                downUntil.withLockedValue { $0[target.name] = .now + .seconds(1) }
+                            }
                         }
-                        downUntil[target.name] = .now + .seconds(1)
+                        n += 1
+                        try await Task.sleep(for: .milliseconds(everyMs))
                     }
-                    n += 1
-                    try await Task.sleep(for: .milliseconds(everyMs))
                 }
             }
             // Steady state first.
@@ -92,6 +100,7 @@ struct FailoverBench: AsyncParsableCommand {
             }
             try await Task.sleep(for: .seconds(3))
             stop.withLockedValue { $0 = true }
+            try await Task.sleep(for: .milliseconds(2_500))  // pushes still in flight answer or time out
             let expected = accepted.withLockedValue { $0 }
             let deadline = ContinuousClock.now + .seconds(20)
             while !expected.isSubset(of: Set(shown.withLockedValue { $0.map(\.id) })), ContinuousClock.now < deadline {

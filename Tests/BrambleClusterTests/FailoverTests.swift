@@ -233,4 +233,16 @@ import Testing
             #expect(nodes.allSatisfy { ($0["heartbeat_age_ms"] as? Int).map { $0 < 2_000 } ?? false }, "fresh heartbeats: \(nodes)")
         }
     }
+
+    @Test func aSecondProcessWithANodesNameRefusesToStart() async throws {
+        try await withPair { cluster in
+            let port = try TestCluster.freePorts(1)[0]
+            let twin = try ChildProcess(name: "twin", executable: TestCluster.bin + "/bramble-server",
+                                        arguments: cluster.nodeArguments("node-a", httpPort: port), logPath: cluster.dir + "/twin.log")
+            defer { twin.stop() }
+            try await cluster.waitFor("the twin to give up", seconds: 15) { !twin.isRunning }
+            #expect(twin.log.contains("another process is running as node 'node-a'"), "\(twin.log.suffix(400))")
+            #expect(await cluster.primaries() == ["node-a"], "the running pair is untouched")
+        }
+    }
 }

@@ -125,13 +125,18 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func startNode(_ name: String) throws {
+        nodes[name] = try ChildProcess(name: name, executable: Self.bin + "/bramble-server",
+                                       arguments: nodeArguments(name, httpPort: nodeHTTPPorts[name]!), logPath: "\(dir)/\(name).log")
+    }
+
+    func nodeArguments(_ name: String, httpPort: Int) -> [String] {
         let relayPort = options.unreachableRelay.contains(name) ? deadPort : cutters[name]?.port ?? srpPort
-        nodes[name] = try ChildProcess(name: name, executable: Self.bin + "/bramble-server", arguments: [
+        return [
             "--node", name, "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(relayPort)",
-            "--http-listen", "127.0.0.1:\(nodeHTTPPorts[name]!)", "--admin-token-file", dir + "/admin-token",
+            "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token",
             "--db-port", "\(pgPort)", "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
-        ], logPath: "\(dir)/\(name).log")
+        ]
     }
 
     /// The nodes whose `/primary` answers 200 right now.

@@ -116,6 +116,16 @@ extension ConfigStore {
             """, logger: logger)
     }
 
+    /// How long ago (database clock) a running `node` last wrote its heartbeat; nil if it
+    /// never did or said it stopped.
+    public func heartbeatAgeMs(node: String) async throws -> Int64? {
+        for try await age in try await client.query("""
+            SELECT (extract(epoch FROM now() - written_at) * 1000)::bigint FROM heartbeats
+            WHERE node = \(node) AND role <> 'stopped'
+            """, logger: logger).decode(Int64.self) { return age }
+        return nil
+    }
+
     /// One node of the pair as `bramble status` shows it.
     public struct NodeStatus: Sendable, Codable {
         public var node: String
