@@ -23,8 +23,12 @@ public struct NodeService: Service {
         let c = configuration
         let client = PostgresClient(configuration: databaseConfiguration(maximumConnections: 8), backgroundLogger: logger)
         // The heartbeat and the notification listener get their own connections, so a
-        // burst of pushes never delays a lease renewal.
-        let haClient = PostgresClient(configuration: databaseConfiguration(maximumConnections: 3), backgroundLogger: logger)
+        // burst of pushes never delays a lease renewal. Their statements give up waiting
+        // for a lock after the heartbeat's own deadline, so a timed-out renewal or take
+        // does not keep holding a connection.
+        let haClient = PostgresClient(configuration: databaseConfiguration(
+            maximumConnections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")]),
+            backgroundLogger: logger)
         let store = ConfigStore(client: client, logger: logger)
         let haStore = ConfigStore(client: haClient, logger: logger)
         let metrics = NodeMetrics()
@@ -91,13 +95,9 @@ public struct NodeService: Service {
         }
     }
 
-    private func databaseConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
-        let d = configuration.database
-        var pg = PostgresClient.Configuration(host: d.host, port: d.port, username: d.user, password: d.password,
-                                              database: d.name, tls: .disable)
-        pg.options.maximumConnections = maximumConnections
-        pg.options.connectTimeout = .seconds(2)
-        return pg
+    private func databaseConfiguration(maximumConnections: Int, extra: [(String, String)] = []) -> PostgresClient.Configuration {
+        ConfigStore.clientConfiguration(configuration.database, leaseMs: configuration.leaseMs,
+                                        maximumConnections: maximumConnections, extra: extra)
     }
 
     /// Two processes with one node name would both pass the lease's `holder = node`
@@ -159,7 +159,9 @@ public struct NodeService: Service {
         var attempt = 0
         while true {
             do {
-                try await store.recordDelivery(batch, pair: c.pair, node: c.node, epoch: epoch)
+                // Bounded: a call on a session the server ended (a node paused inside the
+                // transaction) may never return; the next attempt takes a fresh connection.
+                try await withDeadline(ms: 5_000) { try await store.recordDelivery(batch, pair: c.pair, node: c.node, epoch: epoch) }
                 return
             } catch let fenced as ConfigStore.FencedError {
                 metrics.fencedWrites.increment(by: Int64(batch.count))

@@ -15,6 +15,20 @@ public struct ConfigStore: Sendable {
         self.logger = logger
     }
 
+    /// How a node connects. A node paused or cut off in the middle of a transaction must
+    /// not keep its locks: a fenced write holds the lease row FOR SHARE, and the standby's
+    /// take of the lease would wait for it; so the server ends a session idle in a
+    /// transaction for longer than the lease lasts.
+    public static func clientConfiguration(_ d: NodeConfiguration.Database, leaseMs: Int, maximumConnections: Int,
+                                           extra: [(String, String)] = []) -> PostgresClient.Configuration {
+        var pg = PostgresClient.Configuration(host: d.host, port: d.port, username: d.user, password: d.password,
+                                              database: d.name, tls: .disable)
+        pg.options.maximumConnections = maximumConnections
+        pg.options.connectTimeout = .seconds(2)
+        pg.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "\(leaseMs)")] + extra
+        return pg
+    }
+
     public func migrate() async throws {
         try await Migrations.apply(on: client, logger: logger)
     }
