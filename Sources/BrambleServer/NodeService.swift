@@ -45,8 +45,10 @@ public struct NodeService: Service {
                               link: linkStatus, metrics: metrics, logger: logger)
 
         try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { await client.run() }
-            tasks.addTask { await haClient.run() }
+            // The database clients outlive the graceful shutdown: the demotion that follows
+            // it still records the event, releases the lease and writes the last heartbeat.
+            tasks.addTask { await ignoringGracefulShutdown { await client.run() } }
+            tasks.addTask { await ignoringGracefulShutdown { await haClient.run() } }
             await Task.yield()  // let the pools start before the first query
 
             try await waitForDatabase(store)
@@ -178,4 +180,11 @@ public struct NodeService: Service {
             }
         }
     }
+}
+
+/// Runs `body` without the task-local graceful-shutdown signal (a detached task does not
+/// inherit it); cancelling the caller still cancels it.
+func ignoringGracefulShutdown(_ body: @escaping @Sendable () async -> Void) async {
+    let task = Task.detached { await body() }
+    await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
 }

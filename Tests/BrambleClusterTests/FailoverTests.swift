@@ -245,4 +245,19 @@ import Testing
             #expect(await cluster.primaries() == ["node-a"], "the running pair is untouched")
         }
     }
+
+    @Test func aPrimaryStoppedWithSIGTERMDemotesFirstAndSaysItStopped() async throws {
+        try await withPair { cluster in
+            var accepted = try await stream(cluster, count: 20, everyMs: 10)
+            cluster.nodes["node-a"]!.stop()
+            #expect(cluster.nodes["node-a"]!.log.contains("demoting to standby"), "\(cluster.nodes["node-a"]!.log.suffix(600))")
+            try await cluster.waitFor("node-b primary", seconds: 5) { await cluster.primaries() == ["node-b"] }
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let json = try runCommand(TestCluster.bin + "/bramble", ["status", "--json"], environment: env)
+            let nodes = (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["nodes"] as? [[String: Any]] ?? []
+            #expect(nodes.first { $0["node"] as? String == "node-a" }?["role"] as? String == "stopped", "\(json)\n\(cluster.nodes["node-a"]!.log.suffix(1500))")
+            accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10, via: ["node-b"]))
+            try await expectExactlyOnce(cluster, accepted)
+        }
+    }
 }
