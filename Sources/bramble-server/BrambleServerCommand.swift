@@ -12,19 +12,9 @@ struct BrambleServerCommand: AsyncParsableCommand {
         commandName: "bramble-server",
         abstract: "One Bramble node of an HA pair: Router, Dispatcher, push and admin API over the configuration database.",
         discussion: """
-            The node applies the database migrations it needs and starts as a standby of its
-            pair. Its HA manager renews a lease in the configuration database every
-            heartbeat; the node holding the lease is the primary: it registers the SRP ID with
-            the relay at the lease's epoch and delivers every queued item, compressed and
-            encrypted under each device's master key. When the primary's heartbeat goes
-            stale, its lease expires, its health score falls below the failover threshold,
-            or an operator runs `bramble failover`, the standby takes the lease (the epoch
-            goes up by one) and the relay then refuses the old primary. Both nodes accept
-            pushes. SIGTERM or SIGINT demote the node first (SRP link closed, lease released).
+            The node applies the database migrations it needs and starts as a standby of its pair. Its HA manager renews a lease in the configuration database every heartbeat; the node holding the lease is the primary: it registers the SRP ID with the relay at the lease's epoch and delivers every queued item, compressed and encrypted under each device's master key. When the primary's heartbeat goes stale, its lease expires, its health score falls below the failover threshold, or an operator runs `bramble failover`, the standby takes the lease (the epoch goes up by one) and the relay then refuses the old primary. Both nodes accept pushes. SIGTERM or SIGINT demote the node first (SRP link closed, lease released).
 
-            Secrets are read from files, never from flags: the SRP key file (lines 'SRP_ID
-            BASE64_KEY', as the relay's), the admin token file, and optionally the database
-            password file.
+            Secrets are read from files, never from flags: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the admin token file, and optionally the database password file.
             """)
 
     @Option(help: "This node's name.") var node = "node-a"

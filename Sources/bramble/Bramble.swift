@@ -10,11 +10,7 @@ struct Bramble: AsyncParsableCommand {
         commandName: "bramble",
         abstract: "Administer a Bramble HA pair: users, devices, pushes, status, failover.",
         discussion: """
-            Talks to a node's admin API; either node of the pair will do. The nodes' URLs and
-            the token come from --url (repeatable) and --token-file, else from BRAMBLE_URL
-            (comma-separated) and BRAMBLE_TOKEN, else from the local cluster that `make up`
-            started (.run/status.json, or $BRAMBLE_STATUS). When a node cannot be reached the
-            next one is asked.
+            Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) and --token-file, else from BRAMBLE_URL (comma-separated) and BRAMBLE_TOKEN, else from the local cluster that `make up` started (.run/status.json, or $BRAMBLE_STATUS). When a node cannot be reached the next one is asked.
             """,
         subcommands: [UserCommand.self, DeviceCommand.self, PushCommand.self, MessageCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])

@@ -81,12 +81,7 @@ struct FailoverCommand: AsyncParsableCommand {
         commandName: "failover",
         abstract: "Planned switchover: the primary hands the lease to the standby.",
         discussion: """
-            The primary closes its SRP link first, stops delivering, records the event and
-            releases the lease to the standby, which promotes at the next epoch, registers
-            with the relay and resends every unacknowledged item. Nothing accepted is lost
-            and devices show nothing twice. Refused when the standby is not running or scores
-            below the promotion threshold. Waits up to 10 s for the new primary and says how
-            long the switch took.
+            The primary closes its SRP link first, stops delivering, records the event and releases the lease to the standby, which promotes at the next epoch, registers with the relay and resends every unacknowledged item. Nothing accepted is lost and devices show nothing twice. Refused when the standby is not running or scores below the promotion threshold. Waits up to 10 s for the new primary and says how long the switch took.
             """)
     @OptionGroup var connection: Connection
     @Option(help: "The node to hand over to (default: the pair's standby).") var to: String?
@@ -127,13 +122,7 @@ struct PairCommand: AsyncParsableCommand {
             commandName: "thresholds",
             abstract: "Show or set the failover and promotion thresholds.",
             discussion: """
-                Thresholds are positions in the health parameter list (1 wireless_network, 2
-                dispatcher, 3 configuration_database, 4 messaging_agent, 5 user_accounts_started,
-                6 messaging_server_reachable, 7 at_least_one_user, 8 collaboration, 9 mds,
-                10 attachment, 11 policy, 12 synchronization). The primary demotes itself when
-                its score falls below the failover threshold and the standby asks for the lease;
-                the standby promotes only while its own score reaches the promotion threshold.
-                Both nodes pick a change up at their next heartbeat. Without options, shows them.
+                Thresholds are positions in the health parameter list (1 wireless_network, 2 dispatcher, 3 configuration_database, 4 messaging_agent, 5 user_accounts_started, 6 messaging_server_reachable, 7 at_least_one_user, 8 collaboration, 9 mds, 10 attachment, 11 policy, 12 synchronization). The primary demotes itself when its score falls below the failover threshold and the standby asks for the lease; the standby promotes only while its own score reaches the promotion threshold. Both nodes pick a change up at their next heartbeat. Without options, shows them.
                 """)
         @OptionGroup var connection: Connection
         @Option(help: "Failover threshold, 0–12.") var failover: Int?
