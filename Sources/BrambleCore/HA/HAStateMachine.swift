@@ -121,6 +121,9 @@ public struct HAStateMachine: Sendable {
     public private(set) var role: Role = .standby
     private var lastDemotionMs: UInt64?
     private var requestingLease = false
+    /// Since when (database clock) the database has answered without a gap; nil while not.
+    /// A machine starts as if it always had (only an observed outage makes it wait).
+    private var databaseReachableSinceMs: UInt64? = 0
 
     public init(node: String, configuration: Configuration) {
         self.node = node
@@ -133,6 +136,11 @@ public struct HAStateMachine: Sendable {
 
     /// A heartbeat interval passed and the shell read the pair's state.
     public mutating func observed(_ o: Observation) -> [Action] {
+        if o.databaseReachable {
+            if databaseReachableSinceMs == nil { databaseReachableSinceMs = o.nowMs }
+        } else {
+            databaseReachableSinceMs = nil
+        }
         switch role {
         case .stopped, .promoting:
             return []
@@ -231,6 +239,11 @@ public struct HAStateMachine: Sendable {
             reason = nil
         }
         guard let reason else { return setRequesting(false) }
+        // After the database was away (a database failover), a primary that kept serving
+        // renews as soon as it reaches it again; give it a lease's time to, instead of
+        // reading its unrenewed lease as a dead primary.
+        if lease.holder != nil, reason != .handover,
+           let since = databaseReachableSinceMs, o.nowMs < since &+ configuration.staleAfterMs { return [] }
         // A node that just demoted leaves the lease to its peer for a while, unless the
         // lease was handed to it or the peer has gone silent.
         let heldOff = lastDemotionMs.map { o.nowMs < $0 &+ configuration.promotionHoldOffMs } ?? false

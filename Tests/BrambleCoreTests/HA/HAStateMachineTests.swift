@@ -38,6 +38,20 @@ import Testing
         #expect(a.leaseTaken(epoch: 1) == [.promote(epoch: 1)])
     }
 
+    @Test func afterADatabaseOutageTheStandbyGivesThePrimaryALeaseDurationToRenew() {
+        var b = standby()
+        let peer = HA.PeerHeartbeat(node: "a", score: 5, writtenAtMs: 0)
+        _ = b.observed(.init(nowMs: 0, ownScore: 5, lease: lease(expires: 1_000), peer: peer))
+        #expect(b.observed(.init(nowMs: 500, ownScore: 5, databaseReachable: false, lease: nil, peer: nil)) == [])
+        // The database is back after a failover: the lease and heartbeat look dead, but the
+        // primary kept serving and has not had its chance to renew yet.
+        #expect(b.observed(.init(nowMs: 8_000, ownScore: 5, lease: lease(expires: 1_000), peer: peer)) == [])
+        #expect(b.observed(.init(nowMs: 8_500, ownScore: 5, lease: lease(expires: 1_000), peer: peer)) == [])
+        // It did not renew within a lease duration: it is gone.
+        #expect(b.observed(.init(nowMs: 9_000, ownScore: 5, lease: lease(expires: 1_000), peer: peer))
+                == [.takeLease(expectedEpoch: 1, reason: .leaseExpired)])
+    }
+
     @Test func theStandbyPromotesOnAnExpiredLease() {
         var b = standby()
         let o = HA.Observation(nowMs: 1_000, ownScore: 5, lease: lease(expires: 1_000),
