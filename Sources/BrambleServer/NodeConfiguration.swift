@@ -5,10 +5,14 @@ import BrambleNet
 /// shows; `bramble-server --help` documents them.
 public struct NodeConfiguration: Sendable {
     public struct Database: Sendable {
-        /// Host of the configuration database. Default 127.0.0.1.
-        public var host = "127.0.0.1"
-        /// Port. Default 5432.
-        public var port = 5432
+        /// The database's hosts: one, or the members of a Patroni cluster (each with its
+        /// Patroni REST URL, if known). Default 127.0.0.1:5432.
+        public var hosts = [DatabaseHosts.Host(address: HostPort(host: "127.0.0.1", port: 5432))]
+        /// The first host's port (tests and single-host setups set this).
+        public var port: Int {
+            get { hosts[0].address.port }
+            set { hosts[0].address.port = newValue }
+        }
         /// Role to connect as. Default "bramble".
         public var user = "bramble"
         /// Password, if the server asks for one (read from a file, never a flag).

@@ -21,16 +21,16 @@ public struct NodeService: Service {
 
     public func run() async throws {
         let c = configuration
-        let client = PostgresClient(configuration: databaseConfiguration(maximumConnections: 8), backgroundLogger: logger)
+        let database = DatabaseHosts(hosts: c.database.hosts, logger: logger) { databaseConfiguration($0, maximumConnections: 8) }
         // The heartbeat and the notification listener get their own connections, so a
         // burst of pushes never delays a lease renewal. Their statements give up waiting
         // for a lock after the heartbeat's own deadline, so a timed-out renewal or take
         // does not keep holding a connection.
-        let haClient = PostgresClient(configuration: databaseConfiguration(
-            maximumConnections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")]),
-            backgroundLogger: logger)
-        let store = ConfigStore(client: client, logger: logger)
-        let haStore = ConfigStore(client: haClient, logger: logger)
+        let haDatabase = DatabaseHosts(hosts: c.database.hosts, logger: logger) {
+            databaseConfiguration($0, maximumConnections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
+        }
+        let store = ConfigStore(database: database, logger: logger)
+        let haStore = ConfigStore(database: haDatabase, logger: logger)
         let metrics = NodeMetrics()
         let dispatcher = Dispatcher(configuration: c.dispatcher, metrics: metrics, logger: logger,
                                     keyLookup: { try await store.deviceKey($0) })
@@ -47,11 +47,12 @@ public struct NodeService: Service {
         try await withThrowingDiscardingTaskGroup { tasks in
             // The database clients outlive the graceful shutdown: the demotion that follows
             // it still records the event, releases the lease and writes the last heartbeat.
-            tasks.addTask { await ignoringGracefulShutdown { await client.run() } }
-            tasks.addTask { await ignoringGracefulShutdown { await haClient.run() } }
+            tasks.addTask { await ignoringGracefulShutdown { await database.run() } }
+            tasks.addTask { await ignoringGracefulShutdown { await haDatabase.run() } }
             await Task.yield()  // let the pools start before the first query
 
             try await waitForDatabase(store)
+            if c.database.hosts.count > 1 { await haDatabase.findPrimary() }
             try await store.migrate()
             try await waitForOwnHeartbeatToGoStale(store)
             await dispatcher.warm(keys: try await store.deviceKeys())
@@ -78,7 +79,7 @@ public struct NodeService: Service {
                 }
             }
             tasks.addTask {
-                await PairListener(client: haClient, store: store, dispatcher: dispatcher, ha: ha, node: c.node, logger: logger).run()
+                await PairListener(database: haDatabase, store: store, dispatcher: dispatcher, ha: ha, node: c.node, logger: logger).run()
             }
             tasks.addTask { await ha.run() }
             tasks.addTask { try await app.runService() }
@@ -97,8 +98,8 @@ public struct NodeService: Service {
         }
     }
 
-    private func databaseConfiguration(maximumConnections: Int, extra: [(String, String)] = []) -> PostgresClient.Configuration {
-        ConfigStore.clientConfiguration(configuration.database, leaseMs: configuration.leaseMs,
+    private func databaseConfiguration(_ host: HostPort, maximumConnections: Int, extra: [(String, String)] = []) -> PostgresClient.Configuration {
+        ConfigStore.clientConfiguration(configuration.database, host: host, leaseMs: configuration.leaseMs,
                                         maximumConnections: maximumConnections, extra: extra)
     }
 
@@ -129,6 +130,9 @@ public struct NodeService: Service {
         var attempt = 0
         while true {
             do {
+                if configuration.database.hosts.count > 1 {
+                    guard await store.database.findPrimary() else { throw StartupError(description: "no host is the writable primary yet") }
+                }
                 try await store.ping()
                 return
             } catch {
@@ -136,7 +140,7 @@ public struct NodeService: Service {
                 if ContinuousClock.now > deadline { throw error }
                 if attempt % 5 == 1 {
                     logger.notice("waiting for the configuration database", metadata: [
-                        "db.host": "\(configuration.database.host)", "db.port": "\(configuration.database.port)", "error": "\(error)",
+                        "db.hosts": "\(configuration.database.hosts.map(\.description).joined(separator: ","))", "error": "\(error)",
                     ])
                 }
                 try await Task.sleep(for: .milliseconds(500))

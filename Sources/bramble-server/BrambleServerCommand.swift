@@ -27,8 +27,9 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Relay SRP listener, HOST:PORT.") var relay = "127.0.0.1:3101"
     @Option(help: "HTTP listener (health, metrics, push, admin), HOST:PORT.") var httpListen = "127.0.0.1:8080"
     @Option(help: "File holding the bearer token for the push and admin APIs.") var adminTokenFile: String
-    @Option(help: "Configuration database host.") var dbHost = "127.0.0.1"
-    @Option(help: "Configuration database port.") var dbPort = 5432
+    @Option(help: "Configuration database host, or HOST[:PORT],HOST[:PORT],… for each member of a Patroni cluster; the node writes to whichever is the primary.") var dbHost = "127.0.0.1"
+    @Option(help: "Configuration database port (for hosts given without one).") var dbPort = 5432
+    @Option(help: "Patroni REST API URL of each database host, comma-separated in the same order (optional; makes finding the primary safe when a Patroni dies).") var patroniApi: String?
     @Option(help: "Configuration database role.") var dbUser = "bramble"
     @Option(help: "Configuration database name.") var dbName = "bramble"
     @Option(help: "File holding the database password, if one is needed.") var dbPasswordFile: String?
@@ -59,8 +60,21 @@ struct BrambleServerCommand: AsyncParsableCommand {
         guard let http = HostPort(httpListen) else { throw ValidationError("--http-listen must be HOST:PORT, got '\(httpListen)'") }
         config.relay = relayAddress
         config.httpListen = http
-        config.database.host = dbHost
-        config.database.port = dbPort
+        var hosts: [DatabaseHosts.Host] = []
+        for spec in dbHost.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let address = spec.contains(":") ? HostPort(spec) : HostPort(host: spec, port: dbPort), !spec.isEmpty else {
+                throw ValidationError("--db-host must be HOST[:PORT][,HOST[:PORT]…], got '\(dbHost)'")
+            }
+            hosts.append(.init(address: address))
+        }
+        if let patroniApi {
+            let urls = patroniApi.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard urls.count == hosts.count, urls.allSatisfy({ $0.hasPrefix("http://") || $0.hasPrefix("https://") }) else {
+                throw ValidationError("--patroni-api needs one http(s) URL per --db-host entry (\(hosts.count))")
+            }
+            for i in hosts.indices { hosts[i].patroniURL = urls[i].hasSuffix("/") ? String(urls[i].dropLast()) : urls[i] }
+        }
+        config.database.hosts = hosts
         config.database.user = dbUser
         config.database.name = dbName
         config.database.password = try dbPasswordFile.map { try Self.secret($0, "database password") }

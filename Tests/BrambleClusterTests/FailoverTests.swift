@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleNet
 import Foundation
 import Testing
 
@@ -258,6 +259,33 @@ import Testing
             #expect(nodes.first { $0["node"] as? String == "node-a" }?["role"] as? String == "stopped", "\(json)\n\(cluster.nodes["node-a"]!.log.suffix(1500))")
             accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10, via: ["node-b"]))
             try await expectExactlyOnce(cluster, accepted)
+        }
+    }
+
+    @Test func thePairFollowsAPatroniSwitchoverOfTheDatabaseWithoutFailingOver() async throws {
+        var options = TestCluster.Options()
+        options.patroni = true
+        try await withPair(options) { cluster in
+            var switched = false
+            let accepted = try await stream(cluster, count: 400, everyMs: 10, midwayAfter: 50) {
+                struct Switchover: Encodable { var leader: String; var candidate: String }
+                let reply = try await AdminClient(baseURL: cluster.patroniURL(0), token: "", http: cluster.http)
+                    .send(.POST, "/switchover", json: Switchover(leader: "pg1", candidate: "pg2"), timeout: .seconds(30))
+                switched = reply.status == 200
+                #expect(switched, "Patroni switchover: HTTP \(reply.status) \(String(decoding: reply.body, as: UTF8.self))")
+            }
+            #expect(switched)
+            try await cluster.waitFor("pg2 to lead the database", seconds: 30) {
+                try await cluster.get(cluster.patroniURL(1) + "/primary").status == 200
+            }
+            try await expectExactlyOnce(cluster, accepted)
+            #expect(accepted.count > 200, "pushes were accepted again after the database switchover (\(accepted.count))")
+            // The database moved; the pair did not.
+            #expect(await cluster.primaries() == ["node-a"])
+            #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 1)
+            for node in ["node-a", "node-b"] {
+                #expect(try await cluster.metric("bramble_demotions_total", node: node) == 0, "\(node) demoted")
+            }
         }
     }
 }

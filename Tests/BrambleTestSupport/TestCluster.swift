@@ -30,6 +30,9 @@ final class TestCluster: @unchecked Sendable {
         var leaseMs = 1_000
         var heartbeatMs = 200
         var lockoutMaxConnects = 5
+        /// The configuration database as etcd ×3 and PostgreSQL ×2 under Patroni
+        /// (scripts/pg-patroni) instead of one private PostgreSQL.
+        var patroni = false
         public init() {}
     }
 
@@ -98,7 +101,11 @@ final class TestCluster: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: Self.bin + "/bramble-server") else {
             throw SetupError("no debug build in \(Self.bin): run `swift build` (or `make test`) first")
         }
-        try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
+        if options.patroni {
+            try startPatroni()
+        } else {
+            try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
+        }
         try startRelay()
         try await waitFor("relay health") { try await self.get("http://127.0.0.1:\(self.relayHTTPPort)/health").status == 200 }
         for name in options.cuttableLinks {
@@ -129,14 +136,44 @@ final class TestCluster: @unchecked Sendable {
                                        arguments: nodeArguments(name, httpPort: nodeHTTPPorts[name]!), logPath: "\(dir)/\(name).log")
     }
 
+    /// Patroni's ports: PostgreSQL `patroniPGPort` and +1, REST `patroniAPIPort` and +1.
+    private(set) var patroniPGPort = 0
+    private(set) var patroniAPIPort = 0
+    func patroniURL(_ member: Int) -> String { "http://127.0.0.1:\(patroniAPIPort + member)" }
+
+    /// scripts/pg-patroni needs runs of adjacent ports; try a few random bases.
+    private func startPatroni() throws {
+        var lastError: (any Error)?
+        for _ in 0..<4 {
+            let base = Int.random(in: 20_000...29_000) / 10 * 10
+            let env = ["BRAMBLE_ETCD_PORT": "\(base)", "BRAMBLE_PG_PORT": "\(base + 6)", "BRAMBLE_PATRONI_PORT": "\(base + 8)"]
+            do {
+                try runCommand(Self.root + "/scripts/pg-patroni", ["start", dir + "/patroni"], environment: env)
+                patroniPGPort = base + 6
+                patroniAPIPort = base + 8
+                patroniEnvironment = env
+                return
+            } catch {
+                lastError = error
+                _ = try? runCommand(Self.root + "/scripts/pg-patroni", ["stop", dir + "/patroni"], environment: env)
+                try? FileManager.default.removeItem(atPath: dir + "/patroni")
+            }
+        }
+        throw lastError!
+    }
+    private var patroniEnvironment: [String: String] = [:]
+
     func nodeArguments(_ name: String, httpPort: Int) -> [String] {
+        let database = options.patroni
+            ? ["--db-host", "127.0.0.1:\(patroniPGPort),127.0.0.1:\(patroniPGPort + 1)", "--patroni-api", "\(patroniURL(0)),\(patroniURL(1))"]
+            : ["--db-port", "\(pgPort)"]
         let relayPort = options.unreachableRelay.contains(name) ? deadPort : cutters[name]?.port ?? srpPort
         return [
             "--node", name, "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(relayPort)",
             "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token",
-            "--db-port", "\(pgPort)", "--resend-after", "\(options.resendAfterSeconds)",
+            "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
-        ]
+        ] + database
     }
 
     /// The nodes whose `/primary` answers 200 right now.
@@ -229,6 +266,7 @@ final class TestCluster: @unchecked Sendable {
         for cutter in cutters.values { await cutter.stop() }
         relay?.stop()
         _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
+        if options.patroni { _ = try? runCommand(Self.root + "/scripts/pg-patroni", ["stop", dir + "/patroni"], environment: patroniEnvironment) }
         try? await http.shutdown()
         try? FileManager.default.removeItem(atPath: dir)
     }

@@ -62,6 +62,7 @@ struct AdminAPI {
             switch error.kind {
             case .conflict: throw APIError(.conflict, error.description)
             case .notFound: throw APIError(.notFound, error.description)
+            case .readOnly: throw APIError(.serviceUnavailable, "the configuration database primary is moving; try again")
             }
         }
     }

@@ -35,12 +35,18 @@ public final class PushCommitter: Sendable {
         // deadlock, and PostgreSQL flushes both with one WAL write.
         await batcher.run(concurrency: 2) { [store, dispatcher, origin, logger] batch in
             do {
-                let (outcomes, keys) = try await Self.retryingConflicts { try await store.commitPushes(batch.map(\.request), origin: origin) }
+                // Bounded: a commit on a primary whose Patroni died can hang waiting for a
+                // standby that was promoted away; the caller then hears "not accepted".
+                let requests = batch.map(\.request)
+                let (outcomes, keys) = try await withDeadline(ms: 5_000) {
+                    try await Self.retryingConflicts { try await store.commitPushes(requests, origin: origin) }
+                }
                 for (pending, outcome) in zip(batch, outcomes) { pending.reply.resume(returning: outcome) }
                 var items: [OutboundItem] = []
                 for case .accepted(_, let committed) in outcomes { items += committed }
                 await dispatcher.committed(items, keys: keys)
             } catch {
+                store.database.suspect(error)
                 logger.error("push commit failed", metadata: ["error": "\(String(reflecting: error))", "pushes": "\(batch.count)"])
                 for pending in batch { pending.reply.resume(throwing: APIError(.serviceUnavailable, "configuration database unavailable; push not accepted")) }
             }

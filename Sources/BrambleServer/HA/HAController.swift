@@ -186,6 +186,7 @@ public actor HAController {
             view = try await withDeadline { [store, configuration] in try await store.readPair(configuration.pair, node: configuration.node) }
         } catch {
             databaseError = Self.describe(error)
+            store.database.suspect(error)
             databaseFailures += 1
             if databaseFailures == 1 || databaseFailures % 25 == 0 {
                 logger.warning("heartbeat cannot read the pair from the configuration database",

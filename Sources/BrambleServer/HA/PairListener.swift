@@ -8,7 +8,7 @@ import PostgresNIO
 /// Whenever the listening connection is (re)established, a serving node rescans the
 /// open items, since notifications sent while it was gone are lost.
 struct PairListener {
-    let client: PostgresClient
+    let database: DatabaseHosts
     let store: ConfigStore
     let dispatcher: Dispatcher
     let ha: HAController
@@ -19,7 +19,7 @@ struct PairListener {
         var failures = 0
         while !Task.isCancelled {
             do {
-                try await client.withConnection { connection in
+                try await database.client.withConnection { connection in
                     try await connection.listen(on: ConfigStore.notificationChannel) { notifications in
                         failures = 0
                         ha.wake()
@@ -31,6 +31,7 @@ struct PairListener {
                 return
             } catch {
                 failures += 1
+                database.suspect(error)
                 if failures == 1 || failures % 20 == 0 {
                     logger.warning("listening for pair notifications failed; retrying", metadata: ["error": "\(String(reflecting: error))"])
                 }

@@ -40,6 +40,10 @@ extension ConfigStore {
     /// and the peer's heartbeat (`node` is this node; the peer is any other node of the pair).
     public func readPair(_ pair: String, node: String) async throws -> PairView {
         var view = PairView(nowMs: 0, lease: nil, peer: nil, thresholds: .defaults)
+        // A standby database answers reads: the heartbeat must notice it is not the primary.
+        for try await inRecovery in try await client.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+            if inRecovery { throw StoreError.readOnly }
+        }
         for try await (n, holder, epoch, expires, handover, failover, promotion) in try await client.query("""
             SELECT (extract(epoch FROM now()) * 1000)::bigint, l.holder, l.epoch,
                    (extract(epoch FROM l.expires_at) * 1000)::bigint, l.handover_to,

@@ -1,4 +1,5 @@
 import BrambleCore
+import BrambleNet
 @preconcurrency import Crypto
 import Foundation
 import Logging
@@ -7,21 +8,30 @@ import PostgresNIO
 /// The configuration database: every query the node runs lives in this type and its
 /// extensions, so the SQL can be read in one place.
 public struct ConfigStore: Sendable {
-    public let client: PostgresClient
+    /// The database's hosts; statements go to the writable one.
+    public let database: DatabaseHosts
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+    public var client: PostgresClient { database.client }
+
+    public init(database: DatabaseHosts, logger: Logger) {
+        self.database = database
         self.logger = logger
+    }
+
+    /// One database host (tests).
+    public init(client: PostgresClient, logger: Logger) {
+        self.init(database: DatabaseHosts(client: client, logger: logger), logger: logger)
     }
 
     /// How a node connects. A node paused or cut off in the middle of a transaction must
     /// not keep its locks: a fenced write holds the lease row FOR SHARE, and the standby's
     /// take of the lease would wait for it; so the server ends a session idle in a
     /// transaction for longer than the lease lasts.
-    public static func clientConfiguration(_ d: NodeConfiguration.Database, leaseMs: Int, maximumConnections: Int,
+    public static func clientConfiguration(_ d: NodeConfiguration.Database, host: HostPort? = nil, leaseMs: Int, maximumConnections: Int,
                                            extra: [(String, String)] = []) -> PostgresClient.Configuration {
-        var pg = PostgresClient.Configuration(host: d.host, port: d.port, username: d.user, password: d.password,
+        let address = host ?? d.hosts[0].address
+        var pg = PostgresClient.Configuration(host: address.host, port: address.port, username: d.user, password: d.password,
                                               database: d.name, tls: .disable)
         pg.options.maximumConnections = maximumConnections
         pg.options.connectTimeout = .seconds(2)

@@ -83,10 +83,12 @@ public enum PushOutcome: Sendable {
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case conflict, notFound }
+    public enum Kind: Sendable { case conflict, notFound, readOnly }
     public let kind: Kind
     public let description: String
 
     static func conflict(_ d: String) -> StoreError { StoreError(kind: .conflict, description: d) }
     static func notFound(_ d: String) -> StoreError { StoreError(kind: .notFound, description: d) }
+    /// The host answered, but it is a standby (in recovery): the primary is elsewhere.
+    static let readOnly = StoreError(kind: .readOnly, description: "the database host is a read-only standby")
 }

@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import BrambleNet
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+
+/// The configuration database's hosts — one, or the members of a Patroni cluster — with a
+/// client pool for each. Statements go to the host found writable; when a statement
+/// fails in a way that may mean the primary moved (a dropped connection, SQLSTATE 25006,
+/// a time-out), `suspect` looks again, without a restart. A host counts as the primary
+/// when PostgreSQL says it is not in recovery and, where a Patroni REST URL is given,
+/// Patroni's `/primary` answers 200 (a PostgreSQL whose Patroni died still accepts
+/// connections, but its commits hang once the standby was promoted away).
+public final class DatabaseHosts: Sendable {
+    public struct Host: Sendable, CustomStringConvertible {
+        public var address: HostPort
+        public var patroniURL: String?
+        public init(address: HostPort, patroniURL: String? = nil) {
+            self.address = address
+            self.patroniURL = patroniURL
+        }
+        public var description: String { address.description }
+    }
+
+    public let hosts: [Host]
+    let clients: [PostgresClient]
+    private let currentIndex = NIOLockedValueBox(0)
+    private let searching = NIOLockedValueBox(false)
+    private let logger: Logger
+
+    public init(hosts: [Host], logger: Logger, configuration: (HostPort) -> PostgresClient.Configuration) {
+        precondition(!hosts.isEmpty)
+        self.hosts = hosts
+        self.clients = hosts.map { PostgresClient(configuration: configuration($0.address), backgroundLogger: logger) }
+        self.logger = logger
+    }
+
+    /// One host and its client (tests, single-host deployments).
+    public init(client: PostgresClient, logger: Logger) {
+        hosts = [Host(address: HostPort(host: "?", port: 0))]
+        clients = [client]
+        self.logger = logger
+    }
+
+    /// The pool of the host statements go to now.
+    public var client: PostgresClient { clients[currentIndex.withLockedValue { $0 }] }
+    public var current: Host { hosts[currentIndex.withLockedValue { $0 }] }
+
+    /// Runs every host's pool until cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for client in clients { group.addTask { await client.run() } }
+        }
+    }
+
+    /// A statement failed: with more than one host, look for the primary again (one search
+    /// at a time; statements keep going to the current host meanwhile).
+    public func suspect(_ error: any Error) {
+        guard hosts.count > 1 else { return }
+        let start = searching.withLockedValue { s in defer { s = true }; return !s }
+        guard start else { return }
+        logger.notice("looking for the configuration database's primary", metadata: [
+            "db.current": "\(current)", "error": "\(String(describing: error).prefix(200))"])
+        Task {
+            defer { searching.withLockedValue { $0 = false } }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if await findPrimary() { return }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+            logger.warning("no writable configuration database found for 60 s; staying on \(current)")
+        }
+    }
+
+    /// Asks every host at once; switches to the first that is the primary. True if one is.
+    @discardableResult
+    public func findPrimary() async -> Bool {
+        let answers = await withTaskGroup(of: (Int, Bool).self) { group in
+            for index in hosts.indices {
+                group.addTask { (index, (try? await withDeadline(ms: 1_000) { try await self.isPrimary(index) }) ?? false) }
+            }
+            var found: [Int: Bool] = [:]
+            for await (index, primary) in group { found[index] = primary }
+            return found
+        }
+        guard let index = hosts.indices.first(where: { answers[$0] == true }) else { return false }
+        let previous = currentIndex.withLockedValue { c in defer { c = index }; return c }
+        if previous != index {
+            logger.notice("configuration database primary is now \(hosts[index])", metadata: ["db.previous": "\(hosts[previous])"])
+        }
+        return true
+    }
+
+    private func isPrimary(_ index: Int) async throws -> Bool {
+        if let url = hosts[index].patroniURL {
+            var request = HTTPClientRequest(url: url + "/primary")
+            request.method = .GET
+            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(800))
+            _ = try? await response.body.collect(upTo: 64 << 10)
+            guard response.status.code == 200 else { return false }
+        }
+        for try await inRecovery in try await clients[index].query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+            return !inRecovery
+        }
+        return false
+    }
+}
