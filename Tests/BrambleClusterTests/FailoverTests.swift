@@ -25,7 +25,7 @@ import Testing
 
     /// Pushes `count` items, one every `everyMs`, alternating between the nodes; a push a
     /// node does not accept is tried on the other one under a new subject, and that node is
-    /// left alone for 2 s, as an application with two node URLs would do. `midway` runs
+    /// left alone for 0.5 s, as an application with two node URLs would do. `midway` runs
     /// once, after `midwayAfter` pushes were accepted. Returns the accepted push ids.
     func stream(_ cluster: TestCluster, count: Int, everyMs: Int, via: [String]? = nil, midwayAfter: Int = .max,
                 midway: () async throws -> Void = {},
@@ -43,7 +43,7 @@ import Testing
                     acceptedAt?(.now)
                     break
                 }
-                downUntil[node] = .now + .seconds(2)
+                downUntil[node] = .now + .milliseconds(500)
             }
             if !didMidway && accepted.count >= midwayAfter {
                 didMidway = true
@@ -320,7 +320,7 @@ import Testing
             // Measured, not asserted: how long no push was accepted around the kill.
             let refused = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? .zero
             let failover = await patroniFailover?.value ?? nil
-            print("database kill: Patroni promoted pg2 after \(failover.map { "\($0)" } ?? "-"); longest time without an accepted push \(refused) (the test's client skips a failing node for 2 s)")
+            print("database kill: Patroni promoted pg2 after \(failover.map { "\($0)" } ?? "-"); longest time without an accepted push \(refused) (the test client skips a failing node for 0.5 s)")
             #expect(await cluster.primaries() == ["node-a"], "the pair did not fail over")
             #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 1)
             for node in ["node-a", "node-b"] {

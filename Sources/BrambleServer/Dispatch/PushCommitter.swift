@@ -38,7 +38,7 @@ public final class PushCommitter: Sendable {
                 // Bounded: a commit on a primary whose Patroni died can hang waiting for a
                 // standby that was promoted away; the caller then hears "not accepted".
                 let requests = batch.map(\.request)
-                let (outcomes, keys) = try await withDeadline(ms: 5_000) {
+                let (outcomes, keys) = try await withDeadline(ms: 2_000) {
                     try await Self.retryingConflicts { try await store.commitPushes(requests, origin: origin) }
                 }
                 for (pending, outcome) in zip(batch, outcomes) { pending.reply.resume(returning: outcome) }

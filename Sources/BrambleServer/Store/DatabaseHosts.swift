@@ -66,7 +66,7 @@ public final class DatabaseHosts: Sendable {
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
                 if await findPrimary() { return }
-                try? await Task.sleep(for: .milliseconds(250))
+                try? await Task.sleep(for: .milliseconds(100))
             }
             logger.warning("no writable configuration database found for 60 s; staying on \(current)")
         }
@@ -77,7 +77,7 @@ public final class DatabaseHosts: Sendable {
     public func findPrimary() async -> Bool {
         let answers = await withTaskGroup(of: (Int, Bool).self) { group in
             for index in hosts.indices {
-                group.addTask { (index, (try? await withDeadline(ms: 1_000) { try await self.isPrimary(index) }) ?? false) }
+                group.addTask { (index, (try? await withDeadline(ms: 500) { try await self.isPrimary(index) }) ?? false) }
             }
             var found: [Int: Bool] = [:]
             for await (index, primary) in group { found[index] = primary }
@@ -95,7 +95,7 @@ public final class DatabaseHosts: Sendable {
         if let url = hosts[index].patroniURL {
             var request = HTTPClientRequest(url: url + "/primary")
             request.method = .GET
-            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(800))
+            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(400))
             _ = try? await response.body.collect(upTo: 64 << 10)
             guard response.status.code == 200 else { return false }
         }
