@@ -51,7 +51,7 @@ struct PairAPI {
             }
         }
         admin.get("pair/thresholds") { _, _ -> ThresholdsBody in
-            let t = try await store.readPair(pair, node: node).thresholds
+            let t = try await store.thresholds(pair)
             return ThresholdsBody(failover: t.failover, promotion: t.promotion)
         }
         admin.put("pair/thresholds") { request, context -> ThresholdsBody in
@@ -65,7 +65,7 @@ struct PairAPI {
                     throw APIError(.badRequest, "'\(name)' must be a position from 0 to \(count) in the health parameter list")
                 }
             }
-            var t = try await store.readPair(pair, node: node).thresholds
+            var t = try await store.thresholds(pair)
             t.failover = body.failover ?? t.failover
             t.promotion = body.promotion ?? t.promotion
             try await store.setThresholds(pair, t)

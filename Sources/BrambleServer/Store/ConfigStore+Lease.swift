@@ -39,28 +39,38 @@ extension ConfigStore {
     /// The pair as one heartbeat sees it: the database clock, the lease, the thresholds,
     /// and the peer's heartbeat (`node` is this node; the peer is any other node of the pair).
     public func readPair(_ pair: String, node: String) async throws -> PairView {
-        var view = PairView(nowMs: 0, lease: nil, peer: nil, thresholds: .defaults)
-        // A standby database answers reads: the heartbeat must notice it is not the primary.
-        for try await inRecovery in try await client.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
-            if inRecovery { throw StoreError.readOnly }
-        }
-        for try await (n, holder, epoch, expires, handover, failover, promotion) in try await client.query("""
-            SELECT (extract(epoch FROM now()) * 1000)::bigint, l.holder, l.epoch,
-                   (extract(epoch FROM l.expires_at) * 1000)::bigint, l.handover_to,
-                   p.failover_threshold, p.promotion_threshold
-            FROM (SELECT 1) AS one LEFT JOIN lease l ON l.pair = \(pair) LEFT JOIN pairs p ON p.pair = \(pair)
-            """, logger: logger).decode((Int64, String?, Int64?, Int64?, String?, Int?, Int?).self) {
-            view.nowMs = UInt64(n)
-            if let epoch, let expires {
-                view.lease = .init(holder: holder, epoch: UInt64(epoch), expiresAtMs: UInt64(max(0, expires)), handoverTo: handover)
-            }
-            if let failover, let promotion { view.thresholds = Thresholds(failover: failover, promotion: promotion) }
-        }
+        var view = try await leaseAndThresholds(pair)
         for try await (name, score, written, requests) in try await client.query("""
             SELECT node, score, (extract(epoch FROM written_at) * 1000)::bigint, requests_lease
             FROM heartbeats WHERE pair = \(pair) AND node <> \(node) ORDER BY written_at DESC LIMIT 1
             """, logger: logger).decode((String, Int, Int64, Bool).self) {
             view.peer = .init(node: name, score: score, writtenAtMs: UInt64(written), requestsLease: requests)
+        }
+        return view
+    }
+
+    /// The pair's thresholds (the defaults until an operator sets them).
+    public func thresholds(_ pair: String) async throws -> Thresholds {
+        try await leaseAndThresholds(pair).thresholds
+    }
+
+    /// The database clock, the lease and the thresholds in one statement (no peer). A
+    /// standby database answers reads too, so the statement also says whether this host
+    /// is in recovery, and a standby's answer is refused as `StoreError.readOnly`.
+    private func leaseAndThresholds(_ pair: String) async throws -> PairView {
+        var view = PairView(nowMs: 0, lease: nil, peer: nil, thresholds: .defaults)
+        for try await (inRecovery, n, holder, epoch, expires, handover, failover, promotion) in try await client.query("""
+            SELECT pg_is_in_recovery(), (extract(epoch FROM now()) * 1000)::bigint, l.holder, l.epoch,
+                   (extract(epoch FROM l.expires_at) * 1000)::bigint, l.handover_to,
+                   p.failover_threshold, p.promotion_threshold
+            FROM (SELECT 1) AS one LEFT JOIN lease l ON l.pair = \(pair) LEFT JOIN pairs p ON p.pair = \(pair)
+            """, logger: logger).decode((Bool, Int64, String?, Int64?, Int64?, String?, Int?, Int?).self) {
+            if inRecovery { throw StoreError.readOnly }
+            view.nowMs = UInt64(n)
+            if let epoch, let expires {
+                view.lease = .init(holder: holder, epoch: UInt64(epoch), expiresAtMs: UInt64(max(0, expires)), handoverTo: handover)
+            }
+            if let failover, let promotion { view.thresholds = Thresholds(failover: failover, promotion: promotion) }
         }
         return view
     }
@@ -152,7 +162,7 @@ extension ConfigStore {
 
     /// Every node's last heartbeat, the lease and the thresholds, ages on the database clock.
     public func pairStatus(_ pair: String) async throws -> (nodes: [NodeStatus], lease: LeaseStatus?, thresholds: Thresholds) {
-        let view = try await readPair(pair, node: "")
+        let view = try await leaseAndThresholds(pair)
         var nodes: [NodeStatus] = []
         for try await (name, role, epoch, score, requests, age, url, parameters) in try await client.query("""
             SELECT node, role, epoch, score, requests_lease,

@@ -99,12 +99,7 @@ extension ConfigStore {
     /// Every item not yet acknowledged or expired, in (PIN, sequence) order, and the keys
     /// of the devices they belong to: what a Dispatcher needs when it starts serving.
     public func openItems() async throws -> (items: [OutboundItem], keys: [PIN: SymmetricKey]) {
-        var keys: [PIN: SymmetricKey] = [:]
-        for try await (pinValue, key) in try await client.query(
-            "SELECT pin, master_key FROM devices WHERE status = 'active'", logger: logger
-        ).decode((Int64, String).self) {
-            keys[PIN(UInt32(pinValue))] = SymmetricKey(base64: key)
-        }
+        let keys = try await deviceKeys()
         var items: [OutboundItem] = []
         for try await (p, seq, pushID, subject, body, expires) in try await client.query("""
             SELECT pin, seq, push_id, subject, body, expires_at FROM outbound
