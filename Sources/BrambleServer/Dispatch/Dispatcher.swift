@@ -74,8 +74,6 @@ public actor Dispatcher {
         healthBox.withLockedValue { $0.deviceKeys = self.keys.count }
     }
 
-    var keyCount: Int { keys.count }
-
     /// Becomes the serving Dispatcher at `epoch`, with empty windows: the caller loads the
     /// open items next, and the Router's registration (`linkUp`) sends them.
     func startServing(epoch: UInt64) {

@@ -81,7 +81,6 @@ public actor HAController {
     private let submit: AsyncStream<Input>.Continuation
     private let tickQueued = NIOLockedValueBox(false)
     private let snapshotBox = NIOLockedValueBox(Snapshot())
-    private let relayProbe = NIOLockedValueBox((reachable: false, detail: "not probed yet"))
 
     private var routerTask: Task<Void, Never>?
     private var promotionReason = ""
@@ -271,7 +270,6 @@ public actor HAController {
                 let validUntil = asked + UInt64(configuration.leaseMs)
                 if outcome == .renewed { publish { $0.leaseValidUntilMs = validUntil } }
                 await perform(machine.leaseRenewal(outcome, nowMs: databaseNow()))
-                publishRole()
             case .demote(let epoch, let reason, let handoverTo):
                 await demote(epoch: epoch, reason: reason, handoverTo: handoverTo)
             case .requestLease(let asking):
@@ -373,57 +371,45 @@ public actor HAController {
         }
     }
 
-    /// Each parameter measured from the component it names, in BES's order.
+    /// Each parameter measured from the component it names, listed in BES's order (the
+    /// order of `HealthParameter`); a component this build does not have counts as healthy.
     private func evaluateHealth(databaseError: String?) -> [HealthCheck] {
         let now = Monotonic.nowMs()
-        var checks: [HealthCheck] = []
+        var measured: [HealthParameter: (healthy: Bool, detail: String)] = [:]
         if let epoch = servingEpoch {
             let l = link.snapshot
             let downFor = now - max(l.sinceMs, servingSinceMs)
-            if l.up {
-                checks.append(.init(.wirelessNetwork, healthy: true, detail: "SRP link registered at epoch \(epoch)"))
-            } else {
-                checks.append(.init(.wirelessNetwork, healthy: downFor < configuration.linkGraceMs,
-                                    detail: "SRP link down for \(downFor) ms: \(l.lastError ?? "connecting")"))
-            }
+            measured[.wirelessNetwork] = l.up ? (true, "SRP link registered at epoch \(epoch)")
+                : (downFor < configuration.linkGraceMs, "SRP link down for \(downFor) ms: \(l.lastError ?? "connecting")")
         } else {
-            let probe = relayProbe.withLockedValue { $0 }
-            checks.append(.init(.wirelessNetwork, healthy: probe.reachable, detail: probe.detail))
+            let s = snapshot
+            measured[.wirelessNetwork] = (s.relayReachable, s.relayDetail)
         }
         let d = dispatcher.health
         let sinceTick = now - d.lastTickMs
         if sinceTick > 3_000 {
-            checks.append(.init(.dispatcher, healthy: false, detail: "no delivery tick for \(sinceTick) ms"))
+            measured[.dispatcher] = (false, "no delivery tick for \(sinceTick) ms")
         } else if let epoch = d.servingEpoch {
-            checks.append(.init(.dispatcher, healthy: true, detail: "delivering at epoch \(epoch); \(d.queueDepth) items queued or in flight"))
+            measured[.dispatcher] = (true, "delivering at epoch \(epoch); \(d.queueDepth) items queued or in flight")
         } else {
-            checks.append(.init(.dispatcher, healthy: true, detail: "warm; \(d.deviceKeys) device keys loaded"))
+            measured[.dispatcher] = (true, "warm; \(d.deviceKeys) device keys loaded")
         }
-        checks.append(.init(.configurationDatabase, healthy: databaseError == nil, detail: databaseError ?? "reachable"))
-        checks.append(.init(.messagingAgent, healthy: true, detail: Self.notConfigured))
+        measured[.configurationDatabase] = (databaseError == nil, databaseError ?? "reachable")
         if let accounts {
             let started = min(d.deviceKeys, accounts.activeDevices)
-            let healthy = accounts.activeDevices == 0 || started * 4 >= accounts.activeDevices * 3
-            checks.append(.init(.userAccountsStarted, healthy: healthy, detail: "\(started) of \(accounts.activeDevices) device accounts started"))
+            measured[.userAccountsStarted] = (accounts.activeDevices == 0 || started * 4 >= accounts.activeDevices * 3,
+                                              "\(started) of \(accounts.activeDevices) device accounts started")
+            measured[.atLeastOneUser] = (accounts.users > 0, accounts.users > 0 ? "\(accounts.users) user accounts" : "no user accounts")
         } else {
-            checks.append(.init(.userAccountsStarted, healthy: false, detail: "not counted yet"))
+            measured[.userAccountsStarted] = (false, "not counted yet")
+            measured[.atLeastOneUser] = (false, "not counted yet")
         }
-        checks.append(.init(.messagingServerReachable, healthy: true, detail: Self.notConfigured))
-        if let accounts {
-            checks.append(.init(.atLeastOneUser, healthy: accounts.users > 0,
-                                detail: accounts.users > 0 ? "\(accounts.users) user accounts" : "no user accounts"))
-        } else {
-            checks.append(.init(.atLeastOneUser, healthy: false, detail: "not counted yet"))
+        measured[.mds] = (true, "push API only; no browsing proxy")
+        return HealthParameter.allCases.map { parameter in
+            let m = measured[parameter] ?? (true, "not part of this build; counts as healthy")
+            return HealthCheck(parameter, healthy: m.healthy, detail: m.detail)
         }
-        checks.append(.init(.collaboration, healthy: true, detail: Self.notConfigured))
-        checks.append(.init(.mds, healthy: true, detail: "push API only; no browsing proxy"))
-        for p in [HealthParameter.attachment, .policy, .synchronization] {
-            checks.append(.init(p, healthy: true, detail: Self.notConfigured))
-        }
-        return checks
     }
-
-    static let notConfigured = "not part of this build; counts as healthy"
 
     /// A standby's wireless network parameter: can it open a connection to the relay's SRP
     /// listener (without registering, which the relay's lockout would count)?
@@ -438,7 +424,6 @@ public actor HAController {
             } catch {
                 result = (false, "relay unreachable at \(relay): \(error)")
             }
-            relayProbe.withLockedValue { $0 = result }
             snapshotBox.withLockedValue { $0.relayReachable = result.0; $0.relayDetail = result.1 }
             try? await Task.sleep(for: .seconds(1))
         }
