@@ -27,6 +27,17 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "Items stored per offline PIN or unregistered SRP ID.") var storeMaxItems = 5
     @Option(help: "Seconds a stored item is kept (BES: 7 days).") var storeMaxAge = 7 * 24 * 3600
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file.") var config: String?
+
+    /// Parses the settings file and the environment ahead of the flags (see `SettingsFile`).
+    static func main() async {
+        do {
+            var command = try parseAsRoot(try CommandSettings.commandLine(for: Self()))
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch {
+            exit(withError: error is CommandSettings.Failure ? ValidationError("\(error)") : error)
+        }
+    }
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel)

@@ -36,6 +36,17 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Unacknowledged items in flight per device (BES: 5).") var maxInFlight = 5
     @Option(help: "Seconds before an unacknowledged item is sent again (BES: 4 h).") var resendAfter = 4 * 3600
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file.") var config: String?
+
+    /// Parses the settings file and the environment ahead of the flags (see `SettingsFile`).
+    static func main() async {
+        do {
+            var command = try parseAsRoot(try CommandSettings.commandLine(for: Self()))
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch {
+            exit(withError: error is CommandSettings.Failure ? ValidationError("\(error)") : error)
+        }
+    }
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel)
@@ -52,7 +63,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
         config.advertisedURL = advertiseURL
         guard (20...60_000).contains(heartbeatMs) else { throw ValidationError("--heartbeat-ms must be 20…60000") }
         guard leaseMs >= 2 * heartbeatMs, leaseMs <= 600_000 else {
-            throw ValidationError("--lease-ms must be at least twice --heartbeat-ms (\(heartbeatMs)) and at most 600000")
+            throw ValidationError("--lease-ms must be at least twice --heartbeat-ms (\(heartbeatMs)) and at most 600000, got \(leaseMs)")
         }
         config.leaseMs = leaseMs
         config.heartbeatIntervalMs = heartbeatMs
