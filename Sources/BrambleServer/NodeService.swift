@@ -26,7 +26,7 @@ public struct NodeService: Service {
         // burst of pushes never delays a lease renewal. Their statements give up waiting
         // for a lock after the heartbeat's own deadline, so a timed-out renewal or take
         // does not keep holding a connection.
-        let haDatabase = DatabaseHosts(hosts: c.database.hosts, logger: logger) {
+        let haDatabase = DatabaseHosts(hosts: c.database.hosts, logger: logger, following: database) {
             databaseConfiguration($0, maximumConnections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
         }
         let store = ConfigStore(database: database, logger: logger)

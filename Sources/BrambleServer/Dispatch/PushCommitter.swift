@@ -39,7 +39,7 @@ public final class PushCommitter: Sendable {
                 // standby that was promoted away; the caller then hears "not accepted".
                 let requests = batch.map(\.request)
                 let (outcomes, keys) = try await withDeadline(ms: 2_000) {
-                    try await Self.retryingConflicts { try await store.commitPushes(requests, origin: origin) }
+                    try await Self.retrying(database: store.database) { try await store.commitPushes(requests, origin: origin) }
                 }
                 for (pending, outcome) in zip(batch, outcomes) { pending.reply.resume(returning: outcome) }
                 var items: [OutboundItem] = []
@@ -55,23 +55,50 @@ public final class PushCommitter: Sendable {
 
     func finish() { batcher.finish() }
 
-    /// Retries a transaction PostgreSQL aborted for a deadlock or a serialization
-    /// conflict (SQLSTATE 40P01, 40001): nothing was committed, so trying again is safe.
-    static func retryingConflicts<T>(_ body: () async throws -> T) async throws -> T {
-        var attempt = 0
+    /// Retries a transaction that provably committed nothing:
+    /// - PostgreSQL aborted it for a deadlock or a serialization conflict (SQLSTATE 40P01,
+    ///   40001): at once, up to 3 times;
+    /// - it failed before COMMIT was sent because the host is not (or no longer) the
+    ///   writable primary — read-only (25006), starting up or shutting down (57P0x), or the
+    ///   connection failed: after the search for the primary, every 100 ms until the
+    ///   caller's deadline cancels it. A failure at COMMIT itself is never retried: the
+    ///   transaction may have committed, and a second one would deliver the push twice.
+    static func retrying<T>(database: DatabaseHosts, _ body: () async throws -> T) async throws -> T {
+        var conflicts = 0
         while true {
             do {
                 return try await body()
-            } catch let error as PostgresTransactionError where attempt < 3 && isConflict(error.closureError) {
-                attempt += 1
-            } catch let error as PSQLError where attempt < 3 && isConflict(error) {
-                attempt += 1
+            } catch {
+                switch classify(error) {
+                case .conflict where conflicts < 3:
+                    conflicts += 1
+                case .primaryMoved where database.hosts.count > 1:
+                    database.suspect(error)
+                    try await Task.sleep(for: .milliseconds(100))
+                default:
+                    throw error
+                }
             }
         }
     }
 
-    private static func isConflict(_ error: (any Error)?) -> Bool {
-        guard let psql = error as? PSQLError, let state = psql.serverInfo?[.sqlState] else { return false }
-        return state == "40P01" || state == "40001"
+    enum FailureKind { case conflict, primaryMoved, other }
+
+    static func classify(_ error: any Error) -> FailureKind {
+        if error is DatabaseHosts.PrimaryMoved { return .primaryMoved }
+        if let tx = error as? PostgresTransactionError {
+            if tx.commitError != nil { return .other }
+            return (tx.closureError ?? tx.beginError).map(classify) ?? .other
+        }
+        guard let psql = error as? PSQLError else { return .other }
+        if let state = psql.serverInfo?[.sqlState] {
+            if state == "40P01" || state == "40001" { return .conflict }
+            if state == "25006" || state.hasPrefix("57P") || state.hasPrefix("08") { return .primaryMoved }
+            return .other
+        }
+        switch psql.code {
+        case .connectionError, .serverClosedConnection, .uncleanShutdown: return .primaryMoved
+        default: return .other
+        }
     }
 }

@@ -22,12 +22,13 @@ extension ConfigStore {
             case .pin(let p): pins.append(Int64(p.value))
             }
         }
-        return try await client.withTransaction(logger: logger) { conn in
+        let (logger, targetEmails, targetPINs) = (logger, emails, pins)
+        return try await database.withPrimaryConnection { connection in try await connection.withTransaction(logger: logger) { conn in
             var byEmail: [String: [PIN]] = [:]
             var keys: [PIN: SymmetricKey] = [:]
             let resolved = try await conn.query("""
                 SELECT d.pin, u.email, d.master_key FROM devices d JOIN users u ON u.id = d.user_id
-                WHERE d.status = 'active' AND (u.email = ANY(\(emails)) OR d.pin = ANY(\(pins)))
+                WHERE d.status = 'active' AND (u.email = ANY(\(targetEmails)) OR d.pin = ANY(\(targetPINs)))
                 ORDER BY d.pin FOR UPDATE OF d
                 """, logger: logger)
             for try await (pinValue, email, key) in resolved.decode((Int64, String, String).self) {
@@ -93,7 +94,7 @@ extension ConfigStore {
             let payload = OutboundNotification(origin: origin, ranges: ranges).payload
             try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
             return (outcomes, keys)
-        }
+        } }
     }
 
     /// Every item not yet acknowledged or expired, in (PIN, sequence) order, and the keys

@@ -24,15 +24,22 @@ public final class DatabaseHosts: Sendable {
 
     public let hosts: [Host]
     let clients: [PostgresClient]
-    private let currentIndex = NIOLockedValueBox(0)
-    private let searching = NIOLockedValueBox(false)
+    private let currentIndex: NIOLockedValueBox<Int>
+    private let searching: NIOLockedValueBox<Bool>
     private let logger: Logger
 
-    public init(hosts: [Host], logger: Logger, configuration: (HostPort) -> PostgresClient.Configuration) {
+    /// `following` shares another set's view of which host is the primary (the same
+    /// hosts, other pools): a switch found through either applies to both at once.
+    public init(hosts: [Host], logger: Logger, following other: DatabaseHosts? = nil,
+                configuration: (HostPort) -> PostgresClient.Configuration) {
         precondition(!hosts.isEmpty)
+        precondition(other.map { $0.hosts.map(\.description) == hosts.map(\.description) } ?? true)
         self.hosts = hosts
         self.clients = hosts.map { PostgresClient(configuration: configuration($0.address), backgroundLogger: logger) }
         self.logger = logger
+        // NIOLockedValueBox copies share their storage.
+        currentIndex = other?.currentIndex ?? NIOLockedValueBox(0)
+        searching = other?.searching ?? NIOLockedValueBox(false)
     }
 
     /// One host and its client (tests, single-host deployments).
@@ -40,11 +47,67 @@ public final class DatabaseHosts: Sendable {
         hosts = [Host(address: HostPort(host: "?", port: 0))]
         clients = [client]
         self.logger = logger
+        currentIndex = NIOLockedValueBox(0)
+        searching = NIOLockedValueBox(false)
     }
 
     /// The pool of the host statements go to now.
     public var client: PostgresClient { clients[currentIndex.withLockedValue { $0 }] }
     public var current: Host { hosts[currentIndex.withLockedValue { $0 }] }
+
+    /// True while a search for the primary is under way.
+    public var isSearching: Bool { searching.withLockedValue { $0 } }
+
+    /// The primary changed while a statement waited for a connection to the old one;
+    /// nothing was sent, so the caller may retry on the new primary.
+    public struct PrimaryMoved: Error, CustomStringConvertible {
+        public var description: String { "the configuration database's primary moved while waiting for a connection" }
+    }
+
+    private enum Gate { case waiting, started, abandoned }
+
+    /// Runs `body` on a connection from the current primary's pool. A pool whose host is
+    /// gone keeps its callers waiting for a connection; if the search switches hosts
+    /// meanwhile, the wait is abandoned with `PrimaryMoved`. Once `body` has started it
+    /// is never interrupted here (it may be committing).
+    public func withPrimaryConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let index = currentIndex.withLockedValue { $0 }
+        guard hosts.count > 1 else { return try await clients[index].withConnection(body) }
+        let gate = NIOLockedValueBox(Gate.waiting)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.clients[index].withConnection { connection in
+                    let go = gate.withLockedValue { g in
+                        guard g == .waiting else { return false }
+                        g = .started
+                        return true
+                    }
+                    guard go else { throw PrimaryMoved() }
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(20))
+                    guard self.currentIndex.withLockedValue({ $0 }) != index else { continue }
+                    let abandon = gate.withLockedValue { g in
+                        guard g == .waiting else { return false }
+                        g = .abandoned
+                        return true
+                    }
+                    if abandon { throw PrimaryMoved() }
+                    return nil  // body has started: let it finish
+                }
+            }
+            while let result = try await group.next() {
+                if let value = result {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw PrimaryMoved()  // unreachable: the body's task always yields a value or throws
+        }
+    }
 
     /// Runs every host's pool until cancelled.
     public func run() async {

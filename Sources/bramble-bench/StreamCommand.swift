@@ -1,0 +1,135 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BrambleCore
+import BrambleNet
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A steady stream of pushes to a running cluster's devices, judged only by evidence
+/// outside the nodes: the ids the push API accepted and the devices' logs of what they
+/// showed. Used by the deploy smoke test while the database fails over; the last line
+/// printed is one JSON object (DeliveryAudit's fields plus `passed`).
+struct StreamCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stream",
+        abstract: "Push steadily to a cluster's devices for a while, then audit what they showed.",
+        discussion: """
+            Reads the cluster from its status file (nodes' push URLs, admin token, devices and \
+            their logs). Each push goes to the next device in turn and to either node, as an \
+            application with both URLs would: a node that fails a push is skipped for 0.5 s. \
+            After the stream it waits up to --settle seconds for every accepted push to be \
+            shown, then prints accepted, shown, lost, duplicates, outage_ms and passed. \
+            Exits 0 only when nothing accepted was lost or shown twice.
+            """)
+
+    @Option(help: "The cluster's status.json (deploy/cluster writes it; BRAMBLE_STATUS).") var status: String?
+    @Option(help: "Seconds to push for.") var duration: Double = 10
+    @Option(help: "Pushes per second.") var rate: Double = 50
+    @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
+    @Option(help: "Also write each accepted push id as a JSON line to this file.") var acceptedLog: String?
+
+    struct Status: Decodable {
+        struct Node: Decodable { var name: String; var push_url: String }
+        struct Device: Decodable { var pin: String; var log: String }
+        var nodes: [Node]
+        var admin_token: String
+        var devices: [Device]
+    }
+
+    func run() async throws {
+        BrambleLogging.bootstrap(level: "error")
+        guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle) else {
+            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s")
+        }
+        let path = status ?? ProcessInfo.processInfo.environment["BRAMBLE_STATUS"] ?? ".run/status.json"
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the status file \(path)") }
+        let cluster = try JSONDecoder().decode(Status.self, from: data)
+        guard !cluster.nodes.isEmpty, !cluster.devices.isEmpty else { throw ValidationError("\(path) lists no nodes or no devices") }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .milliseconds(500))))
+        defer { _ = http.shutdown() }
+        let acceptedFile = try acceptedLog.map { path -> FileHandle in
+            FileManager.default.createFile(atPath: path, contents: nil)
+            guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+            return handle
+        }
+
+        let accepted = NIOLockedValueBox<Set<String>>([])
+        let acceptedAt = NIOLockedValueBox<[Double]>([])
+        let refused = NIOLockedValueBox(0)
+        let downUntil = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+        let interval = Duration.seconds(1 / rate)
+        let total = Int(duration * rate)
+        let start = ContinuousClock.now
+        // Each push in its own task, so one stuck on a failing node does not hold back the
+        // ones after it; the schedule is absolute, so the rate holds.
+        await withDiscardingTaskGroup { pushes in
+            for n in 0..<total {
+                let due = start + interval * n
+                if due > .now { try? await Task.sleep(until: due) }
+                let device = cluster.devices[n % cluster.devices.count]
+                pushes.addTask {
+                    for attempt in 0..<cluster.nodes.count {
+                        let node = cluster.nodes[(n + attempt) % cluster.nodes.count]
+                        if let until = downUntil.withLockedValue({ $0[node.name] }), until > .now { continue }
+                        if let id = await Self.push(node.push_url, token: cluster.admin_token, pin: device.pin, n: n, http: http) {
+                            accepted.withLockedValue { _ = $0.insert(id) }
+                            acceptedAt.withLockedValue { $0.append(Date().timeIntervalSince1970 * 1000) }
+                            acceptedFile?.write(Data("{\"id\":\"\(id)\",\"pin\":\"\(device.pin)\",\"node\":\"\(node.name)\"}\n".utf8))
+                            return
+                        }
+                        downUntil.withLockedValue { $0[node.name] = .now + .milliseconds(500) }
+                    }
+                    refused.withLockedValue { $0 += 1 }
+                }
+                if n > 0, n % Int(rate) == 0 {
+                    FileHandle.standardError.write(Data("stream: \(n)/\(total) sent, \(accepted.withLockedValue { $0.count }) accepted, \(refused.withLockedValue { $0 }) not accepted\n".utf8))
+                }
+            }
+        }
+        let ids = accepted.withLockedValue { $0 }
+        var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
+        let settleDeadline = ContinuousClock.now + .seconds(settle)
+        repeat {
+            audit = DeliveryAudit(accepted: ids, shown: try cluster.devices.flatMap { try Self.shown(logPath: $0.log) }, intervalMs: 1000 / rate)
+            if audit.lost == 0 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        } while ContinuousClock.now < settleDeadline
+        // The longest time no push was accepted, and when it ended (Unix ms): a caller
+        // compares it with when the database's new primary was ready.
+        let times = acceptedAt.withLockedValue { $0 }.sorted()
+        let gap = zip(times, times.dropFirst()).max { ($0.1 - $0.0) < ($1.1 - $1.0) }
+        let result: [String: Any] = [
+            "accept_gap_ms": gap.map { Int(($0.1 - $0.0).rounded()) } ?? 0,
+            "accept_gap_end_unix_ms": gap.map { Int($0.1) } ?? 0,
+            "accepted": audit.accepted, "shown": audit.shown, "lost": audit.lost, "duplicates": audit.duplicates,
+            "outage_ms": Int(audit.outageMs.rounded()), "not_accepted": refused.withLockedValue { $0 }, "sent": total,
+            "passed": audit.passed,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+        if !audit.passed { throw ExitCode(1) }
+    }
+
+    static func push(_ url: String, token: String, pin: String, n: Int, http: HTTPClient) async -> String? {
+        struct Body: Encodable { var to: String; var subject: String; var body: String }
+        struct Accepted: Decodable { var id: String }
+        let base = url.hasSuffix("/push") ? String(url.dropLast(5)) : url
+        guard let reply = try? await AdminClient(baseURL: base, token: token, http: http)
+            .send(.POST, "/push", json: Body(to: pin, subject: "stream \(n)", body: "stream"), timeout: .seconds(3)),
+              reply.status == 202 else { return nil }
+        return try? reply.decode(Accepted.self).id
+    }
+
+    /// A device log's items (bramble-device --log: one JSON object per line; a line cut
+    /// short by a kill is skipped, as the device itself does).
+    static func shown(logPath: String) throws -> [DeliveryAudit.Shown] {
+        guard let data = FileManager.default.contents(atPath: logPath) else { return [] }
+        struct Line: Decodable { var push_id: String; var pin: String; var received_at: String }
+        let decoder = JSONDecoder()
+        // As ShownItem writes it: UTC, no zone designator.
+        let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
+            guard let line = try? decoder.decode(Line.self, from: raw), let at = try? style.parse(line.received_at) else { return nil }
+            return DeliveryAudit.Shown(pushID: line.push_id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000)
+        }
+    }
+}
