@@ -59,16 +59,22 @@ public struct HAStateMachine: Sendable {
 
     /// One heartbeat's view of the pair. `lease` and `peer` are nil when the database
     /// did not answer (`databaseReachable` false) or the row does not exist yet.
+    /// `databaseWritable` is false when this node's last write (its heartbeat) did not
+    /// reach the database: reads can work while writes stall, e.g. while a synchronous
+    /// standby catches up, and the primary's renewals stall with them.
     public struct Observation: Sendable, Equatable {
         public var nowMs: UInt64
         public var ownScore: Int
         public var databaseReachable: Bool
+        public var databaseWritable: Bool
         public var lease: Lease?
         public var peer: PeerHeartbeat?
-        public init(nowMs: UInt64, ownScore: Int, databaseReachable: Bool = true, lease: Lease?, peer: PeerHeartbeat?) {
+        public init(nowMs: UInt64, ownScore: Int, databaseReachable: Bool = true, databaseWritable: Bool = true,
+                    lease: Lease?, peer: PeerHeartbeat?) {
             self.nowMs = nowMs
             self.ownScore = ownScore
             self.databaseReachable = databaseReachable
+            self.databaseWritable = databaseWritable
             self.lease = lease
             self.peer = peer
         }
@@ -136,7 +142,7 @@ public struct HAStateMachine: Sendable {
 
     /// A heartbeat interval passed and the shell read the pair's state.
     public mutating func observed(_ o: Observation) -> [Action] {
-        if o.databaseReachable {
+        if o.databaseReachable && o.databaseWritable {
             if databaseReachableSinceMs == nil { databaseReachableSinceMs = o.nowMs }
         } else {
             databaseReachableSinceMs = nil
@@ -239,11 +245,11 @@ public struct HAStateMachine: Sendable {
             reason = nil
         }
         guard let reason else { return setRequesting(false) }
-        // After the database was away (a database failover), a primary that kept serving
-        // renews as soon as it reaches it again; give it a lease's time to, instead of
-        // reading its unrenewed lease as a dead primary.
-        if lease.holder != nil, reason != .handover,
-           let since = databaseReachableSinceMs, o.nowMs < since &+ configuration.staleAfterMs { return [] }
+        // After the database was away or refused writes (a database failover, a stall), a
+        // primary that kept serving renews as soon as it can write again; give it a
+        // lease's time to, instead of reading its unrenewed lease as a dead primary.
+        let databaseSettled = databaseReachableSinceMs.map { o.nowMs >= $0 &+ configuration.staleAfterMs } ?? false
+        if lease.holder != nil, reason != .handover, !databaseSettled { return [] }
         // A node that just demoted leaves the lease to its peer for a while, unless the
         // lease was handed to it or the peer has gone silent.
         let heldOff = lastDemotionMs.map { o.nowMs < $0 &+ configuration.promotionHoldOffMs } ?? false

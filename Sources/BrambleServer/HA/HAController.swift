@@ -91,6 +91,8 @@ public actor HAController {
     private var accounts: (users: Int, activeDevices: Int)?
     private var heartbeats = 0
     private var databaseFailures = 0
+    /// Whether this node's last heartbeat write reached the database (see Observation).
+    private var lastHeartbeatWritten = true
 
     public init(configuration: Configuration, store: ConfigStore, dispatcher: Dispatcher, router: SRPRouter,
                 link: SRPRouter.Status, metrics: NodeMetrics, logger: Logger) {
@@ -208,7 +210,8 @@ public actor HAController {
         let score = HealthCheck.score(checks)
         metrics.score.set(Int64(score))
         let observation = HAStateMachine.Observation(nowMs: view?.nowMs ?? databaseNow(), ownScore: score,
-                                                     databaseReachable: view != nil, lease: view?.lease, peer: view?.peer)
+                                                     databaseReachable: view != nil, databaseWritable: lastHeartbeatWritten,
+                                                     lease: view?.lease, peer: view?.peer)
         await perform(machine.observed(observation))
         if needsLoad, case .primary(let epoch) = machine.role { await loadOpenItems(epoch: epoch) }
 
@@ -231,7 +234,9 @@ public actor HAController {
                                                score: score, requestsLease: requestingLease, apiURL: configuration.apiURL,
                                                parameters: parameters)
             }
+            lastHeartbeatWritten = true
         } catch {
+            lastHeartbeatWritten = false
             if view != nil { logger.warning("writing heartbeat failed", metadata: ["error": "\(Self.describe(error))"]) }
         }
     }

@@ -52,6 +52,20 @@ import Testing
                 == [.takeLease(expectedEpoch: 1, reason: .leaseExpired)])
     }
 
+    @Test func afterItsWritesStalledTheStandbyGivesThePrimaryALeaseDurationToRenew() {
+        var b = standby()
+        let peer = HA.PeerHeartbeat(node: "a", score: 5, writtenAtMs: 0)
+        _ = b.observed(.init(nowMs: 0, ownScore: 5, lease: lease(expires: 1_000), peer: peer))
+        // Reads work but the standby's own heartbeat write did not get through (a
+        // synchronous standby catching up stalls every commit, the primary's renewals too).
+        #expect(b.observed(.init(nowMs: 1_200, ownScore: 5, databaseWritable: false, lease: lease(expires: 1_000), peer: peer)) == [])
+        // Writes work again: the unrenewed lease is no sign of a dead primary yet.
+        #expect(b.observed(.init(nowMs: 1_400, ownScore: 5, lease: lease(expires: 1_000), peer: peer)) == [])
+        #expect(b.observed(.init(nowMs: 2_300, ownScore: 5, lease: lease(expires: 1_000), peer: peer)) == [])
+        #expect(b.observed(.init(nowMs: 2_400, ownScore: 5, lease: lease(expires: 1_000), peer: peer))
+                == [.takeLease(expectedEpoch: 1, reason: .leaseExpired)])
+    }
+
     @Test func theStandbyPromotesOnAnExpiredLease() {
         var b = standby()
         let o = HA.Observation(nowMs: 1_000, ownScore: 5, lease: lease(expires: 1_000),
