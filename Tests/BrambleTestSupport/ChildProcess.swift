@@ -38,10 +38,10 @@ final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private var exited = false
 
-    init(name: String, executable: String, arguments: [String], logPath: String) throws {
+    init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
         self.name = name
         self.logPath = logPath
-        pid = try spawn(executable, arguments, logPath: logPath)
+        pid = try spawn(executable, arguments, logPath: logPath, environment: environment)
     }
 
     var isRunning: Bool {

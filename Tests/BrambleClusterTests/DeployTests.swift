@@ -1,0 +1,129 @@
+@testable import BrambleTestSupport
+import Foundation
+import Testing
+
+/// The deploy smoke test: `deploy/cluster up` (hosts as network namespaces when run as
+/// root, else the loopback fallback), pushes delivered, a Patroni switchover of the
+/// database under a stream of pushes, `down` with nothing left behind. The stream's
+/// verdict comes from outside the nodes: ids the push API accepted against the devices'
+/// logs (`bramble-bench stream`), the relay's registered epoch, Patroni's roles.
+@Suite(.serialized) struct DeployTests {
+    /// A cluster apart from the user's own `make up`: its own namespaces, subnet, ports
+    /// and state directory; the debug binaries `make test` has built (a build inside `swift
+    /// test` would wait forever on its lock).
+    struct Deployment {
+        let root = TestCluster.root
+        let runDir: String
+        let environment: [String: String]
+
+        init() {
+            let tag = Int.random(in: 1000...9999)
+            runDir = NSTemporaryDirectory() + "bramble-test-deploy-\(tag)"
+            let base = Int.random(in: 2_000...2_900) * 10
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BRAMBLE_") }
+            env.merge([
+                "BRAMBLE_RUN_DIR": runDir, "BRAMBLE_BIN": TestCluster.bin,
+                "BRAMBLE_DEPLOY_PREFIX": "bt\(tag)", "BRAMBLE_DEPLOY_NET": "10.233.\(tag % 250)",
+                "BRAMBLE_ETCD_PORT": "\(base)", "BRAMBLE_PG_PORT": "\(base + 6)", "BRAMBLE_PATRONI_PORT": "\(base + 8)",
+                "BRAMBLE_RELAY_DEVICE_PORT": "\(base + 10)", "BRAMBLE_RELAY_SRP_PORT": "\(base + 11)",
+                "BRAMBLE_RELAY_HTTP_PORT": "\(base + 12)", "BRAMBLE_NODE_HTTP_PORT": "\(base + 13)",
+                "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)",
+            ]) { $1 }
+            environment = env
+        }
+
+        @discardableResult
+        func run(_ arguments: String...) throws -> String {
+            try runCommand(root + "/deploy/cluster", arguments, environment: environment)
+        }
+
+        func status() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(try run("status", "--json").utf8)) as? [String: Any] ?? [:]
+        }
+    }
+
+    @Test func upPushesDatabaseSwitchoverUnderPushesAndDownLeavesNothing() async throws {
+        let deployment = Deployment()
+        var pids: [Int32] = []
+        var namespacePrefix: String?
+        var tmpdir: String?
+        do {
+            try deployment.run("up")
+            let status = try deployment.status()
+            let mode = status["mode"] as? String
+            if mode == "netns" { namespacePrefix = deployment.environment["BRAMBLE_DEPLOY_PREFIX"]! + "-" }
+            tmpdir = status["tmpdir"] as? String
+            let hosts = status["hosts"] as? [[String: Any]] ?? []
+            #expect(hosts.count == 7, "db1 db2 db3 relay node-a node-b client")
+            let processes = status["processes"] as? [[String: Any]] ?? []
+            pids = processes.compactMap { $0["pid"] as? Int32 ?? ($0["pid"] as? Int).map(Int32.init) }
+            #expect(processes.count == 12 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            let members = status["database"] as? [[String: Any]] ?? []
+            #expect(Set(members.compactMap { $0["role"] as? String }) == ["master", "replica"], "Patroni: a leader and a replica")
+            #expect(members.allSatisfy { $0["pid"] is Int && ($0["api_url"] as? String)?.hasPrefix("http://") == true })
+            let etcd = status["etcd"] as? [[String: Any]] ?? []
+            #expect(etcd.count == 3 && etcd.allSatisfy { $0["healthy"] as? Bool == true })
+            let pair = status["pair"] as? [[String: Any]] ?? []
+            #expect(pair.map { $0["role"] as? String } == ["primary", "standby"], "node-a primary, node-b standby: \(pair)")
+            #expect(status["admin_token"] is String && status["push_url"] is String && (status["devices"] as? [Any])?.count == 2)
+            let relayEpochBefore = try relayEpoch(deployment, status)
+            #expect(relayEpochBefore == 1)
+
+            // A stream of pushes to both devices through both nodes; the database's primary
+            // moves to the other member in the middle of it.
+            let bench = TestCluster.bin + "/bramble-bench"
+            let stream = try ChildProcess(
+                name: "stream", executable: deployment.root + "/deploy/cluster",
+                arguments: ["exec", bench, "stream", "--duration", "14", "--rate", "40", "--settle", "30"],
+                logPath: deployment.runDir + "-stream.log", environment: deployment.environment)
+            defer { stream.stop(); try? FileManager.default.removeItem(atPath: deployment.runDir + "-stream.log") }
+            try await Task.sleep(for: .seconds(4))
+            try deployment.run("db-switchover")
+            let deadline = ContinuousClock.now + .seconds(90)
+            while stream.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+            let verdictLine = stream.log.split(separator: "\n").last.map(String.init) ?? ""
+            let verdict = try JSONSerialization.jsonObject(with: Data(verdictLine.utf8)) as? [String: Any] ?? [:]
+            print("deploy smoke: database switchover under pushes: \(verdictLine)")
+            #expect(verdict["lost"] as? Int == 0, "no accepted push lost: \(stream.log.suffix(600))")
+            #expect(verdict["duplicates"] as? Int == 0, "no push shown twice")
+            #expect((verdict["accepted"] as? Int ?? 0) > 300, "pushes were accepted before and after the switchover")
+
+            let after = try deployment.status()
+            let roles = Dictionary(uniqueKeysWithValues: (after["database"] as? [[String: Any]] ?? []).map { ($0["name"] as! String, $0["role"] as? String ?? "") })
+            #expect(roles["pg2"] == "master", "Patroni moved the database primary to pg2: \(roles)")
+            #expect((after["pair"] as? [[String: Any]] ?? []).map { $0["role"] as? String } == ["primary", "standby"], "no pair failover")
+            #expect(try relayEpoch(deployment, after) == relayEpochBefore, "the relay saw no new registration: no pair failover")
+        } catch {
+            Issue.record("deploy smoke test: \(error)")
+        }
+        _ = try? deployment.run("down")
+
+        // Nothing left behind: processes, namespaces, bridge, temp and state dirs.
+        #expect(!pids.isEmpty)
+        for pid in pids { #expect(isGone(pid), "pid \(pid) is gone") }
+        if let namespacePrefix {
+            let namespaces = (try? runCommand("/usr/sbin/ip", ["netns", "list"])) ?? ""
+            #expect(!namespaces.contains(namespacePrefix), "namespaces removed: \(namespaces)")
+            let links = (try? runCommand("/usr/sbin/ip", ["-o", "link", "show"])) ?? ""
+            #expect(!links.contains(deployment.environment["BRAMBLE_DEPLOY_PREFIX"]! + "br"), "bridge removed")
+        }
+        if let tmpdir { #expect(!FileManager.default.fileExists(atPath: tmpdir), "temp dir removed") }
+        #expect(!FileManager.default.fileExists(atPath: deployment.runDir), "state dir removed")
+    }
+
+    /// No such process, or a zombie (stopped; its parent, the script, is gone and init
+    /// may reap it late).
+    func isGone(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    }
+
+    /// The epoch the relay registered for the pair's SRP ID, asked from the client host.
+    func relayEpoch(_ deployment: Deployment, _ status: [String: Any]) throws -> Int? {
+        let url = (status["relay"] as? [String: Any])?["health_url"] as? String ?? ""
+        let body = try deployment.run("exec", "curl", "-fsS", "--max-time", "2", url)
+        let health = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        return (health?["sessions"] as? [String: Any])?["bramble"] as? Int
+    }
+}
