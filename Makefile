@@ -2,25 +2,28 @@
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 60
 
-.PHONY: help deps build up status down test test-unit test-integration test-cluster fuzz bench clean
+.PHONY: help deps build up status down logs test test-unit test-integration test-cluster fuzz bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, zlib, OpenSSL headers)
-	@source scripts/lib.sh && ensure_packages
+deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, iproute2, zlib, OpenSSL headers)
+	@source scripts/lib.sh && source scripts/ha-db.sh && ensure_ha_packages
 
 build: deps ## Build every product (debug)
 	swift build
 
-up: ## Install what is missing, build (release), start PostgreSQL, relay, an HA pair of nodes and a demo device
-	@scripts/cluster up
+up: ## Install what is missing, build (release), start the cluster: hosts as network namespaces, etcd ×3, PostgreSQL ×2 under Patroni, relay, an HA pair, demo devices
+	@deploy/cluster up
 
-status: ## Print the local cluster as JSON (nodes, admin_token, devices, processes)
-	@scripts/cluster status
+status: ## Print the local cluster as JSON (hosts, database, etcd, pair, relay, nodes, devices, processes)
+	@deploy/cluster status --json
 
-down: ## Stop everything `make up` started and remove its temp dirs
-	@scripts/cluster down
+down: ## Stop everything `make up` started (by PID); remove its namespaces, bridge and temp dirs
+	@deploy/cluster down
+
+logs: ## List the cluster's logs (`deploy/cluster logs NAME [-f]` prints one)
+	@deploy/cluster logs
 
 test: deps ## Install what is missing and run every test (unit, integration, clustered)
 	swift build --build-tests
@@ -33,7 +36,7 @@ test-integration: deps ## Run the integration tests (real PostgreSQL, relay, nod
 	swift build --build-tests
 	swift test --no-parallel --filter BrambleIntegrationTests
 
-test-cluster: deps ## Run the HA pair tests (two real nodes: kill, pause, cut, switch over)
+test-cluster: deps ## Run the HA pair and deploy tests (real nodes: kill, pause, cut, switch over; deploy/cluster smoke test)
 	swift build --build-tests
 	swift test --no-parallel --filter BrambleClusterTests
 
@@ -42,7 +45,7 @@ fuzz: ## Fuzz the frame, envelope, payload and notification decoders for FUZZ_SE
 	@mkdir -p fuzz-corpus
 	.build-fuzz/debug/bramble-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 fuzz-corpus
 
-bench: deps ## Envelope vs raw zlib+AES, end-to-end pushes/s and latency, failover outage (release build)
+bench: deps ## Envelope vs raw zlib+AES, end-to-end pushes/s and latency, pair and database failover (release build)
 	swift build -c release
 	scripts/bench
 

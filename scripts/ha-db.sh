@@ -43,6 +43,7 @@ ensure_ha_packages() {
   [ -x /usr/bin/patroni ] || missing+=(patroni)
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]}; install them or run as root"
   say "installing ${missing[*]}"
