@@ -328,4 +328,38 @@ import Testing
             }
         }
     }
+
+    /// The case the Patroni notes warn about: the leader's Patroni dies, its PostgreSQL
+    /// lives on and accepts connections, the other Patroni promotes its standby after
+    /// `ttl`, and from then on every commit on the old primary hangs waiting for a
+    /// synchronous standby that is gone. The nodes must notice (bounded statements, the
+    /// dead Patroni's REST API) and move to the new primary without a pair failover.
+    @Test func whenTheLeadersPatroniDiesThePairMovesToTheNewDatabasePrimary() async throws {
+        var options = TestCluster.Options()
+        options.patroni = true
+        try await withPair(options) { cluster in
+            var killedAt: ContinuousClock.Instant?
+            var times: [ContinuousClock.Instant] = []
+            let accepted = try await stream(cluster, count: 2_000, everyMs: 10, midwayAfter: 50, midway: {
+                let pidFile = cluster.dir + "/patroni/pg1.patroni.pid"
+                let pid = try #require(Int32((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+                kill(pid, SIGKILL)
+                killedAt = .now
+            }, acceptedAt: { times.append($0) })
+            try await cluster.waitFor("pg2 to lead the database", seconds: 30) {
+                try await cluster.get(cluster.patroniURL(1) + "/primary").status == 200
+            }
+            // The old primary's postmaster still runs: the nodes did not merely lose it.
+            let postmaster = try String(contentsOfFile: cluster.dir + "/patroni/pg1/data/postmaster.pid", encoding: .utf8)
+            #expect(Int32(postmaster.split(separator: "\n")[0]).map { kill($0, 0) == 0 } == true, "pg1's PostgreSQL outlived its Patroni")
+            // Pushes after the promotion were accepted, so they went to pg2.
+            let promoted = try #require(killedAt)
+            #expect(times.contains { $0 > promoted + .seconds(12) }, "pushes accepted after pg2's promotion")
+            try await expectExactlyOnce(cluster, accepted)
+            let refused = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? .zero
+            print("leader's Patroni killed: longest time without an accepted push \(refused)")
+            #expect(await cluster.primaries() == ["node-a"], "the pair did not fail over")
+            #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 1)
+        }
+    }
 }

@@ -6,7 +6,9 @@ import PostgresNIO
 /// controller (a planned switchover then takes one round trip, not a heartbeat), and
 /// pushes a peer committed go straight to this node's Dispatcher when it serves.
 /// Whenever the listening connection is (re)established, a serving node rescans the
-/// open items, since notifications sent while it was gone are lost.
+/// open items, since notifications sent while it was gone are lost. The session follows
+/// the database primary: commits NOTIFY on the primary only, and an old primary whose
+/// Patroni died still accepts a LISTEN that will never hear another commit.
 struct PairListener {
     let database: DatabaseHosts
     let store: ConfigStore
@@ -19,13 +21,20 @@ struct PairListener {
         var failures = 0
         while !Task.isCancelled {
             do {
-                try await database.client.withConnection { connection in
-                    try await connection.listen(on: ConfigStore.notificationChannel) { notifications in
-                        failures = 0
-                        ha.wake()
-                        try await rescan()
-                        for try await notification in notifications { try await handle(notification.payload) }
+                let session = self
+                let moved = try await database.whilePrimary { client in
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: ConfigStore.notificationChannel) { notifications in
+                            session.ha.wake()
+                            try await session.rescan()
+                            for try await notification in notifications { try await session.handle(notification.payload) }
+                        }
                     }
+                } == nil
+                failures = 0
+                if moved {
+                    logger.notice("listening for pair notifications on the new database primary", metadata: ["db.current": "\(database.current)"])
+                    continue
                 }
             } catch is CancellationError {
                 return

@@ -109,6 +109,26 @@ public final class DatabaseHosts: Sendable {
         }
     }
 
+    /// Runs `body` with the current primary's pool until it returns, or until the search
+    /// finds another primary: then `body` is cancelled and this returns nil. For
+    /// long-lived sessions (LISTEN) that must follow the primary even though the old
+    /// host still answers (a PostgreSQL whose Patroni died).
+    public func whilePrimary<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T? {
+        let index = currentIndex.withLockedValue { $0 }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body(self.clients[index]) }
+            if hosts.count > 1 {
+                group.addTask {
+                    while self.currentIndex.withLockedValue({ $0 }) == index { try await Task.sleep(for: .milliseconds(50)) }
+                    return nil
+                }
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
     /// Runs every host's pool until cancelled.
     public func run() async {
         await withDiscardingTaskGroup { group in
