@@ -22,6 +22,14 @@ netns_exec() { [ -z "$1" ] || echo "ip netns exec $1"; }
 # Runs a command in namespace NS, or here when NS is empty.
 run_in() { local ns=$1; shift; if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi; }
 
+# Patroni and PostgreSQL refuse root: as root, the words that switch to the postgres
+# user; otherwise none (they run as the caller).
+as_pg_user_words() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local user; user=$(pg_user)
+  echo "setpriv --reuid=$user --regid=$(id -g "$user") --init-groups"
+}
+
 # Waits until URL answers 200 from namespace NS, up to SECONDS; 1 on time-out.
 wait_http_ok_in() {
   local ns=$1 url=$2 seconds=$3 i=0
@@ -155,7 +163,7 @@ SH
     write_patroni_config "$dir" "$name" "$n"
     say "starting Patroni $name (PostgreSQL ${PG_ADDR[$n]}:$((PG_PORT + n)), REST $(patroni_url $n))"
     setsid $(netns_exec "${PG_NS[$n]}") env -i PATH=/usr/bin:/bin HOME="$dir/$name" LANG=C.UTF-8 LC_ALL=C.UTF-8 \
-      setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups /usr/bin/patroni "$dir/$name.yml" \
+      $(as_pg_user_words) /usr/bin/patroni "$dir/$name.yml" \
       </dev/null >"$dir/$name.log" 2>&1 & echo $! > "$dir/$name.patroni.pid"
     if [ $n -eq 0 ]; then
       # The first member bootstraps alone, so it is the leader.
