@@ -25,7 +25,7 @@ public final class FrameConnection: Sendable {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [Frame].self)
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addFrameCodec()
