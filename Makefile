@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 FUZZ_SECONDS ?= 60
 
-.PHONY: help deps build up status down logs test test-unit test-integration test-cluster fuzz bench clean
+.PHONY: help deps build up status down logs drill test test-unit test-integration test-cluster fuzz bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-integration: deps ## Run the integration tests (real PostgreSQL, relay, nod
 test-cluster: deps ## Run the HA pair and deploy tests (real nodes: kill, pause, cut, switch over; deploy/cluster smoke test)
 	swift build --build-tests
 	swift test --no-parallel --filter BrambleClusterTests
+
+drill: ## Run a short set of failover drills against the cluster `make up` started (chaos/README.md)
+	@for d in kill-primary kill-standby switchover kill-db-primary; do chaos/drill $$d --duration 12 | tail -1 || exit 1; done
 
 fuzz: ## Fuzz the frame, envelope, payload and notification decoders for FUZZ_SECONDS (default 60) with libFuzzer
 	swift build --product bramble-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBRAMBLE_FUZZ

@@ -17,11 +17,13 @@ final class RelayHub: Sendable {
     private let state: NIOLockedValueBox<State>
     private let logger: Logger
     let metrics: RelayMetrics
+    private let audit: RelayAuditLog?
 
-    init(core: RelayCore, metrics: RelayMetrics, logger: Logger) {
+    init(core: RelayCore, metrics: RelayMetrics, logger: Logger, audit: RelayAuditLog? = nil) {
         self.state = NIOLockedValueBox(State(core: core))
         self.metrics = metrics
         self.logger = logger
+        self.audit = audit
     }
 
     func add(_ channel: any Channel) -> ConnectionID {
@@ -40,7 +42,14 @@ final class RelayHub: Sendable {
 
     func received(_ frame: Frame, on conn: ConnectionID) {
         let now = Monotonic.nowMs()
-        run { $0.frameReceived(frame, on: conn, nowMs: now) }
+        run { core in
+            // Which epoch each item to a device came from, before the core routes it
+            // (drills count items from an epoch below the registered one).
+            if let audit, case .data(let data) = frame, let session = core.serverSession(conn) {
+                audit.record(["event": "data", "srp_id": session.srpID, "epoch": session.epoch, "pin": data.pin.description, "ref": data.ref])
+            }
+            return core.frameReceived(frame, on: conn, nowMs: now)
+        }
     }
 
     func disconnected(_ conn: ConnectionID) {
@@ -100,6 +109,17 @@ final class RelayHub: Sendable {
 
     private func record(_ event: RelayEvent) {
         metrics.record(event)
+        if let audit {
+            switch event {
+            case .registered(let srpID, let epoch): audit.record(["event": "registered", "srp_id": srpID, "epoch": epoch])
+            case .unregistered(let srpID, let epoch): audit.record(["event": "unregistered", "srp_id": srpID, "epoch": epoch])
+            case .displaced(let srpID, let old, let new):
+                audit.record(["event": "displaced", "srp_id": srpID, "epoch": old, "new_epoch": new])
+            case .refused(let srpID, let epoch, let reason):
+                audit.record(["event": "refused", "srp_id": srpID, "epoch": epoch, "reason": reason.rawValue])
+            default: break
+            }
+        }
         switch event {
         case .registered(let srpID, let epoch):
             logger.info("srp registered", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])

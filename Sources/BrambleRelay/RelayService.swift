@@ -20,6 +20,8 @@ public struct RelayServiceConfiguration: Sendable {
     public var keys: [String: SymmetricKey] = [:]
     /// Routing, store-and-forward and lockout behaviour.
     public var relay = RelayConfiguration()
+    /// JSON-lines audit log of registrations and of each item's sending epoch (drills).
+    public var auditLog: String?
 
     public init() {}
 }
@@ -37,7 +39,7 @@ public struct RelayService: Service {
     public func run() async throws {
         let metrics = RelayMetrics()
         let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
-                           metrics: metrics, logger: logger)
+                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map(RelayAuditLog.init(path:)))
         let group = MultiThreadedEventLoopGroup.singleton
         let logger = self.logger
         func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {

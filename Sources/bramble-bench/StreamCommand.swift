@@ -27,6 +27,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Pushes per second.") var rate: Double = 50
     @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
     @Option(help: "Also write each accepted push id as a JSON line to this file.") var acceptedLog: String?
+    @Option(help: "The relay's audit log (bramble-relay --audit-log): adds max_serving_primaries and stale_deliveries over the stream's window.") var relayAudit: String?
 
     struct Status: Decodable {
         struct Node: Decodable { var name: String; var push_url: String }
@@ -60,6 +61,7 @@ struct StreamCommand: AsyncParsableCommand {
         let interval = Duration.seconds(1 / rate)
         let total = Int(duration * rate)
         let start = ContinuousClock.now
+        let startUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
         // Each push in its own task, so one stuck on a failing node does not hold back the
         // ones after it; the schedule is absolute, so the rate holds.
         await withDiscardingTaskGroup { pushes in
@@ -98,15 +100,25 @@ struct StreamCommand: AsyncParsableCommand {
         // compares it with when the database's new primary was ready.
         let times = acceptedAt.withLockedValue { $0 }.sorted()
         let gap = zip(times, times.dropFirst()).max { ($0.1 - $0.0) < ($1.1 - $1.0) }
-        let result: [String: Any] = [
+        var relayFields: [String: Any] = [:]
+        var relayPassed = true
+        if let relayAudit {
+            let summary = RelayAuditSummary(records: try Self.relayRecords(relayAudit), fromMs: startUnixMs,
+                                            toMs: Int64(Date().timeIntervalSince1970 * 1000))
+            relayFields = ["max_serving_primaries": summary.maxServingPrimaries, "stale_deliveries": summary.staleDeliveries,
+                           "registrations": summary.registrations]
+            relayPassed = summary.maxServingPrimaries <= 1 && summary.staleDeliveries == 0
+        }
+        var result: [String: Any] = [
             "accept_gap_ms": gap.map { Int(($0.1 - $0.0).rounded()) } ?? 0,
             "accept_gap_end_unix_ms": gap.map { Int($0.1) } ?? 0,
             "accepted": audit.accepted, "shown": audit.shown, "lost": audit.lost, "duplicates": audit.duplicates,
             "outage_ms": Int(audit.outageMs.rounded()), "not_accepted": refused.withLockedValue { $0 }, "sent": total,
-            "passed": audit.passed,
+            "passed": audit.passed && relayPassed,
         ]
+        result.merge(relayFields) { $1 }
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
-        if !audit.passed { throw ExitCode(1) }
+        if !(audit.passed && relayPassed) { throw ExitCode(1) }
     }
 
     static func push(_ url: String, token: String, pin: String, n: Int, http: HTTPClient) async -> String? {
@@ -117,6 +129,26 @@ struct StreamCommand: AsyncParsableCommand {
             .send(.POST, "/push", json: Body(to: pin, subject: "stream \(n)", body: "stream"), timeout: .seconds(3)),
               reply.status == 202 else { return nil }
         return try? reply.decode(Accepted.self).id
+    }
+
+    /// The relay's audit log (one JSON object per line; unknown events are kept as `.other`).
+    static func relayRecords(_ path: String) throws -> [RelayAuditSummary.Record] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the relay audit log \(path)") }
+        struct Line: Decodable { var t: Int64; var event: String; var srp_id: String?; var epoch: UInt64? }
+        let decoder = JSONDecoder()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
+            guard let line = try? decoder.decode(Line.self, from: raw) else { return nil }
+            let srp = line.srp_id ?? "", epoch = line.epoch ?? 0
+            let event: RelayAuditSummary.Event = switch line.event {
+            case "start": .start
+            case "registered": .registered(srpID: srp, epoch: epoch)
+            case "unregistered": .unregistered(srpID: srp, epoch: epoch)
+            case "displaced": .displaced(srpID: srp, epoch: epoch)
+            case "data": .data(srpID: srp, epoch: epoch)
+            default: .other
+            }
+            return RelayAuditSummary.Record(atMs: line.t, event: event)
+        }
     }
 
     /// A device log's items (bramble-device --log: one JSON object per line; a line cut

@@ -72,9 +72,10 @@ import Testing
             // A stream of pushes to both devices through both nodes; the database's primary
             // moves to the other member in the middle of it.
             let bench = TestCluster.bin + "/bramble-bench"
+            let relayAudit = try #require((status["relay"] as? [String: Any])?["audit_log"] as? String)
             let stream = try ChildProcess(
                 name: "stream", executable: deployment.root + "/deploy/cluster",
-                arguments: ["exec", bench, "stream", "--duration", "14", "--rate", "40", "--settle", "30"],
+                arguments: ["exec", bench, "stream", "--duration", "14", "--rate", "40", "--settle", "30", "--relay-audit", relayAudit],
                 logPath: deployment.runDir + "-stream.log", environment: deployment.environment)
             defer { stream.stop(); try? FileManager.default.removeItem(atPath: deployment.runDir + "-stream.log") }
             try await Task.sleep(for: .seconds(4))
@@ -86,6 +87,9 @@ import Testing
             print("deploy smoke: database switchover under pushes: \(verdictLine)")
             #expect(verdict["lost"] as? Int == 0, "no accepted push lost: \(stream.log.suffix(600))")
             #expect(verdict["duplicates"] as? Int == 0, "no push shown twice")
+            // The relay's own record: one primary registered throughout, nothing from an old epoch.
+            #expect(verdict["max_serving_primaries"] as? Int == 1 && verdict["registrations"] as? Int == 0, "no second primary, no new registration")
+            #expect(verdict["stale_deliveries"] as? Int == 0, "no item from an old epoch")
             #expect((verdict["accepted"] as? Int ?? 0) > 300, "pushes were accepted before and after the switchover")
 
             let after = try deployment.status()

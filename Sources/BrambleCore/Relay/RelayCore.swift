@@ -61,6 +61,12 @@ public struct RelayCore: Sendable {
     public var registeredSessions: [String: UInt64] { sessions.mapValues(\.epoch) }
     public var storedForDevices: Int { toDevice.values.reduce(0) { $0 + $1.count } }
     public var storedForServers: Int { toServer.values.reduce(0) { $0 + $1.count } }
+    /// The SRP ID and epoch a connection registered, if it is a server session (the
+    /// audit log records which epoch each item to a device came from).
+    public func serverSession(_ conn: ConnectionID) -> (srpID: String, epoch: UInt64)? {
+        if case .server(let srpID, let epoch)? = roles[conn] { return (srpID, epoch) }
+        return nil
+    }
 
     // MARK: Events
 

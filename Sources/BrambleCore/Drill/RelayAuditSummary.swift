@@ -1,0 +1,61 @@
+/// What the relay's audit log (bramble-relay --audit-log) shows about the HA pair over a
+/// window of time, independent of what the nodes claim:
+/// - `maxServingPrimaries`: the most SRP sessions registered at once for one SRP ID;
+/// - `staleDeliveries`: items a server session sent towards a device while a higher
+///   epoch than its own had already been registered for its SRP ID (a fenced primary
+///   still delivering).
+public struct RelayAuditSummary: Equatable, Sendable {
+    public enum Event: Equatable, Sendable {
+        case start
+        case registered(srpID: String, epoch: UInt64)
+        case unregistered(srpID: String, epoch: UInt64)
+        case displaced(srpID: String, epoch: UInt64)
+        case data(srpID: String, epoch: UInt64)
+        case other
+    }
+
+    public struct Record: Equatable, Sendable {
+        public var atMs: Int64
+        public var event: Event
+        public init(atMs: Int64, event: Event) {
+            self.atMs = atMs
+            self.event = event
+        }
+    }
+
+    public var maxServingPrimaries = 0
+    public var staleDeliveries = 0
+    public var registrations = 0
+    public var items = 0
+
+    /// `records` in the order the relay wrote them; only those from `fromMs` to `toMs`
+    /// count, but the state (who is registered, the highest epoch) is built from all.
+    public init(records: [Record], fromMs: Int64, toMs: Int64) {
+        var live: [String: Set<UInt64>] = [:]
+        var highest: [String: UInt64] = [:]
+        for record in records {
+            let inWindow = record.atMs >= fromMs && record.atMs <= toMs
+            switch record.event {
+            case .start:
+                live = [:]  // a restarted relay holds no session (it remembers no epochs either)
+                highest = [:]
+            case .registered(let srpID, let epoch):
+                live[srpID, default: []].insert(epoch)
+                highest[srpID] = max(highest[srpID] ?? 0, epoch)
+                if inWindow {
+                    registrations += 1
+                    maxServingPrimaries = max(maxServingPrimaries, live[srpID]!.count)
+                }
+            case .unregistered(let srpID, let epoch), .displaced(let srpID, let epoch):
+                live[srpID]?.remove(epoch)
+            case .data(let srpID, let epoch):
+                guard inWindow else { continue }
+                items += 1
+                if epoch < highest[srpID] ?? 0 { staleDeliveries += 1 }
+                maxServingPrimaries = max(maxServingPrimaries, live[srpID]?.count ?? 0)
+            case .other:
+                continue
+            }
+        }
+    }
+}
