@@ -109,28 +109,21 @@ final class RelayHub: Sendable {
 
     private func record(_ event: RelayEvent) {
         metrics.record(event)
-        if let audit {
-            switch event {
-            case .registered(let srpID, let epoch): audit.record(["event": "registered", "srp_id": srpID, "epoch": epoch])
-            case .unregistered(let srpID, let epoch): audit.record(["event": "unregistered", "srp_id": srpID, "epoch": epoch])
-            case .displaced(let srpID, let old, let new):
-                audit.record(["event": "displaced", "srp_id": srpID, "epoch": old, "new_epoch": new])
-            case .refused(let srpID, let epoch, let reason):
-                audit.record(["event": "refused", "srp_id": srpID, "epoch": epoch, "reason": reason.rawValue])
-            default: break
-            }
-        }
         switch event {
         case .registered(let srpID, let epoch):
             logger.info("srp registered", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
+            audit?.record(["event": "registered", "srp_id": srpID, "epoch": epoch])
         case .unregistered(let srpID, let epoch):
             logger.info("srp link closed", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
+            audit?.record(["event": "unregistered", "srp_id": srpID, "epoch": epoch])
         case .displaced(let srpID, let old, let new):
             logger.notice("srp session displaced by higher epoch",
                           metadata: ["srp.id": "\(srpID)", "srp.old_epoch": "\(old)", "srp.epoch": "\(new)"])
+            audit?.record(["event": "displaced", "srp_id": srpID, "epoch": old, "new_epoch": new])
         case .refused(let srpID, let epoch, let reason):
             logger.warning("srp registration refused",
                            metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
+            audit?.record(["event": "refused", "srp_id": srpID, "epoch": epoch, "reason": reason.rawValue])
         case .refusedData(let srpID, let pin):
             logger.warning("data for a PIN of another SRP ID refused", metadata: ["srp.id": "\(srpID)", "device.pin": "\(pin)"])
         case .deviceOnline(let pin):

@@ -51,8 +51,7 @@ public struct NodeService: Service {
             tasks.addTask { await ignoringGracefulShutdown { await haDatabase.run() } }
             await Task.yield()  // let the pools start before the first query
 
-            try await waitForDatabase(store)
-            if c.database.hosts.count > 1 { await haDatabase.findPrimary() }
+            try await waitForDatabase(store)  // finds the primary for both sets of pools
             try await store.migrate()
             try await waitForOwnHeartbeatToGoStale(store)
             await dispatcher.warm(keys: try await store.deviceKeys())

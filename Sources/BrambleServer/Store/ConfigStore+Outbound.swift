@@ -14,21 +14,14 @@ extension ConfigStore {
     /// The same transaction notifies the pair (`outbound|ORIGIN|PIN:FIRST-LAST,…`), so
     /// the primary learns at commit of items a standby accepted.
     public func commitPushes(_ requests: [PushRequest], origin: String) async throws -> (outcomes: [PushOutcome], keys: [PIN: SymmetricKey]) {
-        var emails: [String] = []
-        var pins: [Int64] = []
-        for r in requests {
-            switch r.to {
-            case .email(let e): emails.append(e)
-            case .pin(let p): pins.append(Int64(p.value))
-            }
-        }
-        let (logger, targetEmails, targetPINs) = (logger, emails, pins)
-        return try await database.withPrimaryConnection { connection in try await connection.withTransaction(logger: logger) { conn in
+        let emails = requests.compactMap { if case .email(let e) = $0.to { e } else { nil } }
+        let pins = requests.compactMap { if case .pin(let p) = $0.to { Int64(p.value) } else { nil } }
+        return try await database.withPrimaryTransaction(logger: logger) { [logger] conn in
             var byEmail: [String: [PIN]] = [:]
             var keys: [PIN: SymmetricKey] = [:]
             let resolved = try await conn.query("""
                 SELECT d.pin, u.email, d.master_key FROM devices d JOIN users u ON u.id = d.user_id
-                WHERE d.status = 'active' AND (u.email = ANY(\(targetEmails)) OR d.pin = ANY(\(targetPINs)))
+                WHERE d.status = 'active' AND (u.email = ANY(\(emails)) OR d.pin = ANY(\(pins)))
                 ORDER BY d.pin FOR UPDATE OF d
                 """, logger: logger)
             for try await (pinValue, email, key) in resolved.decode((Int64, String, String).self) {
@@ -94,7 +87,7 @@ extension ConfigStore {
             let payload = OutboundNotification(origin: origin, ranges: ranges).payload
             try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
             return (outcomes, keys)
-        } }
+        }
     }
 
     /// Every item not yet acknowledged or expired, in (PIN, sequence) order, and the keys

@@ -22,10 +22,16 @@ public final class DatabaseHosts: Sendable {
         public var description: String { address.description }
     }
 
+    /// Which host is the primary, and whether a search for it is under way; shared by
+    /// every set that follows this one.
+    private struct Primary {
+        var index = 0
+        var searching = false
+    }
+
     public let hosts: [Host]
     let clients: [PostgresClient]
-    private let currentIndex: NIOLockedValueBox<Int>
-    private let searching: NIOLockedValueBox<Bool>
+    private let primary: NIOLockedValueBox<Primary>
     private let logger: Logger
 
     /// `following` shares another set's view of which host is the primary (the same
@@ -38,8 +44,7 @@ public final class DatabaseHosts: Sendable {
         self.clients = hosts.map { PostgresClient(configuration: configuration($0.address), backgroundLogger: logger) }
         self.logger = logger
         // NIOLockedValueBox copies share their storage.
-        currentIndex = other?.currentIndex ?? NIOLockedValueBox(0)
-        searching = other?.searching ?? NIOLockedValueBox(false)
+        primary = other?.primary ?? NIOLockedValueBox(Primary())
     }
 
     /// One host and its client (tests, single-host deployments).
@@ -47,16 +52,14 @@ public final class DatabaseHosts: Sendable {
         hosts = [Host(address: HostPort(host: "?", port: 0))]
         clients = [client]
         self.logger = logger
-        currentIndex = NIOLockedValueBox(0)
-        searching = NIOLockedValueBox(false)
+        primary = NIOLockedValueBox(Primary())
     }
 
-    /// The pool of the host statements go to now.
-    public var client: PostgresClient { clients[currentIndex.withLockedValue { $0 }] }
-    public var current: Host { hosts[currentIndex.withLockedValue { $0 }] }
+    private var currentIndex: Int { primary.withLockedValue { $0.index } }
 
-    /// True while a search for the primary is under way.
-    public var isSearching: Bool { searching.withLockedValue { $0 } }
+    /// The pool of the host statements go to now.
+    public var client: PostgresClient { clients[currentIndex] }
+    public var current: Host { hosts[currentIndex] }
 
     /// The primary changed while a statement waited for a connection to the old one;
     /// nothing was sent, so the caller may retry on the new primary.
@@ -66,12 +69,17 @@ public final class DatabaseHosts: Sendable {
 
     private enum Gate { case waiting, started, abandoned }
 
+    /// Returns once the search has switched away from host `index`.
+    private func primaryMoved(from index: Int) async throws {
+        while currentIndex == index { try await Task.sleep(for: .milliseconds(20)) }
+    }
+
     /// Runs `body` on a connection from the current primary's pool. A pool whose host is
     /// gone keeps its callers waiting for a connection; if the search switches hosts
     /// meanwhile, the wait is abandoned with `PrimaryMoved`. Once `body` has started it
     /// is never interrupted here (it may be committing).
     public func withPrimaryConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let index = currentIndex.withLockedValue { $0 }
+        let index = currentIndex
         guard hosts.count > 1 else { return try await clients[index].withConnection(body) }
         let gate = NIOLockedValueBox(Gate.waiting)
         return try await withThrowingTaskGroup(of: T?.self) { group in
@@ -87,17 +95,14 @@ public final class DatabaseHosts: Sendable {
                 }
             }
             group.addTask {
-                while true {
-                    try await Task.sleep(for: .milliseconds(20))
-                    guard self.currentIndex.withLockedValue({ $0 }) != index else { continue }
-                    let abandon = gate.withLockedValue { g in
-                        guard g == .waiting else { return false }
-                        g = .abandoned
-                        return true
-                    }
-                    if abandon { throw PrimaryMoved() }
-                    return nil  // body has started: let it finish
+                try await self.primaryMoved(from: index)
+                let abandon = gate.withLockedValue { g in
+                    guard g == .waiting else { return false }
+                    g = .abandoned
+                    return true
                 }
+                if abandon { throw PrimaryMoved() }
+                return nil  // body has started: let it finish
             }
             while let result = try await group.next() {
                 if let value = result {
@@ -109,17 +114,22 @@ public final class DatabaseHosts: Sendable {
         }
     }
 
+    /// A transaction on a connection from the current primary (see `withPrimaryConnection`).
+    public func withPrimaryTransaction<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withPrimaryConnection { connection in try await connection.withTransaction(logger: logger) { try await body($0) } }
+    }
+
     /// Runs `body` with the current primary's pool until it returns, or until the search
     /// finds another primary: then `body` is cancelled and this returns nil. For
     /// long-lived sessions (LISTEN) that must follow the primary even though the old
     /// host still answers (a PostgreSQL whose Patroni died).
     public func whilePrimary<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T? {
-        let index = currentIndex.withLockedValue { $0 }
+        let index = currentIndex
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body(self.clients[index]) }
             if hosts.count > 1 {
                 group.addTask {
-                    while self.currentIndex.withLockedValue({ $0 }) == index { try await Task.sleep(for: .milliseconds(50)) }
+                    try await self.primaryMoved(from: index)
                     return nil
                 }
             }
@@ -140,12 +150,12 @@ public final class DatabaseHosts: Sendable {
     /// at a time; statements keep going to the current host meanwhile).
     public func suspect(_ error: any Error) {
         guard hosts.count > 1 else { return }
-        let start = searching.withLockedValue { s in defer { s = true }; return !s }
+        let start = primary.withLockedValue { p in defer { p.searching = true }; return !p.searching }
         guard start else { return }
         logger.notice("looking for the configuration database's primary", metadata: [
             "db.current": "\(current)", "error": "\(String(describing: error).prefix(200))"])
         Task {
-            defer { searching.withLockedValue { $0 = false } }
+            defer { primary.withLockedValue { $0.searching = false } }
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
                 if await findPrimary() { return }
@@ -167,7 +177,7 @@ public final class DatabaseHosts: Sendable {
             return found
         }
         guard let index = hosts.indices.first(where: { answers[$0] == true }) else { return false }
-        let previous = currentIndex.withLockedValue { c in defer { c = index }; return c }
+        let previous = primary.withLockedValue { p in defer { p.index = index }; return p.index }
         if previous != index {
             logger.notice("configuration database primary is now \(hosts[index])", metadata: ["db.previous": "\(hosts[previous])"])
         }
