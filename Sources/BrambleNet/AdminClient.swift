@@ -47,4 +47,14 @@ public struct AdminClient: Sendable {
         let body = try await response.body.collect(upTo: 16 << 20)
         return Reply(status: Int(response.status.code), body: Data(buffer: body))
     }
+
+    /// POST /push: the accepted push's id, or nil when the node answered anything but 202
+    /// (then `reply` says why).
+    public func push(to: String, subject: String, body: String,
+                     timeout: TimeAmount = .seconds(30)) async throws -> (id: String?, reply: Reply) {
+        struct Body: Encodable { var to: String; var subject: String; var body: String }
+        struct Accepted: Decodable { var id: String }
+        let reply = try await send(.POST, "/push", json: Body(to: to, subject: subject, body: body), timeout: timeout)
+        return (reply.status == 202 ? try reply.decode(Accepted.self).id : nil, reply)
+    }
 }

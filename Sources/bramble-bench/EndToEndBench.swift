@@ -86,12 +86,11 @@ struct EndToEndBench: AsyncParsableCommand {
         }
     }
 
+    /// One push; a refusal ends the benchmark (it measures a healthy pair).
     static func push(_ client: AdminClient, to: String, n: Int) async throws -> String? {
-        struct Body: Encodable { var to: String; var subject: String; var body: String }
-        let reply = try await client.send(.POST, "/push", json: Body(to: to, subject: "bench \(n)", body: "Benchmark item \(n) for \(to)."))
-        guard reply.status == 202 else { throw ValidationError("push refused: HTTP \(reply.status) \(reply.errorMessage)") }
-        struct Accepted: Decodable { var id: String }
-        return try reply.decode(Accepted.self).id
+        let (id, reply) = try await client.push(to: to, subject: "bench \(n)", body: "Benchmark item \(n) for \(to).")
+        guard let id else { throw ValidationError("push refused: HTTP \(reply.status) \(reply.errorMessage)") }
+        return id
     }
 
     static func waitUntil(seconds: Double, _ condition: () -> Bool) async throws {

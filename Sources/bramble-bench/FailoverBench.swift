@@ -58,21 +58,16 @@ struct FailoverBench: AsyncParsableCommand {
             // One push every `everyMs`, each in its own task, so a request stuck on the
             // killed node does not hold back the ones after it (an application sending
             // from many threads). A node that failed a push is skipped for a second.
-            let downUntil = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+            let targets = PushTargets(nodes: nodes.map { .init(name: $0.name, url: $0.url) }, token: token, http: http,
+                                      skipFor: .seconds(1), timeout: .seconds(2))
             group.addTask {
                 try await withThrowingDiscardingTaskGroup { pushes in
                     var n = 0
                     while !stop.withLockedValue({ $0 }) {
                         let i = n
                         pushes.addTask {
-                            for attempt in 0..<nodes.count {
-                                let target = nodes[(i + attempt) % nodes.count]
-                                if let until = downUntil.withLockedValue({ $0[target.name] }), until > .now { continue }
-                                if let id = try? await Self.push(AdminClient(baseURL: target.url, token: token, http: http), to: probe.pin, n: i) {
-                                    accepted.withLockedValue { _ = $0.insert(id) }
-                                    return
-                                }
-                                downUntil.withLockedValue { $0[target.name] = .now + .seconds(1) }
+                            if let (id, _) = await targets.push(i, to: probe.pin, subject: "probe \(i)", body: "probe") {
+                                accepted.withLockedValue { _ = $0.insert(id) }
                             }
                         }
                         n += 1
@@ -141,13 +136,6 @@ struct FailoverBench: AsyncParsableCommand {
         return (sessions[srpID] as? NSNumber)?.uint64Value ?? 0
     }
 
-    static func push(_ client: AdminClient, to pin: String, n: Int) async throws -> String? {
-        struct Body: Encodable { var to: String; var subject: String; var body: String }
-        let reply = try await client.send(.POST, "/push", json: Body(to: pin, subject: "probe \(n)", body: "probe"), timeout: .seconds(2))
-        guard reply.status == 202 else { return nil }
-        struct Accepted: Decodable { var id: String }
-        return try reply.decode(Accepted.self).id
-    }
 }
 
 extension Duration {

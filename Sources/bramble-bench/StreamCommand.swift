@@ -26,7 +26,6 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Seconds to push for.") var duration: Double = 10
     @Option(help: "Pushes per second.") var rate: Double = 50
     @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
-    @Option(help: "Also write each accepted push id as a JSON line to this file.") var acceptedLog: String?
     @Option(help: "The relay's audit log (bramble-relay --audit-log): adds max_serving_primaries and stale_deliveries over the stream's window.") var relayAudit: String?
 
     struct Status: Decodable {
@@ -48,16 +47,12 @@ struct StreamCommand: AsyncParsableCommand {
         guard !cluster.nodes.isEmpty, !cluster.devices.isEmpty else { throw ValidationError("\(path) lists no nodes or no devices") }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .milliseconds(500))))
         defer { _ = http.shutdown() }
-        let acceptedFile = try acceptedLog.map { path -> FileHandle in
-            FileManager.default.createFile(atPath: path, contents: nil)
-            guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
-            return handle
-        }
+        let targets = PushTargets(nodes: cluster.nodes.map { .init(name: $0.name, url: String($0.push_url.dropLast("/push".count))) },
+                                  token: cluster.admin_token, http: http, skipFor: .milliseconds(500), timeout: .seconds(3))
 
-        let accepted = NIOLockedValueBox<Set<String>>([])
-        let acceptedAt = NIOLockedValueBox<[Double]>([])
+        /// Each accepted push's id and when it was accepted (Unix ms).
+        let accepted = NIOLockedValueBox<[String: Double]>([:])
         let refused = NIOLockedValueBox(0)
-        let downUntil = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
         let interval = Duration.seconds(1 / rate)
         let total = Int(duration * rate)
         let start = ContinuousClock.now
@@ -70,25 +65,18 @@ struct StreamCommand: AsyncParsableCommand {
                 if due > .now { try? await Task.sleep(until: due) }
                 let device = cluster.devices[n % cluster.devices.count]
                 pushes.addTask {
-                    for attempt in 0..<cluster.nodes.count {
-                        let node = cluster.nodes[(n + attempt) % cluster.nodes.count]
-                        if let until = downUntil.withLockedValue({ $0[node.name] }), until > .now { continue }
-                        if let id = await Self.push(node.push_url, token: cluster.admin_token, pin: device.pin, n: n, http: http) {
-                            accepted.withLockedValue { _ = $0.insert(id) }
-                            acceptedAt.withLockedValue { $0.append(Date().timeIntervalSince1970 * 1000) }
-                            acceptedFile?.write(Data("{\"id\":\"\(id)\",\"pin\":\"\(device.pin)\",\"node\":\"\(node.name)\"}\n".utf8))
-                            return
-                        }
-                        downUntil.withLockedValue { $0[node.name] = .now + .milliseconds(500) }
+                    if let (id, _) = await targets.push(n, to: device.pin, subject: "stream \(n)", body: "stream") {
+                        accepted.withLockedValue { $0[id] = Date().timeIntervalSince1970 * 1000 }
+                    } else {
+                        refused.withLockedValue { $0 += 1 }
                     }
-                    refused.withLockedValue { $0 += 1 }
                 }
                 if n > 0, n % Int(rate) == 0 {
                     FileHandle.standardError.write(Data("stream: \(n)/\(total) sent, \(accepted.withLockedValue { $0.count }) accepted, \(refused.withLockedValue { $0 }) not accepted\n".utf8))
                 }
             }
         }
-        let ids = accepted.withLockedValue { $0 }
+        let ids = Set(accepted.withLockedValue { $0.keys })
         var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
         let settleDeadline = ContinuousClock.now + .seconds(settle)
         repeat {
@@ -98,7 +86,7 @@ struct StreamCommand: AsyncParsableCommand {
         } while ContinuousClock.now < settleDeadline
         // The longest time no push was accepted, and when it ended (Unix ms): a caller
         // compares it with when the database's new primary was ready.
-        let times = acceptedAt.withLockedValue { $0 }.sorted()
+        let times = accepted.withLockedValue { $0.values }.sorted()
         let gap = zip(times, times.dropFirst()).max { ($0.1 - $0.0) < ($1.1 - $1.0) }
         var relayFields: [String: Any] = [:]
         var relayPassed = true
@@ -121,15 +109,6 @@ struct StreamCommand: AsyncParsableCommand {
         if !(audit.passed && relayPassed) { throw ExitCode(1) }
     }
 
-    static func push(_ url: String, token: String, pin: String, n: Int, http: HTTPClient) async -> String? {
-        struct Body: Encodable { var to: String; var subject: String; var body: String }
-        struct Accepted: Decodable { var id: String }
-        let base = url.hasSuffix("/push") ? String(url.dropLast(5)) : url
-        guard let reply = try? await AdminClient(baseURL: base, token: token, http: http)
-            .send(.POST, "/push", json: Body(to: pin, subject: "stream \(n)", body: "stream"), timeout: .seconds(3)),
-              reply.status == 202 else { return nil }
-        return try? reply.decode(Accepted.self).id
-    }
 
     /// The relay's audit log (one JSON object per line; unknown events are kept as `.other`).
     static func relayRecords(_ path: String) throws -> [RelayAuditSummary.Record] {

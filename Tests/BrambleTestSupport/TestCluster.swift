@@ -231,12 +231,7 @@ final class TestCluster: @unchecked Sendable {
     /// node answered 202.
     func push(to: String, subject: String, body: String = "body", via node: String? = nil,
               timeout: TimeAmount = .seconds(10)) async throws -> String? {
-        struct Body: Encodable { var to: String; var subject: String; var body: String }
-        let client = node.map { admin($0) } ?? admin
-        let reply = try await client.send(.POST, "/push", json: Body(to: to, subject: subject, body: body), timeout: timeout)
-        guard reply.status == 202 else { return nil }
-        struct Accepted: Decodable { var id: String }
-        return try reply.decode(Accepted.self).id
+        try await (node.map { admin($0) } ?? admin).push(to: to, subject: subject, body: body, timeout: timeout).id
     }
 
     func get(_ url: String) async throws -> AdminClient.Reply {
