@@ -14,14 +14,6 @@
 DB_MEMBERS=(pg1 pg2)
 PATRONI_TTL=10 PATRONI_LOOP_WAIT=1 PATRONI_RETRY_TIMEOUT=4
 
-# The words that run a command in namespace NS (none when NS is empty), for
-# `setsid $(netns_exec NS) CMD &`: `ip netns exec` replaces itself with CMD, so $! is
-# CMD's PID either way.
-netns_exec() { [ -z "$1" ] || echo "ip netns exec $1"; }
-
-# Runs a command in namespace NS, or here when NS is empty.
-run_in() { local ns=$1; shift; if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi; }
-
 # Patroni and PostgreSQL refuse root: as root, the words that switch to the postgres
 # user; otherwise none (they run as the caller).
 as_pg_user_words() {
@@ -30,20 +22,13 @@ as_pg_user_words() {
   echo "setpriv --reuid=$user --regid=$(id -g "$user") --init-groups"
 }
 
-# Waits until URL answers 200 from namespace NS, up to SECONDS; 1 on time-out.
-wait_http_ok_in() {
-  local ns=$1 url=$2 seconds=$3 i=0
-  while [ $i -lt $((seconds * 10)) ]; do
-    run_in "$ns" curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-    sleep 0.1; i=$((i + 1))
-  done
-  return 1
-}
-
 etcd_client_url() { echo "http://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1))"; }
 etcd_peer_url() { echo "http://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1 + 1))"; }
 etcd_hosts() { echo "${ETCD_ADDR[0]}:$ETCD_PORT,${ETCD_ADDR[1]}:$((ETCD_PORT + 2)),${ETCD_ADDR[2]}:$((ETCD_PORT + 4))"; }
 patroni_url() { echo "http://${PG_ADDR[$1]}:$((API_PORT + $1))"; }
+# Every port the database uses (to check they are free on a shared host).
+db_ports() { echo "$ETCD_PORT" $((ETCD_PORT + 1)) $((ETCD_PORT + 2)) $((ETCD_PORT + 3)) $((ETCD_PORT + 4)) $((ETCD_PORT + 5)) \
+  "$PG_PORT" $((PG_PORT + 1)) "$API_PORT" $((API_PORT + 1)); }
 
 ensure_ha_packages() {
   ensure_packages
@@ -167,11 +152,11 @@ SH
       </dev/null >"$dir/$name.log" 2>&1 & echo $! > "$dir/$name.patroni.pid"
     if [ $n -eq 0 ]; then
       # The first member bootstraps alone, so it is the leader.
-      wait_http_ok_in "${PG_NS[0]}" "$(patroni_url 0)/primary" 60 || { tail -20 "$dir/$name.log" >&2; die "$name did not become the leader"; }
+      wait_http_ok "$(patroni_url 0)/primary" 60 "${PG_NS[0]}" || { tail -20 "$dir/$name.log" >&2; die "$name did not become the leader"; }
     fi
     n=$((n + 1))
   done
-  wait_http_ok_in "${PG_NS[1]}" "$(patroni_url 1)/sync" 60 || { tail -20 "$dir/pg2.log" >&2; die "pg2 did not become a synchronous standby"; }
+  wait_http_ok "$(patroni_url 1)/sync" 60 "${PG_NS[1]}" || { tail -20 "$dir/pg2.log" >&2; die "pg2 did not become a synchronous standby"; }
   say "database ready: leader pg1 (${PG_ADDR[0]}:$PG_PORT), synchronous standby pg2 (${PG_ADDR[1]}:$((PG_PORT + 1)))"
 }
 

@@ -51,11 +51,19 @@ as_pg_user() {
 # True if something listens on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Waits until URL answers 200, up to SECONDS; 1 on time-out.
+# The words that run a command in namespace NS (none when NS is empty), for
+# `setsid $(netns_exec NS) CMD &`: `ip netns exec` replaces itself with CMD, so $! is
+# CMD's PID either way.
+netns_exec() { [ -z "$1" ] || echo "ip netns exec $1"; }
+
+# Runs a command in namespace NS, or here when NS is empty.
+run_in() { local ns=$1; shift; if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi; }
+
+# Waits until URL answers 200 (asked from namespace NS, if given), up to SECONDS; 1 on time-out.
 wait_http_ok() {
-  local url=$1 seconds=$2 i=0
+  local url=$1 seconds=$2 ns=${3:-} i=0
   while [ $i -lt $((seconds * 10)) ]; do
-    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    run_in "$ns" curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
     sleep 0.1; i=$((i + 1))
   done
   return 1
