@@ -1,19 +1,29 @@
 import BrambleCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
 /// A client connection that speaks frames: `reader()` yields inbound frames in order,
 /// one at a time or in the bursts they arrived in; `send` writes and flushes from any
 /// thread. Reading ends when the peer closes, and fails with the `WireError` when the
-/// peer sends a malformed frame.
+/// peer sends a malformed frame, or with the error given to `close(failing:)`.
 public final class FrameConnection: Sendable {
     private let batches: AsyncThrowingStream<[Frame], any Error>
+    private let continuation: AsyncThrowingStream<[Frame], any Error>.Continuation
     private let channel: any Channel
+    private let heard: NIOLockedValueBox<UInt64>
 
-    private init(channel: any Channel, batches: AsyncThrowingStream<[Frame], any Error>) {
+    private init(channel: any Channel, batches: AsyncThrowingStream<[Frame], any Error>,
+                 continuation: AsyncThrowingStream<[Frame], any Error>.Continuation, heard: NIOLockedValueBox<UInt64>) {
         self.channel = channel
         self.batches = batches
+        self.continuation = continuation
+        self.heard = heard
     }
+
+    /// Monotonic ms when the peer last sent anything (or when the connection opened),
+    /// as the network saw it, however far behind the reader is.
+    public var lastHeardMs: UInt64 { heard.withLockedValue { $0 } }
 
     /// The inbound frames. Read them from one task only.
     public func reader() -> FrameReader { FrameReader(batches: batches.makeAsyncIterator()) }
@@ -23,17 +33,19 @@ public final class FrameConnection: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> FrameConnection {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [Frame].self)
+        let heard = NIOLockedValueBox(Monotonic.nowMs())
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addFrameCodec()
-                    try channel.pipeline.syncOperations.addHandler(FrameStreamHandler(continuation: continuation))
+                    try channel.pipeline.syncOperations.addHandler(FrameStreamHandler(continuation: continuation, heard: heard))
                 }
             }
             .connect(host: address.host, port: address.port).get()
-        return FrameConnection(channel: channel, batches: stream)
+        heard.withLockedValue { $0 = Monotonic.nowMs() }
+        return FrameConnection(channel: channel, batches: stream, continuation: continuation, heard: heard)
     }
 
     public func send(_ frame: Frame) { channel.writeAndFlush(frame, promise: nil) }
@@ -45,6 +57,13 @@ public final class FrameConnection: Sendable {
     }
 
     public func close() { channel.close(promise: nil) }
+
+    /// Closes the connection and makes the reader fail with `error` (a watchdog's
+    /// verdict, say) instead of ending as if the peer had closed.
+    public func close(failing error: any Error) {
+        continuation.finish(throwing: error)
+        channel.close(promise: nil)
+    }
 
 }
 
@@ -74,15 +93,20 @@ public struct FrameReader {
 final class FrameStreamHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
     let continuation: AsyncThrowingStream<[Frame], any Error>.Continuation
+    let heard: NIOLockedValueBox<UInt64>
     private var burst: [Frame] = []
 
-    init(continuation: AsyncThrowingStream<[Frame], any Error>.Continuation) { self.continuation = continuation }
+    init(continuation: AsyncThrowingStream<[Frame], any Error>.Continuation, heard: NIOLockedValueBox<UInt64>) {
+        self.continuation = continuation
+        self.heard = heard
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         burst.append(unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        heard.withLockedValue { $0 = Monotonic.nowMs() }
         if !burst.isEmpty {
             continuation.yield(burst)
             burst.removeAll(keepingCapacity: true)

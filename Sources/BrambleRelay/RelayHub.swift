@@ -37,7 +37,8 @@ final class RelayHub: Sendable {
 
     func serverConnected(_ conn: ConnectionID) {
         let nonce = Array(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
-        run { $0.serverConnected(conn, nonce: nonce) }
+        let now = Monotonic.nowMs()
+        run { $0.serverConnected(conn, nonce: nonce, nowMs: now) }
     }
 
     func received(_ frame: Frame, on conn: ConnectionID) {
@@ -124,6 +125,8 @@ final class RelayHub: Sendable {
             logger.warning("srp registration refused",
                            metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
             audit?.record(["event": "refused", "srp_id": srpID, "epoch": epoch, "reason": reason.rawValue])
+        case .serverSilent(let srpID, let silentMs):
+            logger.notice("srp connection silent, closed", metadata: ["srp.id": "\(srpID ?? "-")", "silent_ms": "\(silentMs)"])
         case .refusedData(let srpID, let pin):
             logger.warning("data for a PIN of another SRP ID refused", metadata: ["srp.id": "\(srpID)", "device.pin": "\(pin)"])
         case .deviceOnline(let pin):

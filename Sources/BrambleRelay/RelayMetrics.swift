@@ -33,7 +33,7 @@ final class RelayMetrics: Sendable {
             if reason == .lockedOut { lockouts.increment() }
         case .storedForDevice, .storedForServer: stored.increment()
         case .storeOverflow(let n), .storedExpired(let n): storeDropped.increment(by: Int64(n))
-        case .unregistered, .refusedData, .deviceOnline, .deviceOffline: break
+        case .unregistered, .refusedData, .serverSilent, .deviceOnline, .deviceOffline: break
         }
     }
 }

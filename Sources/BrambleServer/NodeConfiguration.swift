@@ -40,6 +40,9 @@ public struct NodeConfiguration: Sendable {
     public var srpKey: SymmetricKey
     /// The relay's SRP listener. Default 127.0.0.1:3101.
     public var relay = HostPort(host: "127.0.0.1", port: 3101)
+    /// The SRP link counts as lost when the relay sends nothing for this long (the
+    /// Router pings every third of it). Default 600 ms.
+    public var relayTimeoutMs: UInt64 = 600
     /// Health, metrics, push and admin API. Default 127.0.0.1:8080 (BES's push port).
     public var httpListen = HostPort(host: "127.0.0.1", port: 8080)
     /// Bearer token the push and admin APIs require.

@@ -36,7 +36,9 @@ public struct NodeService: Service {
                                     keyLookup: { try await store.deviceKey($0) })
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, logger: logger)
         let linkStatus = SRPRouter.Status()
-        let srpRouter = SRPRouter(configuration: .init(relay: c.relay, srpID: c.srpID, key: c.srpKey),
+        var routerConfiguration = SRPRouter.Configuration(relay: c.relay, srpID: c.srpID, key: c.srpKey)
+        routerConfiguration.linkTimeoutMs = c.relayTimeoutMs
+        let srpRouter = SRPRouter(configuration: routerConfiguration,
                                   dispatcher: dispatcher, status: linkStatus, metrics: metrics, logger: logger)
         var haConfiguration = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
         haConfiguration.leaseMs = c.leaseMs

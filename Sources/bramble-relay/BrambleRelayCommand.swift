@@ -26,6 +26,7 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "Lockout window in seconds.") var lockoutWindow = 60
     @Option(help: "Items stored per offline PIN or unregistered SRP ID.") var storeMaxItems = 5
     @Option(help: "Seconds a stored item is kept (BES: 7 days).") var storeMaxAge = 7 * 24 * 3600
+    @Option(help: "Close an SRP connection that has sent nothing for this many milliseconds (nodes ping every third of their --relay-timeout-ms).") var srpTimeoutMs = 3000
     @Option(help: "Append a JSON-lines audit of SRP registrations and of each item's sending epoch to this file (for failover drills; off by default).") var auditLog: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file.") var config: String?
@@ -54,6 +55,8 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         config.relay.lockoutWindowMs = UInt64(lockoutWindow) * 1000
         config.relay.storeMaxItems = storeMaxItems
         config.relay.storeMaxAgeMs = UInt64(storeMaxAge) * 1000
+        guard (100...3_600_000).contains(srpTimeoutMs) else { throw ValidationError("--srp-timeout-ms must be 100…3600000, got \(srpTimeoutMs)") }
+        config.relay.serverSilenceMs = UInt64(srpTimeoutMs)
         config.auditLog = auditLog
         let logger = Logger(label: "bramble-relay")
         let group = ServiceGroup(services: [RelayService(configuration: config, logger: logger)],

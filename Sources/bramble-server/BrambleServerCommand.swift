@@ -25,6 +25,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between heartbeats (lease renewal, observation, heartbeat row).") var heartbeatMs = 200
     @Option(help: "File of 'SRP_ID BASE64_KEY' lines holding this SRP ID's key.") var srpKeyFile: String
     @Option(help: "Relay SRP listener, HOST:PORT.") var relay = "127.0.0.1:3101"
+    @Option(help: "Milliseconds without a frame from the relay after which the SRP link counts as lost (the node pings every third of it). A relay gone silent makes the primary's wireless network unhealthy at once; one that closes the link or refuses it gets a 1.5 s grace.") var relayTimeoutMs = 600
     @Option(help: "HTTP listener (health, metrics, push, admin), HOST:PORT.") var httpListen = "127.0.0.1:8080"
     @Option(help: "File holding the bearer token for the push and admin APIs.") var adminTokenFile: String
     @Option(help: "Configuration database host, or HOST[:PORT],HOST[:PORT],… for each member of a Patroni cluster; the node writes to whichever is the primary.") var dbHost = "127.0.0.1"
@@ -70,6 +71,8 @@ struct BrambleServerCommand: AsyncParsableCommand {
         guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT, got '\(relay)'") }
         guard let http = HostPort(httpListen) else { throw ValidationError("--http-listen must be HOST:PORT, got '\(httpListen)'") }
         config.relay = relayAddress
+        guard (30...60_000).contains(relayTimeoutMs) else { throw ValidationError("--relay-timeout-ms must be 30…60000, got \(relayTimeoutMs)") }
+        config.relayTimeoutMs = UInt64(relayTimeoutMs)
         config.httpListen = http
         var hosts: [DatabaseHosts.Host] = []
         for spec in dbHost.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {

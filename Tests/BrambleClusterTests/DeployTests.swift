@@ -4,9 +4,10 @@ import Testing
 
 /// The deploy smoke test: `deploy/cluster up` (hosts as network namespaces when run as
 /// root, else the loopback fallback), pushes delivered, a Patroni switchover of the
-/// database under a stream of pushes, `down` with nothing left behind. The stream's
-/// verdict comes from outside the nodes: ids the push API accepted against the devices'
-/// logs (`bramble-bench stream`), the relay's registered epoch, Patroni's roles.
+/// database under a stream of pushes, the short set of failover drills (`make drill`),
+/// `down` with nothing left behind. Every verdict comes from outside the nodes: ids the
+/// push API accepted against the devices' logs (`bramble-bench stream`), the relay's
+/// audit log and registered epoch, Patroni's roles.
 @Suite(.serialized) struct DeployTests {
     /// A cluster apart from the user's own `make up`: its own namespaces, subnet, ports
     /// and state directory; the debug binaries `make test` has built (a build inside `swift
@@ -42,7 +43,7 @@ import Testing
         }
     }
 
-    @Test func upPushesDatabaseSwitchoverUnderPushesAndDownLeavesNothing() async throws {
+    @Test func upSurvivesADatabaseSwitchoverAndTheShortDrillsAndDownLeavesNothing() async throws {
         let deployment = Deployment()
         var pids: [Int32] = []
         var namespacePrefix: String?
@@ -97,6 +98,16 @@ import Testing
             #expect(roles["pg2"] == "master", "Patroni moved the database primary to pg2: \(roles)")
             #expect((after["pair"] as? [[String: Any]] ?? []).map { $0["role"] as? String } == ["primary", "standby"], "no pair failover")
             #expect(try relayEpoch(deployment, after) == relayEpochBefore, "the relay saw no new registration: no pair failover")
+
+            // `make drill`'s set, on this cluster: each drill's verdict must pass (nothing
+            // lost or shown twice, no stale delivery, one primary, the fault left its trace).
+            // Outage figures are printed, not asserted: they are measurements (chaos/README.md).
+            let drills = try runDrills(deployment, mode: mode ?? "")
+            let expected = ["kill-primary", "kill-standby", "switchover", "kill-db-primary"] + (mode == "netns" ? ["partition-primary-relay"] : [])
+            #expect(Set(drills.keys) == Set(expected), "every drill of the short set ran: \(drills.keys.sorted())")
+            for (name, verdict) in drills.sorted(by: { $0.key < $1.key }) {
+                #expect(verdict["passed"] as? Bool == true, "drill \(name) passed: \(verdict)")
+            }
         } catch {
             Issue.record("deploy smoke test: \(error)")
         }
@@ -113,6 +124,24 @@ import Testing
         }
         if let tmpdir { #expect(!FileManager.default.fileExists(atPath: tmpdir), "temp dir removed") }
         #expect(!FileManager.default.fileExists(atPath: deployment.runDir), "state dir removed")
+    }
+
+    /// Runs `chaos/drill short` against the deployment; each drill's JSON verdict by name.
+    func runDrills(_ deployment: Deployment, mode: String) throws -> [String: [String: Any]] {
+        var output = ""
+        do {
+            output = try runCommand(deployment.root + "/chaos/drill", ["short", "--duration", "10"], environment: deployment.environment)
+        } catch let failure as CommandFailed {
+            output = failure.output  // a failed drill: its verdict says why
+        }
+        print("drills:\n\(output)")
+        var verdicts: [String: [String: Any]] = [:]
+        for line in output.split(separator: "\n") where line.hasPrefix("{") {
+            if let verdict = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let name = verdict["drill"] as? String {
+                verdicts[name] = verdict
+            }
+        }
+        return verdicts
     }
 
     /// No such process, or a zombie (stopped; its parent, the script, is gone and init

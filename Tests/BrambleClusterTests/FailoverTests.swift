@@ -137,6 +137,28 @@ import Testing
         }
     }
 
+    /// A partition drops packets without a word: the link stays open and TCP notices
+    /// nothing for minutes. The Router's pings go unanswered, the link counts as lost with
+    /// no grace, and the standby (which can reach the relay) takes over; items sent into
+    /// the silence were never acknowledged, so the new primary resends them.
+    @Test func aPrimaryWhoseRelayGoesSilentIsReplaced() async throws {
+        var options = TestCluster.Options()
+        options.cuttableLinks = ["node-a"]
+        try await withPair(options) { cluster in
+            let accepted = try await stream(cluster, count: 150, everyMs: 10, midwayAfter: 30) {
+                cluster.cutters["node-a"]!.silence()
+            }
+            try await cluster.waitFor("node-b to promote after node-a's relay went silent", seconds: 15) {
+                await cluster.primaries() == ["node-b"]
+            }
+            try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
+            let log = cluster.nodes["node-a"]!.log
+            #expect(log.contains("relay silent for"), "the Router's watchdog ended the link")
+            #expect(log.contains("own score below failover threshold and the standby asked for the lease"))
+            try await expectExactlyOnce(cluster, accepted)
+        }
+    }
+
     @Test func aPlannedSwitchoverUnderLoadLosesNothingAndShowsNothingTwice() async throws {
         try await withPair { cluster in
             let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))"]

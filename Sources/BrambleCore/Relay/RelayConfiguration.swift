@@ -10,5 +10,10 @@ public struct RelayConfiguration: Sendable {
     /// Stored items older than this (milliseconds) are discarded. BES: 7 days.
     public var storeMaxAgeMs: UInt64 = 7 * 24 * 3_600_000
 
+    /// An SRP connection the relay has heard nothing from in this long (milliseconds) is
+    /// closed, and its registration with it: a node pings several times a second, so
+    /// silence means the node or the path to it is gone, and the session is half-open.
+    public var serverSilenceMs: UInt64 = 3_000
+
     public init() {}
 }

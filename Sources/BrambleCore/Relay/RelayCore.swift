@@ -12,6 +12,7 @@ public typealias ConnectionID = UInt64
 /// - Store-and-forward per PIN while the device is offline and per SRP ID while no
 ///   server is registered, bounded in count and age.
 /// - Lockout of an SRP ID after too many authenticated connects in a window.
+/// - A server connection silent for longer than the configured time is closed (`tick`).
 public struct RelayCore: Sendable {
     /// The epoch the relay holds for an SRP ID, as its `staleEpoch` and `displaced` error
     /// messages state it: their last word is that epoch (the wire contract; the server's
@@ -46,6 +47,8 @@ public struct RelayCore: Sendable {
     private var devices: [PIN: ConnectionID] = [:]
     private var srpOfPIN: [PIN: String] = [:]
     private var connectTimes: [String: [UInt64]] = [:]
+    /// When each SRP connection last sent a frame.
+    private var serverHeardMs: [ConnectionID: UInt64] = [:]
     private var toDevice: [PIN: [Stored]] = [:]
     private var toServer: [String: [Stored]] = [:]
 
@@ -71,12 +74,14 @@ public struct RelayCore: Sendable {
     // MARK: Events
 
     /// A server opened an SRP connection; `nonce` is fresh randomness from the shell.
-    public mutating func serverConnected(_ conn: ConnectionID, nonce: [UInt8]) -> [Action] {
+    public mutating func serverConnected(_ conn: ConnectionID, nonce: [UInt8], nowMs: UInt64) -> [Action] {
         roles[conn] = .serverAwaitingRegistration(nonce: nonce)
+        serverHeardMs[conn] = nowMs
         return [.send(conn, .challenge(nonce: nonce))]
     }
 
     public mutating func frameReceived(_ frame: Frame, on conn: ConnectionID, nowMs: UInt64) -> [Action] {
+        if serverHeardMs[conn] != nil { serverHeardMs[conn] = nowMs }
         switch (roles[conn], frame) {
         case (_, .ping(let n)):
             return [.send(conn, .pong(n))]
@@ -108,6 +113,7 @@ public struct RelayCore: Sendable {
     }
 
     public mutating func disconnected(_ conn: ConnectionID) -> [Action] {
+        serverHeardMs[conn] = nil
         guard let role = roles.removeValue(forKey: conn) else { return [] }
         switch role {
         case .device(let pin, let srpID):
@@ -127,8 +133,14 @@ public struct RelayCore: Sendable {
         }
     }
 
-    /// Discards stored items older than the configured age.
+    /// Closes SRP connections silent for longer than the configured time, and discards
+    /// stored items older than the configured age.
     public mutating func tick(nowMs: UInt64) -> [Action] {
+        var actions: [Action] = []
+        for (conn, heard) in serverHeardMs where nowMs >= heard &+ configuration.serverSilenceMs {
+            let srpID = serverSession(conn)?.srpID
+            actions += [.close(conn), .event(.serverSilent(srpID: srpID, silentMs: nowMs - heard))] + disconnected(conn)
+        }
         let maxAge = configuration.storeMaxAgeMs
         var dropped = 0
         func prune(_ items: inout [Stored]) {
@@ -138,7 +150,8 @@ public struct RelayCore: Sendable {
         }
         for key in toDevice.keys { prune(&toDevice[key]!); if toDevice[key]!.isEmpty { toDevice[key] = nil } }
         for key in toServer.keys { prune(&toServer[key]!); if toServer[key]!.isEmpty { toServer[key] = nil } }
-        return dropped > 0 ? [.event(.storedExpired(count: dropped))] : []
+        if dropped > 0 { actions.append(.event(.storedExpired(count: dropped))) }
+        return actions
     }
 
     // MARK: Handlers
@@ -188,6 +201,7 @@ public struct RelayCore: Sendable {
         var actions: [Action] = []
         if let current = sessions[srpID], current.conn != conn {
             roles[current.conn] = nil
+            serverHeardMs[current.conn] = nil
             actions += [.send(current.conn, .error(code: .displaced, message: "displaced by epoch \(epoch)")),
                         .close(current.conn),
                         .event(.displaced(srpID: srpID, oldEpoch: current.epoch, newEpoch: epoch))]
@@ -245,6 +259,8 @@ public enum RelayEvent: Equatable, Sendable {
     case displaced(srpID: String, oldEpoch: UInt64, newEpoch: UInt64)
     case refused(srpID: String, epoch: UInt64, reason: RefusalReason)
     case refusedData(srpID: String, pin: PIN)
+    /// An SRP connection (registered for `srpID`, if it was) closed for silence.
+    case serverSilent(srpID: String?, silentMs: UInt64)
     case deviceOnline(PIN)
     case deviceOffline(PIN)
     case storedForDevice(PIN)

@@ -3,6 +3,11 @@ import BrambleNet
 @preconcurrency import Crypto
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The BES Router: holds the SRP link to the relay while its node is primary, registers
 /// `(srpID, epoch)` with the challenge–response proof, passes inbound frames to the
@@ -15,6 +20,10 @@ public struct SRPRouter: Sendable {
         public var relay: HostPort
         public var srpID: String
         public var key: SymmetricKey
+        /// The link counts as lost when the relay has sent nothing for this long; the
+        /// Router pings every third of it and the relay answers each ping at once. A
+        /// partition drops packets silently, and TCP alone would notice only minutes later.
+        public var linkTimeoutMs: UInt64 = 600
         public init(relay: HostPort, srpID: String, key: SymmetricKey) {
             self.relay = relay
             self.srpID = srpID
@@ -30,18 +39,31 @@ public struct SRPRouter: Sendable {
             public var lastError: String?
             /// Monotonic ms when the link last changed between up and down.
             public var sinceMs: UInt64 = 0
+            /// While down: whether the relay's end said so (closed the link, refused the
+            /// connection, answered with an error), as it does when it restarts. False when
+            /// the relay went silent or could not be reached at all: this node is cut off.
+            public var relayAnswered = true
         }
         private let box = NIOLockedValueBox(Snapshot())
         public init() {}
         public var snapshot: Snapshot { box.withLockedValue { $0 } }
-        func set(up: Bool, epoch: UInt64?, error: String?) {
+        func set(up: Bool, epoch: UInt64?, error: String?, relayAnswered: Bool = true) {
             box.withLockedValue {
                 if $0.up != up || $0.sinceMs == 0 { $0.sinceMs = Monotonic.nowMs() }
                 $0.up = up
                 $0.epoch = epoch
                 $0.lastError = error
+                $0.relayAnswered = relayAnswered
             }
         }
+    }
+
+    /// What the Router tells the HA controller while it holds the link.
+    public enum Report: Sendable {
+        /// The relay refused or displaced us: it holds this higher epoch for our SRP ID.
+        case relayHolds(UInt64)
+        /// The registered link went down (the health score may have changed).
+        case linkLost
     }
 
     let configuration: Configuration
@@ -58,16 +80,17 @@ public struct SRPRouter: Sendable {
         self.logger = logger
     }
 
-    /// Holds the link at `epoch` until cancelled. `relayHolds` hears the epoch the relay
-    /// holds whenever it refuses or displaces us.
-    public func run(epoch: UInt64, relayHolds: @escaping @Sendable (UInt64) -> Void) async {
+    /// Holds the link at `epoch` until cancelled, telling `report` what the HA
+    /// controller must know.
+    public func run(epoch: UInt64, report: @escaping @Sendable (Report) -> Void) async {
         status.set(up: false, epoch: epoch, error: "registering")
         var backoff = ReconnectBackoff()
         while !Task.isCancelled {
             backoff.attempted(nowMs: Monotonic.nowMs())
             metrics.srpConnects.increment()
+            var registered = false
             do {
-                try await session(epoch: epoch, onRegistered: { backoff.succeeded() })
+                try await session(epoch: epoch, onRegistered: { registered = true; backoff.succeeded() })
                 if Task.isCancelled { break }
                 status.set(up: false, epoch: epoch, error: "relay closed the link")
                 logger.notice("srp link closed by relay")
@@ -80,17 +103,40 @@ public struct SRPRouter: Sendable {
                 status.set(up: false, epoch: epoch, error: "\(refused)")
                 logger.warning("relay holds another epoch for our srp id", metadata: [
                     "srp.epoch": "\(epoch)", "relay.epoch": "\(held)", "error": "\(refused)"])
-                relayHolds(held)
+                report(.relayHolds(held))
             } catch {
-                status.set(up: false, epoch: epoch, error: "\(error)")
+                if Task.isCancelled { break }
+                status.set(up: false, epoch: epoch, error: "\(error)", relayAnswered: Self.relayAnswered(error))
                 logger.warning("srp link failed", metadata: ["error": "\(error)", "relay": "\(configuration.relay)"])
             }
             metrics.srpLinkUp.set(Int64(0))
+            if registered { report(.linkLost) }
             let delay = backoff.nextDelay(nowMs: Monotonic.nowMs())
             try? await Task.sleep(for: .milliseconds(delay))
         }
         metrics.srpLinkUp.set(Int64(0))
         status.set(up: false, epoch: nil, error: "not primary")
+    }
+
+    /// The relay went quiet on an open link (see `Configuration.linkTimeoutMs`).
+    struct RelaySilent: Error, CustomStringConvertible {
+        let silentMs: UInt64
+        var description: String { "relay silent for \(silentMs) ms" }
+    }
+
+    /// Whether a failed link or connect shows the relay's end alive enough to answer (a
+    /// refused connection, a reset, an error frame) rather than silence: a timeout, an
+    /// unreachable network, a blackholed route.
+    static func relayAnswered(_ error: any Error) -> Bool {
+        func answered(_ error: any Error) -> Bool {
+            switch error {
+            case is RefusedError, is ProtocolError, is WireError: return true
+            case let io as IOError: return [ECONNREFUSED, ECONNRESET, EPIPE].contains(io.errnoCode)
+            case let connect as NIOConnectionError: return connect.connectionErrors.contains { answered($0.error) }
+            default: return false
+            }
+        }
+        return answered(error)
     }
 
     struct RefusedError: Error, CustomStringConvertible {
@@ -103,18 +149,50 @@ public struct SRPRouter: Sendable {
         let description: String
     }
 
-    /// One connection's life: challenge, register, then frames until it ends.
+    /// One connection's life: challenge, register, then frames until it ends, with a
+    /// watchdog beside it that pings and ends the link when the relay goes silent.
     private func session(epoch: UInt64, onRegistered: () -> Void) async throws {
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
         try Task.checkCancellation()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [timeout = configuration.linkTimeoutMs] in try await Self.watch(connection, timeoutMs: timeout) }
+            defer { group.cancelAll() }
+            try await converse(connection, epoch: epoch, onRegistered: onRegistered)
+        }
+    }
+
+    /// Pings every third of the timeout; when nothing at all has come back for the whole
+    /// timeout, closes the link so its reader fails with `RelaySilent`.
+    private static func watch(_ connection: FrameConnection, timeoutMs: UInt64) async throws {
+        let interval = max(timeoutMs / 3, 1)
+        var n: UInt64 = 0
+        while true {
+            try await Task.sleep(for: .milliseconds(interval))
+            let silent = Monotonic.nowMs() - connection.lastHeardMs
+            if silent >= timeoutMs {
+                connection.close(failing: RelaySilent(silentMs: silent))
+                return
+            }
+            n += 1
+            connection.send(.ping(n))
+        }
+    }
+
+    private func converse(_ connection: FrameConnection, epoch: UInt64, onRegistered: () -> Void) async throws {
         var frames = connection.reader()
-        guard case .challenge(let nonce)? = try await frames.next() else {
+        // Pongs to the watchdog's pings may arrive at any point; the handshake skips them.
+        func nextAnswer() async throws -> Frame? {
+            var frame = try await frames.next()
+            while case .pong? = frame { frame = try await frames.next() }
+            return frame
+        }
+        guard case .challenge(let nonce)? = try await nextAnswer() else {
             throw ProtocolError(description: "relay did not send a challenge")
         }
         let proof = SRPProof.compute(key: configuration.key, nonce: nonce, srpID: configuration.srpID, epoch: epoch)
         connection.send(.register(srpID: configuration.srpID, epoch: epoch, proof: proof))
-        switch try await frames.next() {
+        switch try await nextAnswer() {
         case .registered(let id, let e)? where id == configuration.srpID && e == epoch:
             break
         case .error(let code, let message)?:
@@ -129,34 +207,22 @@ public struct SRPRouter: Sendable {
         await dispatcher.linkUp(connection, epoch: epoch)
         defer { Task { [dispatcher] in await dispatcher.linkDown(connection) } }
 
-        // Keep the link's liveness visible: a ping every 5 s; the relay answers pong.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                var n: UInt64 = 0
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(5))
-                    n += 1
-                    connection.send(.ping(n))
+        while let batch = try await frames.nextBatch() {
+            var data: [DataFrame] = []
+            for frame in batch {
+                switch frame {
+                case .data(let d): data.append(d)
+                case .presence(let pin, true): await dispatcher.deviceOnline(pin)
+                case .presence(_, false), .pong, .registered: break
+                case .ping(let n): connection.send(.pong(n))
+                case .error(let code, let message):
+                    logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
+                    if code == .displaced || code == .staleEpoch { throw RefusedError(code: code, message: message) }
+                case .deviceHello, .deviceWelcome, .challenge, .register:
+                    throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
                 }
             }
-            while let batch = try await frames.nextBatch() {
-                var data: [DataFrame] = []
-                for frame in batch {
-                    switch frame {
-                    case .data(let d): data.append(d)
-                    case .presence(let pin, true): await dispatcher.deviceOnline(pin)
-                    case .presence(_, false), .pong, .registered: break
-                    case .ping(let n): connection.send(.pong(n))
-                    case .error(let code, let message):
-                        logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                        if code == .displaced || code == .staleEpoch { throw RefusedError(code: code, message: message) }
-                    case .deviceHello, .deviceWelcome, .challenge, .register:
-                        throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
-                    }
-                }
-                if !data.isEmpty { await dispatcher.received(data) }
-            }
-            group.cancelAll()
+            if !data.isEmpty { await dispatcher.received(data) }
         }
     }
 }

@@ -19,8 +19,10 @@ public actor HAController {
         public var apiURL: String
         public var heartbeatIntervalMs = 200
         public var leaseMs = 1_000
-        /// How long the SRP link may be registering or reconnecting before the wireless
-        /// network parameter counts as unhealthy (a relay restart is not a failover).
+        /// How long the SRP link may be registering or reconnecting, while the relay's end
+        /// answers (closes, refuses), before the wireless network parameter counts as
+        /// unhealthy: a relay restart is not a failover. A relay gone silent or unreachable
+        /// counts at once: this node is cut off, and its standby may not be.
         public var linkGraceMs: UInt64 = 1_500
         /// A statement the database does not answer in this long counts as unreachable.
         public var databaseTimeoutMs = 500
@@ -93,6 +95,9 @@ public actor HAController {
     private var databaseFailures = 0
     /// Whether this node's last heartbeat write reached the database (see Observation).
     private var lastHeartbeatWritten = true
+    /// What the peer acts on in the last heartbeat written: whether we ask for the lease,
+    /// and whether our score is below the failover threshold. A change is announced.
+    private var lastAnnounced: (requestsLease: Bool, belowFailover: Bool)?
 
     public init(configuration: Configuration, store: ConfigStore, dispatcher: Dispatcher, router: SRPRouter,
                 link: SRPRouter.Status, metrics: NodeMetrics, logger: Logger) {
@@ -235,6 +240,11 @@ public actor HAController {
                                                parameters: parameters)
             }
             lastHeartbeatWritten = true
+            let announced = (requestsLease: requestingLease, belowFailover: score < machine.configuration.failoverThreshold)
+            if let last = lastAnnounced, last != announced {
+                try? await withDeadline { [store, configuration] in try await store.announceHeartbeat(pair: configuration.pair) }
+            }
+            lastAnnounced = announced
         } catch {
             lastHeartbeatWritten = false
             if view != nil { logger.warning("writing heartbeat failed", metadata: ["error": "\(Self.describe(error))"]) }
@@ -297,7 +307,12 @@ public actor HAController {
         await dispatcher.startServing(epoch: epoch)
         let (router, submit) = (self.router, self.submit)
         routerTask = Task {
-            await router.run(epoch: epoch, relayHolds: { held in submit.yield(.relayHolds(held)) })
+            await router.run(epoch: epoch) { report in
+                switch report {
+                case .relayHolds(let held): submit.yield(.relayHolds(held))
+                case .linkLost: self.wake()  // a heartbeat now publishes the lower score
+                }
+            }
         }
         needsLoad = true
         await loadOpenItems(epoch: epoch)
@@ -385,7 +400,8 @@ public actor HAController {
             let l = link.snapshot
             let downFor = now - max(l.sinceMs, servingSinceMs)
             measured[.wirelessNetwork] = l.up ? (true, "SRP link registered at epoch \(epoch)")
-                : (downFor < configuration.linkGraceMs, "SRP link down for \(downFor) ms: \(l.lastError ?? "connecting")")
+                : (l.relayAnswered && downFor < configuration.linkGraceMs,
+                   "SRP link down for \(downFor) ms\(l.relayAnswered ? "" : " (relay silent or unreachable)"): \(l.lastError ?? "connecting")")
         } else {
             let s = snapshot
             measured[.wirelessNetwork] = (s.relayReachable, s.relayDetail)

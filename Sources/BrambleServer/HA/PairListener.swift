@@ -2,8 +2,9 @@ import BrambleCore
 import Logging
 import PostgresNIO
 
-/// LISTENs on the pair's notification channel: a lease changing hands wakes the HA
-/// controller (a planned switchover then takes one round trip, not a heartbeat), and
+/// LISTENs on the pair's notification channel: a lease changing hands, or a heartbeat
+/// the peer must act on, wakes the HA controller (a planned switchover or a standby's
+/// request then takes one round trip, not a heartbeat interval), and
 /// pushes a peer committed go straight to this node's Dispatcher when it serves.
 /// Whenever the listening connection is (re)established, a serving node rescans the
 /// open items, since notifications sent while it was gone are lost. The session follows
@@ -52,7 +53,7 @@ struct PairListener {
     /// A failure to load what a notification names ends the listening session, so the
     /// next one starts with a rescan: nothing notified is ever skipped.
     private func handle(_ payload: String) async throws {
-        if payload.hasPrefix("lease|") {
+        if payload.hasPrefix("lease|") || payload.hasPrefix("heartbeat|") {
             ha.wake()
             return
         }

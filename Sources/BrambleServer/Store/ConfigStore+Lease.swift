@@ -7,7 +7,9 @@ import PostgresNIO
 /// is one conditional UPDATE on the epoch, so of two nodes racing exactly one wins.
 extension ConfigStore {
     /// The LISTEN/NOTIFY channel: `lease|PAIR` when a lease is taken or released,
-    /// `outbound|NODE|PIN:FIRST-LAST,…` when pushes are committed (see `commitPushes`).
+    /// `heartbeat|PAIR` when a node's heartbeat changed what its peer acts on (see
+    /// `announceHeartbeat`), `outbound|NODE|PIN:FIRST-LAST,…` when pushes are committed
+    /// (see `commitPushes`).
     public static let notificationChannel = "bramble"
 
     public struct FencedError: Error, CustomStringConvertible {
@@ -128,6 +130,13 @@ extension ConfigStore {
                 score = EXCLUDED.score, requests_lease = EXCLUDED.requests_lease, api_url = EXCLUDED.api_url,
                 parameters = EXCLUDED.parameters, written_at = now()
             """, logger: logger)
+    }
+
+    /// Wakes the pair's nodes to read the heartbeats now rather than at their next
+    /// interval: a primary's score crossing the failover threshold, or a standby asking
+    /// for the lease, is then acted on in a round trip.
+    public func announceHeartbeat(pair: String) async throws {
+        try await client.query("SELECT pg_notify(\(Self.notificationChannel), \("heartbeat|" + pair))", logger: logger)
     }
 
     /// How long ago (database clock) a running `node` last wrote its heartbeat; nil if it

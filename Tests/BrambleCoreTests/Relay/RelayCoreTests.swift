@@ -17,7 +17,7 @@ import Testing
 
     /// Connects a server on `conn` and registers it at `epoch` with a proof made with `key`.
     func register(_ r: inout RelayCore, conn: ConnectionID, epoch: UInt64, key: SymmetricKey? = nil, srpID: String = "bramble", at now: UInt64 = 0) -> [RelayCore.Action] {
-        _ = r.serverConnected(conn, nonce: nonce)
+        _ = r.serverConnected(conn, nonce: nonce, nowMs: now)
         let proof = SRPProof.compute(key: key ?? self.key, nonce: nonce, srpID: srpID, epoch: epoch)
         return r.frameReceived(.register(srpID: srpID, epoch: epoch, proof: proof), on: conn, nowMs: now)
     }
@@ -138,6 +138,27 @@ import Testing
         #expect(r.storedForDevices == 0)
     }
 
+    @Test func aSilentServerSessionIsClosedAndItsDevicesDataWaits() {
+        var r = relay { $0.serverSilenceMs = 3_000 }
+        _ = register(&r, conn: 1, epoch: 1, at: 0)
+        _ = register(&r, conn: 2, epoch: 1, srpID: "bramble", at: 0)  // a reconnect at the same epoch displaces conn 1
+        _ = r.frameReceived(.deviceHello(pin: pin, srpID: "bramble"), on: device, nowMs: 0)
+        // A ping keeps a session alive; devices are never closed for silence.
+        _ = r.frameReceived(.ping(1), on: 2, nowMs: 2_000)
+        #expect(r.tick(nowMs: 4_999).isEmpty)
+        let actions = r.tick(nowMs: 5_000)
+        #expect(actions.contains(.close(2)))
+        #expect(actions.contains(.event(.serverSilent(srpID: "bramble", silentMs: 3_000))))
+        #expect(actions.contains(.event(.unregistered(srpID: "bramble", epoch: 1))))
+        #expect(!actions.contains(.close(device)))
+        #expect(r.registeredSessions.isEmpty)
+        _ = r.frameReceived(.data(item(1, fromDevice: true)), on: device, nowMs: 5_001)
+        #expect(r.storedForServers == 1)
+        // A connection that never registers is closed for silence too.
+        _ = r.serverConnected(3, nonce: nonce, nowMs: 6_000)
+        #expect(r.tick(nowMs: 9_000).contains(.close(3)))
+    }
+
     @Test func deviceDataWaitsWhileNoServerIsRegistered() {
         var r = relay()
         _ = r.frameReceived(.deviceHello(pin: pin, srpID: "bramble"), on: device, nowMs: 0)
@@ -172,7 +193,7 @@ import Testing
 
     @Test func anUnauthenticatedConnectionCannotSendData() {
         var r = relay()
-        _ = r.serverConnected(1, nonce: nonce)
+        _ = r.serverConnected(1, nonce: nonce, nowMs: 0)
         let actions = r.frameReceived(.data(item(1)), on: 1, nowMs: 0)
         #expect(actions.contains(.close(1)))
     }
