@@ -109,25 +109,10 @@ struct StreamCommand: AsyncParsableCommand {
         if !(audit.passed && relayPassed) { throw ExitCode(1) }
     }
 
-
-    /// The relay's audit log (one JSON object per line; unknown events are kept as `.other`).
+    /// The relay's audit log.
     static func relayRecords(_ path: String) throws -> [RelayAuditSummary.Record] {
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the relay audit log \(path)") }
-        struct Line: Decodable { var t: Int64; var event: String; var srp_id: String?; var epoch: UInt64? }
-        let decoder = JSONDecoder()
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
-            guard let line = try? decoder.decode(Line.self, from: raw) else { return nil }
-            let srp = line.srp_id ?? "", epoch = line.epoch ?? 0
-            let event: RelayAuditSummary.Event = switch line.event {
-            case "start": .start
-            case "registered": .registered(srpID: srp, epoch: epoch)
-            case "unregistered": .unregistered(srpID: srp, epoch: epoch)
-            case "displaced": .displaced(srpID: srp, epoch: epoch)
-            case "data": .data(srpID: srp, epoch: epoch)
-            default: .other
-            }
-            return RelayAuditSummary.Record(atMs: line.t, event: event)
-        }
+        return RelayAuditSummary.Record.parse(jsonLines: data)
     }
 
     /// A device log's items (bramble-device --log: one JSON object per line; a line cut

@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleCore
 import BrambleNet
 import Foundation
 import Testing
@@ -68,6 +69,12 @@ import Testing
             #expect(repeats.isEmpty, "device \(pin) showed \(repeats.count) pushes twice: \(repeats.prefix(3))")
             #expect(accepted.isSubset(of: Set(ids)), "device \(pin) lost \(accepted.subtracting(ids).count) accepted pushes")
         }
+        // The relay's own record, not the nodes' claims: never two primaries registered
+        // at once, no item sent from an epoch below the registered one.
+        let relay = cluster.relayAudit()
+        #expect(relay.maxServingPrimaries <= 1, "the relay had \(relay.maxServingPrimaries) primaries registered at once")
+        #expect(relay.staleDeliveries == 0, "the relay saw \(relay.staleDeliveries) items from a fenced epoch")
+        #expect(relay.items > 0, "the relay's audit log recorded the items")
     }
 
     func role(_ cluster: TestCluster, _ node: String) async -> String? {

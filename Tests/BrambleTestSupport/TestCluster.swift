@@ -128,6 +128,7 @@ final class TestCluster: @unchecked Sendable {
             "--srp-keys", dir + "/srp-keys", "--device-listen", "127.0.0.1:\(devicePort)",
             "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
             "--lockout-window", "\(options.lockoutWindowSeconds)", "--lockout-max-connects", "\(options.lockoutMaxConnects)",
+            "--audit-log", dir + "/relay-audit.jsonl",
         ], logPath: dir + "/relay.log")
     }
 
@@ -192,6 +193,13 @@ final class TestCluster: @unchecked Sendable {
     /// The relay's `/health` (its registered sessions and their epochs).
     func relayHealth() async throws -> String {
         String(decoding: try await get("http://127.0.0.1:\(relayHTTPPort)/health").body, as: UTF8.self)
+    }
+
+    /// What the relay's audit log shows over the whole run (every relay started here
+    /// writes to the same log): the most primaries registered at once, stale deliveries.
+    func relayAudit() -> RelayAuditSummary {
+        let data = FileManager.default.contents(atPath: dir + "/relay-audit.jsonl") ?? Data()
+        return RelayAuditSummary(records: RelayAuditSummary.Record.parse(jsonLines: data), fromMs: 0, toMs: .max)
     }
 
     /// Adds a user and provisions a device through the `bramble` CLI; returns its credential path.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the relay's audit log (bramble-relay --audit-log) shows about the HA pair over a
 /// window of time, independent of what the nodes claim:
 /// - `maxServingPrimaries`: the most SRP sessions registered at once for one SRP ID;
@@ -56,6 +58,29 @@ public struct RelayAuditSummary: Equatable, Sendable {
             case .other:
                 continue
             }
+        }
+    }
+}
+
+extension RelayAuditSummary.Record {
+    /// The records of a relay audit log (`bramble-relay --audit-log`: one JSON object per
+    /// line with `t` and `event`), in file order; events this summary does not count are
+    /// `.other`, and a line cut short by a kill is skipped.
+    public static func parse(jsonLines data: Data) -> [RelayAuditSummary.Record] {
+        struct Line: Decodable { var t: Int64; var event: String; var srp_id: String?; var epoch: UInt64? }
+        let decoder = JSONDecoder()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
+            guard let line = try? decoder.decode(Line.self, from: raw) else { return nil }
+            let srp = line.srp_id ?? "", epoch = line.epoch ?? 0
+            let event: RelayAuditSummary.Event = switch line.event {
+            case "start": .start
+            case "registered": .registered(srpID: srp, epoch: epoch)
+            case "unregistered": .unregistered(srpID: srp, epoch: epoch)
+            case "displaced": .displaced(srpID: srp, epoch: epoch)
+            case "data": .data(srpID: srp, epoch: epoch)
+            default: .other
+            }
+            return RelayAuditSummary.Record(atMs: line.t, event: event)
         }
     }
 }

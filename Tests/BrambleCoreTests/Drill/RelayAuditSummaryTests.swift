@@ -1,4 +1,5 @@
 import BrambleCore
+import Foundation
 import XCTest
 
 final class RelayAuditSummaryTests: XCTestCase {
@@ -47,5 +48,23 @@ final class RelayAuditSummaryTests: XCTestCase {
             s.maxServingPrimaries = 1; s.staleDeliveries = 1; s.registrations = 0; s.items = 1
             return s
         }())
+    }
+
+    func testTheRelaysAuditLinesParseInOrderAndACutLineIsSkipped() {
+        let log = """
+            {"event":"start","t":1}
+            {"epoch":2,"event":"registered","srp_id":"bramble","t":5}
+            {"epoch":2,"event":"data","pin":"2A00F00D","ref":7,"srp_id":"bramble","t":6}
+            {"epoch":1,"event":"displaced","new_epoch":2,"srp_id":"bramble","t":7}
+            {"epoch":2,"event":"refused","reason":"staleEpoch","srp_id":"bramble","t":8}
+            {"epoch":2,"event":"unregis
+            """
+        XCTAssertEqual(R.parse(jsonLines: Data(log.utf8)), [
+            .init(atMs: 1, event: .start),
+            .init(atMs: 5, event: .registered(srpID: "bramble", epoch: 2)),
+            .init(atMs: 6, event: .data(srpID: "bramble", epoch: 2)),
+            .init(atMs: 7, event: .displaced(srpID: "bramble", epoch: 1)),
+            .init(atMs: 8, event: .other),
+        ])
     }
 }
