@@ -1,9 +1,11 @@
-/// Reconnect delays for the Router's SRP link: exponential with a cap, and never more
-/// connects in the relay's lockout window than the relay allows, so a flapping link
-/// cannot lock its own SRP ID out.
+/// Reconnect delays for the Router's SRP link: exponential with a short cap, so a
+/// restarted relay is found again within a second, and never more registrations in the
+/// relay's lockout window than the relay allows, so a flapping link cannot lock its own
+/// SRP ID out. Only registrations count, as at the relay: a connect a down relay refuses
+/// costs nothing there.
 public struct ReconnectBackoff: Sendable {
     public var initialMs: UInt64 = 100
-    public var maxMs: UInt64 = 5_000
+    public var maxMs: UInt64 = 1_000
     /// Keep strictly below the relay's limit so a competing node still has room.
     public var maxConnectsPerWindow: Int = 4
     public var windowMs: UInt64 = 60_000
@@ -13,8 +15,8 @@ public struct ReconnectBackoff: Sendable {
 
     public init() {}
 
-    /// Records a connect attempt made at `nowMs`.
-    public mutating func attempted(nowMs: UInt64) {
+    /// Records a registration sent at `nowMs` (the relay counts it toward the lockout).
+    public mutating func registrationSent(nowMs: UInt64) {
         attempts.append(nowMs)
         attempts.removeAll { nowMs >= $0 &+ windowMs }
     }

@@ -61,7 +61,7 @@ public final class DeviceAgent: @unchecked Sendable {
                 logger.info("connection to relay failed", metadata: ["device.pin": "\(pin)", "error": "\(error)"])
             }
             try? await Task.sleep(for: .milliseconds(delayMs + UInt64.random(in: 0...delayMs / 2)))
-            delayMs = min(delayMs * 2, 3_000)
+            delayMs = min(delayMs * 2, 1_000)  // a restarted relay is found again within about a second
         }
     }
 

@@ -184,6 +184,12 @@ public struct RelayCore: Sendable {
         guard SRPProof.verify(proof, key: key, nonce: nonce, srpID: srpID, epoch: epoch) else {
             return refuse(conn, .authenticationFailed, "SRP authentication failed", event: .refused(srpID: srpID, epoch: epoch, reason: .authenticationFailed))
         }
+        // A stale epoch is refused before it counts as a connect: a fenced node's attempts
+        // must never lock the current primary out.
+        if let highest = highestEpoch[srpID], epoch < highest {
+            return refuse(conn, .staleEpoch, "epoch \(epoch) is below the registered epoch \(highest)",
+                          event: .refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))
+        }
         let window = configuration.lockoutWindowMs
         var times = connectTimes[srpID, default: []].filter { nowMs < $0 &+ window }
         if times.count >= configuration.lockoutMaxConnects {
@@ -194,10 +200,6 @@ public struct RelayCore: Sendable {
         }
         times.append(nowMs)
         connectTimes[srpID] = times
-        if let highest = highestEpoch[srpID], epoch < highest {
-            return refuse(conn, .staleEpoch, "epoch \(epoch) is below the registered epoch \(highest)",
-                          event: .refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))
-        }
         var actions: [Action] = []
         if let current = sessions[srpID], current.conn != conn {
             roles[current.conn] = nil

@@ -86,11 +86,11 @@ public struct SRPRouter: Sendable {
         status.set(up: false, epoch: epoch, error: "registering")
         var backoff = ReconnectBackoff()
         while !Task.isCancelled {
-            backoff.attempted(nowMs: Monotonic.nowMs())
             metrics.srpConnects.increment()
             var registered = false
             do {
-                try await session(epoch: epoch, onRegistered: { registered = true; backoff.succeeded() })
+                try await session(epoch: epoch, onRegistering: { backoff.registrationSent(nowMs: Monotonic.nowMs()) },
+                                  onRegistered: { registered = true; backoff.succeeded() })
                 if Task.isCancelled { break }
                 status.set(up: false, epoch: epoch, error: "relay closed the link")
                 logger.notice("srp link closed by relay")
@@ -104,6 +104,14 @@ public struct SRPRouter: Sendable {
                 logger.warning("relay holds another epoch for our srp id", metadata: [
                     "srp.epoch": "\(epoch)", "relay.epoch": "\(held)", "error": "\(refused)"])
                 report(.relayHolds(held))
+                if held > epoch {
+                    // Fenced for good: the HA controller demotes and cancels us. Trying again
+                    // would only spend the SRP ID's connects in the relay's lockout window,
+                    // which the new primary may need.
+                    metrics.srpLinkUp.set(Int64(0))
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
+                    break
+                }
             } catch {
                 if Task.isCancelled { break }
                 status.set(up: false, epoch: epoch, error: "\(error)", relayAnswered: Self.relayAnswered(error))
@@ -151,14 +159,14 @@ public struct SRPRouter: Sendable {
 
     /// One connection's life: challenge, register, then frames until it ends, with a
     /// watchdog beside it that pings and ends the link when the relay goes silent.
-    private func session(epoch: UInt64, onRegistered: () -> Void) async throws {
+    private func session(epoch: UInt64, onRegistering: () -> Void, onRegistered: () -> Void) async throws {
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
         try Task.checkCancellation()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [timeout = configuration.linkTimeoutMs] in try await Self.watch(connection, timeoutMs: timeout) }
             defer { group.cancelAll() }
-            try await converse(connection, epoch: epoch, onRegistered: onRegistered)
+            try await converse(connection, epoch: epoch, onRegistering: onRegistering, onRegistered: onRegistered)
         }
     }
 
@@ -179,7 +187,7 @@ public struct SRPRouter: Sendable {
         }
     }
 
-    private func converse(_ connection: FrameConnection, epoch: UInt64, onRegistered: () -> Void) async throws {
+    private func converse(_ connection: FrameConnection, epoch: UInt64, onRegistering: () -> Void, onRegistered: () -> Void) async throws {
         var frames = connection.reader()
         // Pongs to the watchdog's pings may arrive at any point; the handshake skips them.
         func nextAnswer() async throws -> Frame? {
@@ -191,6 +199,7 @@ public struct SRPRouter: Sendable {
             throw ProtocolError(description: "relay did not send a challenge")
         }
         let proof = SRPProof.compute(key: configuration.key, nonce: nonce, srpID: configuration.srpID, epoch: epoch)
+        onRegistering()
         connection.send(.register(srpID: configuration.srpID, epoch: epoch, proof: proof))
         switch try await nextAnswer() {
         case .registered(let id, let e)? where id == configuration.srpID && e == epoch:
