@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 60
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, iproute2, zlib, OpenSSL headers)
+deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, iproute2, nftables, zlib, OpenSSL headers)
 	@source scripts/lib.sh && source scripts/ha-db.sh && ensure_ha_packages
 
 build: deps ## Build every product (debug)
@@ -25,7 +25,7 @@ down: ## Stop everything `make up` started (by PID); remove its namespaces, brid
 logs: ## List the cluster's logs (`deploy/cluster logs NAME [-f]` prints one)
 	@deploy/cluster logs
 
-test: deps ## Install what is missing and run every test (unit, integration, clustered)
+test: deps ## Install what is missing and run every test (unit, integration, clustered, the short failover drills)
 	swift build --build-tests
 	swift test --no-parallel
 
