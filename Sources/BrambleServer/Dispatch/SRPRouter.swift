@@ -177,7 +177,7 @@ public struct SRPRouter: Sendable {
         var n: UInt64 = 0
         while true {
             try await Task.sleep(for: .milliseconds(interval))
-            let silent = Monotonic.nowMs() - connection.lastHeardMs
+            let silent = Monotonic.msSince(connection.lastHeardMs)
             if silent >= timeoutMs {
                 connection.close(failing: RelaySilent(silentMs: silent))
                 return

@@ -394,11 +394,10 @@ public actor HAController {
     /// Each parameter measured from the component it names, listed in BES's order (the
     /// order of `HealthParameter`); a component this build does not have counts as healthy.
     private func evaluateHealth(databaseError: String?) -> [HealthCheck] {
-        let now = Monotonic.nowMs()
         var measured: [HealthParameter: (healthy: Bool, detail: String)] = [:]
         if let epoch = servingEpoch {
             let l = link.snapshot
-            let downFor = now - max(l.sinceMs, servingSinceMs)
+            let downFor = Monotonic.msSince(max(l.sinceMs, servingSinceMs))
             measured[.wirelessNetwork] = l.up ? (true, "SRP link registered at epoch \(epoch)")
                 : (l.relayAnswered && downFor < configuration.linkGraceMs,
                    "SRP link down for \(downFor) ms\(l.relayAnswered ? "" : " (relay silent or unreachable)"): \(l.lastError ?? "connecting")")
@@ -407,7 +406,7 @@ public actor HAController {
             measured[.wirelessNetwork] = (s.relayReachable, s.relayDetail)
         }
         let d = dispatcher.health
-        let sinceTick = now - d.lastTickMs
+        let sinceTick = Monotonic.msSince(d.lastTickMs)
         if sinceTick > 3_000 {
             measured[.dispatcher] = (false, "no delivery tick for \(sinceTick) ms")
         } else if let epoch = d.servingEpoch {
