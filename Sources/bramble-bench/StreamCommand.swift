@@ -5,10 +5,11 @@ import BrambleNet
 import Foundation
 import NIOConcurrencyHelpers
 
-/// A steady stream of pushes to a running cluster's devices, judged only by evidence
-/// outside the nodes: the ids the push API accepted and the devices' logs of what they
-/// showed. Used by the deploy smoke test while the database fails over; the last line
-/// printed is one JSON object (DeliveryAudit's fields plus `passed`).
+/// A steady stream of pushes to a running cluster's devices, judged by evidence outside
+/// the nodes: the ids the push API accepted, the devices' logs of what they showed, the
+/// relay's audit log, and the pair's event log in the configuration database. The
+/// failover drills (chaos/drill) and the deploy smoke test run it; the last line printed
+/// is one JSON object (the verdict's fields plus `passed`).
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream",
@@ -18,8 +19,12 @@ struct StreamCommand: AsyncParsableCommand {
             their logs). Each push goes to the next device in turn and to either node, as an \
             application with both URLs would: a node that fails a push is skipped for 0.5 s. \
             After the stream it waits up to --settle seconds for every accepted push to be \
-            shown, then prints accepted, shown, lost, duplicates, outage_ms and passed. \
-            Exits 0 only when nothing accepted was lost or shown twice.
+            shown, then prints accepted, shown, lost, duplicates, outage_ms and passed; with \
+            --relay-audit also max_serving_primaries, stale_deliveries and registrations; and \
+            from the pair's event log (GET /admin/pair/events) promotions, shared_epochs \
+            (epochs more than one node promoted at) and epochs_out_of_order. Exits 0 only \
+            when nothing accepted was lost or shown twice, at most one primary served at a \
+            time, nothing came from a fenced epoch, and every epoch had one node.
             """)
 
     @Option(help: "The cluster's status.json (deploy/cluster writes it; BRAMBLE_STATUS).") var status: String?
@@ -88,25 +93,62 @@ struct StreamCommand: AsyncParsableCommand {
         // compares it with when the database's new primary was ready.
         let times = accepted.withLockedValue { $0.values }.sorted()
         let gap = zip(times, times.dropFirst()).max { ($0.1 - $0.0) < ($1.1 - $1.0) }
-        var relayFields: [String: Any] = [:]
-        var relayPassed = true
+        var invariantFields: [String: Any] = [:]
+        var invariantsHeld = true
         if let relayAudit {
             let summary = RelayAuditSummary(records: try Self.relayRecords(relayAudit), fromMs: startUnixMs,
                                             toMs: Int64(Date().timeIntervalSince1970 * 1000))
-            relayFields = ["max_serving_primaries": summary.maxServingPrimaries, "stale_deliveries": summary.staleDeliveries,
+            invariantFields = ["max_serving_primaries": summary.maxServingPrimaries, "stale_deliveries": summary.staleDeliveries,
                            "registrations": summary.registrations]
-            relayPassed = summary.maxServingPrimaries <= 1 && summary.staleDeliveries == 0
+            invariantsHeld = summary.maxServingPrimaries <= 1 && summary.staleDeliveries == 0
         }
+        // The pair's event log over the stream: every epoch promoted by one node only.
+        let epochs: EpochAudit?
+        do {
+            epochs = try await Self.epochAudit(cluster, http: http, sinceUnixMs: startUnixMs)
+        } catch {
+            FileHandle.standardError.write(Data("stream: no node answered with the pair's event log: \(error)\n".utf8))
+            epochs = nil
+        }
+        invariantFields["promotions"] = epochs?.promotions
+        invariantFields["shared_epochs"] = epochs?.sharedEpochs.count
+        invariantFields["epochs_out_of_order"] = epochs?.epochsOutOfOrder
+        invariantsHeld = invariantsHeld && epochs?.passed == true
         var result: [String: Any] = [
             "accept_gap_ms": gap.map { Int(($0.1 - $0.0).rounded()) } ?? 0,
             "accept_gap_end_unix_ms": gap.map { Int($0.1) } ?? 0,
             "accepted": audit.accepted, "shown": audit.shown, "lost": audit.lost, "duplicates": audit.duplicates,
             "outage_ms": Int(audit.outageMs.rounded()), "not_accepted": refused.withLockedValue { $0 }, "sent": total,
-            "passed": audit.passed && relayPassed,
+            "passed": audit.passed && invariantsHeld,
         ]
-        result.merge(relayFields) { $1 }
+        result.merge(invariantFields) { $1 }
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
-        if !(audit.passed && relayPassed) { throw ExitCode(1) }
+        if !(audit.passed && invariantsHeld) { throw ExitCode(1) }
+    }
+
+    /// The promotions in the pair's event log since `sinceUnixMs`, from the first node
+    /// that answers.
+    static func epochAudit(_ cluster: Status, http: HTTPClient, sinceUnixMs: Int64) async throws -> EpochAudit {
+        struct Events: Decodable {
+            struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64? }
+            var events: [Event]
+        }
+        var lastError: any Error = ValidationError("no nodes")
+        for node in cluster.nodes {
+            let client = AdminClient(baseURL: String(node.push_url.dropLast("/push".count)), token: cluster.admin_token, http: http)
+            do {
+                let reply = try await client.send(.GET, "/admin/pair/events?since_ms=\(sinceUnixMs)&limit=10000", timeout: .seconds(3))
+                guard reply.status == 200 else { throw ValidationError("\(node.name) answered \(reply.status): \(reply.errorMessage)") }
+                let log = try reply.decode(Events.self)
+                return EpochAudit(promotions: log.events.compactMap { e in
+                    guard e.kind == "promote", let epoch = e.epoch else { return nil }
+                    return EpochAudit.Promotion(node: e.node, epoch: epoch)
+                })
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
     }
 
     /// The relay's audit log.

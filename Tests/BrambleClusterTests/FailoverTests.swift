@@ -187,6 +187,20 @@ import Testing
             try await cluster.waitFor("node-a primary", seconds: 5) { await cluster.primaries() == ["node-a"] }
             try await expectExactlyOnce(cluster, accepted)
             #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 3)
+
+            // The pair's event log tells the same story, one node per epoch.
+            struct Log: Decodable {
+                struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64?; var detail: String }
+                var events: [Event]
+            }
+            let json = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--json"], environment: env)
+            let log = try JSONDecoder().decode(Log.self, from: Data(json.utf8))
+            let promotions = log.events.filter { $0.kind == "promote" }
+            #expect(promotions.map { "\($0.node)@\($0.epoch ?? 0)" } == ["node-a@1", "node-b@2", "node-a@3"], "\(json)")
+            #expect(log.events.contains { $0.kind == "demote" && $0.node == "node-a" && $0.detail == "operator requested failover; handed over to node-b" })
+            #expect(EpochAudit(promotions: promotions.map { .init(node: $0.node, epoch: $0.epoch ?? 0) }).passed)
+            let text = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--limit", "2"], environment: env)
+            #expect(text.split(separator: "\n").count == 2 && text.contains("promote  epoch 3"), "\(text)")
         }
     }
 

@@ -17,6 +17,7 @@ import Testing
             #expect(try await noToken.send(.POST, "/push", json: Push(to: "DA7E", subject: "x")).status == 401)
             #expect(try await noToken.send(.GET, "/admin/users").status == 401)
             #expect(try await noToken.send(.POST, "/admin/users", json: ["email": "mallory@example.test"]).status == 401)
+            #expect(try await noToken.send(.GET, "/admin/pair/events").status == 401)
 
             let a = cluster.admin
             var reply = try await a.send(.POST, "/push", json: Push(to: "nobody@example.test", subject: "x"))
@@ -35,6 +36,8 @@ import Testing
             #expect(try await a.send(.POST, "/admin/users", json: ["email": "no-at-sign"]).status == 400)
             #expect(try await a.send(.POST, "/admin/devices", json: ["email": "dave@example.test", "pin": "DA7E"]).status == 409)
             #expect(try await a.send(.POST, "/admin/devices", json: ["email": "ghost@example.test", "pin": "1"]).status == 404)
+            #expect(try await a.send(.GET, "/admin/pair/events?limit=0").status == 400)
+            #expect(try await a.send(.GET, "/admin/pair/events?since_ms=yesterday").errorMessage.contains("since_ms"))
 
             // None of that queued anything or added anyone.
             let device = String(decoding: try await a.send(.GET, "/admin/devices/DA7E").body, as: UTF8.self)

@@ -2,8 +2,9 @@ import BrambleCore
 import Foundation
 import Hummingbird
 
-/// The pair's administration: `bramble status`, `bramble failover` and
-/// `bramble pair thresholds` (token-protected like the rest of /admin).
+/// The pair's administration: `bramble status`, `bramble failover`,
+/// `bramble pair thresholds` and `bramble pair events` (token-protected like the rest of
+/// /admin).
 struct PairAPI {
     let pair: String
     let store: ConfigStore
@@ -25,6 +26,11 @@ struct PairAPI {
     struct ThresholdsBody: Codable, ResponseEncodable {
         var failover: Int?
         var promotion: Int?
+    }
+
+    struct Events: ResponseEncodable {
+        var pair: String
+        var events: [ConfigStore.PairEvent]
     }
 
     struct FailoverBody: Decodable { var to: String? }
@@ -72,6 +78,19 @@ struct PairAPI {
             try? await store.recordEvent(node: node, kind: "thresholds", epoch: nil,
                                          detail: "failover \(t.failover), promotion \(t.promotion)")
             return ThresholdsBody(failover: t.failover, promotion: t.promotion)
+        }
+        // ?since_ms=UNIX_MS (default: all) &limit=N (default 100, at most 10000): the newest
+        // `limit` events since then, oldest first.
+        admin.get("pair/events") { request, _ -> Events in
+            let since = try request.uri.queryParameters["since_ms"].map { text -> Int64 in
+                guard let value = Int64(text), value >= 0 else { throw APIError(.badRequest, "'since_ms' must be Unix milliseconds") }
+                return value
+            } ?? 0
+            let limit = try request.uri.queryParameters["limit"].map { text -> Int in
+                guard let value = Int(text), (1...10_000).contains(value) else { throw APIError(.badRequest, "'limit' must be 1…10000") }
+                return value
+            } ?? 100
+            return Events(pair: pair, events: try await store.pairEvents(pair, sinceUnixMs: since, limit: limit))
         }
         admin.post("failover") { request, context -> FailoverDone in
             let body = request.headers[.contentLength] == "0" ? FailoverBody(to: nil)
