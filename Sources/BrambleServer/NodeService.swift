@@ -94,7 +94,9 @@ public struct NodeService: Service {
             await ha.shutdown()  // closes the SRP link and releases the lease first, as BES does
             committer.finish()
             dispatcher.transitions.finish()
-            try? await store.recordEvent(node: c.node, kind: "stop", epoch: nil, detail: "node shut down")
+            // Bounded: the pools may already be closing, and an unanswered write must not
+            // hold the stop (once seen: 10 s until the script's SIGKILL).
+            try? await withDeadline(ms: 1_000) { try await store.recordEvent(node: c.node, kind: "stop", epoch: nil, detail: "node shut down") }
             tasks.cancelAll()
         }
     }
