@@ -1,8 +1,8 @@
 /// Reconnect delays for the Router's SRP link: exponential with a short cap, so a
 /// restarted relay is found again within a second, and never more registrations in the
 /// relay's lockout window than the relay allows, so a flapping link cannot lock its own
-/// SRP ID out. Only registrations count, as at the relay: a connect a down relay refuses
-/// costs nothing there.
+/// SRP ID out. Only accepted registrations count, as at the relay: a connect a down relay
+/// refuses, or a registration it refuses (a lockout, a stale epoch), costs nothing there.
 public struct ReconnectBackoff: Sendable {
     public var initialMs: UInt64 = 100
     public var maxMs: UInt64 = 1_000
@@ -15,14 +15,13 @@ public struct ReconnectBackoff: Sendable {
 
     public init() {}
 
-    /// Records a registration sent at `nowMs` (the relay counts it toward the lockout).
-    public mutating func registrationSent(nowMs: UInt64) {
+    /// The relay accepted a registration at `nowMs` (it counts toward the lockout): start
+    /// over from the initial delay.
+    public mutating func registered(nowMs: UInt64) {
+        failures = 0
         attempts.append(nowMs)
         attempts.removeAll { nowMs >= $0 &+ windowMs }
     }
-
-    /// The link came up and registered: start over from the initial delay.
-    public mutating func succeeded() { failures = 0 }
 
     /// How long to wait before the next attempt, given a failure just now.
     public mutating func nextDelay(nowMs: UInt64) -> UInt64 {

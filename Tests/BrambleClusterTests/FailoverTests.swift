@@ -204,6 +204,41 @@ import Testing
         }
     }
 
+    /// The relay locks an SRP ID out after too many connects in its window (BES). Both
+    /// nodes share the SRP ID, so a lockout is no reason to hand the lease over: the pair
+    /// would pass it to and fro, each promotion refused in turn. The primary waits it out,
+    /// says why in its health, and delivers what was accepted meanwhile once it clears.
+    @Test func aLockedOutSRPIDDoesNotMakeThePairFlap() async throws {
+        var options = TestCluster.Options()
+        options.lockoutMaxConnects = 2
+        options.lockoutWindowSeconds = 15
+        try await withPair(options) { cluster in
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))"]
+            let bramble = TestCluster.bin + "/bramble"
+            // node-a registered at epoch 1; node-b registers at 2; node-a's third is refused.
+            try runCommand(bramble, ["failover"], environment: env)
+            try runCommand(bramble, ["failover", "--to", "node-a"], environment: env)
+            try await cluster.waitFor("node-a primary again", seconds: 10) { await cluster.primaries() == ["node-a"] }
+            try await cluster.waitFor("node-a to be refused for the lockout", seconds: 10) {
+                let checks = try await cluster.health("node-a")["parameters"] as? [[String: Any]] ?? []
+                return (checks.first?["detail"] as? String ?? "").contains("locked the SRP ID out")
+            }
+            var accepted = try await stream(cluster, count: 40, everyMs: 100)  // 4 s, well past the 1.5 s link grace
+            #expect(await cluster.primaries() == ["node-a"], "no handover while locked out")
+
+            struct Log: Decodable {
+                struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64? }
+                var events: [Event]
+            }
+            let json = try runCommand(bramble, ["pair", "events", "--json"], environment: env)
+            let promotions = try JSONDecoder().decode(Log.self, from: Data(json.utf8)).events.filter { $0.kind == "promote" }
+            #expect(promotions.map { "\($0.node)@\($0.epoch ?? 0)" } == ["node-a@1", "node-b@2", "node-a@3"], "\(json)")
+            // Once the window clears, node-a registers and delivers everything accepted.
+            accepted.formUnion(try await stream(cluster, count: 10, everyMs: 10))
+            try await expectExactlyOnce(cluster, accepted, seconds: 40)
+        }
+    }
+
     @Test func aStandbyScoringBelowThePromotionThresholdDoesNotPromote() async throws {
         var options = TestCluster.Options()
         options.unreachableRelay = ["node-b"]

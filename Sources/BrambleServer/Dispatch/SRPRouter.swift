@@ -39,21 +39,30 @@ public struct SRPRouter: Sendable {
             public var lastError: String?
             /// Monotonic ms when the link last changed between up and down.
             public var sinceMs: UInt64 = 0
-            /// While down: whether the relay's end said so (closed the link, refused the
-            /// connection, answered with an error), as it does when it restarts. False when
-            /// the relay went silent or could not be reached at all: this node is cut off.
-            public var relayAnswered = true
+            /// While down: why, which decides how the health check counts it.
+            public var cause = DownCause.relayAnswered
+        }
+        public enum DownCause: Sendable {
+            /// The relay's end said so (closed the link, refused the connection, answered
+            /// with an error), as a restarting relay does: a grace period applies.
+            case relayAnswered
+            /// The relay went silent or could not be reached at all: this node is cut off,
+            /// and its standby may not be.
+            case relaySilent
+            /// The relay locked the SRP ID out for too many connects in its window: it
+            /// would refuse the standby just the same, so a failover cannot help.
+            case lockedOut
         }
         private let box = NIOLockedValueBox(Snapshot())
         public init() {}
         public var snapshot: Snapshot { box.withLockedValue { $0 } }
-        func set(up: Bool, epoch: UInt64?, error: String?, relayAnswered: Bool = true) {
+        func set(up: Bool, epoch: UInt64?, error: String?, cause: DownCause = .relayAnswered) {
             box.withLockedValue {
                 if $0.up != up || $0.sinceMs == 0 { $0.sinceMs = Monotonic.nowMs() }
                 $0.up = up
                 $0.epoch = epoch
                 $0.lastError = error
-                $0.relayAnswered = relayAnswered
+                $0.cause = cause
             }
         }
     }
@@ -89,8 +98,7 @@ public struct SRPRouter: Sendable {
             metrics.srpConnects.increment()
             var registered = false
             do {
-                try await session(epoch: epoch, onRegistering: { backoff.registrationSent(nowMs: Monotonic.nowMs()) },
-                                  onRegistered: { registered = true; backoff.succeeded() })
+                try await session(epoch: epoch, onRegistered: { registered = true; backoff.registered(nowMs: Monotonic.nowMs()) })
                 if Task.isCancelled { break }
                 status.set(up: false, epoch: epoch, error: "relay closed the link")
                 logger.notice("srp link closed by relay")
@@ -114,7 +122,7 @@ public struct SRPRouter: Sendable {
                 }
             } catch {
                 if Task.isCancelled { break }
-                status.set(up: false, epoch: epoch, error: "\(error)", relayAnswered: Self.relayAnswered(error))
+                status.set(up: false, epoch: epoch, error: "\(error)", cause: Self.cause(of: error))
                 logger.warning("srp link failed", metadata: ["error": "\(error)", "relay": "\(configuration.relay)"])
             }
             metrics.srpLinkUp.set(Int64(0))
@@ -132,10 +140,10 @@ public struct SRPRouter: Sendable {
         var description: String { "relay silent for \(silentMs) ms" }
     }
 
-    /// Whether a failed link or connect shows the relay's end alive enough to answer (a
-    /// refused connection, a reset, an error frame) rather than silence: a timeout, an
-    /// unreachable network, a blackholed route.
-    static func relayAnswered(_ error: any Error) -> Bool {
+    /// Why a link or connect failed: a lockout; the relay's end alive enough to answer (a
+    /// refused connection, a reset, an error frame); or silence: a timeout, an unreachable
+    /// network, a blackholed route.
+    static func cause(of error: any Error) -> Status.DownCause {
         func answered(_ error: any Error) -> Bool {
             switch error {
             case is RefusedError, is ProtocolError, is WireError: return true
@@ -144,7 +152,8 @@ public struct SRPRouter: Sendable {
             default: return false
             }
         }
-        return answered(error)
+        if let refused = error as? RefusedError, refused.code == .lockedOut { return .lockedOut }
+        return answered(error) ? .relayAnswered : .relaySilent
     }
 
     struct RefusedError: Error, CustomStringConvertible {
@@ -159,14 +168,14 @@ public struct SRPRouter: Sendable {
 
     /// One connection's life: challenge, register, then frames until it ends, with a
     /// watchdog beside it that pings and ends the link when the relay goes silent.
-    private func session(epoch: UInt64, onRegistering: () -> Void, onRegistered: () -> Void) async throws {
+    private func session(epoch: UInt64, onRegistered: () -> Void) async throws {
         let connection = try await FrameConnection.connect(to: configuration.relay)
         defer { connection.close() }
         try Task.checkCancellation()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [timeout = configuration.linkTimeoutMs] in try await Self.watch(connection, timeoutMs: timeout) }
             defer { group.cancelAll() }
-            try await converse(connection, epoch: epoch, onRegistering: onRegistering, onRegistered: onRegistered)
+            try await converse(connection, epoch: epoch, onRegistered: onRegistered)
         }
     }
 
@@ -187,7 +196,7 @@ public struct SRPRouter: Sendable {
         }
     }
 
-    private func converse(_ connection: FrameConnection, epoch: UInt64, onRegistering: () -> Void, onRegistered: () -> Void) async throws {
+    private func converse(_ connection: FrameConnection, epoch: UInt64, onRegistered: () -> Void) async throws {
         var frames = connection.reader()
         // Pongs to the watchdog's pings may arrive at any point; the handshake skips them.
         func nextAnswer() async throws -> Frame? {
@@ -199,7 +208,6 @@ public struct SRPRouter: Sendable {
             throw ProtocolError(description: "relay did not send a challenge")
         }
         let proof = SRPProof.compute(key: configuration.key, nonce: nonce, srpID: configuration.srpID, epoch: epoch)
-        onRegistering()
         connection.send(.register(srpID: configuration.srpID, epoch: epoch, proof: proof))
         switch try await nextAnswer() {
         case .registered(let id, let e)? where id == configuration.srpID && e == epoch:

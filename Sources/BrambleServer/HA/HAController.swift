@@ -22,7 +22,8 @@ public actor HAController {
         /// How long the SRP link may be registering or reconnecting, while the relay's end
         /// answers (closes, refuses), before the wireless network parameter counts as
         /// unhealthy: a relay restart is not a failover. A relay gone silent or unreachable
-        /// counts at once: this node is cut off, and its standby may not be.
+        /// counts at once: this node is cut off, and its standby may not be. A lockout of
+        /// the SRP ID never counts: the standby would be locked out as well.
         public var linkGraceMs: UInt64 = 1_500
         /// A statement the database does not answer in this long counts as unreachable.
         public var databaseTimeoutMs = 500
@@ -398,9 +399,15 @@ public actor HAController {
         if let epoch = servingEpoch {
             let l = link.snapshot
             let downFor = Monotonic.msSince(max(l.sinceMs, servingSinceMs))
-            measured[.wirelessNetwork] = l.up ? (true, "SRP link registered at epoch \(epoch)")
-                : (l.relayAnswered && downFor < configuration.linkGraceMs,
-                   "SRP link down for \(downFor) ms\(l.relayAnswered ? "" : " (relay silent or unreachable)"): \(l.lastError ?? "connecting")")
+            let down = "SRP link down for \(downFor) ms"
+            measured[.wirelessNetwork] = switch (l.up, l.cause) {
+            case (true, _): (true, "SRP link registered at epoch \(epoch)")
+            case (false, .relayAnswered): (downFor < configuration.linkGraceMs, "\(down): \(l.lastError ?? "connecting")")
+            case (false, .relaySilent): (false, "\(down) (relay silent or unreachable): \(l.lastError ?? "connecting")")
+            // Counted as healthy so the pair does not hand the lease to and fro while both
+            // would be refused; the detail says what is wrong.
+            case (false, .lockedOut): (true, "\(down): the relay has locked the SRP ID out; the standby would be refused too: \(l.lastError ?? "")")
+            }
         } else {
             let s = snapshot
             measured[.wirelessNetwork] = (s.relayReachable, s.relayDetail)

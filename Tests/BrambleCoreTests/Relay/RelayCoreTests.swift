@@ -220,7 +220,7 @@ import Testing
         let delays = (0..<10).map { _ in b.nextDelay(nowMs: 0) }
         #expect(delays.prefix(4) == [100, 200, 400, 800])
         #expect(delays.last == 1000)
-        b.succeeded()
+        b.registered(nowMs: 0)
         #expect(b.nextDelay(nowMs: 0) == 100)
     }
 
@@ -229,9 +229,8 @@ import Testing
         var now: UInt64 = 0
         var attempts: [UInt64] = []
         for _ in 0..<30 {
-            b.registrationSent(nowMs: now)
+            b.registered(nowMs: now)  // a link that registers and drops at once: the worst case
             attempts.append(now)
-            b.succeeded()  // a link that registers and drops at once: the worst case
             now += b.nextDelay(nowMs: now)
         }
         for (i, t) in attempts.enumerated() {
