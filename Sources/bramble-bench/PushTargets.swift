@@ -26,13 +26,15 @@ struct PushTargets: Sendable {
         self.timeout = timeout
     }
 
+    /// The API client of one of the nodes.
+    func client(_ node: Node) -> AdminClient { AdminClient(baseURL: node.url, token: token, http: http) }
+
     /// Push number `n`: the id and the node that accepted it, or nil if no node did.
     func push(_ n: Int, to: String, subject: String, body: String) async -> (id: String, node: String)? {
         for attempt in 0..<nodes.count {
             let node = nodes[(n + attempt) % nodes.count]
             if let until = downUntil.withLockedValue({ $0[node.name] }), until > .now { continue }
-            if let id = try? await AdminClient(baseURL: node.url, token: token, http: http)
-                .push(to: to, subject: subject, body: body, timeout: timeout).id {
+            if let id = try? await client(node).push(to: to, subject: subject, body: body, timeout: timeout).id {
                 return (id, node.name)
             }
             downUntil.withLockedValue { $0[node.name] = .now + skipFor }

@@ -105,7 +105,7 @@ struct StreamCommand: AsyncParsableCommand {
         // The pair's event log over the stream: every epoch promoted by one node only.
         let epochs: EpochAudit?
         do {
-            epochs = try await Self.epochAudit(cluster, http: http, sinceUnixMs: startUnixMs)
+            epochs = try await Self.epochAudit(targets, sinceUnixMs: startUnixMs)
         } catch {
             FileHandle.standardError.write(Data("stream: no node answered with the pair's event log: \(error)\n".utf8))
             epochs = nil
@@ -126,24 +126,15 @@ struct StreamCommand: AsyncParsableCommand {
         if !(audit.passed && invariantsHeld) { throw ExitCode(1) }
     }
 
-    /// The promotions in the pair's event log since `sinceUnixMs`, from the first node
-    /// that answers.
-    static func epochAudit(_ cluster: Status, http: HTTPClient, sinceUnixMs: Int64) async throws -> EpochAudit {
-        struct Events: Decodable {
-            struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64? }
-            var events: [Event]
-        }
+    /// The pair's event log since `sinceUnixMs`, audited, from the first node that answers.
+    static func epochAudit(_ targets: PushTargets, sinceUnixMs: Int64) async throws -> EpochAudit {
         var lastError: any Error = ValidationError("no nodes")
-        for node in cluster.nodes {
-            let client = AdminClient(baseURL: String(node.push_url.dropLast("/push".count)), token: cluster.admin_token, http: http)
+        for node in targets.nodes {
             do {
-                let reply = try await client.send(.GET, "/admin/pair/events?since_ms=\(sinceUnixMs)&limit=10000", timeout: .seconds(3))
+                let reply = try await targets.client(node)
+                    .send(.GET, "/admin/pair/events?since_ms=\(sinceUnixMs)&limit=10000", timeout: .seconds(3))
                 guard reply.status == 200 else { throw ValidationError("\(node.name) answered \(reply.status): \(reply.errorMessage)") }
-                let log = try reply.decode(Events.self)
-                return EpochAudit(promotions: log.events.compactMap { e in
-                    guard e.kind == "promote", let epoch = e.epoch else { return nil }
-                    return EpochAudit.Promotion(node: e.node, epoch: epoch)
-                })
+                return EpochAudit(events: try reply.decode(PairEventLog.self).events)
             } catch {
                 lastError = error
             }

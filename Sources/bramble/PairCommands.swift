@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrambleCore
 import BrambleNet
 import Foundation
 
@@ -125,22 +126,16 @@ struct PairCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
         @Option(help: "How many of the newest events to show, 1–10000.") var limit = 20
 
-        struct Events: Decodable {
-            struct Event: Decodable { var at_unix_ms: Int64; var node: String; var kind: String; var epoch: UInt64?; var detail: String }
-            var pair: String
-            var events: [Event]
-        }
-
         func validate() throws {
             guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1…10000") }
         }
 
         func run() async throws {
             let reply = try await connection.send(.GET, "/admin/pair/events?limit=\(limit)")
-            try connection.show(reply, as: Events.self, expect: 200) { log in
+            try connection.show(reply, as: PairEventLog.self, expect: 200) { log in
                 let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
                 let lines = log.events.map { e in
-                    let at = Date(timeIntervalSince1970: Double(e.at_unix_ms) / 1000).formatted(time)
+                    let at = Date(timeIntervalSince1970: Double(e.atUnixMs) / 1000).formatted(time)
                     return [at, e.node, e.kind, e.epoch.map { "epoch \($0)" } ?? "-", e.detail].joined(separator: "  ")
                 }
                 return lines.isEmpty ? "pair \(log.pair): no events yet" : lines.joined(separator: "\n")

@@ -77,6 +77,17 @@ import Testing
         #expect(relay.items > 0, "the relay's audit log recorded the items")
     }
 
+    /// The pair's event log, as `bramble pair events --json` prints it.
+    func pairEvents(_ env: [String: String]) throws -> [PairEvent] {
+        let json = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--json"], environment: env)
+        return try JSONDecoder().decode(PairEventLog.self, from: Data(json.utf8)).events
+    }
+
+    /// Each promotion as NODE@EPOCH, in order.
+    func promotions(_ events: [PairEvent]) -> [String] {
+        events.filter { $0.kind == PairEvent.promotion }.map { "\($0.node)@\($0.epoch ?? 0)" }
+    }
+
     func role(_ cluster: TestCluster, _ node: String) async -> String? {
         try? await cluster.health(node)["role"] as? String
     }
@@ -189,16 +200,10 @@ import Testing
             #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 3)
 
             // The pair's event log tells the same story, one node per epoch.
-            struct Log: Decodable {
-                struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64?; var detail: String }
-                var events: [Event]
-            }
-            let json = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--json"], environment: env)
-            let log = try JSONDecoder().decode(Log.self, from: Data(json.utf8))
-            let promotions = log.events.filter { $0.kind == "promote" }
-            #expect(promotions.map { "\($0.node)@\($0.epoch ?? 0)" } == ["node-a@1", "node-b@2", "node-a@3"], "\(json)")
-            #expect(log.events.contains { $0.kind == "demote" && $0.node == "node-a" && $0.detail == "operator requested failover; handed over to node-b" })
-            #expect(EpochAudit(promotions: promotions.map { .init(node: $0.node, epoch: $0.epoch ?? 0) }).passed)
+            let events = try pairEvents(env)
+            #expect(promotions(events) == ["node-a@1", "node-b@2", "node-a@3"], "\(events)")
+            #expect(events.contains { $0.kind == "demote" && $0.node == "node-a" && $0.detail == "operator requested failover; handed over to node-b" })
+            #expect(EpochAudit(events: events).passed)
             let text = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--limit", "2"], environment: env)
             #expect(text.split(separator: "\n").count == 2 && text.contains("promote  epoch 3"), "\(text)")
         }
@@ -226,13 +231,8 @@ import Testing
             var accepted = try await stream(cluster, count: 40, everyMs: 100)  // 4 s, well past the 1.5 s link grace
             #expect(await cluster.primaries() == ["node-a"], "no handover while locked out")
 
-            struct Log: Decodable {
-                struct Event: Decodable { var node: String; var kind: String; var epoch: UInt64? }
-                var events: [Event]
-            }
-            let json = try runCommand(bramble, ["pair", "events", "--json"], environment: env)
-            let promotions = try JSONDecoder().decode(Log.self, from: Data(json.utf8)).events.filter { $0.kind == "promote" }
-            #expect(promotions.map { "\($0.node)@\($0.epoch ?? 0)" } == ["node-a@1", "node-b@2", "node-a@3"], "\(json)")
+            let events = try pairEvents(env)
+            #expect(promotions(events) == ["node-a@1", "node-b@2", "node-a@3"], "\(events)")
             // Once the window clears, node-a registers and delivers everything accepted.
             accepted.formUnion(try await stream(cluster, count: 10, everyMs: 10))
             try await expectExactlyOnce(cluster, accepted, seconds: 40)

@@ -4,15 +4,6 @@
 /// the relay's record cannot show, since a registration at an equal epoch displaces the
 /// current one instead of being refused.
 public struct EpochAudit: Equatable, Sendable {
-    public struct Promotion: Equatable, Sendable {
-        public var node: String
-        public var epoch: UInt64
-        public init(node: String, epoch: UInt64) {
-            self.node = node
-            self.epoch = epoch
-        }
-    }
-
     /// How many promotions the log recorded.
     public var promotions = 0
     /// Each epoch more than one node promoted at, with those nodes (sorted).
@@ -22,15 +13,16 @@ public struct EpochAudit: Equatable, Sendable {
 
     public var passed: Bool { sharedEpochs.isEmpty && epochsOutOfOrder == 0 }
 
-    /// `promotions` in the order the log recorded them.
-    public init(promotions: [Promotion]) {
-        self.promotions = promotions.count
+    /// `events` in the order the log recorded them; only promotions count.
+    public init(events: [PairEvent]) {
         var holders: [UInt64: Set<String>] = [:]
         var previous: UInt64?
-        for p in promotions {
-            holders[p.epoch, default: []].insert(p.node)
-            if let previous, p.epoch <= previous { epochsOutOfOrder += 1 }
-            previous = p.epoch
+        for event in events where event.kind == PairEvent.promotion {
+            guard let epoch = event.epoch else { continue }
+            promotions += 1
+            holders[epoch, default: []].insert(event.node)
+            if let previous, epoch <= previous { epochsOutOfOrder += 1 }
+            previous = epoch
         }
         sharedEpochs = holders.filter { $0.value.count > 1 }.mapValues { $0.sorted() }
     }

@@ -81,7 +81,7 @@ public struct RelayCore: Sendable {
     }
 
     public mutating func frameReceived(_ frame: Frame, on conn: ConnectionID, nowMs: UInt64) -> [Action] {
-        if serverHeardMs[conn] != nil { serverHeardMs[conn] = nowMs }
+        if let heard = serverHeardMs.index(forKey: conn) { serverHeardMs.values[heard] = nowMs }  // one lookup per frame
         switch (roles[conn], frame) {
         case (_, .ping(let n)):
             return [.send(conn, .pong(n))]

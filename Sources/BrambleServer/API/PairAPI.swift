@@ -28,11 +28,6 @@ struct PairAPI {
         var promotion: Int?
     }
 
-    struct Events: ResponseEncodable {
-        var pair: String
-        var events: [ConfigStore.PairEvent]
-    }
-
     struct FailoverBody: Decodable { var to: String? }
     struct FailoverDone: ResponseEncodable { var pair: String; var from: String; var epoch: UInt64; var to: String? }
 
@@ -81,7 +76,7 @@ struct PairAPI {
         }
         // ?since_ms=UNIX_MS (default: all) &limit=N (default 100, at most 10000): the newest
         // `limit` events since then, oldest first.
-        admin.get("pair/events") { request, _ -> Events in
+        admin.get("pair/events") { request, _ -> PairEventLog in
             let since = try request.uri.queryParameters["since_ms"].map { text -> Int64 in
                 guard let value = Int64(text), value >= 0 else { throw APIError(.badRequest, "'since_ms' must be Unix milliseconds") }
                 return value
@@ -90,7 +85,7 @@ struct PairAPI {
                 guard let value = Int(text), (1...10_000).contains(value) else { throw APIError(.badRequest, "'limit' must be 1…10000") }
                 return value
             } ?? 100
-            return Events(pair: pair, events: try await store.pairEvents(pair, sinceUnixMs: since, limit: limit))
+            return PairEventLog(pair: pair, events: try await store.pairEvents(pair, sinceUnixMs: since, limit: limit))
         }
         admin.post("failover") { request, context -> FailoverDone in
             let body = request.headers[.contentLength] == "0" ? FailoverBody(to: nil)
@@ -106,3 +101,5 @@ struct PairAPI {
         }
     }
 }
+
+extension PairEventLog: ResponseEncodable {}

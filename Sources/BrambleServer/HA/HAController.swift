@@ -319,7 +319,7 @@ public actor HAController {
         await loadOpenItems(epoch: epoch)
         let detail = promotionReason
         try? await withDeadline { [store, configuration] in
-            try await store.recordEvent(node: configuration.node, kind: "promote", epoch: epoch, detail: detail)
+            try await store.recordEvent(node: configuration.node, kind: PairEvent.promotion, epoch: epoch, detail: detail)
         }
     }
 

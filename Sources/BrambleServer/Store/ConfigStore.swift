@@ -49,16 +49,6 @@ public struct ConfigStore: Sendable {
             "INSERT INTO events (node, kind, epoch, detail) VALUES (\(node), \(kind), \(e), \(detail))", logger: logger)
     }
 
-    /// One entry of the pair's event log: promotions, demotions, threshold changes.
-    public struct PairEvent: Sendable, Codable {
-        /// When, on the database clock, in milliseconds since 1970.
-        public var at_unix_ms: Int64
-        public var node: String
-        public var kind: String
-        public var epoch: UInt64?
-        public var detail: String
-    }
-
     /// The newest `limit` events of `pair`'s nodes recorded at or after `sinceUnixMs`,
     /// oldest first.
     public func pairEvents(_ pair: String, sinceUnixMs: Int64, limit: Int) async throws -> [PairEvent] {
@@ -68,7 +58,7 @@ public struct ConfigStore: Sendable {
             WHERE node IN (SELECT node FROM heartbeats WHERE pair = \(pair)) AND at >= to_timestamp(\(Double(sinceUnixMs) / 1000))
             ORDER BY id DESC LIMIT \(limit)
             """, logger: logger).decode((Int64, String, String, Int64?, String).self) {
-            events.append(PairEvent(at_unix_ms: at, node: node, kind: kind, epoch: epoch.map { UInt64($0) }, detail: detail))
+            events.append(PairEvent(atUnixMs: at, node: node, kind: kind, epoch: epoch.map { UInt64($0) }, detail: detail))
         }
         return events.reversed()
     }
