@@ -14,14 +14,6 @@
 DB_MEMBERS=(pg1 pg2)
 PATRONI_TTL=10 PATRONI_LOOP_WAIT=1 PATRONI_RETRY_TIMEOUT=4
 
-# Patroni and PostgreSQL refuse root: as root, the words that switch to the postgres
-# user; otherwise none (they run as the caller).
-as_pg_user_words() {
-  [ "$(id -u)" -eq 0 ] || return 0
-  local user; user=$(pg_user)
-  echo "setpriv --reuid=$user --regid=$(id -g "$user") --init-groups"
-}
-
 etcd_client_url() { echo "http://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1))"; }
 etcd_peer_url() { echo "http://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1 + 1))"; }
 etcd_hosts() { echo "${ETCD_ADDR[0]}:$ETCD_PORT,${ETCD_ADDR[1]}:$((ETCD_PORT + 2)),${ETCD_ADDR[2]}:$((ETCD_PORT + 4))"; }

@@ -39,10 +39,18 @@ pg_user() {
   fi
 }
 
-as_pg_user() {
+# PostgreSQL and Patroni refuse root: as root, the words that switch to the postgres
+# user; otherwise none (they run as the caller).
+as_pg_user_words() {
+  [ "$(id -u)" -eq 0 ] || return 0
   local user; user=$(pg_user)
+  echo "setpriv --reuid=$user --regid=$(id -g "$user") --init-groups"
+}
+
+# Runs a command as the PostgreSQL user (as root, with a clean environment).
+as_pg_user() {
   if [ "$(id -u)" -eq 0 ]; then
-    setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@"
+    $(as_pg_user_words) env -i PATH=/usr/bin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@"
   else
     "$@"
   fi
