@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // Pure core: no sockets, no database, no clocks of its own.
@@ -39,11 +40,17 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        // The HTTP API's one definition: paths, request and answer bodies, error codes.
+        // The server encodes them, the CLI, the benches and the tests decode them.
+        .target(
+            name: "BrambleAPI",
+            dependencies: ["BrambleCore"]
+        ),
         // Shared shell pieces: framing handlers, logging setup, HTTP client for the CLIs.
         .target(
             name: "BrambleNet",
             dependencies: [
-                "BrambleCore",
+                "BrambleCore", "BrambleAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -51,6 +58,8 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .target(
@@ -69,12 +78,13 @@ let package = Package(
         .target(
             name: "BrambleServer",
             dependencies: [
-                "BrambleCore", "BrambleNet",
+                "BrambleCore", "BrambleNet", "BrambleAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -109,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "bramble",
             dependencies: [
-                "BrambleCore", "BrambleNet",
+                "BrambleCore", "BrambleNet", "BrambleAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
@@ -124,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "bramble-bench",
             dependencies: [
-                "BrambleCore", "BrambleDevice", "BrambleNet",
+                "BrambleCore", "BrambleDevice", "BrambleNet", "BrambleAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -147,7 +157,7 @@ let package = Package(
         .target(
             name: "BrambleTestSupport",
             dependencies: [
-                "BrambleCore", "BrambleNet",
+                "BrambleCore", "BrambleNet", "BrambleAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -158,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "BrambleIntegrationTests",
             dependencies: [
-                "BrambleCore", "BrambleNet", "BrambleDevice", "BrambleServer", "BrambleTestSupport",
+                "BrambleCore", "BrambleNet", "BrambleAPI", "BrambleDevice", "BrambleServer", "BrambleTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
@@ -167,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "BrambleClusterTests",
             dependencies: [
-                "BrambleCore", "BrambleNet", "BrambleTestSupport",
+                "BrambleCore", "BrambleNet", "BrambleAPI", "BrambleTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),

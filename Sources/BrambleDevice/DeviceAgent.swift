@@ -66,34 +66,31 @@ public final class DeviceAgent: @unchecked Sendable {
     }
 
     private func session(onConnected: () -> Void) async throws {
-        let connection = try await FrameConnection.connect(to: configuration.relay)
-        defer { connection.close() }
-        connection.send(.deviceHello(pin: pin, srpID: configuration.credential.srpID))
-        var frames = connection.reader()
-        guard case .deviceWelcome? = try await frames.next() else {
-            throw CredentialError("relay did not welcome the device")
-        }
-        onConnected()
-        logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
-        try await withTaskCancellationHandler {
+        try await FrameLink.connect(to: configuration.relay) { link, frames in
+            try await link.outbound.write(.deviceHello(pin: pin, srpID: configuration.credential.srpID))
+            guard case .deviceWelcome? = try await frames.next() else {
+                throw CredentialError("relay did not welcome the device")
+            }
+            onConnected()
+            logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
             while let batch = try await frames.nextBatch() {
                 var refs: [UInt64] = []
+                var pongs: [Frame] = []
                 for frame in batch {
                     switch frame {
                     case .data(let data): if let ref = try show(data) { refs.append(ref) }
-                    case .ping(let n): connection.send(.pong(n))
+                    case .ping(let n): pongs.append(.pong(n))
                     case .error(let code, let message):
                         logger.warning("relay error", metadata: ["device.pin": "\(pin)", "code": "\(code)", "message": "\(message)"])
                     default: break
                     }
                 }
+                if !pongs.isEmpty { try await link.outbound.write(contentsOf: pongs) }
                 guard !refs.isEmpty else { continue }
                 // Persist once per burst, then acknowledge the burst.
                 try store.save()
-                connection.send(acknowledgements(refs))
+                try await link.outbound.write(contentsOf: acknowledgements(refs))
             }
-        } onCancel: {
-            connection.close()
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import BrambleCore
 import BrambleDevice
+import BrambleAPI
 import BrambleNet
 import Foundation
 import Histogram
@@ -43,7 +44,7 @@ struct EndToEndBench: AsyncParsableCommand {
         httpConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
         defer { _ = http.shutdown() }
-        let client = AdminClient(baseURL: url, token: token, http: http)
+        let client = BrambleClient(baseURL: url, token: token, http: http)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             for agent in allAgents { group.addTask { await agent.run() } }
@@ -87,10 +88,12 @@ struct EndToEndBench: AsyncParsableCommand {
     }
 
     /// One push; a refusal ends the benchmark (it measures a healthy pair).
-    static func push(_ client: AdminClient, to: String, n: Int) async throws -> String? {
-        let (id, reply) = try await client.push(to: to, subject: "bench \(n)", body: "Benchmark item \(n) for \(to).")
-        guard let id else { throw ValidationError("push refused: HTTP \(reply.status) \(reply.errorMessage)") }
-        return id
+    static func push(_ client: BrambleClient, to: String, n: Int) async throws -> String? {
+        do {
+            return try await client.push(PushRequestBody(to: to, subject: "bench \(n)", body: "Benchmark item \(n) for \(to).")).id
+        } catch {
+            throw ValidationError("push refused: \(error)")
+        }
     }
 
     static func waitUntil(seconds: Double, _ condition: () -> Bool) async throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import BrambleCore
 import BrambleDevice
+import BrambleAPI
 import BrambleNet
 import Foundation
 import Glibc
@@ -66,7 +67,7 @@ struct FailoverBench: AsyncParsableCommand {
                     while !stop.withLockedValue({ $0 }) {
                         let i = n
                         pushes.addTask {
-                            if let (id, _) = await targets.push(i, to: probe.pin, subject: "probe \(i)", body: "probe") {
+                            if case .accepted(let id, _) = await targets.push(i, to: probe.pin, subject: "probe \(i)", body: "probe") {
                                 accepted.withLockedValue { _ = $0.insert(id) }
                             }
                         }
@@ -82,8 +83,12 @@ struct FailoverBench: AsyncParsableCommand {
             case .kill:
                 kill(primary.pid, SIGKILL)
             case .switchover:
-                let reply = try await AdminClient(baseURL: primary.url, token: token, http: http).send(.POST, "/admin/failover", json: [String: String]())
-                guard reply.status == 200 else { throw ValidationError("failover refused: \(reply.errorMessage)") }
+                do {
+                    _ = try await BrambleClient(baseURL: primary.url, token: token, http: http)
+                        .call(.POST, AdminAPI.failover, body: FailoverRequest(), as: FailoverDone.self)
+                } catch {
+                    throw ValidationError("failover refused: \(error)")
+                }
             }
             var registeredMs: Double?
             while ContinuousClock.now - t0 < .seconds(15) {
@@ -122,7 +127,7 @@ struct FailoverBench: AsyncParsableCommand {
 
     static func primary(_ nodes: [Node], http: HTTPClient) async -> Node? {
         for n in nodes {
-            if let reply = try? await AdminClient(baseURL: n.url, token: "", http: http).send(.GET, "/primary", timeout: .seconds(2)),
+            if let reply = try? await BrambleClient(baseURL: n.url, token: "", http: http).raw(.GET, HealthAPI.primary, timeout: .seconds(2)),
                reply.status == 200 { return n }
         }
         return nil
@@ -130,7 +135,7 @@ struct FailoverBench: AsyncParsableCommand {
 
     /// The epoch the relay's /health lists for the SRP ID.
     static func relayEpoch(_ url: String, srpID: String, http: HTTPClient) async throws -> UInt64 {
-        let reply = try await AdminClient(baseURL: url, token: "", http: http).send(.GET, "", timeout: .seconds(1))
+        let reply = try await BrambleClient(baseURL: url, token: "", http: http).raw(.GET, "", timeout: .seconds(1))
         let object = try JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
         let sessions = object?["sessions"] as? [String: Any] ?? [:]
         return (sessions[srpID] as? NSNumber)?.uint64Value ?? 0

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
@@ -19,7 +20,8 @@ struct StreamCommand: AsyncParsableCommand {
             their logs). Each push goes to the next device in turn and to either node, as an \
             application with both URLs would: a node that fails a push is skipped for 0.5 s. \
             After the stream it waits up to --settle seconds for every accepted push to be \
-            shown, then prints accepted, shown, lost, duplicates, outage_ms and passed; with \
+            shown, then prints accepted, shown, lost, duplicates, phantoms (pushes answered "not \
+            accepted" that a device showed anyway), outage_ms, not_accepted, outcome_unknown and passed; with \
             --relay-audit also max_serving_primaries, stale_deliveries and registrations; and \
             from the pair's event log (GET /admin/pair/events) promotions, shared_epochs \
             (epochs more than one node promoted at) and epochs_out_of_order. Exits 0 only \
@@ -57,7 +59,10 @@ struct StreamCommand: AsyncParsableCommand {
 
         /// Each accepted push's id and when it was accepted (Unix ms).
         let accepted = NIOLockedValueBox<[String: Double]>([:])
-        let refused = NIOLockedValueBox(0)
+        /// The subjects of pushes answered as certainly not accepted, and how many ended
+        /// with their outcome unknown.
+        let refused = NIOLockedValueBox<Set<String>>([])
+        let unknown = NIOLockedValueBox(0)
         let interval = Duration.seconds(1 / rate)
         let total = Int(duration * rate)
         let start = ContinuousClock.now
@@ -70,22 +75,26 @@ struct StreamCommand: AsyncParsableCommand {
                 if due > .now { try? await Task.sleep(until: due) }
                 let device = cluster.devices[n % cluster.devices.count]
                 pushes.addTask {
-                    if let (id, _) = await targets.push(n, to: device.pin, subject: "stream \(n)", body: "stream") {
-                        accepted.withLockedValue { $0[id] = Date().timeIntervalSince1970 * 1000 }
-                    } else {
-                        refused.withLockedValue { $0 += 1 }
+                    let subject = "stream \(n)"
+                    switch await targets.push(n, to: device.pin, subject: subject, body: "stream") {
+                    case .accepted(let id, _): accepted.withLockedValue { $0[id] = Date().timeIntervalSince1970 * 1000 }
+                    case .notAccepted: refused.withLockedValue { _ = $0.insert(subject) }
+                    case .unknown: unknown.withLockedValue { $0 += 1 }
                     }
                 }
                 if n > 0, n % Int(rate) == 0 {
-                    FileHandle.standardError.write(Data("stream: \(n)/\(total) sent, \(accepted.withLockedValue { $0.count }) accepted, \(refused.withLockedValue { $0 }) not accepted\n".utf8))
+                    let (a, r, u) = (accepted.withLockedValue { $0.count }, refused.withLockedValue { $0.count }, unknown.withLockedValue { $0 })
+                    FileHandle.standardError.write(Data("stream: \(n)/\(total) sent, \(a) accepted, \(r) not accepted, \(u) outcome unknown\n".utf8))
                 }
             }
         }
         let ids = Set(accepted.withLockedValue { $0.keys })
+        let notAccepted = refused.withLockedValue { $0 }
         var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
         let settleDeadline = ContinuousClock.now + .seconds(settle)
         repeat {
-            audit = DeliveryAudit(accepted: ids, shown: try cluster.devices.flatMap { try Self.shown(logPath: $0.log) }, intervalMs: 1000 / rate)
+            audit = DeliveryAudit(accepted: ids, shown: try cluster.devices.flatMap { try Self.shown(logPath: $0.log) }, intervalMs: 1000 / rate,
+                                  notAccepted: notAccepted)
             if audit.lost == 0 { break }
             try await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < settleDeadline
@@ -118,7 +127,8 @@ struct StreamCommand: AsyncParsableCommand {
             "accept_gap_ms": gap.map { Int(($0.1 - $0.0).rounded()) } ?? 0,
             "accept_gap_end_unix_ms": gap.map { Int($0.1) } ?? 0,
             "accepted": audit.accepted, "shown": audit.shown, "lost": audit.lost, "duplicates": audit.duplicates,
-            "outage_ms": Int(audit.outageMs.rounded()), "not_accepted": refused.withLockedValue { $0 }, "sent": total,
+            "outage_ms": Int(audit.outageMs.rounded()), "not_accepted": notAccepted.count + unknown.withLockedValue { $0 },
+            "outcome_unknown": unknown.withLockedValue { $0 }, "phantoms": audit.phantoms, "sent": total,
             "passed": audit.passed && invariantsHeld,
         ]
         result.merge(invariantFields) { $1 }
@@ -131,10 +141,9 @@ struct StreamCommand: AsyncParsableCommand {
         var lastError: any Error = ValidationError("no nodes")
         for node in targets.nodes {
             do {
-                let reply = try await targets.client(node)
-                    .send(.GET, "/admin/pair/events?since_ms=\(sinceUnixMs)&limit=10000", timeout: .seconds(3))
-                guard reply.status == 200 else { throw ValidationError("\(node.name) answered \(reply.status): \(reply.errorMessage)") }
-                return EpochAudit(events: try reply.decode(PairEventLog.self).events)
+                let log = try await targets.client(node).call(.GET, AdminAPI.events(sinceUnixMs: sinceUnixMs, limit: 10_000),
+                                                              as: PairEventLog.self, timeout: .seconds(3))
+                return EpochAudit(events: log.events)
             } catch {
                 lastError = error
             }
@@ -152,13 +161,13 @@ struct StreamCommand: AsyncParsableCommand {
     /// short by a kill is skipped, as the device itself does).
     static func shown(logPath: String) throws -> [DeliveryAudit.Shown] {
         guard let data = FileManager.default.contents(atPath: logPath) else { return [] }
-        struct Line: Decodable { var push_id: String; var pin: String; var received_at: String }
+        struct Line: Decodable { var push_id: String; var pin: String; var received_at: String; var subject: String? }
         let decoder = JSONDecoder()
         // As ShownItem writes it: UTC, no zone designator.
         let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
         return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
             guard let line = try? decoder.decode(Line.self, from: raw), let at = try? style.parse(line.received_at) else { return nil }
-            return DeliveryAudit.Shown(pushID: line.push_id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000)
+            return DeliveryAudit.Shown(pushID: line.push_id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000, subject: line.subject ?? "")
         }
     }
 }

@@ -97,10 +97,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
         config.dispatcher.maxInFlight = maxInFlight
         config.dispatcher.resendAfter = .seconds(resendAfter)
 
-        let logger = Logger(label: "bramble-server")
-        let group = ServiceGroup(services: [NodeService(configuration: config, logger: logger)],
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        try await Node.run(configuration: config, logger: Logger(label: "bramble-server"))
     }
 
     static func isName(_ s: String) -> Bool {

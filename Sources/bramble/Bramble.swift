@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
@@ -16,7 +17,7 @@ struct Bramble: AsyncParsableCommand {
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])
 }
 
-/// Options every subcommand takes: where the node is and how to print.
+/// Options every subcommand takes: where the nodes are and how to print.
 struct Connection: ParsableArguments {
     @Option(help: "Node URL, e.g. http://127.0.0.1:8080; repeat it for each node of the pair.") var url: [String] = []
     @Option(help: "File holding the admin token.") var tokenFile: String?
@@ -29,7 +30,7 @@ struct Connection: ParsableArguments {
     }
 
     /// One client per node URL, in the order to try them.
-    func clients() throws -> [AdminClient] {
+    func clients() throws -> [BrambleClient] {
         let env = ProcessInfo.processInfo.environment
         let local: LocalStatus? = {
             let path = env["BRAMBLE_STATUS"] ?? ".run/status.json"
@@ -38,7 +39,7 @@ struct Connection: ParsableArguments {
         }()
         var bases = url
         if bases.isEmpty, let list = env["BRAMBLE_URL"] { bases = list.split(separator: ",").map { String($0) } }
-        if bases.isEmpty { bases = local?.nodes?.map { $0.push_url.replacingOccurrences(of: "/push", with: "") } ?? [] }
+        if bases.isEmpty { bases = local?.nodes?.map { String($0.push_url.dropLast(PushAPI.path.count)) } ?? [] }
         guard !bases.isEmpty else {
             throw ValidationError("no node given: use --url, set BRAMBLE_URL, or start the local cluster with `make up`")
         }
@@ -52,34 +53,45 @@ struct Connection: ParsableArguments {
         guard let token, !token.isEmpty else {
             throw ValidationError("no admin token: use --token-file or set BRAMBLE_TOKEN")
         }
-        return bases.map { AdminClient(baseURL: $0, token: token) }
+        return bases.map { BrambleClient(baseURL: $0, token: token) }
     }
 
-    /// Sends to the first node that can be reached. A request is sent to the next node
-    /// only when the connection to one could not be made (or, for reads, failed in any
-    /// way), so a push is never committed twice.
-    func send(_ method: HTTPMethod, _ path: String, json: (any Encodable)? = nil) async throws -> AdminClient.Reply {
+    /// Calls the first node that answers. A request goes to the next node only when it
+    /// certainly did not reach the one before (`unreachable`), or, for reads and for
+    /// requests that are safe to repeat (`idempotent`), when no answer came; a node's own
+    /// error answer is final, except `retryElsewhere` codes (e.g. `not_primary`).
+    func call<T: Decodable>(_ method: HTTPMethod, _ path: String, body: (any Encodable)? = nil, expect: Int = 200, as type: T.Type,
+                            headers: [(String, String)] = [], idempotent: Bool = false,
+                            retryElsewhere: Set<APIErrorCode> = []) async throws -> T {
         var failures: [String] = []
         for client in try clients() {
             do {
-                return try await client.send(method, path, json: json, timeout: .seconds(10))
+                return try await client.call(method, path, body: body, expect: expect, as: type, headers: headers, timeout: .seconds(10))
             } catch {
-                let text = String(describing: error)
-                failures.append("\(client.baseURL): \(text)")
-                let unreached = text.localizedCaseInsensitiveContains("connect") || text.localizedCaseInsensitiveContains("refused")
-                if method != .GET && !unreached { break }
+                failures.append("\(client.baseURL): \(error)")
+                switch error {
+                case .unreachable: continue
+                case .noAnswer where method == .GET || idempotent: continue
+                case .api(_, let answer) where retryElsewhere.contains(answer.code): continue
+                case .api(let status, let answer): throw Failure(status: status, message: answer.error)
+                case .malformed: throw Failure(status: 0, message: "\(client.baseURL): \(error)")
+                case .noAnswer:
+                    throw Failure(status: 0, message: "\(client.baseURL) did not answer (\(error)); the request may have taken effect: check before repeating it")
+                }
             }
         }
         throw Failure(status: 0, message: "no node answered: " + failures.joined(separator: "; "))
     }
 
-    /// Prints the reply (JSON or via `human`) or fails with the node's message.
-    func show<T: Decodable>(_ reply: AdminClient.Reply, as type: T.Type, expect: Int, human: (T) -> String) throws {
-        guard reply.status == expect else { throw Failure(status: reply.status, message: reply.errorMessage) }
+    /// Prints the answer as JSON or through `human`.
+    func show<T: Encodable>(_ value: T, human: (T) -> String) throws {
         if json {
-            print(String(decoding: reply.body, as: UTF8.self))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            print(String(decoding: try encoder.encode(value), as: UTF8.self))
         } else {
-            print(human(try reply.decode(type)))
+            print(human(value))
         }
     }
 }
@@ -90,25 +102,10 @@ struct Failure: Error, CustomStringConvertible {
     var description: String { status == 0 ? message : "\(message) (HTTP \(status))" }
 }
 
-// MARK: Shapes of the node's answers
-
-struct User: Decodable { var email: String; var display_name: String; var created_at: Date; var devices: [String] }
-struct Users: Decodable { var users: [User] }
-struct Device: Decodable { var pin: String; var email: String; var status: String; var last_seq: Int; var pending: Int }
-struct Devices: Decodable { var devices: [Device] }
-struct Provisioned: Decodable { var device: Device; var credential: DeviceCredential }
-struct Accepted: Decodable { var id: String; var devices: [String] }
-struct PushStatus: Decodable {
-    struct Item: Decodable { var pin: String; var seq: Int; var state: String }
-    var id: String
-    var state: String
-    var devices: [Item]
-}
-
-func describe(_ u: User) -> String {
+func describe(_ u: UserRecord) -> String {
     "\(u.email)\t\(u.display_name.isEmpty ? "-" : u.display_name)\tdevices: \(u.devices.isEmpty ? "none" : u.devices.joined(separator: ","))"
 }
 
-func describe(_ d: Device) -> String {
+func describe(_ d: DeviceRecord) -> String {
     "\(d.pin)\t\(d.email)\t\(d.status)\titems: \(d.last_seq)\tpending: \(d.pending)"
 }

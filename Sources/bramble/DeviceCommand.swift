@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
@@ -29,23 +30,17 @@ struct DeviceCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            struct Body: Encodable { var email: String; var pin: String }
-            let reply = try await connection.send(.POST, "/admin/devices", json: Body(email: email, pin: pin))
-            guard reply.status == 201 else { throw Failure(status: reply.status, message: reply.errorMessage) }
-            let provisioned = try reply.decode(Provisioned.self)
+            let provisioned = try await connection.call(.POST, AdminAPI.devices, body: NewDevice(email: email, pin: pin), expect: 201,
+                                                        as: Provisioned.self)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try encoder.encode(provisioned.credential)
             guard FileManager.default.createFile(atPath: out, contents: data, attributes: [.posixPermissions: 0o600]) else {
                 throw ValidationError("cannot write \(out)")
             }
-            if connection.json {
-                let summary = try JSONSerialization.data(withJSONObject: [
-                    "pin": provisioned.device.pin, "email": provisioned.device.email, "credential": out,
-                ], options: [.sortedKeys])
-                print(String(decoding: summary, as: UTF8.self))
-            } else {
-                print("provisioned device \(provisioned.device.pin) for \(provisioned.device.email); credential written to \(out)")
+            struct Summary: Encodable { var pin: String; var email: String; var credential: String }
+            try connection.show(Summary(pin: provisioned.device.pin, email: provisioned.device.email, credential: out)) {
+                "provisioned device \($0.pin) for \($0.email); credential written to \($0.credential)"
             }
         }
     }
@@ -55,10 +50,8 @@ struct DeviceCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
 
         func run() async throws {
-            let reply = try await connection.send(.GET, "/admin/devices")
-            try connection.show(reply, as: Devices.self, expect: 200) { d in
-                d.devices.isEmpty ? "no devices" : d.devices.map(describe).joined(separator: "\n")
-            }
+            let list = try await connection.call(.GET, AdminAPI.devices, as: DeviceList.self)
+            try connection.show(list) { $0.devices.isEmpty ? "no devices" : $0.devices.map(describe).joined(separator: "\n") }
         }
     }
 
@@ -69,8 +62,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard PIN(pin) != nil else { throw ValidationError("PIN must be 1–8 hex digits, got '\(pin)'") }
-            let reply = try await connection.send(.GET, "/admin/devices/\(pin)")
-            try connection.show(reply, as: Device.self, expect: 200, human: describe)
+            try connection.show(try await connection.call(.GET, AdminAPI.device(pin), as: DeviceRecord.self), human: describe)
         }
     }
 }

@@ -1,36 +1,8 @@
 import ArgumentParser
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
-
-// MARK: Shapes of the pair's answers
-
-struct PairStatus: Decodable {
-    struct Lease: Decodable { var holder: String?; var epoch: Int; var expires_in_ms: Int; var handover_to: String? }
-    struct Check: Decodable { var name: String; var healthy: Bool; var detail: String }
-    struct Node: Decodable {
-        var node: String
-        var role: String
-        var epoch: Int?
-        var score: Int
-        var requests_lease: Bool
-        var heartbeat_age_ms: Int
-        var api_url: String
-        var parameters: [Check]
-    }
-    struct Database: Decodable { var reachable: Bool; var error: String? }
-    struct Relay: Decodable { var address: String; var reachable: Bool; var detail: String }
-    var pair: String
-    var answered_by: String
-    var lease: Lease?
-    var failover_threshold: Int
-    var promotion_threshold: Int
-    var nodes: [Node]
-    var database: Database
-    var relay: Relay
-}
-
-struct Thresholds: Codable { var failover: Int?; var promotion: Int? }
 
 func describe(_ s: PairStatus) -> String {
     var lines: [String] = []
@@ -47,7 +19,7 @@ func describe(_ s: PairStatus) -> String {
     var rows = [header]
     for n in s.nodes {
         let age = n.heartbeat_age_ms > 60_000 ? "\(n.heartbeat_age_ms / 1000) s ago" : "\(n.heartbeat_age_ms) ms ago"
-        rows.append([n.node, n.role + (n.requests_lease ? " (asks for the lease)" : ""), n.epoch.map(String.init) ?? "-",
+        rows.append([n.node, n.role.rawValue + (n.requests_lease ? " (asks for the lease)" : ""), n.epoch.map(String.init) ?? "-",
                      "\(n.score)", age, n.api_url])
     }
     let widths = header.indices.map { i in rows.map { $0[i].count }.max()! }
@@ -55,7 +27,7 @@ func describe(_ s: PairStatus) -> String {
         lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
     }
     for n in s.nodes {
-        for c in n.parameters where !c.healthy { lines.append("  \(n.node): \(c.name) unhealthy: \(c.detail)") }
+        for c in n.parameters where !c.healthy { lines.append("  \(n.node): \(c.parameter.rawValue) unhealthy: \(c.detail)") }
     }
     lines.append("database: " + (s.database.reachable ? "reachable" : "unreachable: \(s.database.error ?? "?")") + " (as \(s.answered_by) sees it)")
     lines.append("relay \(s.relay.address): \(s.relay.detail)")
@@ -72,8 +44,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var connection: Connection
 
     func run() async throws {
-        let reply = try await connection.send(.GET, "/admin/pair")
-        try connection.show(reply, as: PairStatus.self, expect: 200, human: describe)
+        try connection.show(try await connection.call(.GET, AdminAPI.pair, as: PairStatus.self), human: describe)
     }
 }
 
@@ -88,24 +59,22 @@ struct FailoverCommand: AsyncParsableCommand {
     @Option(help: "The node to hand over to (default: the pair's standby).") var to: String?
 
     func run() async throws {
-        let status = try await connection.send(.GET, "/admin/pair")
-        guard status.status == 200 else { throw Failure(status: status.status, message: status.errorMessage) }
-        let pair = try status.decode(PairStatus.self)
-        guard let primary = pair.nodes.first(where: { $0.role == "primary" || $0.role == "primary_degraded" }) else {
-            throw Failure(status: 0, message: "pair \(pair.pair) has no primary right now; nothing to switch over")
+        let before = try await connection.call(.GET, AdminAPI.pair, as: PairStatus.self)
+        guard let primary = before.primary else {
+            throw Failure(status: 0, message: "pair \(before.pair) has no primary right now; nothing to switch over")
         }
-        let token = try connection.clients()[0]
         let started = Date()
-        struct Body: Encodable { var to: String? }
-        let reply = try await AdminClient(baseURL: primary.api_url, token: token.token).send(.POST, "/admin/failover", json: Body(to: to), timeout: .seconds(10))
-        guard reply.status == 200 else { throw Failure(status: reply.status, message: reply.errorMessage) }
-        if connection.json { print(String(decoding: reply.body, as: UTF8.self)); return }
+        // Asked of each node given (never of a URL read from the database): only the
+        // primary hands over; a standby answers not_primary and the next node is asked.
+        let done = try await connection.call(.POST, AdminAPI.failover, body: FailoverRequest(to: to), as: FailoverDone.self,
+                                             retryElsewhere: [.notPrimary])
+        if connection.json { return try connection.show(done) { _ in "" } }
         // Wait for the new primary to show in the heartbeats.
         while Date().timeIntervalSince(started) < 10 {
-            if let now = try? await connection.send(.GET, "/admin/pair"), let s = try? now.decode(PairStatus.self),
-               let next = s.nodes.first(where: { $0.role == "primary" && $0.node != primary.node }) {
+            if let now = try? await connection.call(.GET, AdminAPI.pair, as: PairStatus.self),
+               let next = now.nodes.first(where: { $0.role == .primary && $0.node != done.from }) {
                 let ms = Int(Date().timeIntervalSince(started) * 1000)
-                print("switched over: \(primary.node) → \(next.node) at epoch \(next.epoch ?? 0) (heartbeat seen after \(ms) ms)")
+                print("switched over: \(done.from) → \(next.node) at epoch \(next.epoch ?? 0) (heartbeat seen after \(ms) ms)")
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
@@ -131,12 +100,12 @@ struct PairCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let reply = try await connection.send(.GET, "/admin/pair/events?limit=\(limit)")
-            try connection.show(reply, as: PairEventLog.self, expect: 200) { log in
+            let log = try await connection.call(.GET, AdminAPI.events(limit: limit), as: PairEventLog.self)
+            try connection.show(log) { log in
                 let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
                 let lines = log.events.map { e in
                     let at = Date(timeIntervalSince1970: Double(e.atUnixMs) / 1000).formatted(time)
-                    return [at, e.node, e.kind, e.epoch.map { "epoch \($0)" } ?? "-", e.detail].joined(separator: "  ")
+                    return [at, e.node, e.kind.rawValue, e.epoch.map { "epoch \($0)" } ?? "-", e.detail].joined(separator: "  ")
                 }
                 return lines.isEmpty ? "pair \(log.pair): no events yet" : lines.joined(separator: "\n")
             }
@@ -155,10 +124,10 @@ struct PairCommand: AsyncParsableCommand {
         @Option(help: "Promotion threshold, 0–12.") var promotion: Int?
 
         func run() async throws {
-            let reply = failover == nil && promotion == nil
-                ? try await connection.send(.GET, "/admin/pair/thresholds")
-                : try await connection.send(.PUT, "/admin/pair/thresholds", json: Thresholds(failover: failover, promotion: promotion))
-            try connection.show(reply, as: Thresholds.self, expect: 200) { "failover \($0.failover ?? 0), promotion \($0.promotion ?? 0)" }
+            let thresholds = failover == nil && promotion == nil
+                ? try await connection.call(.GET, AdminAPI.thresholds, as: Thresholds.self)
+                : try await connection.call(.PUT, AdminAPI.thresholds, body: Thresholds(failover: failover, promotion: promotion), as: Thresholds.self)
+            try connection.show(thresholds) { "failover \($0.failover ?? 0), promotion \($0.promotion ?? 0)" }
         }
     }
 }

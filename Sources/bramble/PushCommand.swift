@@ -1,24 +1,36 @@
 import ArgumentParser
+import BrambleAPI
 import BrambleNet
+import Foundation
 
 struct PushCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "push", abstract: "Push an item to a user's devices (by e-mail) or to one device (by PIN).",
-        discussion: "Prints the push id once the node has committed the item; follow it with `bramble message status ID`.")
+        discussion: """
+            Prints the push id once a node has committed the item; follow it with `bramble message status ID`. The push carries an Idempotency-Key (a fresh one unless --idempotency-key gives it), so when a node fails or does not answer the next node is asked with the same key, and the item is never committed twice.
+            """)
     @OptionGroup var connection: Connection
     @Option(help: "E-mail address or PIN.") var to: String
     @Option(help: "Subject line.") var subject = ""
     @Option(help: "Body text.") var body = ""
     @Option(help: "Seconds until an undelivered item expires (default 7 days).") var expiresIn: Int?
+    @Option(help: "The push's Idempotency-Key (1–255 printable ASCII characters; default: a new UUID). Repeating a push with its key never commits it twice (keys are kept \(PushAPI.idempotencyRetentionHours) h).")
+    var idempotencyKey: String?
 
     func validate() throws {
         guard !subject.isEmpty || !body.isEmpty else { throw ValidationError("give --subject or --body") }
+        if let idempotencyKey, !PushAPI.isValidIdempotencyKey(idempotencyKey) {
+            throw ValidationError("--idempotency-key must be 1–255 printable ASCII characters")
+        }
     }
 
     func run() async throws {
-        struct Body: Encodable { var to: String; var subject: String; var body: String; var expires_in: Int? }
-        let reply = try await connection.send(.POST, "/push", json: Body(to: to, subject: subject, body: body, expires_in: expiresIn))
-        try connection.show(reply, as: Accepted.self, expect: 202) { "accepted \($0.id) for \($0.devices.joined(separator: ","))" }
+        let key = idempotencyKey ?? UUID().uuidString.lowercased()
+        let accepted = try await connection.call(
+            .POST, PushAPI.path, body: PushRequestBody(to: to, subject: subject, body: body, expires_in: expiresIn), expect: 202,
+            as: PushAccepted.self, headers: [(PushAPI.idempotencyKeyHeader, key)], idempotent: true,
+            retryElsewhere: [.notAccepted, .outcomeUnknown, .unavailable])
+        try connection.show(accepted) { "accepted \($0.id) for \($0.devices.joined(separator: ","))" }
     }
 }
 
@@ -32,9 +44,10 @@ struct MessageCommand: AsyncParsableCommand {
         @Argument(help: "The push id `bramble push` printed.") var id: String
 
         func run() async throws {
-            let reply = try await connection.send(.GET, "/push/\(pathEscaped(id))")
-            try connection.show(reply, as: PushStatus.self, expect: 200) { s in
-                ([("\(s.id)\t\(s.state)")] + s.devices.map { "  \($0.pin)\tseq \($0.seq)\t\($0.state)" }).joined(separator: "\n")
+            guard UUID(uuidString: id) != nil else { throw ValidationError("the push id must be a UUID, got '\(id)'") }
+            let status = try await connection.call(.GET, PushAPI.statusPath(id), as: PushStatus.self)
+            try connection.show(status) { s in
+                ([("\(s.id)\t\(s.state.rawValue)")] + s.devices.map { "  \($0.pin)\tseq \($0.seq)\t\($0.state.rawValue)" }).joined(separator: "\n")
             }
         }
     }

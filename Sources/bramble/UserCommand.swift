@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrambleAPI
 import BrambleNet
 
 struct UserCommand: AsyncParsableCommand {
@@ -13,9 +14,8 @@ struct UserCommand: AsyncParsableCommand {
         @Option(help: "Display name.") var name: String?
 
         func run() async throws {
-            struct Body: Encodable { var email: String; var name: String? }
-            let reply = try await connection.send(.POST, "/admin/users", json: Body(email: email, name: name))
-            try connection.show(reply, as: User.self, expect: 201) { "added user \(describe($0))" }
+            let user = try await connection.call(.POST, AdminAPI.users, body: NewUser(email: email, name: name), expect: 201, as: UserRecord.self)
+            try connection.show(user) { "added user \(describe($0))" }
         }
     }
 
@@ -24,10 +24,8 @@ struct UserCommand: AsyncParsableCommand {
         @OptionGroup var connection: Connection
 
         func run() async throws {
-            let reply = try await connection.send(.GET, "/admin/users")
-            try connection.show(reply, as: Users.self, expect: 200) { users in
-                users.users.isEmpty ? "no users" : users.users.map(describe).joined(separator: "\n")
-            }
+            let list = try await connection.call(.GET, AdminAPI.users, as: UserList.self)
+            try connection.show(list) { $0.users.isEmpty ? "no users" : $0.users.map(describe).joined(separator: "\n") }
         }
     }
 
@@ -37,8 +35,7 @@ struct UserCommand: AsyncParsableCommand {
         @Argument(help: "The user's e-mail address.") var email: String
 
         func run() async throws {
-            let reply = try await connection.send(.GET, "/admin/users/\(pathEscaped(email))")
-            try connection.show(reply, as: User.self, expect: 200, human: describe)
+            try connection.show(try await connection.call(.GET, AdminAPI.user(email), as: UserRecord.self), human: describe)
         }
     }
 
@@ -48,15 +45,8 @@ struct UserCommand: AsyncParsableCommand {
         @Argument(help: "The user's e-mail address.") var email: String
 
         func run() async throws {
-            struct Removed: Decodable { var removed: String }
-            let reply = try await connection.send(.DELETE, "/admin/users/\(pathEscaped(email))")
-            try connection.show(reply, as: Removed.self, expect: 200) { "removed user \($0.removed)" }
+            let removed = try await connection.call(.DELETE, AdminAPI.user(email), as: Removed.self)
+            try connection.show(removed) { "removed user \($0.removed)" }
         }
     }
 }
-
-func pathEscaped(_ s: String) -> String {
-    s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(.init(charactersIn: "/"))) ?? s
-}
-
-import Foundation

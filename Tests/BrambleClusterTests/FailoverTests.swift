@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
@@ -24,50 +25,74 @@ import Testing
         }
     }
 
-    /// Pushes `count` items, one every `everyMs`, alternating between the nodes; a push a
-    /// node does not accept is tried on the other one under a new subject, and that node is
-    /// left alone for 0.5 s, as an application with two node URLs would do. `midway` runs
-    /// once, after `midwayAfter` pushes were accepted. Returns the accepted push ids.
+    /// What a stream of pushes got: the ids accepted, and the subjects of pushes a node
+    /// answered as certainly not accepted (none of which may ever be shown).
+    struct Pushed {
+        var accepted: Set<String> = []
+        var refused: Set<String> = []
+        var count: Int { accepted.count }
+        mutating func formUnion(_ other: Pushed) {
+            accepted.formUnion(other.accepted)
+            refused.formUnion(other.refused)
+        }
+    }
+
+    /// Pushes `count` items, one every `everyMs`, alternating between the nodes, as an
+    /// application with both URLs does: each push under its own Idempotency-Key; one whose
+    /// outcome is unknown is sent again with the same key (to the other node); one a node
+    /// did not accept is sent again under a new subject and key, and that node is left
+    /// alone for 0.5 s. `midway` runs once, after `midwayAfter` pushes were accepted.
     func stream(_ cluster: TestCluster, count: Int, everyMs: Int, via: [String]? = nil, midwayAfter: Int = .max,
                 midway: () async throws -> Void = {},
-                acceptedAt: ((ContinuousClock.Instant) -> Void)? = nil) async throws -> Set<String> {
-        var accepted: Set<String> = []
+                acceptedAt: ((ContinuousClock.Instant) -> Void)? = nil) async throws -> Pushed {
+        var pushed = Pushed()
         var didMidway = false
         let nodes = via ?? cluster.options.nodes
         var downUntil: [String: ContinuousClock.Instant] = [:]
         for i in 0..<count {
-            for attempt in 0..<nodes.count {
+            var (subject, key) = ("s\(i)-0", UUID().uuidString)
+            for attempt in 0..<(2 * nodes.count) {
                 let node = nodes[(i + attempt) % nodes.count]
                 if let until = downUntil[node], until > .now { continue }
-                if let id = try? await cluster.push(to: Self.email, subject: "s\(i)-\(attempt)", via: node, timeout: .seconds(2)) {
-                    accepted.insert(id)
+                let answer = await cluster.push(to: Self.email, subject: subject, via: node, key: key, timeout: .seconds(2))
+                if case .accepted(let id) = answer {
+                    pushed.accepted.insert(id)
                     acceptedAt?(.now)
                     break
                 }
                 downUntil[node] = .now + .milliseconds(500)
+                if answer == .notAccepted {
+                    pushed.refused.insert(subject)
+                    (subject, key) = ("s\(i)-\(attempt + 1)", UUID().uuidString)
+                }
             }
-            if !didMidway && accepted.count >= midwayAfter {
+            if !didMidway && pushed.count >= midwayAfter {
                 didMidway = true
                 try await midway()
             }
             try await Task.sleep(for: .milliseconds(everyMs))
         }
         #expect(didMidway || midwayAfter == .max, "the disruption ran")
-        return accepted
+        return pushed
     }
 
-    /// Waits until every device showed every accepted push, then checks none was shown twice.
-    func expectExactlyOnce(_ cluster: TestCluster, _ accepted: Set<String>, seconds: Double = 60) async throws {
+    /// Waits until every device showed every accepted push, then checks none was shown
+    /// twice and nothing refused was shown at all.
+    func expectExactlyOnce(_ cluster: TestCluster, _ pushed: Pushed, seconds: Double = 60) async throws {
+        let accepted = pushed.accepted
         for pin in Self.pins {
             try await cluster.waitFor("device \(pin) to show \(accepted.count) accepted pushes", seconds: seconds) {
                 accepted.isSubset(of: Set(cluster.shown(pin: pin).map(\.push_id)))
             }
         }
         for pin in Self.pins {
-            let ids = cluster.shown(pin: pin).map(\.push_id)
+            let shown = cluster.shown(pin: pin)
+            let ids = shown.map(\.push_id)
             let repeats = Dictionary(grouping: ids, by: { $0 }).filter { $0.value.count > 1 }.keys
             #expect(repeats.isEmpty, "device \(pin) showed \(repeats.count) pushes twice: \(repeats.prefix(3))")
             #expect(accepted.isSubset(of: Set(ids)), "device \(pin) lost \(accepted.subtracting(ids).count) accepted pushes")
+            let phantoms = pushed.refused.intersection(shown.map(\.subject))
+            #expect(phantoms.isEmpty, "device \(pin) showed \(phantoms.count) pushes answered as not accepted: \(phantoms.prefix(3))")
         }
         // The relay's own record, not the nodes' claims: never two primaries registered
         // at once, no item sent from an epoch below the registered one.
@@ -75,6 +100,11 @@ import Testing
         #expect(relay.maxServingPrimaries <= 1, "the relay had \(relay.maxServingPrimaries) primaries registered at once")
         #expect(relay.staleDeliveries == 0, "the relay saw \(relay.staleDeliveries) items from a fenced epoch")
         #expect(relay.items > 0, "the relay's audit log recorded the items")
+    }
+
+    /// The demotions the pair's event log recorded for `node`.
+    func demotions(_ env: [String: String], of node: String) throws -> [PairEvent] {
+        try pairEvents(env).filter { $0.kind == .demote && $0.node == node }
     }
 
     /// The pair's event log, as `bramble pair events --json` prints it.
@@ -85,7 +115,7 @@ import Testing
 
     /// Each promotion as NODE@EPOCH, in order.
     func promotions(_ events: [PairEvent]) -> [String] {
-        events.filter { $0.kind == PairEvent.promotion }.map { "\($0.node)@\($0.epoch ?? 0)" }
+        events.filter { $0.kind == .promote }.map { "\($0.node)@\($0.epoch ?? 0)" }
     }
 
     func role(_ cluster: TestCluster, _ node: String) async -> String? {
@@ -128,7 +158,10 @@ import Testing
             #expect((try await cluster.get(cluster.nodeURL("node-a") + "/primary")).status == 503)
             try await cluster.waitFor("node-a to demote itself", seconds: 10) { await role(cluster, "node-a") == "standby" }
             #expect(try await cluster.metric("bramble_demotions_total", node: "node-a") == 1)
-            #expect(cluster.nodes["node-a"]!.log.contains("demoting to standby"))
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let demoted = try demotions(env, of: "node-a")
+            #expect(demoted.count == 1 && demoted[0].epoch == 1, "node-a demoted once, from epoch 1: \(demoted)")
+            #expect([.leaseLost, .relayReportedHigherEpoch].contains(demoted.first?.reason), "fenced: \(demoted)")
             // The relay only ever accepted node-a at epoch 1 and node-b at epoch 2.
             #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 2)
             #expect(try await cluster.relayHealth().contains("\"bramble\":2"))
@@ -149,7 +182,8 @@ import Testing
                 await cluster.primaries() == ["node-b"]
             }
             try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
-            #expect(cluster.nodes["node-a"]!.log.contains("own score below failover threshold and the standby asked for the lease"))
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            #expect(try demotions(env, of: "node-a").map(\.reason) == [.lowScoreAndPeerRequest])
             accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10))
             try await expectExactlyOnce(cluster, accepted)
         }
@@ -170,9 +204,10 @@ import Testing
                 await cluster.primaries() == ["node-b"]
             }
             try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
-            let log = cluster.nodes["node-a"]!.log
-            #expect(log.contains("relay silent for"), "the Router's watchdog ended the link")
-            #expect(log.contains("own score below failover threshold and the standby asked for the lease"))
+            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let demoted = try demotions(env, of: "node-a")
+            #expect(demoted.map(\.reason) == [.lowScoreAndPeerRequest], "\(demoted)")
+            #expect(demoted.first?.detail.contains("relay silent") == true, "the Router's watchdog ended the link: \(demoted)")
             try await expectExactlyOnce(cluster, accepted)
         }
     }
@@ -202,7 +237,8 @@ import Testing
             // The pair's event log tells the same story, one node per epoch.
             let events = try pairEvents(env)
             #expect(promotions(events) == ["node-a@1", "node-b@2", "node-a@3"], "\(events)")
-            #expect(events.contains { $0.kind == "demote" && $0.node == "node-a" && $0.detail == "operator requested failover; handed over to node-b" })
+            let handover = try demotions(env, of: "node-a").first
+            #expect(handover?.reason == .operatorRequest && handover?.detail.hasSuffix("handed over to node-b") == true, "\(events)")
             #expect(EpochAudit(events: events).passed)
             let text = try runCommand(TestCluster.bin + "/bramble", ["pair", "events", "--limit", "2"], environment: env)
             #expect(text.split(separator: "\n").count == 2 && text.contains("promote  epoch 3"), "\(text)")
@@ -244,11 +280,12 @@ import Testing
         options.unreachableRelay = ["node-b"]
         try await withPair(options) { cluster in
             let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-b"))"]
-            // A switchover to a standby that cannot serve is refused up front.
-            #expect(throws: (any Error).self) {
+            // A switchover to a standby that cannot serve is refused up front, saying why.
+            let refusal = #expect(throws: CommandFailed.self) {
                 try runCommand(TestCluster.bin + "/bramble", ["failover"], environment: ["BRAMBLE_TOKEN": cluster.token,
                                                                                         "BRAMBLE_URL": cluster.nodeURL("node-a")])
             }
+            #expect(refusal?.output.contains("below the promotion threshold") == true, "\(refusal?.output ?? "")")
             cluster.nodes["node-a"]!.kill()
             // Lease (1 s) and hold-off long gone: node-b still must not take over.
             try await Task.sleep(for: .seconds(4))
@@ -331,9 +368,12 @@ import Testing
         try await withPair { cluster in
             var accepted = try await stream(cluster, count: 20, everyMs: 10)
             cluster.nodes["node-a"]!.stop()
-            #expect(cluster.nodes["node-a"]!.log.contains("demoting to standby"), "\(cluster.nodes["node-a"]!.log.suffix(600))")
             try await cluster.waitFor("node-b primary", seconds: 5) { await cluster.primaries() == ["node-b"] }
             let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let events = try pairEvents(env).filter { $0.node == "node-a" }
+            let kinds = events.map(\.kind), reasons = try demotions(env, of: "node-a").map(\.reason)
+            #expect(reasons == [.shutdown], "the primary demoted first: \(events)")
+            #expect(kinds.last == .stop, "and recorded its stop last: \(events)")
             let json = try runCommand(TestCluster.bin + "/bramble", ["status", "--json"], environment: env)
             let nodes = (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["nodes"] as? [[String: Any]] ?? []
             #expect(nodes.first { $0["node"] as? String == "node-a" }?["role"] as? String == "stopped", "\(json)\n\(cluster.nodes["node-a"]!.log.suffix(1500))")
@@ -349,8 +389,8 @@ import Testing
             var switched = false
             let accepted = try await stream(cluster, count: 400, everyMs: 10, midwayAfter: 50) {
                 struct Switchover: Encodable { var leader: String; var candidate: String }
-                let reply = try await AdminClient(baseURL: cluster.patroniURL(0), token: "", http: cluster.http)
-                    .send(.POST, "/switchover", json: Switchover(leader: "pg1", candidate: "pg2"), timeout: .seconds(30))
+                let reply = try await BrambleClient(baseURL: cluster.patroniURL(0), token: "", http: cluster.http)
+                    .raw(.POST, "/switchover", body: Switchover(leader: "pg1", candidate: "pg2"), timeout: .seconds(30))
                 switched = reply.status == 200
                 #expect(switched, "Patroni switchover: HTTP \(reply.status) \(String(decoding: reply.body, as: UTF8.self))")
             }
@@ -394,11 +434,13 @@ import Testing
                 try await cluster.get(cluster.patroniURL(1) + "/primary").status == 200
             }
             try await expectExactlyOnce(cluster, accepted)
-            #expect(killedAt != nil)
+            let killTime = try #require(killedAt, "the postmaster was killed")
+            let promotion: Duration? = await patroniFailover?.value ?? nil
+            let failover = try #require(promotion, "Patroni promoted pg2 within 30 s")
+            #expect(times.contains { $0 > killTime + failover }, "pushes were accepted again after pg2's promotion")
             // Measured, not asserted: how long no push was accepted around the kill.
             let refused = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? .zero
-            let failover = await patroniFailover?.value ?? nil
-            print("database kill: Patroni promoted pg2 after \(failover.map { "\($0)" } ?? "-"); longest time without an accepted push \(refused) (the test client skips a failing node for 0.5 s)")
+            print("database kill: Patroni promoted pg2 after \(failover); longest time without an accepted push \(refused) (the test client skips a failing node for 0.5 s)")
             #expect(await cluster.primaries() == ["node-a"], "the pair did not fail over")
             #expect(try await relayCounter(cluster, "bramble_relay_registrations_total") == 1)
             for node in ["node-a", "node-b"] {

@@ -1,5 +1,7 @@
 @testable import BrambleTestSupport
+import BrambleAPI
 import BrambleNet
+import NIOHTTP1
 @testable import BrambleServer
 import Foundation
 import Logging
@@ -11,39 +13,75 @@ import Testing
     @Test func badRequestsAreRefusedClearlyAndChangeNothing() async throws {
         try await TestCluster.with { cluster in
             try cluster.provision(email: "dave@example.test", pin: "DA7E")
-            let noToken = AdminClient(baseURL: cluster.nodeURL, token: "wrong-token-wrong-token", http: cluster.http)
+            let noToken = BrambleClient(baseURL: cluster.nodeURL, token: "wrong-token-wrong-token", http: cluster.http)
             struct Push: Encodable { var to: String; var subject: String? }
 
-            #expect(try await noToken.send(.POST, "/push", json: Push(to: "DA7E", subject: "x")).status == 401)
-            #expect(try await noToken.send(.GET, "/admin/users").status == 401)
-            #expect(try await noToken.send(.POST, "/admin/users", json: ["email": "mallory@example.test"]).status == 401)
-            #expect(try await noToken.send(.GET, "/admin/pair/events").status == 401)
+            for (method, path, body) in [(HTTPMethod.POST, "/push", Push(to: "DA7E", subject: "x") as any Encodable),
+                                         (.GET, "/admin/users", nil), (.POST, "/admin/users", ["email": "mallory@example.test"]),
+                                         (.GET, "/admin/pair/events", nil)] {
+                let reply = try await noToken.raw(method, path, body: body)
+                #expect(reply.status == 401 && reply.error?.code == .unauthorized, "\(path) without the token")
+            }
 
             let a = cluster.admin
-            var reply = try await a.send(.POST, "/push", json: Push(to: "nobody@example.test", subject: "x"))
-            #expect(reply.status == 404)
-            #expect(reply.errorMessage.contains("no active device"))
-            reply = try await a.send(.POST, "/push", json: Push(to: "not a pin", subject: "x"))
-            #expect(reply.status == 400)
-            reply = try await a.send(.POST, "/push", json: Push(to: "DA7E", subject: nil))
-            #expect(reply.status == 400)
-            #expect(reply.errorMessage.contains("subject"))
-            reply = try await a.send(.POST, "/push", json: Push(to: "DA7E", subject: String(repeating: "s", count: 2000)))
-            #expect(reply.status == 400)
-            #expect(try await a.send(.GET, "/push/not-a-uuid").status == 400)
-            #expect(try await a.send(.GET, "/push/\(UUID())").status == 404)
-            #expect(try await a.send(.POST, "/admin/users", json: ["email": "dave@example.test"]).status == 409)
-            #expect(try await a.send(.POST, "/admin/users", json: ["email": "no-at-sign"]).status == 400)
-            #expect(try await a.send(.POST, "/admin/devices", json: ["email": "dave@example.test", "pin": "DA7E"]).status == 409)
-            #expect(try await a.send(.POST, "/admin/devices", json: ["email": "ghost@example.test", "pin": "1"]).status == 404)
-            #expect(try await a.send(.GET, "/admin/pair/events?limit=0").status == 400)
-            #expect(try await a.send(.GET, "/admin/pair/events?since_ms=yesterday").errorMessage.contains("since_ms"))
+            func expectRefused(_ method: HTTPMethod, _ path: String, _ body: (any Encodable)?, headers: [(String, String)] = [],
+                               _ code: APIErrorCode, mentioning word: String? = nil) async throws {
+                let reply = try await a.raw(method, path, body: body, headers: headers)
+                #expect(reply.status == code.status && reply.error?.code == code, "\(method) \(path): \(reply.status) \(reply.error?.error ?? "")")
+                if let word { #expect(reply.error?.error.contains(word) == true, "\(reply.error?.error ?? "")") }
+            }
+            try await expectRefused(.POST, "/push", Push(to: "nobody@example.test", subject: "x"), .notFound, mentioning: "no active device")
+            try await expectRefused(.POST, "/push", Push(to: "not a pin", subject: "x"), .badRequest)
+            try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: nil), .badRequest, mentioning: "subject")
+            try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: String(repeating: "s", count: 2000)), .badRequest)
+            try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: "x"), headers: [("Idempotency-Key", "")], .badRequest,
+                                    mentioning: "Idempotency-Key")
+            try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: "x"), headers: [("Idempotency-Key", String(repeating: "k", count: 256))],
+                                    .badRequest, mentioning: "Idempotency-Key")
+            try await expectRefused(.GET, "/push/not-a-uuid", nil, .badRequest)
+            try await expectRefused(.GET, "/push/\(UUID())", nil, .notFound)
+            try await expectRefused(.POST, "/admin/users", ["email": "dave@example.test"], .conflict)
+            try await expectRefused(.POST, "/admin/users", ["email": "no-at-sign"], .badRequest)
+            try await expectRefused(.POST, "/admin/devices", ["email": "dave@example.test", "pin": "DA7E"], .conflict)
+            try await expectRefused(.POST, "/admin/devices", ["email": "ghost@example.test", "pin": "1"], .notFound)
+            try await expectRefused(.GET, "/admin/pair/events?limit=0", nil, .badRequest)
+            try await expectRefused(.GET, "/admin/pair/events?since_ms=yesterday", nil, .badRequest, mentioning: "since_ms")
 
             // None of that queued anything or added anyone.
-            let device = String(decoding: try await a.send(.GET, "/admin/devices/DA7E").body, as: UTF8.self)
-            #expect(device.contains("\"last_seq\":0"), "\(device)")
-            let users = String(decoding: try await a.send(.GET, "/admin/users").body, as: UTF8.self)
-            #expect(!users.contains("mallory") && !users.contains("no-at-sign"))
+            #expect(try await a.call(.GET, AdminAPI.device("DA7E"), as: DeviceRecord.self).last_seq == 0)
+            let users = try await a.call(.GET, AdminAPI.users, as: UserList.self).users.map(\.email)
+            #expect(users == ["dave@example.test"], "\(users)")
+        }
+    }
+
+    /// The IETF draft's Idempotency-Key: a retry gets the first answer and adds nothing; the
+    /// key used again for another push is refused.
+    @Test func aPushRepeatedWithItsIdempotencyKeyIsCommittedOnceAndTheKeyCannotBeReusedForAnotherPush() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: "ida@example.test", pin: "1DA")
+            let a = cluster.admin
+            let push = PushRequestBody(to: "ida@example.test", subject: "once", body: "only once")
+            let first = try await a.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "order-17")])
+            let again = try await a.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "order-17")])
+            #expect(first.status == 202 && again.status == 202)
+            #expect(try first.decode(PushAccepted.self) == again.decode(PushAccepted.self), "the retry answers with the first push's id")
+            #expect(first.headers[PushAPI.replayedHeader].isEmpty && again.headers[PushAPI.replayedHeader] == ["true"])
+            let other = try await a.raw(.POST, PushAPI.path, body: PushRequestBody(to: "ida@example.test", subject: "another"),
+                                        headers: [(PushAPI.idempotencyKeyHeader, "order-17")])
+            #expect(other.status == 422 && other.error?.code == .idempotencyKeyReused)
+            // Many at once with one key: still one commit.
+            let racing = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await a.push(PushRequestBody(to: "ida@example.test", subject: "race"), idempotencyKey: "race-1").id }
+                }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+            #expect(racing.count == 1, "eight concurrent requests with one key share one push id")
+            #expect(try await a.call(.GET, AdminAPI.device("1DA"), as: DeviceRecord.self).last_seq == 2, "two pushes committed, not ten")
+            try cluster.startDevice(pin: "1DA")
+            try await cluster.waitFor("both items shown") { cluster.shown(pin: "1DA").count == 2 }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(cluster.shown(pin: "1DA").map(\.subject).sorted() == ["once", "race"])
         }
     }
 

@@ -56,8 +56,8 @@ import Testing
     @Test func aHandoverNamesTheNextHolderAndTheHeartbeatShowsThePeer() async throws {
         try await withStore { store in
             let e = try #require(try await store.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 1000))
-            try await store.writeHeartbeat(pair: "p", node: "a", role: "primary", epoch: e, score: 11, requestsLease: false)
-            try await store.writeHeartbeat(pair: "p", node: "b", role: "standby", epoch: nil, score: 9, requestsLease: true)
+            try await store.writeHeartbeat(.init(pair: "p", node: "a", role: .primary, epoch: e, score: 11, requestsLease: false, apiURL: ""))
+            try await store.writeHeartbeat(.init(pair: "p", node: "b", role: .standby, epoch: nil, score: 9, requestsLease: true, apiURL: ""))
             try await store.releaseLease("p", node: "a", epoch: e, handoverTo: "b")
             let seenByB = try await store.readPair("p", node: "b")
             #expect(seenByB.lease?.holder == nil)

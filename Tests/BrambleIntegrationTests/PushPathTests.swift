@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleAPI
 import BrambleCore
 import Foundation
 import Testing
@@ -16,7 +17,7 @@ import Testing
                 group.addTask {
                     var ids: [String] = []
                     for n in stride(from: worker, to: count, by: concurrency) {
-                        if let id = try await cluster.push(to: to, subject: "\(prefix) \(n)") { ids.append(id) }
+                        if let id = await cluster.pushID(to: to, subject: "\(prefix) \(n)") { ids.append(id) }
                         if pause > .zero { try await Task.sleep(for: pause) }
                     }
                     return ids
@@ -48,8 +49,7 @@ import Testing
             #expect(accepted.count == 1000)
             try await Self.expectExactlyOnce(cluster, pin: Self.pin, accepted: accepted)
             try await cluster.waitFor("acknowledgements recorded") {
-                let reply = try await cluster.admin.send(.GET, "/push/\(accepted.last!)")
-                return String(decoding: reply.body, as: UTF8.self).contains("\"state\":\"acked\"")
+                try await cluster.admin.call(.GET, PushAPI.statusPath(accepted.last!), as: PushStatus.self).state == .acked
             }
         }
     }
@@ -92,9 +92,9 @@ import Testing
         try await TestCluster.with { cluster in
             try cluster.provision(email: Self.email, pin: Self.pin)
             var accepted: [String] = []
-            for n in 0..<12 { accepted.append(try #require(try await cluster.push(to: Self.pin, subject: "offline \(n)"))) }
-            let before = try await cluster.admin.send(.GET, "/push/\(accepted[0])")
-            #expect(!String(decoding: before.body, as: UTF8.self).contains("acked"))
+            for n in 0..<12 { accepted.append(try #require(await cluster.pushID(to: Self.pin, subject: "offline \(n)"))) }
+            let before = try await cluster.admin.call(.GET, PushAPI.statusPath(accepted[0]), as: PushStatus.self)
+            #expect(before.state != .acked && before.devices.allSatisfy { $0.state != .acked })
             try cluster.startDevice(pin: Self.pin)
             try await Self.expectExactlyOnce(cluster, pin: Self.pin, accepted: accepted)
         }

@@ -19,37 +19,36 @@ import Testing
 
             // Eve connects as her own PIN and sends: random bytes as a body, an ack sealed
             // under the wrong key, and a genuine-looking ack with one bit flipped.
-            let eve = try await FrameConnection.connect(to: cluster.relayDevices)
-            eve.send(.deviceHello(pin: PIN("EEE00001")!, srpID: "bramble"))
-            var frames = eve.reader()
-            #expect(try await frames.next() == .deviceWelcome)
-            let envelope = Envelope()
-            var garbage = DataFrame(pin: PIN("EEE00001")!, service: .ack, ref: 1, flags: [.fromDevice], body: [])
-            garbage.body = (0..<64).map { _ in UInt8.random(in: 0...255) }
-            var wrongKey = garbage
-            wrongKey.body = envelope.seal(AckList(refs: [1]).encoded(), key: bobKey, header: wrongKey)
-            var flipped = garbage
-            flipped.body = envelope.seal(AckList(refs: [1]).encoded(), key: SymmetricKey(size: .bits256), header: flipped)
-            flipped.body[20] ^= 0x80
-            eve.send([.data(garbage), .data(wrongKey), .data(flipped)])
+            try await FrameLink.connect(to: cluster.relayDevices) { eve, frames in
+                try await eve.outbound.write(.deviceHello(pin: PIN("EEE00001")!, srpID: "bramble"))
+                #expect(try await frames.next() == .deviceWelcome)
+                let envelope = Envelope()
+                var garbage = DataFrame(pin: PIN("EEE00001")!, service: .ack, ref: 1, flags: [.fromDevice], body: [])
+                garbage.body = (0..<64).map { _ in UInt8.random(in: 0...255) }
+                var wrongKey = garbage
+                wrongKey.body = envelope.seal(AckList(refs: [1]).encoded(), key: bobKey, header: wrongKey)
+                var flipped = garbage
+                flipped.body = envelope.seal(AckList(refs: [1]).encoded(), key: SymmetricKey(size: .bits256), header: flipped)
+                flipped.body[20] ^= 0x80
+                try await eve.outbound.write(contentsOf: [.data(garbage), .data(wrongKey), .data(flipped)])
 
-            try await cluster.waitFor("three rejections counted") {
-                try await cluster.metric("bramble_device_frames_rejected_total") == 3
+                try await cluster.waitFor("three rejections counted") {
+                    try await cluster.metric("bramble_device_frames_rejected_total") == 3
+                }
+                #expect(cluster.node!.log.contains("device frame rejected"))
+                #expect(cluster.node!.log.contains("authentication failed"))
+                #expect(!cluster.node!.log.contains(bobKey.base64), "a key reached the log")
+
+                // Malformed bytes at the relay close that connection only.
+                var evil = ByteBuffer()
+                evil.writeInteger(UInt32(0xFFFF_FFFF))
+                evil.writeBytes([1, 2, 3])
+                var answer = try await RawTCP.exchange(evil, with: cluster.relayDevices)
+                #expect(try Frame.decode(from: &answer).map(\.type) == .error, "the relay answers with an error frame and closes")
             }
-            #expect(cluster.node!.log.contains("device frame rejected"))
-            #expect(cluster.node!.log.contains("authentication failed"))
-            #expect(!cluster.node!.log.contains(bobKey.base64), "a key reached the log")
-
-            // Malformed bytes at the relay close that connection only.
-            var evil = ByteBuffer()
-            evil.writeInteger(UInt32(0xFFFF_FFFF))
-            evil.writeBytes([1, 2, 3])
-            var answer = try await RawTCP.exchange(evil, with: cluster.relayDevices)
-            #expect(try Frame.decode(from: &answer).map(\.type) == .error, "the relay answers with an error frame and closes")
-            eve.close()
 
             // Everything still serves.
-            let id = try #require(try await cluster.push(to: "bob@example.test", subject: "still here"))
+            let id = try #require(await cluster.pushID(to: "bob@example.test", subject: "still here"))
             try await cluster.waitFor("bob's item") { cluster.shown(pin: "B0B00001").map(\.push_id) == [id] }
             #expect(cluster.relay!.isRunning && cluster.node!.isRunning)
         }
@@ -57,20 +56,20 @@ import Testing
 
     @Test func aWrongSRPKeyIsRefusedAndTheServingNodeKeepsItsLink() async throws {
         try await TestCluster.with { cluster in
-            let attacker = try await FrameConnection.connect(to: cluster.relaySRP)
-            var frames = attacker.reader()
-            guard case .challenge(let nonce)? = try await frames.next() else { Issue.record("no challenge"); return }
-            let proof = SRPProof.compute(key: SymmetricKey(size: .bits256), nonce: nonce, srpID: "bramble", epoch: 1_000)
-            attacker.send(.register(srpID: "bramble", epoch: 1_000, proof: proof))
-            guard case .error(let code, _)? = try await frames.next() else { Issue.record("no refusal"); return }
-            #expect(code == .authenticationFailed)
-            #expect(try await frames.next() == nil, "the relay closes the connection")
+            try await FrameLink.connect(to: cluster.relaySRP) { attacker, frames in
+                guard case .challenge(let nonce)? = try await frames.next() else { Issue.record("no challenge"); return }
+                let proof = SRPProof.compute(key: SymmetricKey(size: .bits256), nonce: nonce, srpID: "bramble", epoch: 1_000)
+                try await attacker.outbound.write(.register(srpID: "bramble", epoch: 1_000, proof: proof))
+                guard case .error(let code, _)? = try await frames.next() else { Issue.record("no refusal"); return }
+                #expect(code == .authenticationFailed)
+                #expect(try await frames.next() == nil, "the relay closes the connection")
+            }
 
             let health = String(decoding: try await cluster.get("http://127.0.0.1:\(cluster.relayHTTPPort)/health").body, as: UTF8.self)
             #expect(health.contains("\"bramble\":1"), "the node's session at epoch 1 stands: \(health)")
             try cluster.provision(email: "carol@example.test", pin: "CA201")
             try cluster.startDevice(pin: "CA201")
-            let id = try #require(try await cluster.push(to: "CA201", subject: "after the attack"))
+            let id = try #require(await cluster.pushID(to: "CA201", subject: "after the attack"))
             try await cluster.waitFor("delivery") { cluster.shown(pin: "CA201").map(\.push_id) == [id] }
         }
     }
@@ -82,12 +81,11 @@ import Testing
         try await TestCluster.with(options) { cluster in
             let key = cluster.srpKeys["lab"]!
             func connectOnce() async throws -> Frame? {
-                let c = try await FrameConnection.connect(to: cluster.relaySRP)
-                defer { c.close() }
-                var frames = c.reader()
-                guard case .challenge(let nonce)? = try await frames.next() else { return nil }
-                c.send(.register(srpID: "lab", epoch: 1, proof: SRPProof.compute(key: key, nonce: nonce, srpID: "lab", epoch: 1)))
-                return try await frames.next()
+                try await FrameLink.connect(to: cluster.relaySRP) { c, frames in
+                    guard case .challenge(let nonce)? = try await frames.next() else { return nil }
+                    try await c.outbound.write(.register(srpID: "lab", epoch: 1, proof: SRPProof.compute(key: key, nonce: nonce, srpID: "lab", epoch: 1)))
+                    return try await frames.next()
+                }
             }
             let start = Date()
             for _ in 1...5 { #expect(try await connectOnce() == .registered(srpID: "lab", epoch: 1)) }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BrambleCore
+import BrambleAPI
 import BrambleNet
 @preconcurrency import Crypto
 import Foundation
@@ -92,8 +93,8 @@ final class TestCluster: @unchecked Sendable {
     var nodeURL: String { nodeURL(options.nodes[0]) }
     func nodeURL(_ name: String) -> String { "http://127.0.0.1:\(nodeHTTPPorts[name]!)" }
     var node: ChildProcess? { nodes[options.nodes[0]] }
-    var admin: AdminClient { AdminClient(baseURL: nodeURL, token: token, http: http) }
-    func admin(_ name: String) -> AdminClient { AdminClient(baseURL: nodeURL(name), token: token, http: http) }
+    var admin: BrambleClient { BrambleClient(baseURL: nodeURL, token: token, http: http) }
+    func admin(_ name: String) -> BrambleClient { BrambleClient(baseURL: nodeURL(name), token: token, http: http) }
     var relayDevices: HostPort { HostPort(host: "127.0.0.1", port: devicePort) }
     var relaySRP: HostPort { HostPort(host: "127.0.0.1", port: srpPort) }
 
@@ -235,15 +236,39 @@ final class TestCluster: @unchecked Sendable {
         var subject: String
     }
 
-    /// POST /push (to the first node, or `via` another); returns the push id when the
-    /// node answered 202.
-    func push(to: String, subject: String, body: String = "body", via node: String? = nil,
-              timeout: TimeAmount = .seconds(10)) async throws -> String? {
-        try await (node.map { admin($0) } ?? admin).push(to: to, subject: subject, body: body, timeout: timeout).id
+    /// How a push ended, as its sender saw it.
+    enum PushAnswer: Equatable {
+        case accepted(id: String)
+        /// The node said it certainly did not commit it (or could not be reached).
+        case notAccepted
+        /// It may have committed: send it again with the same key.
+        case unknown
     }
 
-    func get(_ url: String) async throws -> AdminClient.Reply {
-        try await AdminClient(baseURL: url, token: token, http: http).send(.GET, "", timeout: .seconds(2))
+    /// POST /push to the first node, or `via` another, under `key` if given.
+    func push(to: String, subject: String, body: String = "body", via node: String? = nil, key: String? = nil,
+              timeout: TimeAmount = .seconds(10)) async -> PushAnswer {
+        do {
+            let accepted = try await (node.map { admin($0) } ?? admin).push(PushRequestBody(to: to, subject: subject, body: body),
+                                                                         idempotencyKey: key, timeout: timeout)
+            return .accepted(id: accepted.id)
+        } catch {
+            switch error {
+            case .unreachable: return .notAccepted
+            case .api(_, let answer) where answer.code == .notAccepted || answer.code == .unavailable: return .notAccepted
+            case .noAnswer, .api, .malformed: return .unknown
+            }
+        }
+    }
+
+    /// POST /push to the first node; the push id, or nil when it was not accepted.
+    func pushID(to: String, subject: String, body: String = "body") async -> String? {
+        if case .accepted(let id) = await push(to: to, subject: subject, body: body) { return id }
+        return nil
+    }
+
+    func get(_ url: String) async throws -> BrambleClient.Reply {
+        try await BrambleClient(baseURL: url, token: token, http: http).raw(.GET, "", timeout: .seconds(2))
     }
 
     func metric(_ name: String, node: String? = nil) async throws -> Double? {

@@ -17,7 +17,7 @@ public struct EpochAudit: Equatable, Sendable {
     public init(events: [PairEvent]) {
         var holders: [UInt64: Set<String>] = [:]
         var previous: UInt64?
-        for event in events where event.kind == PairEvent.promotion {
+        for event in events where event.kind == .promote {
             guard let epoch = event.epoch else { continue }
             promotions += 1
             holders[epoch, default: []].insert(event.node)

@@ -201,6 +201,17 @@ public struct HAStateMachine: Sendable {
         }
     }
 
+    /// A fenced write: the database refused a write under `epoch` because the lease has
+    /// moved on. Only news while we still serve at that epoch.
+    public mutating func writeFenced(epoch: UInt64, nowMs: UInt64) -> [Action] {
+        switch role {
+        case .primary(let e) where e == epoch, .primaryDegraded(let e) where e == epoch:
+            return demote(epoch: e, reason: .leaseLost, handoverTo: nil, nowMs: nowMs)
+        case .primary, .primaryDegraded, .standby, .promoting, .stopped:
+            return []
+        }
+    }
+
     /// `bramble failover [--to NODE]`: a planned switchover.
     public mutating func operatorRequestedFailover(to target: String?, nowMs: UInt64) -> [Action] {
         switch role {

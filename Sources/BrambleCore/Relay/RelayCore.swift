@@ -14,13 +14,6 @@ public typealias ConnectionID = UInt64
 /// - Lockout of an SRP ID after too many authenticated connects in a window.
 /// - A server connection silent for longer than the configured time is closed (`tick`).
 public struct RelayCore: Sendable {
-    /// The epoch the relay holds for an SRP ID, as its `staleEpoch` and `displaced` error
-    /// messages state it: their last word is that epoch (the wire contract; the server's
-    /// HA manager reads it to decide whether to demote). Nil for any other message.
-    public static func registeredEpoch(inRefusal message: String) -> UInt64? {
-        message.split(separator: " ").last.flatMap { UInt64($0) }
-    }
-
     public enum Action: Equatable, Sendable {
         case send(ConnectionID, Frame)
         /// Close after the frames already queued for it are written.
@@ -187,8 +180,10 @@ public struct RelayCore: Sendable {
         // A stale epoch is refused before it counts as a connect: a fenced node's attempts
         // must never lock the current primary out.
         if let highest = highestEpoch[srpID], epoch < highest {
-            return refuse(conn, .staleEpoch, "epoch \(epoch) is below the registered epoch \(highest)",
-                          event: .refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))
+            _ = disconnected(conn)
+            roles[conn] = nil
+            return [.send(conn, .epochRefused(reason: .stale, heldEpoch: highest)), .close(conn),
+                    .event(.refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))]
         }
         let window = configuration.lockoutWindowMs
         var times = connectTimes[srpID, default: []].filter { nowMs < $0 &+ window }
@@ -204,7 +199,7 @@ public struct RelayCore: Sendable {
         if let current = sessions[srpID], current.conn != conn {
             roles[current.conn] = nil
             serverHeardMs[current.conn] = nil
-            actions += [.send(current.conn, .error(code: .displaced, message: "displaced by epoch \(epoch)")),
+            actions += [.send(current.conn, .epochRefused(reason: .displaced, heldEpoch: epoch)),
                         .close(current.conn),
                         .event(.displaced(srpID: srpID, oldEpoch: current.epoch, newEpoch: epoch))]
         }

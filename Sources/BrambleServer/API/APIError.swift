@@ -1,20 +1,25 @@
+import BrambleAPI
+import BrambleCore
 import Foundation
 import Hummingbird
 
-/// An API failure: its status and a message for the operator, as `{"error": "…"}`.
-struct APIError: HTTPResponseError {
-    let status: HTTPResponse.Status
-    let message: String
+/// An API failure answers `{"error": "…", "code": "…"}` with the code's status.
+extension APIErrorBody: HTTPResponseError {
+    public var status: HTTPResponse.Status { .init(code: code.status) }
 
-    init(_ status: HTTPResponse.Status, _ message: String) {
-        self.status = status
-        self.message = message
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        jsonResponse(status, self)
     }
+}
 
-    func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = (try? JSONEncoder().encode(["error": message])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
+/// A JSON answer with a status of our choosing (the routes' encoder handles the 200s).
+func jsonResponse(_ status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
+    let encoder = JSONEncoder()
+    encoder.dateEncodingStrategy = .iso8601
+    var fields = headers
+    fields[.contentType] = "application/json"
+    let body = (try? encoder.encode(value)) ?? Data()
+    return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
 }
 
 extension Request {
@@ -23,7 +28,21 @@ extension Request {
         do {
             return try await decode(as: type, context: context)
         } catch let error as HTTPError {
-            throw APIError(error.status, error.body ?? "request body is not valid JSON for this endpoint")
+            throw APIErrorBody(.badRequest, error.body ?? "request body is not valid JSON for this endpoint")
         }
     }
 }
+
+extension PushAccepted: ResponseEncodable {}
+extension PushStatus: ResponseEncodable {}
+extension UserRecord: ResponseEncodable {}
+extension UserList: ResponseEncodable {}
+extension DeviceRecord: ResponseEncodable {}
+extension DeviceList: ResponseEncodable {}
+extension Removed: ResponseEncodable {}
+extension Provisioned: ResponseEncodable {}
+extension PairStatus: ResponseEncodable {}
+extension Thresholds: ResponseEncodable {}
+extension FailoverDone: ResponseEncodable {}
+extension NodeHealth: ResponseEncodable {}
+extension PairEventLog: ResponseEncodable {}

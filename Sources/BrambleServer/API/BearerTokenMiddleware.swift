@@ -1,3 +1,4 @@
+import BrambleAPI
 import Crypto
 import Hummingbird
 
@@ -5,13 +6,12 @@ import Hummingbird
 /// A missing or wrong token is a 401 and the request goes no further.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
-    static var openPaths: [String] { ["/health", "/health/live", "/health/ready", "/primary", "/standby", "/metrics"] }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if Self.openPaths.contains(request.uri.path) { return try await next(request, context) }
+        if HealthAPI.openPaths.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               Self.equalInConstantTime(String(header.dropFirst(7)), token) else {
-            throw APIError(.unauthorized, "missing or wrong bearer token (see admin_token in `make status`)")
+            throw APIErrorBody(.unauthorized, "missing or wrong bearer token (see admin_token in `make status`)")
         }
         return try await next(request, context)
     }

@@ -1,34 +1,42 @@
 import BrambleCore
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 
 /// LISTENs on the pair's notification channel: a lease changing hands, or a heartbeat
-/// the peer must act on, wakes the HA controller (a planned switchover or a standby's
-/// request then takes one round trip, not a heartbeat interval), and
-/// pushes a peer committed go straight to this node's Dispatcher when it serves.
-/// Whenever the listening connection is (re)established, a serving node rescans the
-/// open items, since notifications sent while it was gone are lost. The session follows
-/// the database primary: commits NOTIFY on the primary only, and an old primary whose
-/// Patroni died still accepts a LISTEN that will never hear another commit.
-struct PairListener {
+/// the peer must act on, wakes the HA manager (a planned switchover or a standby's
+/// request then takes one round trip, not a heartbeat interval), and pushes a peer
+/// committed go straight to this node's Dispatcher when it serves. Whenever the listening
+/// connection is (re)established, a serving node rescans the open items, since
+/// notifications sent while it was gone are lost. The session follows the database
+/// primary: commits NOTIFY on the primary only, and an old primary whose Patroni died
+/// still accepts a LISTEN that will never hear another commit.
+final class PairListener: Service {
     let database: DatabaseHosts
     let store: ConfigStore
     let dispatcher: Dispatcher
-    let ha: HAController
+    let inbox: HAInbox
     let node: String
     let logger: Logger
 
-    func run() async {
+    init(database: DatabaseHosts, store: ConfigStore, dispatcher: Dispatcher, inbox: HAInbox, node: String, logger: Logger) {
+        (self.database, self.store, self.dispatcher, self.inbox, self.node, self.logger) = (database, store, dispatcher, inbox, node, logger)
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await self.listen() }
+    }
+
+    private func listen() async {
         var failures = 0
         while !Task.isCancelled {
             do {
-                let session = self
-                let moved = try await database.whilePrimary { client in
+                let moved = try await database.whilePrimary { [self] client in
                     try await client.withConnection { connection in
                         try await connection.listen(on: ConfigStore.notificationChannel) { notifications in
-                            session.ha.wake()
-                            try await session.rescan()
-                            for try await notification in notifications { try await session.handle(notification.payload) }
+                            self.inbox.wake()
+                            try await self.rescan()
+                            for try await notification in notifications { try await self.handle(notification.payload) }
                         }
                     }
                 } == nil
@@ -54,7 +62,7 @@ struct PairListener {
     /// next one starts with a rescan: nothing notified is ever skipped.
     private func handle(_ payload: String) async throws {
         if payload.hasPrefix("lease|") || payload.hasPrefix("heartbeat|") {
-            ha.wake()
+            inbox.wake()
             return
         }
         let notification: OutboundNotification

@@ -1,3 +1,4 @@
+import BrambleAPI
 import BrambleCore
 @preconcurrency import Crypto
 import Foundation
@@ -11,7 +12,7 @@ extension ConfigStore {
                 RETURNING email, display_name, created_at
                 """, logger: logger)
             for try await (e, n, c) in rows.decode((String, String, Date).self) {
-                return UserRecord(email: e, displayName: n, createdAt: c, devices: [])
+                return UserRecord(email: e, display_name: n, created_at: c, devices: [])
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw StoreError.conflict("user \(email) already exists")
@@ -30,7 +31,7 @@ extension ConfigStore {
             """, logger: logger)
         var users: [UserRecord] = []
         for try await (e, n, c, pins) in rows.decode((String, String, Date, [String]).self) {
-            users.append(UserRecord(email: e, displayName: n, createdAt: c, devices: pins))
+            users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins))
         }
         return users
     }
@@ -52,7 +53,7 @@ extension ConfigStore {
                 RETURNING created_at
                 """, logger: logger)
             for try await created in rows.decode(Date.self) {
-                return DeviceRecord(pin: pin.description, email: email, status: "active", lastSeq: 0, pending: 0, createdAt: created)
+                return DeviceRecord(pin: pin.description, email: email, status: "active", last_seq: 0, pending: 0, created_at: created)
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw StoreError.conflict("PIN \(pin) is already provisioned")
@@ -71,7 +72,7 @@ extension ConfigStore {
             """, logger: logger)
         var devices: [DeviceRecord] = []
         for try await (p, e, s, seq, c, pending) in rows.decode((Int64, String, String, Int64, Date, Int64).self) {
-            devices.append(DeviceRecord(pin: PIN(UInt32(p)).description, email: e, status: s, lastSeq: seq, pending: pending, createdAt: c))
+            devices.append(DeviceRecord(pin: PIN(UInt32(p)).description, email: e, status: s, last_seq: seq, pending: pending, created_at: c))
         }
         return devices
     }

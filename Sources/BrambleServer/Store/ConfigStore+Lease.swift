@@ -1,3 +1,4 @@
+import BrambleAPI
 import BrambleCore
 import Foundation
 import PostgresNIO
@@ -5,7 +6,7 @@ import PostgresNIO
 /// The HA pair's lease and heartbeats, all times on the database clock. The HA manager
 /// (`HAStateMachine`) decides; these statements make its decisions safe: taking the lease
 /// is one conditional UPDATE on the epoch, so of two nodes racing exactly one wins.
-extension ConfigStore {
+extension ConfigStore: PairStore {
     /// The LISTEN/NOTIFY channel: `lease|PAIR` when a lease is taken or released,
     /// `heartbeat|PAIR` when a node's heartbeat changed what its peer acts on (see
     /// `announceHeartbeat`), `outbound|NODE|PIN:FIRST-LAST,…` when pushes are committed
@@ -15,15 +16,6 @@ extension ConfigStore {
     public struct FencedError: Error, CustomStringConvertible {
         public let epoch: UInt64
         public var description: String { "the lease no longer holds epoch \(epoch): this node is fenced" }
-    }
-
-    /// One heartbeat's view of the pair, read in one round trip's worth of statements.
-    public struct PairView: Sendable {
-        /// The database clock, in milliseconds since 1970.
-        public var nowMs: UInt64
-        public var lease: HAStateMachine.Lease?
-        public var peer: HAStateMachine.PeerHeartbeat?
-        public var thresholds: Thresholds
     }
 
     /// The pair's failover and promotion thresholds (positions in the health parameter
@@ -119,13 +111,14 @@ extension ConfigStore {
             """, logger: logger)
     }
 
-    /// Rewrites this node's heartbeat row; `parameters` is the health checks as JSON, for
+    /// Rewrites this node's heartbeat row; the health checks go in as JSON, for
     /// `bramble status`.
-    public func writeHeartbeat(pair: String, node: String, role: String, epoch: UInt64?, score: Int, requestsLease: Bool,
-                               apiURL: String = "", parameters: String = "[]") async throws {
+    public func writeHeartbeat(_ h: Heartbeat) async throws {
+        let parameters = (try? String(decoding: JSONEncoder().encode(h.parameters), as: UTF8.self)) ?? "[]"
         try await client.query("""
             INSERT INTO heartbeats (node, pair, role, epoch, score, requests_lease, api_url, parameters, written_at)
-            VALUES (\(node), \(pair), \(role), \(epoch.map { Int64($0) }), \(score), \(requestsLease), \(apiURL), \(parameters), now())
+            VALUES (\(h.node), \(h.pair), \(h.role.rawValue), \(h.epoch.map { Int64($0) }), \(h.score), \(h.requestsLease), \(h.apiURL),
+                    \(parameters), now())
             ON CONFLICT (node) DO UPDATE SET pair = EXCLUDED.pair, role = EXCLUDED.role, epoch = EXCLUDED.epoch,
                 score = EXCLUDED.score, requests_lease = EXCLUDED.requests_lease, api_url = EXCLUDED.api_url,
                 parameters = EXCLUDED.parameters, written_at = now()
@@ -149,44 +142,26 @@ extension ConfigStore {
         return nil
     }
 
-    /// One node of the pair as `bramble status` shows it.
-    public struct NodeStatus: Sendable, Codable {
-        public var node: String
-        public var role: String
-        public var epoch: UInt64?
-        public var score: Int
-        public var requests_lease: Bool
-        public var heartbeat_age_ms: Int64
-        public var api_url: String
-        public var parameters: [HealthCheck]
-    }
-
-    public struct LeaseStatus: Sendable, Codable {
-        public var holder: String?
-        public var epoch: UInt64
-        /// Negative once the lease has expired.
-        public var expires_in_ms: Int64
-        public var handover_to: String?
-    }
-
     /// Every node's last heartbeat, the lease and the thresholds, ages on the database clock.
-    public func pairStatus(_ pair: String) async throws -> (nodes: [NodeStatus], lease: LeaseStatus?, thresholds: Thresholds) {
+    public func pairStatus(_ pair: String) async throws -> (nodes: [PairStatus.Node], lease: PairStatus.Lease?, thresholds: Thresholds) {
         let view = try await leaseAndThresholds(pair)
-        var nodes: [NodeStatus] = []
+        var nodes: [PairStatus.Node] = []
         for try await (name, role, epoch, score, requests, age, url, parameters) in try await client.query("""
             SELECT node, role, epoch, score, requests_lease,
                    (extract(epoch FROM now() - written_at) * 1000)::bigint, api_url, parameters
             FROM heartbeats WHERE pair = \(pair) ORDER BY node
             """, logger: logger).decode((String, String, Int64?, Int, Bool, Int64, String, String).self) {
             let checks = (try? JSONDecoder().decode([HealthCheck].self, from: Data(parameters.utf8))) ?? []
-            nodes.append(NodeStatus(node: name, role: role, epoch: epoch.map { UInt64($0) }, score: score, requests_lease: requests,
+            nodes.append(PairStatus.Node(node: name, role: NodeRole(rawValue: role) ?? .stopped, epoch: epoch.map { UInt64($0) }, score: score, requests_lease: requests,
                                     heartbeat_age_ms: age, api_url: url, parameters: checks))
         }
         let lease = view.lease.map {
-            LeaseStatus(holder: $0.holder, epoch: $0.epoch, expires_in_ms: Int64($0.expiresAtMs) - Int64(view.nowMs), handover_to: $0.handoverTo)
+            PairStatus.Lease(holder: $0.holder, epoch: $0.epoch, expires_in_ms: Int64($0.expiresAtMs) - Int64(view.nowMs), handover_to: $0.handoverTo)
         }
         return (nodes, lease, view.thresholds)
     }
+
+    public func suspect(_ error: any Error) { database.suspect(error) }
 
     /// Runs `body` in a transaction that first re-checks, under a share lock on the lease
     /// row, that this node still holds `epoch`; throws `FencedError` (committing nothing)

@@ -7,7 +7,7 @@ import PostgresNIO
 
 /// The configuration database: every query the node runs lives in this type and its
 /// extensions, so the SQL can be read in one place.
-public struct ConfigStore: Sendable {
+public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
     /// The database's hosts; statements go to the writable one.
     public let database: DatabaseHosts
     let logger: Logger
@@ -43,22 +43,27 @@ public struct ConfigStore: Sendable {
         try await Migrations.apply(on: client, logger: logger)
     }
 
-    public func recordEvent(node: String, kind: String, epoch: UInt64?, detail: String) async throws {
-        let e = epoch.map { Int64($0) }
-        try await client.query(
-            "INSERT INTO events (node, kind, epoch, detail) VALUES (\(node), \(kind), \(e), \(detail))", logger: logger)
+    public func recordEvent(_ event: NewPairEvent) async throws {
+        let e = event.epoch.map { Int64($0) }
+        try await client.query("""
+            INSERT INTO events (node, kind, epoch, reason, detail)
+            VALUES (\(event.node), \(event.kind.rawValue), \(e), \(event.reason?.rawValue), \(event.detail))
+            """, logger: logger)
     }
 
     /// The newest `limit` events of `pair`'s nodes recorded at or after `sinceUnixMs`,
     /// oldest first.
     public func pairEvents(_ pair: String, sinceUnixMs: Int64, limit: Int) async throws -> [PairEvent] {
         var events: [PairEvent] = []
-        for try await (at, node, kind, epoch, detail) in try await client.query("""
-            SELECT (extract(epoch FROM at) * 1000)::bigint, node, kind, epoch, detail FROM events
+        for try await (at, node, kind, epoch, reason, detail) in try await client.query("""
+            SELECT (extract(epoch FROM at) * 1000)::bigint, node, kind, epoch, reason, detail FROM events
             WHERE node IN (SELECT node FROM heartbeats WHERE pair = \(pair)) AND at >= to_timestamp(\(Double(sinceUnixMs) / 1000))
             ORDER BY id DESC LIMIT \(limit)
-            """, logger: logger).decode((Int64, String, String, Int64?, String).self) {
-            events.append(PairEvent(atUnixMs: at, node: node, kind: kind, epoch: epoch.map { UInt64($0) }, detail: detail))
+            """, logger: logger).decode((Int64, String, String, Int64?, String?, String).self) {
+            // Kinds this version does not know (a newer node's) are left out.
+            guard let kind = PairEvent.Kind(rawValue: kind) else { continue }
+            events.append(PairEvent(atUnixMs: at, node: node, kind: kind, epoch: epoch.map { UInt64($0) },
+                                    reason: reason.flatMap(PairEvent.Reason.init(rawValue:)), detail: detail))
         }
         return events.reversed()
     }
@@ -84,12 +89,12 @@ public struct ConfigStore: Sendable {
 
     /// How many users and active devices there are (the health parameters "user accounts
     /// started" and "at least one user" are measured against these).
-    public func accountCounts() async throws -> (users: Int, activeDevices: Int) {
+    public func accountCounts() async throws -> HealthFacts.Accounts {
         for try await counts in try await client.query(
             "SELECT (SELECT count(*) FROM users)::bigint, (SELECT count(*) FROM devices WHERE status = 'active')::bigint",
             logger: logger
-        ).decode((Int64, Int64).self) { return (Int(counts.0), Int(counts.1)) }
-        return (0, 0)
+        ).decode((Int64, Int64).self) { return .init(users: Int(counts.0), activeDevices: Int(counts.1)) }
+        return .init(users: 0, activeDevices: 0)
     }
 
     public func ping() async throws {

@@ -1,8 +1,10 @@
 import AsyncHTTPClient
+import BrambleCore
 import BrambleNet
 import Logging
 import NIOConcurrencyHelpers
 import PostgresNIO
+import ServiceLifecycle
 
 /// The configuration database's hosts — one, or the members of a Patroni cluster — with a
 /// client pool for each. Statements go to the host found writable; when a statement
@@ -11,7 +13,7 @@ import PostgresNIO
 /// when PostgreSQL says it is not in recovery and, where a Patroni REST URL is given,
 /// Patroni's `/primary` answers 200 (a PostgreSQL whose Patroni died still accepts
 /// connections, but its commits hang once the standby was promoted away).
-public final class DatabaseHosts: Sendable {
+public final class DatabaseHosts: Service {
     public struct Host: Sendable, CustomStringConvertible {
         public var address: HostPort
         public var patroniURL: String?
@@ -22,8 +24,8 @@ public final class DatabaseHosts: Sendable {
         public var description: String { address.description }
     }
 
-    /// Which host is the primary, and whether a search for it is under way; shared by
-    /// every set that follows this one.
+    /// Which host is the primary, and whether a search for it is under way;
+    /// shared by every set that follows this one. The set that leads runs the search.
     private struct Primary {
         var index = 0
         var searching = false
@@ -32,6 +34,9 @@ public final class DatabaseHosts: Sendable {
     public let hosts: [Host]
     let clients: [PostgresClient]
     private let primary: NIOLockedValueBox<Primary>
+    /// Wakes the search (in the leading set's `run`).
+    private let searches: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    private let leads: Bool
     private let logger: Logger
 
     /// `following` shares another set's view of which host is the primary (the same
@@ -45,6 +50,8 @@ public final class DatabaseHosts: Sendable {
         self.logger = logger
         // NIOLockedValueBox copies share their storage.
         primary = other?.primary ?? NIOLockedValueBox(Primary())
+        searches = other?.searches ?? AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        leads = other == nil
     }
 
     /// One host and its client (tests, single-host deployments).
@@ -53,6 +60,8 @@ public final class DatabaseHosts: Sendable {
         clients = [client]
         self.logger = logger
         primary = NIOLockedValueBox(Primary())
+        searches = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        leads = true
     }
 
     private var currentIndex: Int { primary.withLockedValue { $0.index } }
@@ -114,9 +123,29 @@ public final class DatabaseHosts: Sendable {
         }
     }
 
-    /// A transaction on a connection from the current primary (see `withPrimaryConnection`).
-    public func withPrimaryTransaction<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await withPrimaryConnection { connection in try await connection.withTransaction(logger: logger) { try await body($0) } }
+    /// A transaction on a connection from the current primary (see `withPrimaryConnection`),
+    /// committed only if `gate` still allows it. A failure says how far it got
+    /// (`TransactionFailure`), so the caller knows whether it may have committed.
+    func withPrimaryTransaction<T: Sendable>(gate: CommitGate, logger: Logger,
+                                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withPrimaryConnection { connection in
+            do {
+                try await connection.query("BEGIN", logger: logger)
+                let result = try await body(connection)
+                guard gate.beginCommit() else { throw CommitGate.Abandoned() }
+                do {
+                    try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    throw TransactionFailure(stage: .atCommit, underlying: error)
+                }
+                return result
+            } catch let failure as TransactionFailure {
+                throw failure
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw TransactionFailure(stage: .beforeCommit, underlying: error)
+            }
+        }
     }
 
     /// Runs `body` with the current primary's pool until it returns, or until the search
@@ -139,10 +168,15 @@ public final class DatabaseHosts: Sendable {
         }
     }
 
-    /// Runs every host's pool until cancelled.
-    public func run() async {
+    /// Runs every host's pool until graceful shutdown reaches this service (postgres-nio's
+    /// clients end then), and, in the leading set, the search for the primary.
+    public func run() async throws {
         await withDiscardingTaskGroup { group in
             for client in clients { group.addTask { await client.run() } }
+            guard leads, hosts.count > 1 else { return }
+            await cancelWhenGracefulShutdown { [self] in
+                for await _ in searches.stream { await search() }
+            }
         }
     }
 
@@ -154,15 +188,18 @@ public final class DatabaseHosts: Sendable {
         guard start else { return }
         logger.notice("looking for the configuration database's primary", metadata: [
             "db.current": "\(current)", "error": "\(String(describing: error).prefix(200))"])
-        Task {
-            defer { primary.withLockedValue { $0.searching = false } }
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                if await findPrimary() { return }
-                try? await Task.sleep(for: .milliseconds(100))
-            }
-            logger.warning("no writable configuration database found for 60 s; staying on \(current)")
+        searches.continuation.yield()
+    }
+
+    /// Asks every host every 100 ms for up to 60 s until one is the primary.
+    private func search() async {
+        defer { primary.withLockedValue { $0.searching = false } }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, !Task.isCancelled {
+            if await findPrimary() { return }
+            try? await Task.sleep(for: .milliseconds(100))
         }
+        logger.warning("no writable configuration database found for 60 s; staying on \(current)")
     }
 
     /// Asks every host at once; switches to the first that is the primary. True if one is.

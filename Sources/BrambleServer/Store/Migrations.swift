@@ -111,6 +111,21 @@ enum Migrations {
             """,
             "DROP TABLE srp_epoch",
         ]),
+        Migration(version: 4, name: "push idempotency keys, event reasons", sql: [
+            // A push's Idempotency-Key, kept 24 hours (PushCommitter prunes older ones), so a
+            // retry through either node, before or after a failover, gets the first answer.
+            """
+            CREATE TABLE push_keys (
+                key text PRIMARY KEY,
+                fingerprint text NOT NULL,
+                push_id uuid NOT NULL,
+                devices text NOT NULL,  -- the PINs, comma-separated
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "CREATE INDEX push_keys_created ON push_keys(created_at)",
+            "ALTER TABLE events ADD COLUMN reason text",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

@@ -1,44 +1,6 @@
 import BrambleCore
+import Crypto
 import Foundation
-
-/// A user as the admin API shows it.
-public struct UserRecord: Codable, Sendable, Equatable {
-    public var email: String
-    public var displayName: String
-    public var createdAt: Date
-    public var devices: [String]
-
-    enum CodingKeys: String, CodingKey {
-        case email, devices
-        case displayName = "display_name"
-        case createdAt = "created_at"
-    }
-}
-
-/// A device as the admin API shows it (never its key).
-public struct DeviceRecord: Codable, Sendable, Equatable {
-    public var pin: String
-    public var email: String
-    public var status: String
-    /// Items committed for this device so far (its highest sequence number).
-    public var lastSeq: Int64
-    /// Items not yet acknowledged.
-    public var pending: Int64
-    public var createdAt: Date
-
-    enum CodingKeys: String, CodingKey {
-        case pin, email, status, pending
-        case lastSeq = "last_seq"
-        case createdAt = "created_at"
-    }
-}
-
-/// One device's copy of a push, as `GET /push/{id}` shows it.
-public struct PushItemStatus: Codable, Sendable, Equatable {
-    public var pin: String
-    public var seq: Int64
-    public var state: String
-}
 
 /// An item of the outbound queue as the Dispatcher holds it.
 public struct OutboundItem: Sendable {
@@ -61,6 +23,27 @@ public struct PushRequest: Sendable {
     public var body: String
     /// Seconds until an undelivered item expires.
     public var expiresIn: Int
+    /// The client's `Idempotency-Key`, if it sent one.
+    public var idempotencyKey: String?
+
+    public init(to: Recipient, subject: String, body: String, expiresIn: Int) {
+        (self.to, self.subject, self.body, self.expiresIn) = (to, subject, body, expiresIn)
+    }
+
+    /// What a retry under the same key must repeat exactly (SHA-256, hex).
+    var fingerprint: String {
+        let recipient = switch to { case .email(let e): "e:" + e; case .pin(let p): "p:" + p.description }
+        let canonical = [recipient, subject, body, String(expiresIn)].map { "\($0.utf8.count):\($0)" }.joined()
+        return SHA256.hash(data: Array(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+public enum PushOutcome: Sendable {
+    /// Committed (now, or by an earlier request with the same key: `replayed`); the PINs.
+    case accepted(pushID: UUID, devices: [String], replayed: Bool)
+    case unknownRecipient
+    /// The Idempotency-Key was used for a different push.
+    case keyReused
 }
 
 /// Delivery states an item moves through after it is committed (it starts `queued`).
@@ -75,11 +58,6 @@ public struct DeliveryTransition: Sendable, Equatable {
     public var pin: PIN
     public var seq: UInt64
     public var state: DeliveryState
-}
-
-public enum PushOutcome: Sendable {
-    case accepted(pushID: UUID, items: [OutboundItem])
-    case unknownRecipient
 }
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {

@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct EpochAuditTests {
     func promotion(_ node: String, _ epoch: UInt64) -> PairEvent {
-        PairEvent(atUnixMs: 0, node: node, kind: PairEvent.promotion, epoch: epoch, detail: "")
+        PairEvent(atUnixMs: 0, node: node, kind: .promote, epoch: epoch, detail: "")
     }
 
     @Test func failoversBackAndForthAtRisingEpochsPass() {

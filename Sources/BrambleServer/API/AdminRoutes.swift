@@ -1,0 +1,62 @@
+import BrambleAPI
+import BrambleCore
+@preconcurrency import Crypto
+import Foundation
+import Hummingbird
+
+/// The Administration Service's API behind the `bramble` CLI.
+struct AdminRoutes {
+    let store: ConfigStore
+    let srpID: String
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post(RouterPath(AdminAPI.users)) { request, context -> EditedResponse<UserRecord> in
+            let body = try await request.decodeJSON(NewUser.self, context: context)
+            let email = body.email.trimmingCharacters(in: .whitespaces).lowercased()
+            guard Email.isPlausible(email) else { throw APIErrorBody(.badRequest, "'\(body.email)' is not a valid e-mail address") }
+            let name = body.name ?? ""
+            guard name.utf8.count <= 256 else { throw APIErrorBody(.badRequest, "'name' is longer than 256 bytes") }
+            return EditedResponse(status: .created, response: try await mapped { try await store.addUser(email: email, displayName: name) })
+        }
+        router.get(RouterPath(AdminAPI.users)) { _, _ in UserList(users: try await store.users()) }
+        router.get("/admin/users/{email}") { _, context -> UserRecord in
+            let email = try context.parameters.require("email").lowercased()
+            guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
+            return user
+        }
+        router.delete("/admin/users/{email}") { _, context -> Removed in
+            let email = try context.parameters.require("email").lowercased()
+            guard try await store.removeUser(email: email) else { throw APIErrorBody(.notFound, "no user \(email)") }
+            return Removed(removed: email)
+        }
+        router.post(RouterPath(AdminAPI.devices)) { request, context -> EditedResponse<Provisioned> in
+            let body = try await request.decodeJSON(NewDevice.self, context: context)
+            guard let pin = PIN(body.pin) else { throw APIErrorBody(.badRequest, "PIN '\(body.pin)' is not 1–8 hex digits") }
+            let email = body.email.trimmingCharacters(in: .whitespaces).lowercased()
+            let key = SymmetricKey(size: .bits256)
+            let device = try await mapped { try await store.provisionDevice(email: email, pin: pin, key: key) }
+            return EditedResponse(status: .created, response: Provisioned(
+                device: device, credential: DeviceCredential(pin: pin, email: email, srpID: srpID, masterKey: key)))
+        }
+        router.get(RouterPath(AdminAPI.devices)) { _, _ in DeviceList(devices: try await store.devices()) }
+        router.get("/admin/devices/{pin}") { _, context -> DeviceRecord in
+            let text = try context.parameters.require("pin")
+            guard let pin = PIN(text) else { throw APIErrorBody(.badRequest, "PIN '\(text)' is not 1–8 hex digits") }
+            guard let device = try await store.devices(pin: pin).first else { throw APIErrorBody(.notFound, "no device \(pin)") }
+            return device
+        }
+    }
+
+    /// Turns store conflicts and misses into 409 and 404.
+    private func mapped<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as StoreError {
+            switch error.kind {
+            case .conflict: throw APIErrorBody(.conflict, error.description)
+            case .notFound: throw APIErrorBody(.notFound, error.description)
+            case .readOnly: throw APIErrorBody(.unavailable, "the configuration database primary is moving; try again")
+            }
+        }
+    }
+}

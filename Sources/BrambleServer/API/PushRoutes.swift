@@ -1,0 +1,96 @@
+import BrambleAPI
+import BrambleCore
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// MDS-style push API: `POST /push` answers 202 only after the commit; `GET /push/{id}`
+/// reports delivery state. With an `Idempotency-Key` header a retry gets the first
+/// answer and never commits twice; a failure says whether the push certainly was not
+/// committed (503 `not_accepted`) or may have been (504 `outcome_unknown`).
+struct PushRoutes {
+    let store: ConfigStore
+    let committer: PushCommitter
+    let metrics: NodeMetrics
+
+    static let defaultExpiry = 7 * 24 * 3600
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post(RouterPath(PushAPI.path)) { request, context -> Response in
+            let body = try await request.decodeJSON(PushRequestBody.self, context: context)
+            let push: PushRequest
+            do {
+                push = try Self.validate(body, idempotencyKey: request.headers[HTTPField.Name(PushAPI.idempotencyKeyHeader)!])
+            } catch {
+                metrics.pushRejected()
+                throw error
+            }
+            do {
+                switch try await committer.submit(push) {
+                case .accepted(let pushID, let items, let replayed):
+                    replayed ? metrics.pushReplayed() : metrics.pushAccepted()
+                    let answer = PushAccepted(id: pushID.uuidString.lowercased(), devices: items)
+                    return jsonResponse(.accepted, answer, headers: replayed ? [HTTPField.Name(PushAPI.replayedHeader)!: "true"] : [:])
+                case .unknownRecipient:
+                    throw APIErrorBody(.notFound, "no active device for recipient '\(body.to)'")
+                case .keyReused:
+                    throw APIErrorBody(.idempotencyKeyReused, "this Idempotency-Key was already used for a different push; use a new key for a new push")
+                }
+            } catch let error as APIErrorBody {
+                metrics.pushRejected()
+                throw error
+            }
+        }
+        router.get("/push/{id}") { request, context -> PushStatus in
+            let text = try context.parameters.require("id")
+            guard let id = UUID(uuidString: text) else { throw APIErrorBody(.badRequest, "push id '\(text)' is not a UUID") }
+            let items = try await store.pushStatus(id)
+            guard !items.isEmpty else { throw APIErrorBody(.notFound, "no push with id \(text)") }
+            return PushStatus(id: text.lowercased(), devices: items)
+        }
+    }
+
+    /// Checks a push request; an `APIErrorBody` (400) says which field is wrong.
+    static func validate(_ body: PushRequestBody, idempotencyKey: String? = nil) throws -> PushRequest {
+        let to = body.to.trimmingCharacters(in: .whitespaces)
+        let recipient: PushRequest.Recipient
+        if to.contains("@") {
+            guard Email.isPlausible(to) else { throw APIErrorBody(.badRequest, "'to' is not a valid e-mail address") }
+            recipient = .email(to.lowercased())
+        } else if let pin = PIN(to) {
+            recipient = .pin(pin)
+        } else {
+            throw APIErrorBody(.badRequest, "'to' must be an e-mail address or a PIN (1–8 hex digits)")
+        }
+        let subject = body.subject ?? ""
+        let text = body.body ?? ""
+        guard !subject.isEmpty || !text.isEmpty else { throw APIErrorBody(.badRequest, "a push needs a 'subject' or a 'body'") }
+        guard subject.utf8.count <= PushItem.maxSubjectLength else {
+            throw APIErrorBody(.badRequest, "'subject' is longer than \(PushItem.maxSubjectLength) bytes")
+        }
+        guard text.utf8.count <= PushItem.maxBodyLength else {
+            throw APIErrorBody(.badRequest, "'body' is longer than \(PushItem.maxBodyLength) bytes")
+        }
+        let expiresIn = body.expires_in ?? defaultExpiry
+        guard (1...30 * 24 * 3600).contains(expiresIn) else {
+            throw APIErrorBody(.badRequest, "'expires_in' must be between 1 and 2592000 seconds")
+        }
+        if let idempotencyKey, !PushAPI.isValidIdempotencyKey(idempotencyKey) {
+            throw APIErrorBody(.badRequest, "the \(PushAPI.idempotencyKeyHeader) header must be 1–255 printable ASCII characters")
+        }
+        var request = PushRequest(to: recipient, subject: subject, body: text, expiresIn: expiresIn)
+        request.idempotencyKey = idempotencyKey
+        return request
+    }
+}
+
+enum Email {
+    /// One `@`, a non-empty local part, a dotted domain, no spaces: enough to catch typos.
+    static func isPlausible(_ s: String) -> Bool {
+        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
+              !parts[1].hasSuffix("."), s.utf8.count <= 254 else { return false }
+        return !s.contains(where: { $0.isWhitespace })
+    }
+}

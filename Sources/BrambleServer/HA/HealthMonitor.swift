@@ -1,0 +1,43 @@
+import BrambleCore
+import BrambleNet
+import NIOConcurrencyHelpers
+
+/// Gathers the facts each health parameter is measured from — the Router's link, the
+/// relay probe, the Dispatcher, the account counts — without waiting on any component,
+/// and has `HealthEvaluation` (the pure core) decide what they mean.
+public final class HealthMonitor: Sendable {
+    private struct Counted { var accounts: HealthFacts.Accounts?; var servingSinceMs: UInt64 = 0 }
+    let link: LinkStatus
+    let relayProbe: RelayProbe
+    let dispatcher: Dispatcher
+    let clock: any NodeClock
+    let limits: HealthEvaluation.Limits
+    private let counted = NIOLockedValueBox(Counted())
+
+    public init(link: LinkStatus, relayProbe: RelayProbe, dispatcher: Dispatcher, clock: any NodeClock = SystemClock(),
+                limits: HealthEvaluation.Limits = .init()) {
+        (self.link, self.relayProbe, self.dispatcher, self.clock, self.limits) = (link, relayProbe, dispatcher, clock, limits)
+    }
+
+    /// The database's count of users and active devices; a Dispatcher holding fewer keys
+    /// than there are active devices is asked to load them (in its own task).
+    func accountsCounted(_ accounts: HealthFacts.Accounts) {
+        counted.withLockedValue { $0.accounts = accounts }
+        if dispatcher.health.deviceKeys < accounts.activeDevices { dispatcher.refreshKeys() }
+    }
+
+    func servingSince(_ ms: UInt64) { counted.withLockedValue { $0.servingSinceMs = ms } }
+
+    func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck] {
+        let c = counted.withLockedValue { $0 }
+        var facts = HealthFacts(nowMs: clock.nowMs())
+        facts.servingEpoch = role.servingEpoch
+        facts.servingSinceMs = c.servingSinceMs
+        facts.link = link.snapshot
+        (facts.relayReachable, facts.relayDetail) = relayProbe.result
+        facts.dispatcher = dispatcher.health
+        facts.databaseError = databaseError
+        facts.accounts = c.accounts
+        return HealthEvaluation.evaluate(facts, limits: limits)
+    }
+}

@@ -1,0 +1,100 @@
+import BrambleCore
+import BrambleNet
+import Hummingbird
+import Logging
+import Metrics
+import PostgresNIO
+import Prometheus
+import ServiceLifecycle
+
+/// One Bramble node: its components as services in one `ServiceGroup`, in dependency
+/// order — each may use those before it, and a graceful shutdown stops them in reverse:
+/// the HTTP API first, then the HA manager (which demotes in BES's order while everything
+/// it needs still runs), … , the database pools last. The components that follow the
+/// lease (`LeaseFollower`) are promoted in this order and demoted in the reverse.
+public struct Node {
+    public let services: [any Service]
+    /// What `/metrics` emits.
+    public let registry: PrometheusCollectorRegistry
+
+    public init(configuration c: NodeConfiguration, logger: Logger, clock: any NodeClock = SystemClock(),
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), notifier: SystemdNotifier = .init()) {
+        self.registry = registry
+        let metrics = NodeMetrics(MetricsCatalog(registry: registry))
+        let database = DatabaseHosts(hosts: c.database.hosts, logger: logger) { Self.pool(c, $0, connections: 8) }
+        // The heartbeat and the notification listener get their own connections, so a burst
+        // of pushes never delays a lease renewal. Their statements give up waiting for a
+        // lock after the heartbeat's own deadline, so a timed-out renewal or take does not
+        // keep holding a connection.
+        let haDatabase = DatabaseHosts(hosts: c.database.hosts, logger: logger, following: database) {
+            Self.pool(c, $0, connections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
+        }
+        let store = ConfigStore(database: database, logger: logger)
+        let inbox = HAInbox()
+        let snapshot = HASnapshotBox()
+        let link = LinkStatus(clock: clock)
+        let outbound = SRPOutbound()
+        let recorder = DeliveryRecorder(store: store, pair: c.pair, node: c.node, inbox: inbox, clock: clock, metrics: metrics, logger: logger)
+        let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
+                                    metrics: metrics, logger: logger)
+        let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
+        let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, logger: logger)
+        var routerConfiguration = SRPRouter.Configuration(relay: c.relay, srpID: c.srpID, key: c.srpKey)
+        routerConfiguration.linkTimeoutMs = c.relayTimeoutMs
+        let router = SRPRouter(configuration: routerConfiguration, delegate: dispatcher, outbound: outbound, status: link, inbox: inbox,
+                               clock: clock, metrics: metrics, logger: logger)
+        let probe = RelayProbe(relay: c.relay, clock: clock)
+        let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, node: c.node, logger: logger)
+        let http = Self.http(c, store: store, committer: committer, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
+                             link: link, probe: probe, clock: clock, startup: startup, notifier: notifier, logger: logger)
+
+        // The order of this list is the node's dependency order (see above).
+        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, router, listener, probe]
+        var ha = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
+        ha.leaseMs = c.leaseMs
+        ha.heartbeatIntervalMs = c.heartbeatIntervalMs
+        let manager = HAController(
+            configuration: ha, store: ConfigStore(database: haDatabase, logger: logger),
+            followers: components.compactMap { $0 as? any LeaseFollower }, drained: { await recorder.drained(timeoutMs: 500) },
+            health: HealthMonitor(link: link, relayProbe: probe, dispatcher: dispatcher, clock: clock), inbox: inbox, snapshot: snapshot,
+            waitUntilStarted: { try await startup.waitUntilStarted() }, clock: clock, metrics: metrics, logger: logger)
+        let watchdog = NodeWatchdog(notifier: notifier, snapshot: snapshot, dispatcher: dispatcher, clock: clock)
+        services = components + [manager, watchdog, http]
+    }
+
+    /// Runs the node until SIGTERM or SIGINT, which stop it gracefully (a primary demotes
+    /// first). Bootstraps swift-metrics with the node's Prometheus registry (once a process).
+    public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let node = Node(configuration: configuration, logger: logger, registry: registry)
+        let group = ServiceGroup(configuration: .init(services: node.services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    private static func pool(_ c: NodeConfiguration, _ host: HostPort, connections: Int, extra: [(String, String)] = []) -> PostgresClient.Configuration {
+        ConfigStore.clientConfiguration(c.database, host: host, leaseMs: c.leaseMs, maximumConnections: connections, extra: extra)
+    }
+
+    private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, metrics: NodeMetrics,
+                             registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
+                             probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
+                             logger: Logger) -> some Service {
+        let router = Router()
+        router.add(middleware: BearerTokenMiddleware(token: c.adminToken))
+        HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
+                     relayProbe: probe, registry: registry, clock: clock).register(on: router)
+        PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)
+        AdminRoutes(store: store, srpID: c.srpID).register(on: router)
+        PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(c.httpListen.host, port: c.httpListen.port), serverName: "bramble-server"),
+            onServerRunning: { _ in notifier.notify(.ready, .status("node \(c.node) of pair \(c.pair) started")) },
+            logger: logger)
+        // The API opens once the node has started (the database migrated, the name free).
+        app.beforeServerStarts { try await startup.waitUntilStarted() }
+        return app
+    }
+}

@@ -1,0 +1,78 @@
+import BrambleCore
+import BrambleNet
+import CoreMetrics
+
+/// A node's metrics, named by what happened; `/metrics` emits them in Prometheus text.
+public final class NodeMetrics: Sendable {
+    private let pushesAcceptedTotal, pushesRejectedTotal, itemsSentTotal, itemsResentTotal, itemsAckedTotal: Counter
+    private let itemsExpiredTotal, framesRejectedTotal, srpConnectsTotal, promotionsTotal, demotionsTotal: Counter
+    private let fencedWritesTotal, transitionsDroppedTotal, idempotentReplaysTotal: Counter
+    private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
+    /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
+    private let roles: [NodeRole: Meter]
+    private let leaseRenewal: Timer
+    public let catalog: MetricsCatalog
+
+    public init(_ catalog: MetricsCatalog) {
+        self.catalog = catalog
+        let c = catalog
+        pushesAcceptedTotal = c.counter("bramble_pushes_accepted_total", help: "Pushes committed and answered 202")
+        pushesRejectedTotal = c.counter("bramble_pushes_rejected_total", help: "Pushes refused (bad request, unknown recipient, not accepted)")
+        idempotentReplaysTotal = c.counter("bramble_pushes_replayed_total", help: "Pushes answered from an earlier request with the same Idempotency-Key")
+        itemsSentTotal = c.counter("bramble_items_sent_total", help: "Items sent to devices for the first time")
+        itemsResentTotal = c.counter("bramble_items_resent_total", help: "Unacknowledged items sent again")
+        itemsAckedTotal = c.counter("bramble_items_acked_total", help: "Items acknowledged by devices")
+        itemsExpiredTotal = c.counter("bramble_items_expired_total", help: "Items that expired undelivered")
+        framesRejectedTotal = c.counter("bramble_device_frames_rejected_total", help: "Device frames that failed authentication or parsing")
+        srpConnectsTotal = c.counter("bramble_srp_connects_total", help: "SRP connection attempts")
+        promotionsTotal = c.counter("bramble_promotions_total", help: "Times this node became primary")
+        demotionsTotal = c.counter("bramble_demotions_total", help: "Times this node stopped serving as primary")
+        fencedWritesTotal = c.counter("bramble_fenced_writes_total", help: "Writes refused because the lease had moved on")
+        transitionsDroppedTotal = c.counter("bramble_delivery_states_dropped_total",
+                                            help: "Delivery states not recorded (database away too long, or stopping); each costs a resend")
+        queueDepthGauge = c.gauge("bramble_queue_depth", help: "Items queued or in flight, not yet acknowledged")
+        srpLinkUpGauge = c.gauge("bramble_srp_link_up", help: "1 while the SRP link to the relay is registered")
+        epochGauge = c.gauge("bramble_epoch", help: "Lease epoch this node serves at (0 while standby)")
+        scoreGauge = c.gauge("bramble_health_score", help: "Healthy parameters from the top of the BES list")
+        var roles: [NodeRole: Meter] = [:]
+        for role in NodeRole.allCases {
+            roles[role] = c.gauge("bramble_role", help: "1 for the HA role this node is in", labels: [("role", role.rawValue)])
+        }
+        self.roles = roles
+        leaseRenewal = c.timer("bramble_lease_renewal_seconds", help: "Time to renew the HA lease in the configuration database",
+                               buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                                         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        role(.standby, epoch: nil)
+    }
+
+    func pushAccepted() { pushesAcceptedTotal.increment() }
+    func pushRejected() { pushesRejectedTotal.increment() }
+    func pushReplayed() { idempotentReplaysTotal.increment() }
+    func itemsSent(first: Int, resent: Int) {
+        if first > 0 { itemsSentTotal.increment(by: first) }
+        if resent > 0 { itemsResentTotal.increment(by: resent) }
+    }
+    func itemsAcked(_ n: Int) { if n > 0 { itemsAckedTotal.increment(by: n) } }
+    func itemsExpired(_ n: Int) { if n > 0 { itemsExpiredTotal.increment(by: n) } }
+    func frameRejected() { framesRejectedTotal.increment() }
+    func queueDepth(_ n: Int) { queueDepthGauge.set(n) }
+    func srpConnect() { srpConnectsTotal.increment() }
+    func srpLink(up: Bool) { srpLinkUpGauge.set(up ? 1 : 0) }
+    func fencedWrites(_ n: Int) { fencedWritesTotal.increment(by: n) }
+    func transitionsDropped(_ n: Int) { transitionsDroppedTotal.increment(by: n) }
+    func promoted() { promotionsTotal.increment() }
+    func demoted() { demotionsTotal.increment() }
+    func score(_ n: Int) { scoreGauge.set(n) }
+    func leaseRenewed(_ d: Duration) { leaseRenewal.recordNanoseconds(d.nanoseconds) }
+    func role(_ role: NodeRole, epoch: UInt64?) {
+        for (name, gauge) in roles { gauge.set(name == role ? 1 : 0) }
+        epochGauge.set(Int(epoch ?? 0))
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}

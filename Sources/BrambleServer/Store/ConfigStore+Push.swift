@@ -1,0 +1,114 @@
+import BrambleCore
+@preconcurrency import Crypto
+import Foundation
+import PostgresNIO
+
+extension ConfigStore {
+    /// A batch's commit: per request its outcome, the master key of every device that got
+    /// an item, and the items committed now (not those replayed for a repeated key).
+    public struct CommittedPushes: Sendable {
+        public var outcomes: [PushOutcome]
+        public var keys: [PIN: SymmetricKey]
+        public var items: [OutboundItem]
+    }
+
+    /// Commits a batch of pushes in one transaction (group commit).
+    ///
+    /// Device rows are locked in PIN order (no deadlock between two committers), and each
+    /// device's `last_seq` advances in the same transaction that inserts its items, so
+    /// every device's items carry dense sequence numbers that become visible in order.
+    /// A request with an Idempotency-Key already committed (by any node, within 24 h) gets
+    /// that commit's outcome and adds nothing; two requests racing with one key are
+    /// serialized by the key's unique index, so exactly one commits.
+    ///
+    /// The same transaction notifies the pair (`outbound|ORIGIN|PIN:FIRST-LAST,…`), so the
+    /// primary learns at commit of items a standby accepted. COMMIT is sent only if `gate`
+    /// still allows it (the caller may have given up and answered "not accepted").
+    func commitPushes(_ requests: [PushRequest], origin: String, gate: CommitGate) async throws -> CommittedPushes {
+        let emails = requests.compactMap { if case .email(let e) = $0.to { e } else { nil } }
+        let pins = requests.compactMap { if case .pin(let p) = $0.to { Int64(p.value) } else { nil } }
+        return try await database.withPrimaryTransaction(gate: gate, logger: logger) { [logger] conn in
+            var byEmail: [String: [PIN]] = [:]
+            var keys: [PIN: SymmetricKey] = [:]
+            for try await (pinValue, email, key) in try await conn.query("""
+                SELECT d.pin, u.email, d.master_key FROM devices d JOIN users u ON u.id = d.user_id
+                WHERE d.status = 'active' AND (u.email = ANY(\(emails)) OR d.pin = ANY(\(pins)))
+                ORDER BY d.pin FOR UPDATE OF d
+                """, logger: logger).decode((Int64, String, String).self) {
+                let pin = PIN(UInt32(pinValue))
+                byEmail[email, default: []].append(pin)
+                keys[pin] = SymmetricKey(base64: key)
+            }
+            var plan = PushBatchPlan(requests: requests) { r in
+                switch r.to {
+                case .email(let e): byEmail[e] ?? []
+                case .pin(let p): keys[p] != nil ? [p] : []
+                }
+            }
+            try await claimKeys(&plan, conn)
+            let items = try await insertItems(&plan, conn, origin: origin)
+            return CommittedPushes(outcomes: plan.outcomes, keys: keys.filter { pin, _ in items.contains { $0.pin == pin } }, items: items)
+        }
+    }
+
+    /// Records the batch's new Idempotency-Keys; requests whose key was committed before
+    /// get that commit's outcome (or `keyReused` for another push under the key).
+    private func claimKeys(_ plan: inout PushBatchPlan, _ conn: PostgresConnection) async throws {
+        let fresh = plan.keyed
+        guard !fresh.isEmpty else { return }
+        var claimed: Set<String> = []
+        for try await key in try await conn.query("""
+            INSERT INTO push_keys (key, fingerprint, push_id, devices)
+            SELECT * FROM unnest(\(fresh.map(\.key))::text[], \(fresh.map(\.fingerprint))::text[], \(fresh.map(\.pushID))::uuid[],
+                                 \(fresh.map { $0.devices.joined(separator: ",") })::text[])
+            ON CONFLICT (key) DO NOTHING RETURNING key
+            """, logger: logger).decode(String.self) { claimed.insert(key) }
+        let taken = fresh.map(\.key).filter { !claimed.contains($0) }
+        guard !taken.isEmpty else { return }
+        for try await (key, fingerprint, pushID, devices) in try await conn.query(
+            "SELECT key, fingerprint, push_id, devices FROM push_keys WHERE key = ANY(\(taken))", logger: logger
+        ).decode((String, String, UUID, String).self) {
+            plan.replay(key: key, fingerprint: fingerprint, pushID: pushID, devices: devices.split(separator: ",").map(String.init))
+        }
+    }
+
+    /// Gives each new item its device's next sequence number and inserts them.
+    private func insertItems(_ plan: inout PushBatchPlan, _ conn: PostgresConnection, origin: String) async throws -> [OutboundItem] {
+        let counts = plan.itemCounts
+        guard !counts.isEmpty else { return [] }
+        let countedPINs = counts.keys.sorted()
+        var nextSeq: [PIN: UInt64] = [:]
+        for try await (pinValue, last) in try await conn.query("""
+            UPDATE devices d SET last_seq = d.last_seq + c.n
+            FROM unnest(\(countedPINs.map { Int64($0.value) })::bigint[], \(countedPINs.map { Int64(counts[$0]!) })::bigint[]) AS c(pin, n)
+            WHERE d.pin = c.pin
+            RETURNING d.pin, d.last_seq
+            """, logger: logger).decode((Int64, Int64).self) {
+            let pin = PIN(UInt32(pinValue))
+            nextSeq[pin] = UInt64(last) - UInt64(counts[pin]!) + 1
+        }
+        let items = plan.items(startingAt: nextSeq, now: Date())
+        try await conn.query("""
+            INSERT INTO outbound (pin, seq, push_id, service, subject, body, expires_at)
+            SELECT t.pin, t.seq, t.push_id, \(Int16(DataFrame.Service.push.rawValue)), t.subject, t.body,
+                   now() + t.expires_in * interval '1 second'
+            FROM unnest(\(items.map { Int64($0.item.pin.value) })::bigint[], \(items.map { Int64($0.item.seq) })::bigint[],
+                        \(items.map(\.item.pushID))::uuid[], \(items.map(\.item.subject))::text[], \(items.map(\.item.body))::text[],
+                        \(items.map { Int64($0.expiresIn) })::bigint[]) AS t(pin, seq, push_id, subject, body, expires_in)
+            """, logger: logger)
+        let ranges = countedPINs.map { pin in
+            OutboundNotification.Range(pin: pin, first: nextSeq[pin]!, last: nextSeq[pin]! + UInt64(counts[pin]!) - 1)
+        }
+        try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(OutboundNotification(origin: origin, ranges: ranges).payload))",
+                             logger: logger)
+        return items.map(\.item)
+    }
+
+    /// Forgets Idempotency-Keys older than the retention (a few thousand at a time).
+    func pruneIdempotencyKeys(olderThanHours hours: Int) async throws {
+        try await client.query("""
+            DELETE FROM push_keys WHERE key IN (
+                SELECT key FROM push_keys WHERE created_at < now() - \(hours) * interval '1 hour' LIMIT 5000)
+            """, logger: logger)
+    }
+}
