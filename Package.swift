@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 // Bramble: a pure core (BrambleCore: wire codec, envelope crypto, delivery and relay
@@ -6,7 +6,7 @@ import PackageDescription
 // device), and four thin executables that only parse arguments and wire things up.
 let package = Package(
     name: "bramble",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "bramble-server", targets: ["bramble-server"]),
         .executable(name: "bramble-relay", targets: ["bramble-relay"]),
@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["Logging"]),
     ],
     targets: [
         // Pure core: no sockets, no database, no clocks of its own.
@@ -46,7 +47,8 @@ let package = Package(
             name: "BrambleAPI",
             dependencies: ["BrambleCore"]
         ),
-        // Shared shell pieces: framing handlers, logging setup, HTTP client for the CLIs.
+        // Shared shell pieces: framing handlers, logging setup, HTTP client for the CLIs,
+        // the daemons' settings (swift-configuration providers for the file and secrets).
         .target(
             name: "BrambleNet",
             dependencies: [
@@ -60,6 +62,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ]
         ),
         .target(

@@ -3,16 +3,15 @@ import Crypto
 import Foundation
 
 /// The relay's SRP key file: one `SRP_ID BASE64_KEY` per line, `#` starts a comment.
-/// Keys live in a file (mode 0600), never on a command line where `ps` would show them.
+/// Keys live in a file (mode 0600), never on a command line where `ps` would show them;
+/// the daemons read it as a secret (`SecretFile`) and parse it here.
 public enum SRPKeyFile {
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
     }
 
-    public static func load(_ path: String) throws -> [String: SymmetricKey] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw LoadError(description: "cannot read SRP key file \(path)")
-        }
+    /// The keys in `text`, the contents of the file at `path` (which errors name).
+    public static func parse(_ text: String, path: String) throws -> [String: SymmetricKey] {
         var keys: [String: SymmetricKey] = [:]
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""

@@ -1,7 +1,8 @@
-/// A daemon's settings from three sources, in rising precedence: a settings file, the
-/// environment (`BRAMBLE_` + the key in upper case, '-' as '_'), and the command line.
-/// Every key is a long option's name without its dashes (`db-host`), so the three
-/// sources name a setting the same way and `--help` documents them all.
+/// A daemon's settings file. The daemons read their settings through swift-configuration
+/// (BrambleNet's `DaemonSettings`): flags, then the environment (`BRAMBLE_` + the key in
+/// upper case, '-' as '_'), then this file, then the default. Every key is a long
+/// option's name without its dashes (`db-host`), so the sources name a setting the same
+/// way and `--help` documents them all.
 ///
 /// File syntax, one setting per line: `key = value`. Blank lines and lines starting with
 /// '#' are ignored; a value may be wrapped in double quotes to keep leading or trailing
@@ -46,51 +47,15 @@ public enum SettingsFile {
         return settings
     }
 
-    /// The command line a parser should see: file settings, then environment settings,
-    /// then `arguments` (so that, with last-one-wins options, flags beat the environment
-    /// and the environment beats the file). `known` holds every key the daemon has;
-    /// boolean flags (`flags`) take "true" or "false" instead of a value.
-    public static func arguments(file: [Setting], environment: [String: String], arguments: [String],
-                                 known: Set<String>, flags: Set<String> = []) throws(SettingsError) -> [String] {
-        var result: [String] = []
-        func add(_ key: String, _ value: String, origin: String) throws(SettingsError) {
-            guard known.contains(key) else { throw .unknownKey(key: key, origin: origin) }
-            if flags.contains(key) {
-                switch value {
-                case "true": result.append("--" + key)
-                case "false": break
-                default: throw .badBoolean(key: key, origin: origin)
-                }
-            } else {
-                result.append(contentsOf: ["--" + key, value])
-            }
-        }
-        for setting in file { try add(setting.key, setting.value, origin: "line \(setting.line)") }
-        for key in known.sorted() {
-            let name = environmentName(key)
-            if let value = environment[name] { try add(key, value, origin: "environment variable \(name)") }
-        }
-        return result + arguments
-    }
-
+    /// The environment variable of a setting: `db-host` → `BRAMBLE_DB_HOST` (the naming of
+    /// swift-configuration's `EnvironmentVariablesProvider` under the prefix `bramble`).
     public static func environmentName(_ key: String) -> String {
         "BRAMBLE_" + key.uppercased().replacingOccurrences(of: "-", with: "_")
     }
 
-    /// The option name a Swift property gets on the command line: `srpKeyFile` →
-    /// `srp-key-file`, `srpID` → `srp-id`, `advertiseURL` → `advertise-url`.
-    public static func key(forProperty name: String) -> String {
-        let chars = Array(name.hasPrefix("_") ? name.dropFirst() : Substring(name))
-        var out = ""
-        for (i, c) in chars.enumerated() {
-            if c.isUppercase, i > 0 {
-                let previous = chars[i - 1]
-                let nextIsLower = i + 1 < chars.count && chars[i + 1].isLowercase
-                if previous.isLowercase || previous.isNumber || (previous.isUppercase && nextIsLower) { out.append("-") }
-            }
-            out.append(contentsOf: c.lowercased())
-        }
-        return out
+    /// The setting a `BRAMBLE_` variable would name: `BRAMBLE_DB_HOST` → `db-host`.
+    public static func key(forEnvironmentName name: String) -> String {
+        String(name.dropFirst("BRAMBLE_".count)).lowercased().replacingOccurrences(of: "_", with: "-")
     }
 
     static func isKey(_ s: Substring) -> Bool {
@@ -105,7 +70,9 @@ public enum SettingsError: Error, Equatable, CustomStringConvertible {
     case syntax(line: Int, reason: String)
     case duplicate(key: String, line: Int, firstLine: Int)
     case unknownKey(key: String, origin: String)
-    case badBoolean(key: String, origin: String)
+    /// `expected` says what the setting takes ("an integer"); `origin` where the value
+    /// came from ("/etc/bramble/bramble-server.conf: line 3", "environment variable …").
+    case badValue(key: String, expected: String, value: String, origin: String)
 
     public var description: String {
         switch self {
@@ -114,7 +81,7 @@ public enum SettingsError: Error, Equatable, CustomStringConvertible {
         case .syntax(let line, let reason): "line \(line): \(reason)"
         case .duplicate(let key, let line, let first): "line \(line): '\(key)' was already set on line \(first)"
         case .unknownKey(let key, let origin): "\(origin): unknown setting '\(key)' (see --help for the settings)"
-        case .badBoolean(let key, let origin): "\(origin): '\(key)' takes true or false"
+        case .badValue(let key, let expected, let value, let origin): "\(origin): '\(key)' takes \(expected), got '\(value)'"
         }
     }
 }
