@@ -176,6 +176,18 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // The node's components in process: the HA manager, the Router and the Dispatcher
+        // over an in-memory pair store, a scripted relay and a clock the test advances.
+        .testTarget(
+            name: "BrambleServerTests",
+            dependencies: [
+                "BrambleCore", "BrambleNet", "BrambleAPI", "BrambleServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The HA pair on real processes: kill, pause, cut and switch over the primary.
         .testTarget(
             name: "BrambleClusterTests",

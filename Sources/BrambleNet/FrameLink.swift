@@ -26,24 +26,25 @@ public struct FrameLink: Sendable {
 
     /// Connects, runs `body` with the link and its reader, and closes the connection when
     /// `body` returns or throws.
+    /// `clock` stamps `lastHeardMs`.
     public static func connect<T: Sendable>(
-        to address: HostPort, connectTimeout: TimeAmount = .seconds(2),
+        to address: HostPort, connectTimeout: TimeAmount = .seconds(2), clock: any NodeClock = SystemClock(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (FrameLink, inout FrameReader) async throws -> T
     ) async throws -> T {
-        let heard = NIOLockedValueBox(Monotonic.nowMs())
+        let heard = NIOLockedValueBox(clock.nowMs())
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addFrameCodec()
-                    try channel.pipeline.syncOperations.addHandler(FrameBurstHandler(heard: heard))
+                    try channel.pipeline.syncOperations.addHandler(FrameBurstHandler(heard: heard, clock: clock))
                     return try NIOAsyncChannel<[Frame], Frame>(
                         wrappingChannelSynchronously: channel, configuration: .init(backPressureStrategy: inboundBursts))
                 }
             }
-        heard.withLockedValue { $0 = Monotonic.nowMs() }
+        heard.withLockedValue { $0 = clock.nowMs() }
         return try await channel.executeThenClose { inbound, outbound in
             var reader = FrameReader(bursts: inbound.makeAsyncIterator())
             return try await body(FrameLink(outbound: outbound, heard: heard, channel: channel.channel), &reader)
@@ -84,16 +85,18 @@ final class FrameBurstHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
     typealias InboundOut = [Frame]
     let heard: NIOLockedValueBox<UInt64>
+    let clock: any NodeClock
     private var burst: [Frame] = []
 
-    init(heard: NIOLockedValueBox<UInt64>) { self.heard = heard }
+    init(heard: NIOLockedValueBox<UInt64>, clock: any NodeClock) { (self.heard, self.clock) = (heard, clock) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         burst.append(unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        heard.withLockedValue { $0 = Monotonic.nowMs() }
+        let now = clock.nowMs()
+        heard.withLockedValue { $0 = now }
         flush(context)
         context.fireChannelReadComplete()
     }

@@ -35,7 +35,7 @@ public actor HAController: Service {
     let followers: [any LeaseFollower]
     /// Returns once the delivery states the followers reported are recorded (bounded).
     let drained: @Sendable () async -> Void
-    let health: HealthMonitor
+    let health: any HealthSource
     let inbox: HAInbox
     let snapshot: HASnapshotBox
     /// Returns once the node has started (the database migrated); throws if it never will.
@@ -47,7 +47,7 @@ public actor HAController: Service {
     private var pending = HeartbeatState()
 
     public init(configuration: Configuration, store: any PairStore, followers: [any LeaseFollower],
-                drained: @escaping @Sendable () async -> Void, health: HealthMonitor, inbox: HAInbox, snapshot: HASnapshotBox,
+                drained: @escaping @Sendable () async -> Void, health: any HealthSource, inbox: HAInbox, snapshot: HASnapshotBox,
                 waitUntilStarted: @escaping @Sendable () async throws -> Void = {}, clock: any NodeClock = SystemClock(),
                 metrics: NodeMetrics, logger: Logger) {
         (self.configuration, self.store, self.followers, self.drained, self.health) = (configuration, store, followers, drained, health)

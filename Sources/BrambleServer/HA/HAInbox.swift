@@ -76,6 +76,9 @@ public final class HAInbox: Sendable {
     /// The same without waiting (graceful shutdown's handler).
     public func beginShutdown() { deliver { $0.shutdownRequested = true } }
 
+    /// Closed: the manager stopped (tests).
+    var isClosedForTest: Bool { state.withLockedValue { $0.closed } }
+
     // MARK: The HA manager's side
 
     /// The next input, highest priority first; nil once closed.

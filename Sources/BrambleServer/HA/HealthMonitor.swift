@@ -2,10 +2,20 @@ import BrambleCore
 import BrambleNet
 import NIOConcurrencyHelpers
 
+/// Where the HA manager gets its node's health parameters (`HealthMonitor` in a node).
+public protocol HealthSource: Sendable {
+    /// The database's count of users and active devices.
+    func accountsCounted(_ accounts: HealthFacts.Accounts)
+    /// This node began serving (monotonic ms).
+    func servingSince(_ ms: UInt64)
+    /// Every parameter, in BES's order.
+    func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck]
+}
+
 /// Gathers the facts each health parameter is measured from — the Router's link, the
 /// relay probe, the Dispatcher, the account counts — without waiting on any component,
 /// and has `HealthEvaluation` (the pure core) decide what they mean.
-public final class HealthMonitor: Sendable {
+public final class HealthMonitor: HealthSource {
     private struct Counted { var accounts: HealthFacts.Accounts?; var servingSinceMs: UInt64 = 0 }
     let link: LinkStatus
     let relayProbe: RelayProbe
@@ -21,14 +31,14 @@ public final class HealthMonitor: Sendable {
 
     /// The database's count of users and active devices; a Dispatcher holding fewer keys
     /// than there are active devices is asked to load them (in its own task).
-    func accountsCounted(_ accounts: HealthFacts.Accounts) {
+    public func accountsCounted(_ accounts: HealthFacts.Accounts) {
         counted.withLockedValue { $0.accounts = accounts }
         if dispatcher.health.deviceKeys < accounts.activeDevices { dispatcher.refreshKeys() }
     }
 
-    func servingSince(_ ms: UInt64) { counted.withLockedValue { $0.servingSinceMs = ms } }
+    public func servingSince(_ ms: UInt64) { counted.withLockedValue { $0.servingSinceMs = ms } }
 
-    func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck] {
+    public func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck] {
         let c = counted.withLockedValue { $0 }
         var facts = HealthFacts(nowMs: clock.nowMs())
         facts.servingEpoch = role.servingEpoch

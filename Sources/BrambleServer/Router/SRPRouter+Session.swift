@@ -52,7 +52,7 @@ extension SRPRouter {
     /// writer for everything this side sends.
     func session(epoch: UInt64, onRegistered: @escaping () -> Void) async throws {
         let silence = NIOLockedValueBox<RelaySilent?>(nil)
-        try await FrameLink.connect(to: configuration.relay) { link, reader in
+        try await FrameLink.connect(to: configuration.relay, clock: clock) { link, reader in
             try Task.checkCancellation()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The watchdog ends a silent link by closing it, which ends the reader here;

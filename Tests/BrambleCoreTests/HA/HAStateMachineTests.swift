@@ -186,4 +186,12 @@ import Testing
         later.peer?.writtenAtMs = later.nowMs - 10
         #expect(a.observed(later) == [.takeLease(expectedEpoch: 1, reason: .leaseExpired)])
     }
+
+    @Test func aFencedWriteAtTheServingEpochDemotesAndAnOlderOneIsOldNews() {
+        var a = primary(epoch: 3)
+        #expect(a.writeFenced(epoch: 2, nowMs: 10) == [], "a batch from an earlier term")
+        #expect(a.writeFenced(epoch: 3, nowMs: 10) == [.demote(epoch: 3, reason: .leaseLost, handoverTo: nil)])
+        #expect(a.role == .standby)
+        #expect(a.writeFenced(epoch: 3, nowMs: 20) == [], "already demoted")
+    }
 }

@@ -1,0 +1,61 @@
+import Testing
+
+@testable import BrambleCore
+
+@Suite struct HealthEvaluationTests {
+    func facts(serving: UInt64? = 1, link: HealthFacts.Link = .init(up: true), nowMs: UInt64 = 10_000) -> HealthFacts {
+        var f = HealthFacts(nowMs: nowMs)
+        f.servingEpoch = serving
+        f.servingSinceMs = 1_000
+        f.link = link
+        f.dispatcher = .init(lastTickMs: nowMs - 500, servingEpoch: serving, deviceKeys: 4, queueDepth: 2)
+        f.accounts = .init(users: 3, activeDevices: 4)
+        return f
+    }
+
+    @Test func aHealthyPrimaryScoresEveryParameterInBESOrder() {
+        let checks = HealthEvaluation.evaluate(facts())
+        #expect(checks.map(\.parameter) == HealthParameter.allCases)
+        #expect(HealthCheck.score(checks) == 12)
+        #expect(checks[0].detail == "SRP link registered at epoch 1")
+    }
+
+    @Test func aLinkTheRelayClosedGetsItsGraceButASilentRelayCountsAtOnce() {
+        let closed = HealthFacts.Link(up: false, sinceMs: 9_000, cause: .relayAnswered, lastError: "relay closed the link")
+        #expect(HealthEvaluation.evaluate(facts(link: closed))[0].healthy, "1 s of a 1.5 s grace")
+        #expect(!HealthEvaluation.evaluate(facts(link: closed, nowMs: 11_000))[0].healthy, "2 s: past the grace")
+        let silent = HealthFacts.Link(up: false, sinceMs: 9_900, cause: .relaySilent, lastError: "relay silent for 600 ms")
+        let check = HealthEvaluation.evaluate(facts(link: silent))[0]
+        #expect(!check.healthy && check.detail.contains("relay silent"))
+    }
+
+    @Test func aLockoutCountsAsHealthyButSaysWhatIsWrong() {
+        let locked = HealthFacts.Link(up: false, sinceMs: 1_000, cause: .lockedOut, lastError: "locked out for 30 s")
+        let check = HealthEvaluation.evaluate(facts(link: locked))[0]
+        #expect(check.healthy && check.detail.contains("locked the SRP ID out"))
+    }
+
+    @Test func aStandbyIsMeasuredByItsRelayProbe() {
+        var f = facts(serving: nil, link: .init())
+        f.relayReachable = false
+        f.relayDetail = "relay unreachable at 10.0.0.20:3101"
+        #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 0)
+        f.relayReachable = true
+        #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 12)
+    }
+
+    @Test func aStuckDispatcherTheDatabaseAndTheAccountsEachCount() {
+        var f = facts()
+        f.dispatcher.lastTickMs = 5_000
+        #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 1, "no tick for 5 s")
+        f = facts()
+        f.databaseError = "no answer within 500 ms"
+        let checks = HealthEvaluation.evaluate(f)
+        #expect(HealthCheck.score(checks) == 2 && checks[2].detail.contains("no answer within 500 ms"))
+        f = facts()
+        f.accounts = .init(users: 4, activeDevices: 8)
+        #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 4, "4 of 8 device accounts started is below 75%")
+        f.accounts = nil
+        #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 4, "not counted yet")
+    }
+}

@@ -1,0 +1,153 @@
+import BrambleCore
+import BrambleNet
+@testable import BrambleServer
+@preconcurrency import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+
+/// The Dispatcher in process: an in-memory outbound queue, the Router's outbound queue
+/// read by the test as the link would be, a recorder over an in-memory delivery store,
+/// and a clock the test advances.
+@Suite struct DispatcherTests {
+    static let pin = PIN(0xD15)
+    let key = SymmetricKey(size: .bits256)
+    let clock = ManualClock()
+    let outbound = SRPOutbound()
+    let queue: QueueStore
+    let delivered = DeliveryLog()
+    let dispatcher: Dispatcher
+    let recorder: DeliveryRecorder
+
+    /// The outbound queue: its open items; `openItems` waits while `held` is set.
+    final class QueueStore: OutboundStore, @unchecked Sendable {
+        let items: [OutboundItem]
+        let key: SymmetricKey
+        let held = Watched(false)
+        init(items: [OutboundItem], key: SymmetricKey) { (self.items, self.key) = (items, key) }
+        func openItems() async throws -> (items: [OutboundItem], keys: [PIN: SymmetricKey]) {
+            _ = await held.wait { !$0 }
+            return (items, [DispatcherTests.pin: key])
+        }
+        func deviceKey(_ pin: PIN) async throws -> SymmetricKey? { pin == DispatcherTests.pin ? key : nil }
+        func deviceKeys() async throws -> [PIN: SymmetricKey] { [DispatcherTests.pin: key] }
+    }
+
+    /// The transitions the recorder wrote, with their epochs.
+    final class DeliveryLog: DeliveryStore, Sendable {
+        let box = NIOLockedValueBox<[(DeliveryTransition, UInt64)]>([])
+        func recordDelivery(_ transitions: [DeliveryTransition], pair: String, node: String, epoch: UInt64) async throws {
+            box.withLockedValue { $0 += transitions.map { ($0, epoch) } }
+        }
+        func states(_ state: DeliveryState) -> [UInt64] { box.withLockedValue { $0.filter { $0.0.state == state }.map(\.0.seq).sorted() } }
+    }
+
+    init() {
+        let items = (1...8).map { n in
+            OutboundItem(pin: Self.pin, seq: UInt64(n), pushID: UUID(), subject: "item \(n)", body: "body \(n)", expiresAt: Date().addingTimeInterval(3600))
+        }
+        queue = QueueStore(items: items, key: key)
+        let (metrics, _) = testMetrics()
+        recorder = DeliveryRecorder(store: delivered, pair: "p", node: "a", inbox: HAInbox(), clock: clock, metrics: metrics, logger: quietLogger)
+        var configuration = Dispatcher.Configuration()
+        configuration.resendAfter = .seconds(30)
+        dispatcher = Dispatcher(configuration: configuration, store: queue, outbound: outbound, recorder: recorder, clock: clock,
+                                metrics: metrics, logger: quietLogger)
+    }
+
+    func running(_ body: () async throws -> Void) async throws {
+        let tasks = [Task { try await dispatcher.run() }, Task { try await recorder.run() }]
+        defer { tasks.forEach { $0.cancel() } }
+        try await body()
+    }
+
+    /// Everything queued for the link so far (the Router's writer would take it); none
+    /// if nothing comes within 100 ms of real time.
+    func sent() async throws -> [DataFrame] {
+        let taken = (try? await withDeadline(ms: 100) { [outbound] in try await outbound.take() ?? [] }) ?? []
+        return taken.compactMap { if case .data(let d) = $0 { d } else { nil } }
+    }
+
+    func subjects(_ frames: [DataFrame]) throws -> [String] {
+        try frames.map { try PushItem.decode(Envelope().open($0, key: key)).subject }
+    }
+
+    func ack(_ refs: [UInt64]) -> DataFrame {
+        var frame = DataFrame(pin: Self.pin, service: .ack, ref: 1, flags: [.fromDevice], body: [])
+        frame.body = Envelope().seal(AckList(refs: refs).encoded(), key: key, header: frame)
+        return frame
+    }
+
+    @Test func promotionReturnsAtOnceWhileTheQueueLoadsAndThenAtMostFiveItemsAreInFlight() async throws {
+        try await running {
+            queue.held.update { $0 = true }  // the database is slow
+            await dispatcher.serve(epoch: 1)  // returns: the load waits in the Dispatcher's own loop
+            #expect(dispatcher.health.servingEpoch == 1)
+            outbound.open(epoch: 1)
+            await dispatcher.linkUp(epoch: 1)
+            let early = try await sent()
+            #expect(early.isEmpty, "nothing loaded yet")
+            queue.held.update { $0 = false }
+            var first: [DataFrame] = []
+            try await eventually("five items sent") {
+                first += (try? await sent()) ?? []
+                return first.count >= 5
+            }
+            let firstSubjects = try subjects(first)
+            #expect(firstSubjects == (1...5).map { "item \($0)" })
+            await dispatcher.received([ack([1, 2])])
+            let next = try await sent()
+            let nextSubjects = try subjects(next)
+            #expect(nextSubjects == ["item 6", "item 7"], "two acknowledged, two more let through")
+            try await eventually("the recorder wrote the acks and the sends") { delivered.states(.acked) == [1, 2] && delivered.states(.sent).count == 7 }
+        }
+    }
+
+    @Test func anUnacknowledgedItemIsSentAgainAfterTheResendTimeAndWhenTheLinkComesBack() async throws {
+        try await running {
+            await dispatcher.serve(epoch: 3)
+            outbound.open(epoch: 3)
+            await dispatcher.linkUp(epoch: 3)
+            var first: [DataFrame] = []
+            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            #expect(first.allSatisfy { !$0.flags.contains(.resend) })
+            await dispatcher.received([ack([1, 2, 3, 4])])
+            _ = try await sent()
+            try await advance(clock, by: 31_000, stepMs: 1_000)
+            let resent = try await sent()
+            #expect(resent.map(\.ref).sorted() == [5, 6, 7, 8] && resent.allSatisfy { $0.flags.contains(.resend) })
+            await dispatcher.linkUp(epoch: 3)
+            let again = try await sent()
+            #expect(again.map(\.ref).sorted() == [5, 6, 7, 8], "a new link gets everything unacknowledged")
+        }
+    }
+
+    @Test func aTamperedAcknowledgementIsRejectedAndFreesNothing() async throws {
+        try await running {
+            await dispatcher.serve(epoch: 1)
+            outbound.open(epoch: 1)
+            await dispatcher.linkUp(epoch: 1)
+            var first: [DataFrame] = []
+            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            var tampered = ack([1])
+            tampered.body[tampered.body.count - 1] ^= 1
+            await dispatcher.received([tampered])
+            let after = try await sent()
+            #expect(after.isEmpty)
+            #expect(delivered.states(.acked).isEmpty)
+        }
+    }
+
+    @Test func afterStopServingNothingIsSentUnderTheOldEpoch() async throws {
+        try await running {
+            await dispatcher.serve(epoch: 1)
+            outbound.open(epoch: 1)
+            await dispatcher.stopServing(epoch: 1)
+            await dispatcher.linkUp(epoch: 1)
+            await dispatcher.committed(queue.items, keys: [Self.pin: key])
+            let after = try await sent()
+            #expect(after.isEmpty)
+            #expect(dispatcher.health.servingEpoch == nil)
+        }
+    }
+}
