@@ -23,10 +23,12 @@ public final class PushCommitter: Service {
     let dispatcher: Dispatcher
     /// This node's name, which the commit's notification carries.
     let origin: String
+    /// Where commits of unknown outcome are noted for the pair listener.
+    let uncertain: UncertainCommits
     let logger: Logger
 
-    init(store: ConfigStore, dispatcher: Dispatcher, origin: String, logger: Logger) {
-        (self.store, self.dispatcher, self.origin, self.logger) = (store, dispatcher, origin, logger)
+    init(store: ConfigStore, dispatcher: Dispatcher, origin: String, uncertain: UncertainCommits, logger: Logger) {
+        (self.store, self.dispatcher, self.origin, self.uncertain, self.logger) = (store, dispatcher, origin, uncertain, logger)
     }
 
     /// The push's outcome, or an `APIErrorBody` (`notAccepted`, `outcomeUnknown`).
@@ -67,6 +69,7 @@ public final class PushCommitter: Service {
             if gate.abandon() || TransactionFailure.facts(error, stage: .beforeCommit).verdict == .notCommitted {
                 answer = APIErrorBody(.notAccepted, "configuration database unavailable; push not accepted (send it again, to either node)")
             } else {
+                if let payload = gate.notification { uncertain.add(payload, nowMs: Monotonic.nowMs()) }
                 answer = APIErrorBody(.outcomeUnknown, "the commit's outcome is unknown; send the push again with the same Idempotency-Key, which never commits twice")
             }
             logger.error("push commit failed", metadata: ["error": "\(String(reflecting: error))", "pushes": "\(batch.count)", "answer": "\(answer.code.rawValue)"])

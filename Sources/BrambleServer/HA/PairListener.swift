@@ -16,11 +16,14 @@ final class PairListener: Service {
     let store: ConfigStore
     let dispatcher: Dispatcher
     let inbox: HAInbox
+    let uncertain: UncertainCommits
     let node: String
     let logger: Logger
 
-    init(database: DatabaseHosts, store: ConfigStore, dispatcher: Dispatcher, inbox: HAInbox, node: String, logger: Logger) {
-        (self.database, self.store, self.dispatcher, self.inbox, self.node, self.logger) = (database, store, dispatcher, inbox, node, logger)
+    init(database: DatabaseHosts, store: ConfigStore, dispatcher: Dispatcher, inbox: HAInbox, uncertain: UncertainCommits, node: String,
+         logger: Logger) {
+        (self.database, self.store, self.dispatcher, self.inbox) = (database, store, dispatcher, inbox)
+        (self.uncertain, self.node, self.logger) = (uncertain, node, logger)
     }
 
     func run() async throws {
@@ -72,8 +75,9 @@ final class PairListener: Service {
             logger.warning("ignoring malformed pair notification", metadata: ["error": "\(error)"])
             return
         }
-        // Our own commits reach our Dispatcher directly; a standby delivers nothing.
-        guard notification.origin != node, dispatcher.health.servingEpoch != nil else { return }
+        // Our own commits reach our Dispatcher directly, except those whose outcome we could
+        // not learn; a standby delivers nothing.
+        guard notification.origin != node || uncertain.claim(payload), dispatcher.health.servingEpoch != nil else { return }
         if let ranges = notification.ranges {
             let found = try await store.outboundItems(ranges)
             await dispatcher.committed(found.items, keys: found.keys)

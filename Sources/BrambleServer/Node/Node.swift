@@ -38,13 +38,15 @@ public struct Node {
         let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
                                     metrics: metrics, logger: logger)
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
-        let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, logger: logger)
+        let uncertain = UncertainCommits()
+        let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
         var routerConfiguration = SRPRouter.Configuration(relay: c.relay, srpID: c.srpID, key: c.srpKey)
         routerConfiguration.linkTimeoutMs = c.relayTimeoutMs
         let router = SRPRouter(configuration: routerConfiguration, delegate: dispatcher, outbound: outbound, status: link, inbox: inbox,
                                clock: clock, metrics: metrics, logger: logger)
         let probe = RelayProbe(relay: c.relay, clock: clock)
-        let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, node: c.node, logger: logger)
+        let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
+                                    node: c.node, logger: logger)
         let http = Self.http(c, store: store, committer: committer, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
                              link: link, probe: probe, clock: clock, startup: startup, notifier: notifier, logger: logger)
 

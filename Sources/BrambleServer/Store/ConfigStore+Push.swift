@@ -46,7 +46,7 @@ extension ConfigStore {
                 }
             }
             try await claimKeys(&plan, conn)
-            let items = try await insertItems(&plan, conn, origin: origin)
+            let items = try await insertItems(&plan, conn, origin: origin, gate: gate)
             return CommittedPushes(outcomes: plan.outcomes, keys: keys.filter { pin, _ in items.contains { $0.pin == pin } }, items: items)
         }
     }
@@ -73,7 +73,7 @@ extension ConfigStore {
     }
 
     /// Gives each new item its device's next sequence number and inserts them.
-    private func insertItems(_ plan: inout PushBatchPlan, _ conn: PostgresConnection, origin: String) async throws -> [OutboundItem] {
+    private func insertItems(_ plan: inout PushBatchPlan, _ conn: PostgresConnection, origin: String, gate: CommitGate) async throws -> [OutboundItem] {
         let counts = plan.itemCounts
         guard !counts.isEmpty else { return [] }
         let countedPINs = counts.keys.sorted()
@@ -99,8 +99,9 @@ extension ConfigStore {
         let ranges = countedPINs.map { pin in
             OutboundNotification.Range(pin: pin, first: nextSeq[pin]!, last: nextSeq[pin]! + UInt64(counts[pin]!) - 1)
         }
-        try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(OutboundNotification(origin: origin, ranges: ranges).payload))",
-                             logger: logger)
+        let payload = OutboundNotification(origin: origin, ranges: ranges).payload
+        gate.notification = payload
+        try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
         return items.map(\.item)
     }
 

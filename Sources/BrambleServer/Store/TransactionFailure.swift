@@ -8,6 +8,13 @@ import PostgresNIO
 final class CommitGate: Sendable {
     private enum State { case open, committing, abandoned }
     private let state = NIOLockedValueBox(State.open)
+    private let payload = NIOLockedValueBox<String?>(nil)
+
+    /// The pair notification the transaction sends at its commit, if any.
+    var notification: String? {
+        get { payload.withLockedValue { $0 } }
+        set { payload.withLockedValue { $0 = newValue } }
+    }
 
     struct Abandoned: Error, CustomStringConvertible {
         var description: String { "the caller gave up before COMMIT; rolled back" }
@@ -53,4 +60,24 @@ struct TransactionFailure: Error, CustomStringConvertible {
             return DatabaseFailure(stage: stage, connectionLost: true)
         }
     }
+}
+
+/// Commits of this node whose outcome it could not learn: their notification, when it
+/// comes (at the commit, however late), is this node's only news of their items, which
+/// its own Dispatcher would otherwise never get (it ignores its own notifications, whose
+/// items it was handed directly). Bounded: at most `capacity`, each kept `keepMs`.
+final class UncertainCommits: Sendable {
+    static let capacity = 1_000
+    static let keepMs: UInt64 = 600_000
+    private let pending = NIOLockedValueBox<[String: UInt64]>([:])
+
+    func add(_ payload: String, nowMs: UInt64) {
+        pending.withLockedValue { p in
+            p = p.filter { $0.value > nowMs }
+            if p.count < Self.capacity { p[payload] = nowMs + Self.keepMs }
+        }
+    }
+
+    /// True (once) if `payload` is one of them.
+    func claim(_ payload: String) -> Bool { pending.withLockedValue { $0.removeValue(forKey: payload) != nil } }
 }

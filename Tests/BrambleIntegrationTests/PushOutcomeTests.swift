@@ -1,0 +1,81 @@
+@testable import BrambleTestSupport
+import BrambleAPI
+import BrambleNet
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// A push's answer tells the truth about its commit, against a real PostgreSQL made to
+/// stall: "not accepted" only when the commit cannot have happened (so the item never
+/// arrives), "outcome unknown" when it may have (and a retry with the same
+/// Idempotency-Key then shows it exactly once).
+@Suite(.serialized) struct PushOutcomeTests {
+    static let email = "olga@example.test"
+    static let pin = "0D6A"
+
+    /// Runs `body` with a superuser connection to the cluster's database.
+    func asSuperuser(_ cluster: TestCluster, _ body: (PostgresClient) async throws -> Void) async throws {
+        let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "postgres", password: nil,
+                                                         database: "bramble", tls: .disable), backgroundLogger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await body(client)
+        }
+    }
+
+    @Test func aPushStuckBeforeItsCommitIsAnsweredNotAcceptedAndNeverArrives() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: Self.email, pin: Self.pin)
+            try cluster.startDevice(pin: Self.pin)
+            try await asSuperuser(cluster) { pg in
+                // Another session holds the device's row: the push's transaction waits for it,
+                // before COMMIT, past its 2 s bound.
+                let holder = Task {
+                    try await pg.withConnection { connection in
+                        try await connection.query("BEGIN")
+                        try await connection.query("SELECT pin FROM devices WHERE pin = \(Int64(0x0D6A)) FOR UPDATE")
+                        try await Task.sleep(for: .seconds(4))
+                        try await connection.query("ROLLBACK")
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let reply = try await cluster.admin.raw(.POST, PushAPI.path, body: PushRequestBody(to: Self.pin, subject: "refused"))
+                #expect(reply.status == 503 && reply.error?.code == .notAccepted, "\(reply.status) \(reply.error?.error ?? "")")
+                try await holder.value
+            }
+            // The stalled transaction went on once the row was free, found its caller gone,
+            // and rolled back: nothing to deliver, the sequence untouched.
+            let accepted = try #require(await cluster.pushID(to: Self.pin, subject: "after"))
+            try await cluster.waitFor("the later push shown") { cluster.shown(pin: Self.pin).map(\.push_id) == [accepted] }
+            try await Task.sleep(for: .seconds(1))
+            #expect(cluster.shown(pin: Self.pin).map(\.subject) == ["after"], "the refused push never arrives")
+            #expect(try await cluster.admin.call(.GET, AdminAPI.device(Self.pin), as: DeviceRecord.self).last_seq == 1)
+        }
+    }
+
+    @Test func aPushStuckInItsCommitIsAnsweredOutcomeUnknownAndARetryWithItsKeyShowsItOnce() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: Self.email, pin: Self.pin)
+            try cluster.startDevice(pin: Self.pin)
+            try await asSuperuser(cluster) { pg in
+                // Every COMMIT now waits for a synchronous standby that does not exist: the
+                // push's commit is written locally but not yet acknowledged.
+                try await pg.query("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+                try await pg.query("SELECT pg_reload_conf()")
+                defer { }
+                let push = PushRequestBody(to: Self.pin, subject: "maybe")
+                let first = try await cluster.admin.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "k-maybe")])
+                #expect(first.status == 504 && first.error?.code == .outcomeUnknown, "\(first.status) \(first.error?.error ?? "")")
+                try await pg.query("ALTER SYSTEM RESET synchronous_standby_names")
+                try await pg.query("SELECT pg_reload_conf()")
+                // The retry the answer asked for, with the same key.
+                let retry = try await cluster.admin.push(push, idempotencyKey: "k-maybe")
+                try await cluster.waitFor("the item shown") { cluster.shown(pin: Self.pin).map(\.push_id) == [retry.id] }
+                try await Task.sleep(for: .seconds(1))
+                #expect(cluster.shown(pin: Self.pin).count == 1, "shown exactly once")
+            }
+        }
+    }
+}
