@@ -87,7 +87,7 @@ import Glibc
             // The supervisor restarts a crashed node (SIGKILL of the standby's own PID) and counts it.
             let killed = try #require(pid(nodes.last?["pid"]), "node-b's pid")
             kill(killed, SIGKILL)
-            let restarted = try await waitFor(seconds: 30) {
+            let restarted = try await waitFor(seconds: 30) { () throws -> (Int32, Int?)? in
                 let node = (try deployment.status()["nodes"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "node-b" }
                 guard let node, node["alive"] as? Bool == true, let now = pid(node["pid"]), now != killed else { return nil }
                 return (now, node["restarts"] as? Int)
@@ -96,7 +96,9 @@ import Glibc
             if let (newPID, _) = restarted { pids.append(newPID) }
             let log = try deployment.run("logs", "node-b")
             #expect(log.contains("was killed by SIGKILL; restarting it"), "the restart is logged in node-b's log")
-            let ready = try await waitFor(seconds: 60) { (try? deployment.run("exec", "curl", "-fsS", "--max-time", "2", nodeBHealth + "/ready")).map { _ in true } }
+            let ready = try await waitFor(seconds: 60) { () -> Bool? in
+                (try? deployment.run("exec", "curl", "-fsS", "--max-time", "2", nodeBHealth + "/ready")).map { _ in true }
+            }
             #expect(ready == true, "the restarted node-b is ready to take over again")
 
             // A stream of pushes to both devices through both nodes; the database's primary

@@ -50,7 +50,8 @@ import Testing
         #expect(try json(verdict)["phantoms"] as? Int == 2)
         stream.phantoms = 0
         let clean = DrillVerdict(drill: .switchover, stream: stream, databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1")
-        #expect(clean.passed && (try json(clean))["phantoms"] as? Int == 0)
+        let cleanLine = try json(clean)
+        #expect(clean.passed && cleanLine["phantoms"] as? Int == 0)
     }
 
     @Test func aFailedStreamFailsTheDrillAndItsErrorComesFirst() {
@@ -117,8 +118,8 @@ import Testing
         #expect(text[1].hasPrefix("kill-primary ") && text[1].contains(" 948") && text[1].hasSuffix("≤1500  True met"))
         #expect(text[2].hasSuffix("≤300  True MISSED"), "420 ms is above the switchover's 300 ms goal")
         #expect(text[3].hasSuffix("-  False"), "no goal for kill-db-primary: \(text[3])")
-        // drill 26, then right-aligned columns of 9, 6, 5, 7, 6, 8, 9, 11 and 8: passed starts at 101.
-        #expect(text.allSatisfy { $0.dropFirst(101).hasPrefix("  ") && !$0.dropFirst(101).hasPrefix("   ") }, "the columns line up")
+        // drill 26, then right-aligned columns of 9, 6, 5, 7, 6, 8, 9, 11 and 8: passed starts at 95.
+        #expect(text.allSatisfy { $0.dropFirst(95).hasPrefix("  ") && !$0.dropFirst(95).hasPrefix("   ") }, "the columns line up")
     }
 
     @Test func goalsAreIssue5s() {
