@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 60
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, iproute2, nftables, zlib, OpenSSL headers)
+deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, iproute2, nftables, jq, systemd-analyze, zlib, OpenSSL headers)
 	@source scripts/lib.sh && source scripts/ha-db.sh && ensure_ha_packages
 
 build: deps ## Build every product (debug)

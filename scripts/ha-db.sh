@@ -154,34 +154,47 @@ SH
 }
 
 
-# JSON: members (name, role as Patroni reports it, api_url, pid of the postmaster, host,
-# port), etcd (name, client_url, pid, healthy).
+# JSON (built by jq): members (name, role as Patroni reports it, api_url, pid of the
+# postmaster, patroni_pid, host, port), etcd (name, client_url, pid, healthy), timers.
 db_status() {
-  local dir=$1 i members="" etcd=""
-  for i in 0 1; do
-    local role pid
-    role=$(run_in "${PG_NS[$i]}" curl -fsS --max-time 1 "$(patroni_url $i)/patroni" 2>/dev/null \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin).get("role","unknown"))' 2>/dev/null || echo unreachable)
+  local dir=$1 i members etcd
+  members=$(for i in 0 1; do
+    local role pid ppid
+    role=$(run_in "${PG_NS[$i]}" curl -fsS --max-time 1 "$(patroni_url $i)/patroni" 2>/dev/null | jq -r '.role // "unknown"' 2>/dev/null || true)
     pid=$(head -1 "$dir/${DB_MEMBERS[$i]}/data/postmaster.pid" 2>/dev/null || true)
-    members+="${members:+,}{\"name\":\"${DB_MEMBERS[$i]}\",\"role\":\"$role\",\"api_url\":\"$(patroni_url $i)\",\"pid\":${pid:-null},\"patroni_pid\":$(cat "$dir/${DB_MEMBERS[$i]}.patroni.pid" 2>/dev/null || echo null),\"host\":\"${PG_ADDR[$i]}\",\"port\":$((PG_PORT + i))}"
-  done
-  for i in 0 1 2; do
-    local healthy=false
+    ppid=$(cat "$dir/${DB_MEMBERS[$i]}.patroni.pid" 2>/dev/null || true)
+    [[ $pid =~ ^[0-9]+$ ]] || pid=null; [[ $ppid =~ ^[0-9]+$ ]] || ppid=null
+    jq -n --arg name "${DB_MEMBERS[$i]}" --arg role "${role:-unreachable}" --arg api_url "$(patroni_url $i)" --argjson pid "$pid" \
+      --argjson patroni_pid "$ppid" --arg host "${PG_ADDR[$i]}" --argjson port $((PG_PORT + i)) \
+      '{name: $name, role: $role, api_url: $api_url, pid: $pid, patroni_pid: $patroni_pid, host: $host, port: $port}'
+  done | jq -s .)
+  etcd=$(for i in 0 1 2; do
+    local healthy=false pid
     ETCDCTL_API=3 run_in "${ETCD_NS[$i]}" etcdctl --endpoints "${ETCD_ADDR[$i]}:$((ETCD_PORT + 2 * i))" --dial-timeout 1s endpoint health >/dev/null 2>&1 && healthy=true
-    etcd+="${etcd:+,}{\"name\":\"e$i\",\"client_url\":\"$(etcd_client_url $i)\",\"pid\":$(cat "$dir/etcd$i.pid" 2>/dev/null || echo null),\"healthy\":$healthy}"
-  done
-  echo "{\"members\":[$members],\"etcd\":[$etcd],\"timers\":{\"ttl\":$PATRONI_TTL,\"loop_wait\":$PATRONI_LOOP_WAIT,\"retry_timeout\":$PATRONI_RETRY_TIMEOUT}}"
+    pid=$(cat "$dir/etcd$i.pid" 2>/dev/null || true); [[ $pid =~ ^[0-9]+$ ]] || pid=null
+    jq -n --arg name "e$i" --arg client_url "$(etcd_client_url $i)" --argjson pid "$pid" --argjson healthy "$healthy" \
+      '{name: $name, client_url: $client_url, pid: $pid, healthy: $healthy}'
+  done | jq -s .)
+  jq -n --argjson members "$members" --argjson etcd "$etcd" --argjson ttl "$PATRONI_TTL" --argjson loop_wait "$PATRONI_LOOP_WAIT" \
+    --argjson retry_timeout "$PATRONI_RETRY_TIMEOUT" \
+    '{members: $members, etcd: $etcd, timers: {ttl: $ttl, loop_wait: $loop_wait, retry_timeout: $retry_timeout}}'
 }
 
-# Stops Patroni, then each postmaster (Patroni double-forks it; its PID is in the data
-# dir), then etcd — all by PID.
+# Stops both Patroni members at once (each stops its PostgreSQL), then any postmaster
+# left (Patroni double-forks it; its PID is in the data dir), then etcd — all by PID, each
+# with a bounded wait before SIGKILL. Patroni's own shutdown takes about 4 s of it (the
+# synchronous replica waits up to 2 s to be released by the leader, the leader probes the
+# departed replica); stopping the replica first measured 7 s. The etcd members stop one
+# after the other: an etcd leader hands its leadership over on SIGTERM and, with its peers
+# stopping at the same moment, waits for a transfer that cannot happen (5 s, then SIGKILL).
 db_stop() {
-  local dir=$1 name i
+  local dir=$1 name i pids=()
   [ -d "$dir" ] || return 0
-  for name in "${DB_MEMBERS[@]}"; do
-    [ -f "$dir/$name.patroni.pid" ] && stop_pid "$(cat "$dir/$name.patroni.pid")" 15
-    if [ -f "$dir/$name/data/postmaster.pid" ]; then stop_pid "$(head -1 "$dir/$name/data/postmaster.pid")" 10; fi
-  done
-  for i in 0 1 2; do [ -f "$dir/etcd$i.pid" ] && stop_pid "$(cat "$dir/etcd$i.pid")" 5; done
+  for name in "${DB_MEMBERS[@]}"; do pids+=("$(cat "$dir/$name.patroni.pid" 2>/dev/null || true)"); done
+  stop_pids 15 "${pids[@]}"
+  pids=()
+  for name in "${DB_MEMBERS[@]}"; do pids+=("$(head -1 "$dir/$name/data/postmaster.pid" 2>/dev/null || true)"); done
+  stop_pids 10 "${pids[@]}"
+  for i in 0 1 2; do stop_pids 5 "$(cat "$dir/etcd$i.pid" 2>/dev/null || true)"; done
   return 0
 }

@@ -15,6 +15,8 @@ ensure_packages() {
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v jq >/dev/null 2>&1 || missing+=(jq)  # deploy/cluster's status JSON, chaos/drill's reading of it
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # `systemd-analyze verify` of deploy/systemd in make test
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]}; install them (apt-get install -y ${missing[*]}) or run as root"
   say "installing ${missing[*]}"
@@ -77,14 +79,49 @@ wait_http_ok() {
   return 1
 }
 
-# Stops PID with SIGTERM, then SIGKILL after SECONDS.
-stop_pid() {
-  local pid=$1 seconds=${2:-5} i=0
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && [ $i -lt $((seconds * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+# Running, and not a zombie (a killed process whose parent is gone waits for init to
+# reap it; it runs nothing).
+alive_pid() {
+  local stat state
+  if [ -d /proc ]; then
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    state=${stat##*) }; state=${state%% *}
+  else
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  fi
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
 }
+
+# Stops every PID at once: SIGTERM (and SIGCONT, as a paused process cannot act on it),
+# then SIGKILL to those still running after SECONDS; returns once all are gone (a
+# killed process is waited for up to 2 s more).
+stop_pids() {
+  local seconds=$1; shift
+  local pid pids=() left i=0
+  for pid in "$@"; do [ -n "$pid" ] && alive_pid "$pid" && pids+=("$pid"); done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  kill -CONT "${pids[@]}" 2>/dev/null || true
+  while :; do
+    left=()
+    for pid in "${pids[@]}"; do alive_pid "$pid" && left+=("$pid"); done
+    pids=("${left[@]}")
+    [ ${#pids[@]} -gt 0 ] || return 0
+    [ $i -lt $((seconds * 10)) ] || break
+    sleep 0.1; i=$((i + 1))
+  done
+  say "pid(s) ${pids[*]} still running after ${seconds}s: SIGKILL"
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  for i in $(seq 1 20); do
+    left=()
+    for pid in "${pids[@]}"; do alive_pid "$pid" && left+=("$pid"); done
+    [ ${#left[@]} -gt 0 ] || return 0
+    sleep 0.1
+  done
+}
+
+# Stops PID with SIGTERM, then SIGKILL after SECONDS.
+stop_pid() { stop_pids "${2:-5}" "$1"; }
 
 random_token() { head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 random_key() { head -c 32 /dev/urandom | base64; }

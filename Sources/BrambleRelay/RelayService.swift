@@ -22,11 +22,17 @@ public struct RelayServiceConfiguration: Sendable {
     public var relay = RelayConfiguration()
     /// JSON-lines audit log of registrations and of each item's sending epoch (drills).
     public var auditLog: String?
+    /// systemd's readiness and watchdog socket (`Type=notify`, `WatchdogSec=`), from the
+    /// environment; does nothing outside systemd.
+    public var systemd = SystemdNotifier()
 
     public init() {}
 }
 
 /// The relay process: two frame listeners, a store-expiry tick and an HTTP endpoint.
+/// Under systemd it says READY once all three listen, pings the watchdog from the tick
+/// (only while the tick runs and the frame listeners are open and answering), and says
+/// STOPPING when a graceful shutdown begins.
 public struct RelayService: Service {
     let configuration: RelayServiceConfiguration
     let logger: Logger
@@ -63,21 +69,31 @@ public struct RelayService: Service {
             "listen.http": "\(configuration.httpListen)", "srp.ids": "\(configuration.keys.keys.sorted())",
         ])
 
+        let systemd = configuration.systemd
+        let ready = "devices \(configuration.deviceListen), SRP \(configuration.srpListen), HTTP \(configuration.httpListen)"
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
             configuration: .init(address: .hostname(configuration.httpListen.host, port: configuration.httpListen.port),
                                  serverName: "bramble-relay"),
+            onServerRunning: { _ in systemd.notify(.ready, .status("relaying: " + ready)) },
             logger: logger)
 
         try await withThrowingDiscardingTaskGroup { tasks in
             tasks.addTask { try await app.runService() }
             tasks.addTask {
+                var watchdog = WatchdogPinger(notifier: systemd)
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     hub.tick()
+                    // Alive: the tick got through the hub's lock, both frame listeners are
+                    // open, and their event loop answers.
+                    let loopAnswers = (try? await srp.eventLoop.submit { true }.get()) == true
+                    let listening = loopAnswers && devices.isActive && srp.isActive
+                    watchdog.pingIfDue { listening }
                 }
             }
             try? await gracefulShutdown()
+            systemd.notify(.stopping)
             try? await devices.close()
             try? await srp.close()
             tasks.cancelAll()

@@ -1,11 +1,15 @@
 @testable import BrambleTestSupport
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The deploy smoke test: `deploy/cluster up` (hosts as network namespaces when run as
-/// root, else the loopback fallback), pushes delivered, a Patroni switchover of the
-/// database under a stream of pushes, the short set of failover drills (`make drill`),
-/// `down` with nothing left behind. Every verdict comes from outside the nodes: ids the
+/// root, else the loopback fallback) ready only when its standby could take over, a
+/// killed node restarted by the cluster's supervisor and counted, pushes delivered, a
+/// Patroni switchover of the database under a stream of pushes, the short set of
+/// failover drills (`make drill`), `down` with nothing left behind. Every verdict comes from outside the nodes: ids the
 /// push API accepted against the devices' logs (`bramble-bench stream`), the relay's
 /// audit log and registered epoch, Patroni's roles.
 @Suite(.serialized) struct DeployTests {
@@ -43,7 +47,7 @@ import Testing
         }
     }
 
-    @Test func upSurvivesADatabaseSwitchoverAndTheShortDrillsAndDownLeavesNothing() async throws {
+    @Test func upIsReadyRestartsAKilledNodeSurvivesADatabaseSwitchoverAndTheShortDrillsAndDownLeavesNothing() async throws {
         let deployment = Deployment()
         var pids: [Int32] = []
         var namespacePrefix: String?
@@ -57,8 +61,18 @@ import Testing
             let hosts = status["hosts"] as? [[String: Any]] ?? []
             #expect(hosts.count == 7, "db1 db2 db3 relay node-a node-b client")
             let processes = status["processes"] as? [[String: Any]] ?? []
-            pids = processes.compactMap { $0["pid"] as? Int32 ?? ($0["pid"] as? Int).map(Int32.init) }
+            pids = processes.flatMap { [pid($0["pid"]), pid($0["supervisor_pid"])].compactMap { $0 } }
             #expect(processes.count == 12 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            // The relay and both nodes run under a supervisor (deploy/lib/supervise), none restarted yet.
+            let supervised = processes.filter { $0["restarts"] != nil }
+            #expect(supervised.compactMap { $0["name"] as? String } == ["relay", "node-a", "node-b"], "supervised: \(supervised)")
+            #expect(supervised.allSatisfy { $0["restarts"] as? Int == 0 && $0["supervised"] as? Bool == true && pid($0["supervisor_pid"]) != nil })
+            let nodes = status["nodes"] as? [[String: Any]] ?? []
+            #expect(nodes.count == 2 && nodes.allSatisfy { $0["restarts"] as? Int == 0 }, "nodes[] count restarts: \(nodes)")
+            #expect((status["relay"] as? [String: Any])?["restarts"] as? Int == 0, "the relay counts restarts")
+            // `up` is done only when the standby could take over.
+            let nodeBHealth = try #require(nodes.last?["health_url"] as? String)
+            #expect((try? deployment.run("exec", "curl", "-fsS", "--max-time", "2", nodeBHealth + "/ready")) != nil, "node-b's /health/ready answers 200 after up")
             let members = status["database"] as? [[String: Any]] ?? []
             #expect(Set(members.compactMap { $0["role"] as? String }) == ["master", "replica"], "Patroni: a leader and a replica")
             #expect(members.allSatisfy { $0["pid"] is Int && ($0["api_url"] as? String)?.hasPrefix("http://") == true })
@@ -69,6 +83,23 @@ import Testing
             #expect(status["admin_token"] is String && status["push_url"] is String && (status["devices"] as? [Any])?.count == 2)
             let relayEpochBefore = try relayEpoch(deployment, status)
             #expect(relayEpochBefore == 1)
+
+            // The supervisor restarts a crashed node (SIGKILL of the standby's own PID) and counts it.
+            let killed = try #require(pid(nodes.last?["pid"]), "node-b's pid")
+            kill(killed, SIGKILL)
+            let restarted = try await waitFor(seconds: 30) { () throws -> (Int32, Int?)? in
+                let node = (try deployment.status()["nodes"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "node-b" }
+                guard let node, node["alive"] as? Bool == true, let now = pid(node["pid"]), now != killed else { return nil }
+                return (now, node["restarts"] as? Int)
+            }
+            #expect(restarted?.1 == 1, "node-b was restarted once by its supervisor, and status counts it: \(String(describing: restarted))")
+            if let (newPID, _) = restarted { pids.append(newPID) }
+            let log = try deployment.run("logs", "node-b")
+            #expect(log.contains("was killed by SIGKILL; restarting it"), "the restart is logged in node-b's log")
+            let ready = try await waitFor(seconds: 60) { () -> Bool? in
+                (try? deployment.run("exec", "curl", "-fsS", "--max-time", "2", nodeBHealth + "/ready")).map { _ in true }
+            }
+            #expect(ready == true, "the restarted node-b is ready to take over again")
 
             // A stream of pushes to both devices through both nodes; the database's primary
             // moves to the other member in the middle of it.
@@ -124,6 +155,19 @@ import Testing
         }
         if let tmpdir { #expect(!FileManager.default.fileExists(atPath: tmpdir), "temp dir removed") }
         #expect(!FileManager.default.fileExists(atPath: deployment.runDir), "state dir removed")
+    }
+
+    /// A PID from status JSON.
+    func pid(_ value: Any?) -> Int32? { (value as? Int).map(Int32.init) }
+
+    /// Polls `probe` every 500 ms until it returns a value, for at most `seconds`.
+    func waitFor<T>(seconds: Int, _ probe: () throws -> T?) async throws -> T? {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let value = try probe() { return value }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        return nil
     }
 
     /// Runs `chaos/drill short` against the deployment; each drill's JSON verdict by name.

@@ -1,0 +1,87 @@
+import Foundation
+
+/// The table `chaos/drill all` and `short` end with: one row per drill verdict line, with
+/// issue 5's outage goal where it sets one, marked `met` or `MISSED`. The goal is a
+/// measurement to read, not part of `passed`.
+public struct DrillTable: Equatable, Sendable {
+    /// What the table shows of a verdict line (chaos/drill's last line per drill).
+    public struct Row: Decodable, Equatable, Sendable {
+        public var drill: String
+        public var accepted: Int?
+        public var lost: Int?
+        public var duplicates: Int?
+        public var stale_deliveries: Int?
+        public var max_serving_primaries: Int?
+        public var shared_epochs: Int?
+        public var phantoms: Int?
+        public var outage_ms: Int?
+        public var passed: Bool
+
+        public init(drill: String, accepted: Int? = nil, lost: Int? = nil, duplicates: Int? = nil, stale_deliveries: Int? = nil,
+                    max_serving_primaries: Int? = nil, shared_epochs: Int? = nil, phantoms: Int? = nil,
+                    outage_ms: Int? = nil, passed: Bool) {
+            self.drill = drill
+            self.accepted = accepted
+            self.lost = lost
+            self.duplicates = duplicates
+            self.stale_deliveries = stale_deliveries
+            self.max_serving_primaries = max_serving_primaries
+            self.shared_epochs = shared_epochs
+            self.phantoms = phantoms
+            self.outage_ms = outage_ms
+            self.passed = passed
+        }
+    }
+
+    public var rows: [Row]
+    /// Lines that were not a verdict (a drill that stopped before printing one).
+    public var skippedLines: Int
+
+    /// The verdict lines of a results file, one JSON object per line; blank lines and
+    /// lines that are not a verdict are skipped (and counted).
+    public init(jsonLines data: Data) {
+        let decoder = JSONDecoder()
+        var rows: [Row] = []
+        var skipped = 0
+        for raw in data.split(separator: UInt8(ascii: "\n")) where !raw.allSatisfy({ $0 == UInt8(ascii: " ") }) {
+            if let row = try? decoder.decode(Row.self, from: Data(raw)) { rows.append(row) } else { skipped += 1 }
+        }
+        self.rows = rows
+        self.skippedLines = skipped
+    }
+
+    public init(rows: [Row]) {
+        self.rows = rows
+        self.skippedLines = 0
+    }
+
+    /// Whether a row met its drill's goal: nil when the drill has none (or is unknown, or
+    /// measured no outage).
+    public static func goalMet(_ row: Row) -> Bool? {
+        guard let goal = Drill(rawValue: row.drill)?.outageGoalMs, let outage = row.outage_ms else { return nil }
+        return outage <= goal
+    }
+
+    /// The table, a header and one line per row, each ending in a newline.
+    public var text: String {
+        var out = Self.pad("drill", 26, left: true) + Self.pad("accepted", 9) + Self.pad("lost", 6) + Self.pad("dup", 5)
+            + Self.pad("stale", 7) + Self.pad("prim", 6) + Self.pad("shared", 8) + Self.pad("phantoms", 9)
+            + Self.pad("outage_ms", 11) + Self.pad("goal", 8) + "  passed\n"
+        for row in rows {
+            let goal = Drill(rawValue: row.drill)?.outageGoalMs
+            let mark = Self.goalMet(row).map { $0 ? " met" : " MISSED" } ?? ""
+            out += Self.pad(row.drill, 26, left: true) + Self.pad(row.accepted, 9) + Self.pad(row.lost, 6)
+                + Self.pad(row.duplicates, 5) + Self.pad(row.stale_deliveries, 7) + Self.pad(row.max_serving_primaries, 6)
+                + Self.pad(row.shared_epochs, 8) + Self.pad(row.phantoms, 9) + Self.pad(row.outage_ms, 11)
+                + Self.pad(goal.map { "≤\($0)" } ?? "-", 8) + "  " + (row.passed ? "True" : "False") + mark + "\n"
+        }
+        return out
+    }
+
+    private static func pad(_ value: Int?, _ width: Int) -> String { pad(value.map(String.init) ?? "-", width) }
+
+    private static func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - text.count))
+        return left ? text + fill : fill + text
+    }
+}

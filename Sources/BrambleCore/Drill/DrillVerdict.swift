@@ -1,0 +1,169 @@
+import Foundation
+
+/// The failover drills (chaos/drill) and what each one's fault must leave behind.
+public enum Drill: String, CaseIterable, Sendable {
+    case killPrimary = "kill-primary"
+    case pausePrimary = "pause-primary"
+    case killStandby = "kill-standby"
+    case switchover
+    case restartRelay = "restart-relay"
+    case killDBPrimary = "kill-db-primary"
+    case isolatePrimary = "isolate-primary"
+    case partitionPrimaryRelay = "partition-primary-relay"
+    case partitionPrimaryDB = "partition-primary-db"
+    case slowLink = "slow-link"
+    case flap
+
+    /// The fewest new relay registrations the fault causes: a drill that injected nothing
+    /// must not pass. A failover registers the new primary; a relay restart makes the
+    /// primary register again; flap's three switchovers register three times.
+    public var minRegistrations: Int {
+        switch self {
+        case .killPrimary, .pausePrimary, .switchover, .isolatePrimary, .partitionPrimaryRelay, .restartRelay: 1
+        case .flap: 3
+        case .killStandby, .killDBPrimary, .partitionPrimaryDB, .slowLink: 0
+        }
+    }
+
+    /// Whether the fault moves the database leader (Patroni promotes the other member).
+    public var movesDatabaseLeader: Bool {
+        switch self {
+        case .killDBPrimary: true
+        case .killPrimary, .pausePrimary, .killStandby, .switchover, .restartRelay, .isolatePrimary,
+             .partitionPrimaryRelay, .partitionPrimaryDB, .slowLink, .flap: false
+        }
+    }
+
+    /// Issue 5's goal for the device-visible outage, where it sets one. A measurement to
+    /// read beside the verdict, never part of `passed`: a loaded machine must not fail a drill.
+    public var outageGoalMs: Int? {
+        switch self {
+        case .killPrimary, .pausePrimary, .partitionPrimaryRelay, .isolatePrimary: 1500
+        case .switchover: 300
+        case .killStandby: 100
+        case .restartRelay, .killDBPrimary, .partitionPrimaryDB, .slowLink, .flap: nil
+        }
+    }
+}
+
+/// One drill's verdict, judged from evidence outside the nodes: the stream's audit
+/// (`bramble-bench stream`: the push API's answers, the devices' logs, the relay's audit
+/// log, the pair's event log) and the database leader before and after the fault
+/// (Patroni). It passes only when the stream passed (nothing lost, shown twice or stale,
+/// one primary, every epoch promoted by one node), something was accepted, no item was a
+/// phantom (shown although its push was answered "not accepted"), and the fault left its
+/// trace.
+public struct DrillVerdict: Equatable, Sendable {
+    /// The stream's last line (`bramble-bench stream`); every field optional, as a stream
+    /// that failed early prints fewer.
+    public struct Stream: Decodable, Equatable, Sendable {
+        public var accepted: Int?
+        public var shown: Int?
+        public var lost: Int?
+        public var duplicates: Int?
+        public var stale_deliveries: Int?
+        public var max_serving_primaries: Int?
+        public var outage_ms: Int?
+        public var not_accepted: Int?
+        public var registrations: Int?
+        public var shared_epochs: Int?
+        public var phantoms: Int?
+        public var passed: Bool?
+        public var error: String?
+
+        public init(accepted: Int? = nil, shown: Int? = nil, lost: Int? = nil, duplicates: Int? = nil,
+                    stale_deliveries: Int? = nil, max_serving_primaries: Int? = nil, outage_ms: Int? = nil,
+                    not_accepted: Int? = nil, registrations: Int? = nil, shared_epochs: Int? = nil,
+                    phantoms: Int? = nil, passed: Bool? = nil, error: String? = nil) {
+            self.accepted = accepted
+            self.shown = shown
+            self.lost = lost
+            self.duplicates = duplicates
+            self.stale_deliveries = stale_deliveries
+            self.max_serving_primaries = max_serving_primaries
+            self.outage_ms = outage_ms
+            self.not_accepted = not_accepted
+            self.registrations = registrations
+            self.shared_epochs = shared_epochs
+            self.phantoms = phantoms
+            self.passed = passed
+            self.error = error
+        }
+
+        /// The last non-empty line of a stream's output, which is its JSON verdict; a
+        /// stream that printed none gives a `Stream` that says so in `error`.
+        public static func parse(output: Data) -> Stream {
+            let lines = output.split(separator: UInt8(ascii: "\n")).filter { !$0.allSatisfy { $0 == UInt8(ascii: " ") } }
+            guard let last = lines.last else {
+                return Stream(accepted: 0, shown: 0, lost: 0, duplicates: 0, error: "no verdict from the stream: it printed nothing")
+            }
+            do {
+                return try JSONDecoder().decode(Stream.self, from: Data(last))
+            } catch {
+                return Stream(accepted: 0, shown: 0, lost: 0, duplicates: 0,
+                              error: "no verdict from the stream: its last line is not a JSON verdict (\(String(decoding: last.prefix(120), as: UTF8.self)))")
+            }
+        }
+    }
+
+    public var drill: Drill
+    public var stream: Stream
+    /// The database leader (Patroni member name) before the fault and after the stream.
+    public var databaseLeaderBefore: String
+    public var databaseLeaderAfter: String
+
+    public init(drill: Drill, stream: Stream, databaseLeaderBefore: String, databaseLeaderAfter: String) {
+        self.drill = drill
+        self.stream = stream
+        self.databaseLeaderBefore = databaseLeaderBefore
+        self.databaseLeaderAfter = databaseLeaderAfter
+    }
+
+    /// The fault happened: the registrations it causes, and the leader moving if it must.
+    public var faultLeftATrace: Bool {
+        (stream.registrations ?? 0) >= drill.minRegistrations
+            && (!drill.movesDatabaseLeader || databaseLeaderAfter != databaseLeaderBefore)
+    }
+
+    public var passed: Bool {
+        stream.passed == true && (stream.accepted ?? 0) > 0 && (stream.phantoms ?? 0) == 0 && faultLeftATrace
+    }
+
+    /// Why it did not pass, when the evidence says more than the counts: the stream's own
+    /// error, a fault without a trace, phantoms. Nil when there is nothing to add.
+    public var error: String? {
+        var reasons: [String] = []
+        if let error = stream.error { reasons.append(error) }
+        if !faultLeftATrace {
+            reasons.append("the fault left no trace (registrations \(stream.registrations.map(String.init) ?? "unknown"), "
+                + "database leader \(databaseLeaderBefore) -> \(databaseLeaderAfter))")
+        }
+        if let phantoms = stream.phantoms, phantoms > 0 {
+            reasons.append("\(phantoms) phantom\(phantoms == 1 ? "" : "s"): shown although the push was answered not accepted")
+        }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+}
+
+extension DrillVerdict {
+    /// The verdict line chaos/drill prints, its fields in chaos/README's order: every field
+    /// named there, `null` where the stream did not say; `phantoms` only when the stream
+    /// counted them, and `error` only when there is one.
+    public var jsonLine: String {
+        var fields: [(String, any Encodable)] = [
+            ("drill", drill.rawValue), ("accepted", stream.accepted), ("shown", stream.shown), ("lost", stream.lost),
+            ("duplicates", stream.duplicates), ("stale_deliveries", stream.stale_deliveries),
+            ("max_serving_primaries", stream.max_serving_primaries), ("outage_ms", stream.outage_ms),
+            ("not_accepted", stream.not_accepted), ("registrations", stream.registrations), ("shared_epochs", stream.shared_epochs),
+        ]
+        if let phantoms = stream.phantoms { fields.append(("phantoms", phantoms)) }
+        fields.append(("passed", passed))
+        if let error { fields.append(("error", error)) }
+        // Each value through JSONEncoder (strings escaped, nil as null); only the order is ours.
+        let encoder = JSONEncoder()
+        let members = fields.map { key, value in
+            "\"\(key)\":" + String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+        }
+        return "{" + members.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,106 @@
+# `up` and `down`: the whole cluster started in order, and stopped with nothing left
+# behind. Sourced by deploy/cluster.
+
+build_binaries() {
+  if [ -n "${BRAMBLE_BIN:-}" ]; then
+    BIN=$BRAMBLE_BIN  # prebuilt binaries (the tests: a build inside `swift test` would wait on its lock)
+  else
+    say "building ($CONFIG)…"
+    local product
+    for product in bramble-server bramble-relay bramble-device bramble bramble-bench; do
+      (cd "$BRAMBLE_ROOT" && swift build -c "$CONFIG" --product "$product" 2>&1 | grep -vE '^\[|^Building|^Build of|^Compiling|^Write' >&2 || true)
+    done
+    BIN="$(cd "$BRAMBLE_ROOT" && swift build -c "$CONFIG" --show-bin-path)"
+  fi
+  for product in bramble-server bramble-relay bramble-device bramble; do [ -x "$BIN/$product" ] || die "build failed: no $BIN/$product"; done
+}
+
+cmd_up() {
+  if [ -f "$RUN/status.json" ]; then
+    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2; then
+      say "already up"; cmd_status; return 0
+    fi
+    say "a previous cluster is partly down; cleaning it up first"; cmd_down
+    MODE=""
+  fi
+  local started=$SECONDS
+  ensure_ha_packages
+  choose_mode
+  set_db_hosts
+  if [ "$MODE" = loopback ]; then
+    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT"; do
+      port_busy "$p" && die "port $p is in use; stop what holds it or set the BRAMBLE_*_PORT variables"
+    done
+  else
+    ip link show "${PREFIX}br" >/dev/null 2>&1 && die "bridge ${PREFIX}br exists but no cluster state is in $RUN; remove it (ip link del ${PREFIX}br) or set BRAMBLE_DEPLOY_PREFIX"
+  fi
+  build_binaries
+  local build_done=$SECONDS
+
+  mkdir -p "$RUN"; chmod 700 "$RUN"
+  echo "$MODE" > "$RUN/mode"
+  TMP=$(mktemp -d /tmp/bramble-cluster.XXXXXX)
+  chmod 711 "$TMP"  # PostgreSQL runs as an unprivileged user and must reach its data dir
+  echo "$TMP" > "$RUN/tmpdir"; echo "$BIN" > "$RUN/bin"
+  [ "$MODE" = netns ] && make_hosts
+
+  ( umask 077
+    echo "$SRP_ID $(random_key)" > "$TMP/srp-keys"
+    random_token > "$TMP/admin-token"
+    random_token > "$TMP/db-password" )
+  DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
+  db_start "$TMP/db"
+
+  say "starting relay on $(addr relay) (devices :$DEVICE_PORT, SRP :$SRP_PORT, http :$RELAY_HTTP_PORT)"
+  start_relay
+
+  # node-a first, so it takes the lease; then its standby, ready only once it could take
+  # over (its score reaches the promotion threshold), not merely once it says "standby".
+  write_node_config node-a; write_node_config node-b
+  say "starting node-a on $(node_url node-a)"
+  start_node node-a
+  wait_http_ok "$(node_url node-a)/primary" 60 "$(ns client)" || { tail -20 "$TMP/node-a.log" >&2; die "node-a did not become primary"; }
+  say "starting node-b on $(node_url node-b), node-a's standby"
+  start_node node-b
+  wait_http_ok "$(node_url node-b)/standby" 60 "$(ns client)" || { tail -20 "$TMP/node-b.log" >&2; die "node-b did not start as standby"; }
+  wait_node_ready node-b 60 || die "node-b did not become ready to take over (its /health/ready)"
+
+  start_devices
+  write_status_json
+  local ready=$SECONDS
+  cat >&2 <<MSG
+
+Bramble is up and ready ($MODE hosts) in $((ready - started)) s ($((ready - build_done)) s after the build):
+node-a ($(node_url node-a)) is primary, node-b ($(node_url node-b)) its standby, ready to take
+over; PostgreSQL pg1 leads with pg2 as its synchronous standby under Patroni. Either node
+accepts pushes. A supervisor restarts a crashed node or relay (at most 10 times a day).
+MSG
+  if [ "$MODE" = netns ]; then
+    cat >&2 <<MSG
+The hosts' addresses exist only inside their namespaces: run commands on the client host.
+MSG
+  fi
+  cat >&2 <<MSG
+
+  deploy/cluster exec bramble push --to ${DEMO[0]%% *} --subject Hello --body 'First push'
+  deploy/cluster exec bramble status          # the pair; \`bramble failover\` switches it over
+  deploy/cluster logs ${DEMO[0]##* } -f            # watch the device show it
+  make status                                  # the whole cluster as JSON;  make down  stops it
+
+MSG
+  cmd_status
+}
+
+# Everything stops at once where order does not matter, in three steps: the supervisors
+# (so nothing is restarted), then the devices, nodes and relay together (a primary
+# demotes and records it while the database is still there), then the database.
+cmd_down() {
+  [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
+  TMP=$(cat "$RUN/tmpdir" 2>/dev/null || true)
+  stop_supervised 10 device-1 device-2 "${SUPERVISED[@]}"
+  if [ -n "$TMP" ] && [ -d "$TMP/db" ]; then set_db_hosts; db_stop "$TMP/db"; fi
+  [ "$MODE" = netns ] && remove_hosts
+  case "$TMP" in /tmp/bramble-cluster.*) rm -rf "$TMP" ;; esac
+  rm -rf "$RUN"
+  say "down"
+}

@@ -1,0 +1,49 @@
+# deploy/cluster's settings: where state lives, the hosts' addresses and namespaces, the
+# ports, and the questions every command asks (is it up, is a process alive). Sourced
+# by deploy/cluster after scripts/lib.sh.
+
+RUN="${BRAMBLE_RUN_DIR:-$BRAMBLE_ROOT/.run}"
+PREFIX=${BRAMBLE_DEPLOY_PREFIX:-bramble}
+NET=${BRAMBLE_DEPLOY_NET:-10.231.7}
+ETCD_PORT=${BRAMBLE_ETCD_PORT:-23790}
+PG_PORT=${BRAMBLE_PG_PORT:-15432}
+API_PORT=${BRAMBLE_PATRONI_PORT:-8008}
+DEVICE_PORT=${BRAMBLE_RELAY_DEVICE_PORT:-4101}
+SRP_PORT=${BRAMBLE_RELAY_SRP_PORT:-3101}
+RELAY_HTTP_PORT=${BRAMBLE_RELAY_HTTP_PORT:-4180}
+NODE_A_PORT=${BRAMBLE_NODE_HTTP_PORT:-8080}
+NODE_B_PORT=${BRAMBLE_NODE_B_HTTP_PORT:-8081}
+CONFIG=${BRAMBLE_BUILD:-release}
+SRP_ID=bramble
+HOSTS=(db1 db2 db3 relay node-a node-b client)
+declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30)
+DEMO=("demo1@example.test 2A00F00D" "demo2@example.test 2A00F00E")
+# The processes the supervisor restarts after a crash (deploy/lib/supervise).
+SUPERVISED=(relay node-a node-b)
+
+[ ${#PREFIX} -le 8 ] && [[ $PREFIX =~ ^[a-z][a-z0-9]*$ ]] || die "BRAMBLE_DEPLOY_PREFIX must be 1–8 lower-case letters or digits"
+[[ $NET =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "BRAMBLE_DEPLOY_NET must be the first three octets of a /24, e.g. 10.231.7"
+
+# The mode of a running cluster is fixed in its state; a new one is chosen in cmd_up.
+MODE=$(cat "$RUN/mode" 2>/dev/null || echo "${BRAMBLE_DEPLOY_HOSTS:-}")
+addr() { if [ "$MODE" = netns ]; then echo "$NET.${OCTET[$1]}"; else echo 127.0.0.1; fi; }
+ns() { if [ "$MODE" = netns ]; then echo "$PREFIX-$1"; fi; }
+node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_PORT" ;; *) die "no node '$1' (node-a or node-b)" ;; esac; }
+node_url() { echo "http://$(addr "$1"):$(node_port "$1")"; }
+relay_health_url() { echo "http://$(addr relay):$RELAY_HTTP_PORT/health"; }
+
+set_db_hosts() {
+  ETCD_ADDR=("$(addr db1)" "$(addr db2)" "$(addr db3)") ETCD_NS=("$(ns db1)" "$(ns db2)" "$(ns db3)")
+  PG_ADDR=("$(addr db1)" "$(addr db2)") PG_NS=("$(ns db1)" "$(ns db2)")
+  if [ "$MODE" = netns ]; then DB_NET="$NET.0/24"; else DB_NET=127.0.0.1/32; fi
+}
+
+# Dies unless a cluster is up; then BIN and TMP are the running cluster's.
+require_up() {
+  [ -f "$RUN/status.json" ] || die "not up (run \`make up\`)"
+  BIN=$(cat "$RUN/bin"); TMP=$(cat "$RUN/tmpdir")
+}
+
+# The PID in $RUN/NAME.pid (empty if none).
+pid_of() { local pid; pid=$(cat "$RUN/$1.pid" 2>/dev/null || true); [[ $pid =~ ^[0-9]+$ ]] && echo "$pid" || true; }
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && alive_pid "$pid"; }

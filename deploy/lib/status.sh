@@ -1,0 +1,101 @@
+# The cluster's status: $RUN/status.json (what does not change while it runs) and
+# `status [--json]` (that plus what is live). Every JSON document is built by jq, never
+# by pasting strings. Sourced by deploy/cluster.
+
+write_status_json() {
+  local hosts devices host i=1 entry email pin
+  hosts=$(for host in "${HOSTS[@]}"; do
+    jq -n --arg name "$host" --arg address "$(addr "$host")" --arg namespace "$(ns "$host")" \
+      '{name: $name, address: $address, namespace: $namespace}'
+  done | jq -s .)
+  devices=$(for entry in "${DEMO[@]}"; do
+    read -r email pin <<< "$entry"
+    jq -n --arg pin "$pin" --arg email "$email" --arg process "device-$i" --arg log "$TMP/device-$pin.jsonl" \
+      --arg credential "$TMP/device-$pin.json" '{pin: $pin, email: $email, process: $process, log: $log, credential: $credential}'
+    i=$((i + 1))
+  done | jq -s .)
+  ( umask 077
+    jq -n --arg mode "$MODE" --argjson hosts "$hosts" --arg exec "$BRAMBLE_ROOT/deploy/cluster exec" \
+      --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
+      --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
+      --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" '
+      {mode: $mode, hosts: $hosts, exec: $exec,
+       nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
+               {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
+       push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")),
+       relay: {host: "relay", devices: $devices_addr, srp: $srp, health_url: $relay_health, audit_log: $audit},
+       devices: $devices, tmpdir: $tmp}' > "$RUN/status.json.new" )
+  mv -f "$RUN/status.json.new" "$RUN/status.json"
+}
+
+# One entry of `processes`: name, host, pid, alive; a supervised one adds restarts (in
+# the last 24 h), supervisor_pid and supervised (its supervisor is running).
+process_json() {  # name host pid [supervised]
+  local alive=false pid=${3:-}
+  [[ $pid =~ ^[0-9]+$ ]] || pid=""
+  [ -n "$pid" ] && alive_pid "$pid" && alive=true
+  if [ "${4:-}" = supervised ]; then
+    local sup sup_alive=false; sup=$(pid_of "$1.supervisor")
+    [ -n "$sup" ] && alive_pid "$sup" && sup_alive=true
+    jq -n --arg name "$1" --arg host "$2" --argjson pid "${pid:-null}" --argjson alive "$alive" \
+      --argjson restarts "$(restarts "$1")" --argjson sup "${sup:-null}" --argjson supervised "$sup_alive" \
+      '{name: $name, host: $host, pid: $pid, alive: $alive, restarts: $restarts, supervisor_pid: $sup, supervised: $supervised}'
+  else
+    jq -n --arg name "$1" --arg host "$2" --argjson pid "${pid:-null}" --argjson alive "$alive" \
+      '{name: $name, host: $host, pid: $pid, alive: $alive}'
+  fi
+}
+
+# A node's /health as JSON, or null when it does not answer with JSON.
+node_health() { run_in "$(ns client)" curl -sS --max-time 1 "$(node_url "$1")/health" 2>/dev/null | jq -c . 2>/dev/null || echo null; }
+
+# The static status plus what is live: processes (alive, restarts), database members and
+# etcd as Patroni and etcd report them, and each node's /health (role, epoch, score).
+live_status_json() {
+  local db health procs name i
+  db=$(db_status "$TMP/db")
+  health=$(jq -n --argjson a "$(node_health node-a)" --argjson b "$(node_health node-b)" '{"node-a": $a, "node-b": $b}')
+  procs=$( { for name in "${SUPERVISED[@]}"; do process_json "$name" "$name" "$(pid_of "$name")" supervised; done
+             for name in $(jq -r '.devices[].process' "$RUN/status.json"); do process_json "$name" client "$(pid_of "$name")"; done
+             for i in 0 1; do
+               local member; member=$(jq -c ".members[$i]" <<< "$db")
+               process_json "${DB_MEMBERS[$i]}-patroni" "db$((i + 1))" "$(jq -r '.patroni_pid // empty' <<< "$member")"
+               process_json "${DB_MEMBERS[$i]}-postgres" "db$((i + 1))" "$(jq -r '.pid // empty' <<< "$member")"
+             done
+             for i in 0 1 2; do process_json "etcd$i" "db$((i + 1))" "$(jq -r ".etcd[$i].pid // empty" <<< "$db")"; done
+           } | jq -s .)
+  jq --argjson db "$db" --argjson health "$health" --argjson procs "$procs" '
+    ($procs | map({(.name): .}) | add) as $p
+    | .nodes |= map(. + {pid: $p[.name].pid, alive: $p[.name].alive,
+                         role: (if $health[.name] then $health[.name].role else "unreachable" end),
+                         restarts: $p[.name].restarts})
+    | .pair = [.nodes[] | $health[.name] as $h
+               | {node: .name, role: .role, epoch: (if $h then $h.epoch else null end), score: (if $h then $h.score else null end)}]
+    | .database = [$db.members[] | . + {alive: ($p["\(.name)-postgres"].alive // false)}]
+    | .patroni_timers = $db.timers
+    | .etcd = $db.etcd
+    | .relay += {pid: $p.relay.pid, restarts: $p.relay.restarts, alive: $p.relay.alive}
+    | .processes = $procs' "$RUN/status.json"
+}
+
+cmd_status() {
+  require_up; set_db_hosts
+  local status; status=$(live_status_json)
+  if [ "${1:-}" = --json ]; then echo "$status"; return 0; fi
+  jq -r '
+    def col($w): tostring | . + " " * ([$w - length, 0] | max);
+    "mode \(.mode); hosts: " + ([.hosts[] | "\(.name) \(.address)"] | join(", ")),
+    (.nodes as $nodes | .pair[] | . as $p | ($nodes[] | select(.name == $p.node)) as $n
+      | "node     \($p.node | col(8)) \($p.role | col(12)) epoch \($p.epoch)  score \($p.score)  restarts \($n.restarts)"),
+    (.database[] | "database \(.name | col(8)) \(.role | col(12)) \(.host):\(.port)  postmaster pid \(.pid)  api \(.api_url)"),
+    "etcd     " + ([.etcd[] | "\(.name) \(if .healthy then "healthy" else "UNHEALTHY" end)"] | join(", ")),
+    "relay    \(.relay.devices) (devices), \(.relay.srp) (SRP)  restarts \(.relay.restarts)",
+    ([.processes[] | select(.alive | not) | .name]) as $down
+    | ([.processes[] | select(.restarts != null and .supervised == false and .alive) | .name]) as $unsupervised
+    | "processes: \(.processes | length - ($down | length)) of \(.processes | length) running"
+      + (if $down | length > 0 then "; down: " + ($down | join(", ")) else "" end)
+      + "; restarts after a crash (24 h, at most 10 each): "
+      + ([.processes[] | select(.restarts != null) | "\(.name) \(.restarts)"] | join(", "))
+      + (if $unsupervised | length > 0 then "; not supervised: " + ($unsupervised | join(", ")) else "" end)
+  ' <<< "$status"
+}
