@@ -87,7 +87,7 @@ import Testing
                 _ = Task {
                     try await frozen.fenced("p", node: "a", epoch: e) { conn in
                         try await Task.sleep(for: .seconds(4))
-                        try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'frozen-write', 'must not commit')")
+                        try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'frozen-write', 'must not commit')", logger: Logger(label: "test"))
                     }
                 }
                 try await Task.sleep(for: .milliseconds(300))

@@ -32,12 +32,13 @@ import Testing
             try await asSuperuser(cluster) { pg in
                 // Another session holds the device's row: the push's transaction waits for it,
                 // before COMMIT, past its 2 s bound.
+                let log = Logger(label: "test")
                 let holder = Task {
                     try await pg.withConnection { connection in
-                        try await connection.query("BEGIN")
-                        try await connection.query("SELECT pin FROM devices WHERE pin = \(Int64(0x0D6A)) FOR UPDATE")
+                        try await connection.query("BEGIN", logger: log)
+                        try await connection.query("SELECT pin FROM devices WHERE pin = \(Int64(0x0D6A)) FOR UPDATE", logger: log)
                         try await Task.sleep(for: .seconds(4))
-                        try await connection.query("ROLLBACK")
+                        try await connection.query("ROLLBACK", logger: log)
                     }
                 }
                 try await Task.sleep(for: .milliseconds(300))
@@ -64,7 +65,6 @@ import Testing
                 // push's commit is written locally but not yet acknowledged.
                 try await pg.query("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
                 try await pg.query("SELECT pg_reload_conf()")
-                defer { }
                 let push = PushRequestBody(to: Self.pin, subject: "maybe")
                 let first = try await cluster.admin.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "k-maybe")])
                 #expect(first.status == 504 && first.error?.code == .outcomeUnknown, "\(first.status) \(first.error?.error ?? "")")

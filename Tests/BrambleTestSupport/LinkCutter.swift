@@ -52,7 +52,7 @@ final class LinkCutter: Sendable {
     func stop() async { await cut() }
 
     private static func listen(port: Int, target: HostPort, state: State) async throws -> any Channel {
-        try await try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
