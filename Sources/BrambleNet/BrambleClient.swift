@@ -105,7 +105,8 @@ public struct BrambleClient: Sendable {
     /// No connection was made: refused, no route, timed out connecting, name unknown.
     static func isUnreachable(_ error: any Error) -> Bool {
         switch error {
-        case let e as HTTPClientError: return e == .connectTimeout || e == .socksHandshakeTimeout
+        // No connection for the request, so it was never sent.
+        case let e as HTTPClientError: return e == .connectTimeout || e == .socksHandshakeTimeout || e == .getConnectionFromPoolTimeout
         case is NIOConnectionError: return true
         case let e as ChannelError: if case .connectTimeout = e { return true } else { return false }
         case let e as IOError: return [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH].contains(e.errnoCode)

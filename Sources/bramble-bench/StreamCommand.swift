@@ -64,6 +64,7 @@ struct StreamCommand: AsyncParsableCommand {
         let refused = NIOLockedValueBox<Set<String>>([])
         let unknown = NIOLockedValueBox(0)
         let interval = Duration.seconds(1 / rate)
+        let run = String(UInt32.random(in: .min ... .max), radix: 16)
         let total = Int(duration * rate)
         let start = ContinuousClock.now
         let startUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
@@ -75,7 +76,8 @@ struct StreamCommand: AsyncParsableCommand {
                 if due > .now { try? await Task.sleep(until: due) }
                 let device = cluster.devices[n % cluster.devices.count]
                 pushes.addTask {
-                    let subject = "stream \(n)"
+                    // Unique to this run: devices' logs keep earlier streams' items.
+                    let subject = "stream \(run) \(n)"
                     switch await targets.push(n, to: device.pin, subject: subject, body: "stream") {
                     case .accepted(let id, _): accepted.withLockedValue { $0[id] = Date().timeIntervalSince1970 * 1000 }
                     case .notAccepted: refused.withLockedValue { _ = $0.insert(subject) }

@@ -41,8 +41,14 @@ public struct DatabaseFailure: Sendable, Equatable {
     public var verdict: Verdict {
         switch stage {
         case .atCommit:
-            // An error the server sent for COMMIT means it rolled back; silence does not.
-            return sqlState != nil && !connectionLost && !timedOut ? .notCommitted : .outcomeUnknown
+            // Only a transaction-rollback (class 40: serialization, deadlock) or a deferred
+            // constraint (class 23) error for COMMIT means it rolled back. Anything else may
+            // come after the commit record was written: a backend told to stop while it
+            // waits for the synchronous standby (57P01, when the postmaster dies or a fast
+            // shutdown begins) says "the transaction has already committed locally". Silence
+            // proves nothing either.
+            guard let state = sqlState, !connectionLost, !timedOut else { return .outcomeUnknown }
+            return state.hasPrefix("40") || state.hasPrefix("23") ? .notCommitted : .outcomeUnknown
         case .beforeCommit:
             if let state = sqlState {
                 if state == "40P01" || state == "40001" { return .conflict }

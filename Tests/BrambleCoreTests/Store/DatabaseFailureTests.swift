@@ -16,8 +16,13 @@ import Testing
         #expect(DatabaseFailure(stage: .beforeCommit).verdict == .notCommitted)
     }
 
-    @Test func atCommitOnlyTheServersOwnErrorProvesNothingWasCommitted() {
+    @Test func atCommitOnlyARollbackOrADeferredConstraintErrorProvesNothingWasCommitted() {
         #expect(DatabaseFailure(stage: .atCommit, sqlState: "40001").verdict == .notCommitted)
+        #expect(DatabaseFailure(stage: .atCommit, sqlState: "23505").verdict == .notCommitted)
+        // A backend terminated while it waited for the synchronous standby: the commit
+        // record was already written (seen as phantoms in the kill-db-primary drill).
+        #expect(DatabaseFailure(stage: .atCommit, sqlState: "57P01").verdict == .outcomeUnknown)
+        #expect(DatabaseFailure(stage: .atCommit, sqlState: "XX000").verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, connectionLost: true).verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, timedOut: true).verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, sqlState: "57P01", connectionLost: true).verdict == .outcomeUnknown)
