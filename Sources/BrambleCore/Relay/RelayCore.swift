@@ -7,20 +7,14 @@ public typealias ConnectionID = UInt64
 ///
 /// - One live server session per SRP ID; a registration with a higher (or equal, for a
 ///   reconnect) epoch displaces it, a lower one is refused, so a fenced old primary can
-///   no longer reach any device.
+///   no longer reach any device. Both are told the epoch that fences them
+///   (`Frame.epochRefused`), which the node's HA manager acts on.
 /// - Server → device by PIN; device → server by the SRP ID the device named in its hello.
 /// - Store-and-forward per PIN while the device is offline and per SRP ID while no
 ///   server is registered, bounded in count and age.
 /// - Lockout of an SRP ID after too many authenticated connects in a window.
 /// - A server connection silent for longer than the configured time is closed (`tick`).
 public struct RelayCore: Sendable {
-    /// The epoch the relay holds for an SRP ID, as its `staleEpoch` and `displaced` error
-    /// messages state it: their last word is that epoch (the wire contract; the server's
-    /// HA manager reads it to decide whether to demote). Nil for any other message.
-    public static func registeredEpoch(inRefusal message: String) -> UInt64? {
-        message.split(separator: " ").last.flatMap { UInt64($0) }
-    }
-
     public enum Action: Equatable, Sendable {
         case send(ConnectionID, Frame)
         /// Close after the frames already queued for it are written.
@@ -187,7 +181,7 @@ public struct RelayCore: Sendable {
         // A stale epoch is refused before it counts as a connect: a fenced node's attempts
         // must never lock the current primary out.
         if let highest = highestEpoch[srpID], epoch < highest {
-            return refuse(conn, .staleEpoch, "epoch \(epoch) is below the registered epoch \(highest)",
+            return refuse(conn, .epochRefused(reason: .stale, heldEpoch: highest),
                           event: .refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))
         }
         let window = configuration.lockoutWindowMs
@@ -204,7 +198,7 @@ public struct RelayCore: Sendable {
         if let current = sessions[srpID], current.conn != conn {
             roles[current.conn] = nil
             serverHeardMs[current.conn] = nil
-            actions += [.send(current.conn, .error(code: .displaced, message: "displaced by epoch \(epoch)")),
+            actions += [.send(current.conn, .epochRefused(reason: .displaced, heldEpoch: epoch)),
                         .close(current.conn),
                         .event(.displaced(srpID: srpID, oldEpoch: current.epoch, newEpoch: epoch))]
         }
@@ -245,9 +239,14 @@ public struct RelayCore: Sendable {
     private mutating func refuse(
         _ conn: ConnectionID, _ code: Frame.ErrorCode, _ message: String, event: RelayEvent? = nil
     ) -> [Action] {
+        refuse(conn, .error(code: code, message: message), event: event)
+    }
+
+    /// Sends `answer`, closes, and forgets the connection.
+    private mutating func refuse(_ conn: ConnectionID, _ answer: Frame, event: RelayEvent? = nil) -> [Action] {
         _ = disconnected(conn)
         roles[conn] = nil
-        var actions: [Action] = [.send(conn, .error(code: code, message: message)), .close(conn)]
+        var actions: [Action] = [.send(conn, answer), .close(conn)]
         if let event { actions.append(.event(event)) }
         return actions
     }

@@ -44,6 +44,9 @@ extension Frame {
             buffer.writeLongString(String(message.utf8.prefix(Frame.maxErrorMessageLength)) ?? "")
         case .ping(let n), .pong(let n):
             buffer.writeInteger(n)
+        case .epochRefused(let reason, let heldEpoch):
+            buffer.writeInteger(reason.rawValue)
+            buffer.writeInteger(heldEpoch)
         }
         let length = buffer.writerIndex - lengthIndex - 4
         buffer.setInteger(UInt32(length), at: lengthIndex)
@@ -120,6 +123,10 @@ extension Frame {
             frame = .ping(try body.read("nonce"))
         case .pong:
             frame = .pong(try body.read("nonce"))
+        case .epochRefused:
+            let rawReason: UInt8 = try body.read("reason")
+            guard let reason = EpochRefusal(rawValue: rawReason) else { throw WireError(.invalidField("reason")) }
+            frame = .epochRefused(reason: reason, heldEpoch: try body.read("held_epoch"))
         }
         guard body.readableBytes == 0 else { throw WireError(.trailingBytes(body.readableBytes)) }
         return frame

@@ -21,17 +21,23 @@ public enum Frame: Equatable, Sendable {
     case error(code: ErrorCode, message: String)
     case ping(UInt64)
     case pong(UInt64)
+    /// Relay → server: the relay holds `heldEpoch` for the server's SRP ID, so this
+    /// session is fenced (a registration below it, or a session a registration at
+    /// `heldEpoch` displaced). The relay closes the link after it.
+    case epochRefused(reason: EpochRefusal, heldEpoch: UInt64)
 
-    public enum FrameType: UInt8, Sendable {
+    public enum FrameType: UInt8, Sendable, CaseIterable {
         case deviceHello = 1, deviceWelcome = 2, challenge = 3, register = 4, registered = 5
-        case data = 6, presence = 7, error = 8, ping = 9, pong = 10
+        case data = 6, presence = 7, error = 8, ping = 9, pong = 10, epochRefused = 11
     }
 
     public enum ErrorCode: UInt16, Sendable {
         case badFrame = 1
         case authenticationFailed = 2
-        case staleEpoch = 3
+        // 3 was `staleEpoch`, now the `epochRefused` frame; not to be reused. An old
+        // relay's code 3 decodes as `other`.
         case lockedOut = 4
+        /// A device's connection, after another connection said hello for its PIN.
         case displaced = 5
         case unknownSRPID = 6
         case protocolViolation = 7
@@ -50,8 +56,17 @@ public enum Frame: Equatable, Sendable {
         case .error: .error
         case .ping: .ping
         case .pong: .pong
+        case .epochRefused: .epochRefused
         }
     }
+}
+
+/// Why the relay fenced a server session (`Frame.epochRefused`).
+public enum EpochRefusal: UInt8, Sendable {
+    /// The registration's epoch is below the highest the relay holds for the SRP ID.
+    case stale = 1
+    /// A registration at a higher or equal epoch took the SRP ID's session over.
+    case displaced = 2
 }
 
 /// Device data: the header travels in clear (the relay routes on `pin`) and is bound to

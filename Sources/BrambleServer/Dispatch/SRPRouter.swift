@@ -104,10 +104,8 @@ public struct SRPRouter: Sendable {
                 logger.notice("srp link closed by relay")
             } catch is CancellationError {
                 break
-            } catch let refused as RefusedError where refused.code == .staleEpoch || refused.code == .displaced {
-                // Only a newer lease holder can register above us; the message names its
-                // epoch (if it does not, assume the next one).
-                let held = RelayCore.registeredEpoch(inRefusal: refused.message) ?? epoch + 1
+            } catch let refused as EpochRefused {
+                let held = refused.heldEpoch
                 status.set(up: false, epoch: epoch, error: "\(refused)")
                 logger.warning("relay holds another epoch for our srp id", metadata: [
                     "srp.epoch": "\(epoch)", "relay.epoch": "\(held)", "error": "\(refused)"])
@@ -146,7 +144,7 @@ public struct SRPRouter: Sendable {
     static func cause(of error: any Error) -> Status.DownCause {
         func answered(_ error: any Error) -> Bool {
             switch error {
-            case is RefusedError, is ProtocolError, is WireError: return true
+            case is RefusedError, is EpochRefused, is ProtocolError, is WireError: return true
             case let io as IOError: return [ECONNREFUSED, ECONNRESET, EPIPE].contains(io.errnoCode)
             case let connect as NIOConnectionError: return connect.connectionErrors.contains { answered($0.error) }
             default: return false
@@ -160,6 +158,12 @@ public struct SRPRouter: Sendable {
         let code: Frame.ErrorCode
         let message: String
         var description: String { "relay refused registration (\(code)): \(message)" }
+    }
+
+    struct EpochRefused: Error, CustomStringConvertible {
+        let reason: EpochRefusal
+        let heldEpoch: UInt64
+        var description: String { "relay holds epoch \(heldEpoch) for our srp id (\(reason))" }
     }
 
     struct ProtocolError: Error, CustomStringConvertible {
@@ -214,6 +218,8 @@ public struct SRPRouter: Sendable {
             break
         case .error(let code, let message)?:
             throw RefusedError(code: code, message: message)
+        case .epochRefused(let reason, let held)?:
+            throw EpochRefused(reason: reason, heldEpoch: held)
         case let other:
             throw ProtocolError(description: "unexpected answer to registration: \(String(describing: other?.type))")
         }
@@ -234,7 +240,8 @@ public struct SRPRouter: Sendable {
                 case .ping(let n): connection.send(.pong(n))
                 case .error(let code, let message):
                     logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                    if code == .displaced || code == .staleEpoch { throw RefusedError(code: code, message: message) }
+                case .epochRefused(let reason, let held):
+                    throw EpochRefused(reason: reason, heldEpoch: held)
                 case .deviceHello, .deviceWelcome, .challenge, .register:
                     throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
                 }

@@ -60,12 +60,8 @@ import Testing
         #expect(actions.contains(.close(1)))
         #expect(actions.contains(.event(.displaced(srpID: "bramble", oldEpoch: 1, newEpoch: 2))))
         #expect(r.registeredSessions == ["bramble": 2])
-        let told = actions.compactMap { action -> String? in
-            if case .send(1, .error(.displaced, let message)) = action { return message }
-            return nil
-        }
-        #expect(told.count == 1)
-        #expect(told.first.flatMap(RelayCore.registeredEpoch(inRefusal:)) == 2, "the displaced server learns the new epoch")
+        #expect(sentFrames(actions, to: 1) == [.epochRefused(reason: .displaced, heldEpoch: 2)],
+                "the displaced server learns the new epoch")
     }
 
     @Test func aLowerEpochIsRefusedAndTheCurrentSessionStays() {
@@ -76,11 +72,8 @@ import Testing
         #expect(!actions.contains(.close(1)))
         #expect(actions.contains(.event(.refused(srpID: "bramble", epoch: 4, reason: .staleEpoch))))
         #expect(r.registeredSessions == ["bramble": 5])
-        let told = actions.compactMap { action -> String? in
-            if case .send(2, .error(.staleEpoch, let message)) = action { return message }
-            return nil
-        }
-        #expect(told.first.flatMap(RelayCore.registeredEpoch(inRefusal:)) == 5, "the refused server learns the epoch that fences it")
+        #expect(sentFrames(actions, to: 2) == [.epochRefused(reason: .stale, heldEpoch: 5)],
+                "the refused server learns the epoch that fences it")
     }
 
     @Test func aLowerEpochIsRefusedEvenAfterTheHigherOneDisconnected() {
@@ -89,6 +82,7 @@ import Testing
         _ = r.disconnected(1)
         let actions = register(&r, conn: 2, epoch: 4)
         #expect(actions.contains(.close(2)))
+        #expect(sentFrames(actions, to: 2) == [.epochRefused(reason: .stale, heldEpoch: 5)])
         #expect(r.registeredSessions.isEmpty)
     }
 
