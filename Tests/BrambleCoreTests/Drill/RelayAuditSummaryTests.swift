@@ -1,11 +1,11 @@
 import BrambleCore
 import Foundation
-import XCTest
+import Testing
 
-final class RelayAuditSummaryTests: XCTestCase {
+@Suite struct RelayAuditSummaryTests {
     typealias R = RelayAuditSummary.Record
 
-    func testAFailoverWithADisplacementHasOnePrimaryAndNoStaleItem() {
+    @Test func aFailoverWithADisplacementHasOnePrimaryAndNoStaleItem() {
         let records: [R] = [
             .init(atMs: 0, event: .start),
             .init(atMs: 10, event: .registered(srpID: "s", epoch: 1)),
@@ -17,13 +17,13 @@ final class RelayAuditSummaryTests: XCTestCase {
         let summary = RelayAuditSummary(records: records, fromMs: 0, toMs: 100)
         // At the instant of the new registration both epochs are live until the old one is
         // displaced in the same step: that counts, honestly, as two.
-        XCTAssertEqual(summary.maxServingPrimaries, 2)
-        XCTAssertEqual(summary.staleDeliveries, 0)
-        XCTAssertEqual(summary.registrations, 2)
-        XCTAssertEqual(summary.items, 2)
+        #expect(summary.maxServingPrimaries == 2)
+        #expect(summary.staleDeliveries == 0)
+        #expect(summary.registrations == 2)
+        #expect(summary.items == 2)
     }
 
-    func testAnItemFromAnOldEpochAfterANewRegistrationIsStale() {
+    @Test func anItemFromAnOldEpochAfterANewRegistrationIsStale() {
         let records: [R] = [
             .init(atMs: 10, event: .registered(srpID: "s", epoch: 1)),
             .init(atMs: 15, event: .unregistered(srpID: "s", epoch: 1)),
@@ -32,25 +32,25 @@ final class RelayAuditSummaryTests: XCTestCase {
             .init(atMs: 36, event: .data(srpID: "other", epoch: 1)),
         ]
         let summary = RelayAuditSummary(records: records, fromMs: 0, toMs: 100)
-        XCTAssertEqual(summary.staleDeliveries, 1)
-        XCTAssertEqual(summary.maxServingPrimaries, 1)
+        #expect(summary.staleDeliveries == 1)
+        #expect(summary.maxServingPrimaries == 1)
     }
 
-    func testOnlyTheWindowCountsButStateComesFromBefore() {
+    @Test func onlyTheWindowCountsButStateComesFromBefore() {
         let records: [R] = [
             .init(atMs: 10, event: .registered(srpID: "s", epoch: 5)),
             .init(atMs: 200, event: .data(srpID: "s", epoch: 4)),
             .init(atMs: 500, event: .data(srpID: "s", epoch: 4)),
         ]
         let summary = RelayAuditSummary(records: records, fromMs: 100, toMs: 300)
-        XCTAssertEqual(summary, {
+        #expect(summary == {
             var s = RelayAuditSummary(records: [], fromMs: 0, toMs: 0)
             s.maxServingPrimaries = 1; s.staleDeliveries = 1; s.registrations = 0; s.items = 1
             return s
         }())
     }
 
-    func testTheRelaysAuditLinesParseInOrderAndACutLineIsSkipped() {
+    @Test func theRelaysAuditLinesParseInOrderAndACutLineIsSkipped() {
         let log = """
             {"event":"start","t":1}
             {"epoch":2,"event":"registered","srp_id":"bramble","t":5}
@@ -59,7 +59,7 @@ final class RelayAuditSummaryTests: XCTestCase {
             {"epoch":2,"event":"refused","reason":"staleEpoch","srp_id":"bramble","t":8}
             {"epoch":2,"event":"unregis
             """
-        XCTAssertEqual(R.parse(jsonLines: Data(log.utf8)), [
+        #expect(R.parse(jsonLines: Data(log.utf8)) == [
             .init(atMs: 1, event: .start),
             .init(atMs: 5, event: .registered(srpID: "bramble", epoch: 2)),
             .init(atMs: 6, event: .data(srpID: "bramble", epoch: 2)),
