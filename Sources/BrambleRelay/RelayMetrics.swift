@@ -12,6 +12,7 @@ final class RelayMetrics: Sendable {
     private let storeDropped: Counter
     let framesRouted: Counter
     let badFrames: Counter
+    let auditDropped: Counter
 
     init() {
         registrations = registry.makeCounter(name: "bramble_relay_registrations_total", help: "Accepted SRP registrations")
@@ -22,6 +23,7 @@ final class RelayMetrics: Sendable {
         storeDropped = registry.makeCounter(name: "bramble_relay_store_dropped_total", help: "Stored items dropped for count or age")
         framesRouted = registry.makeCounter(name: "bramble_relay_frames_total", help: "Frames received on device and SRP links")
         badFrames = registry.makeCounter(name: "bramble_relay_bad_frames_total", help: "Connections closed for a malformed frame")
+        auditDropped = registry.makeCounter(name: "bramble_relay_audit_dropped_total", help: "Audit log records dropped because the writer's queue was full")
     }
 
     func record(_ event: RelayEvent) {

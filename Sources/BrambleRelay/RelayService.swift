@@ -39,7 +39,8 @@ public struct RelayService: Service {
     public func run() async throws {
         let metrics = RelayMetrics()
         let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
-                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map(RelayAuditLog.init(path:)))
+                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map { try RelayAuditLog(path: $0, metrics: metrics, logger: self.logger) })
+        defer { hub.finishAudit() }
         let group = MultiThreadedEventLoopGroup.singleton
         let logger = self.logger
         func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {

@@ -195,7 +195,11 @@ public struct RelayCore: Sendable {
         times.append(nowMs)
         connectTimes[srpID] = times
         var actions: [Action] = []
+        // The old session leaves and the new one takes its place in this one step: the
+        // registration names the epoch it displaced, so an audit never sees both live.
+        var displacedEpoch: UInt64?
         if let current = sessions[srpID], current.conn != conn {
+            displacedEpoch = current.epoch
             roles[current.conn] = nil
             serverHeardMs[current.conn] = nil
             actions += [.send(current.conn, .epochRefused(reason: .displaced, heldEpoch: epoch)),
@@ -205,7 +209,8 @@ public struct RelayCore: Sendable {
         roles[conn] = .server(srpID: srpID, epoch: epoch)
         sessions[srpID] = (conn, epoch)
         highestEpoch[srpID] = epoch
-        actions += [.send(conn, .registered(srpID: srpID, epoch: epoch)), .event(.registered(srpID: srpID, epoch: epoch))]
+        actions += [.send(conn, .registered(srpID: srpID, epoch: epoch)),
+                    .event(.registered(srpID: srpID, epoch: epoch, displacedEpoch: displacedEpoch))]
         for stored in toServer.removeValue(forKey: srpID) ?? [] {
             actions.append(.send(conn, .data(stored.frame)))
         }
@@ -255,7 +260,8 @@ public struct RelayCore: Sendable {
 /// What happened in the relay, for its log and metrics.
 public enum RelayEvent: Equatable, Sendable {
     public enum RefusalReason: String, Sendable { case unknownSRPID, authenticationFailed, lockedOut, staleEpoch }
-    case registered(srpID: String, epoch: UInt64)
+    /// `displacedEpoch`: the session this registration took over in the same step, if any.
+    case registered(srpID: String, epoch: UInt64, displacedEpoch: UInt64?)
     case unregistered(srpID: String, epoch: UInt64)
     case displaced(srpID: String, oldEpoch: UInt64, newEpoch: UInt64)
     case refused(srpID: String, epoch: UInt64, reason: RefusalReason)

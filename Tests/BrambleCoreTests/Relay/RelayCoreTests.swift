@@ -62,6 +62,17 @@ import Testing
         #expect(r.registeredSessions == ["bramble": 2])
         #expect(sentFrames(actions, to: 1) == [.epochRefused(reason: .displaced, heldEpoch: 2)],
                 "the displaced server learns the new epoch")
+        #expect(actions.contains(.event(.registered(srpID: "bramble", epoch: 2, displacedEpoch: 1))),
+                "the registration names the session it took over in the same step")
+    }
+
+    @Test func aRegistrationWithNoSessionToTakeOverDisplacesNothing() {
+        var r = relay()
+        let first = register(&r, conn: 1, epoch: 1)
+        #expect(first.contains(.event(.registered(srpID: "bramble", epoch: 1, displacedEpoch: nil))))
+        _ = r.disconnected(1)
+        let again = register(&r, conn: 2, epoch: 2)
+        #expect(again.contains(.event(.registered(srpID: "bramble", epoch: 2, displacedEpoch: nil))))
     }
 
     @Test func aLowerEpochIsRefusedAndTheCurrentSessionStays() {
