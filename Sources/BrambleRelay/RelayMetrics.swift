@@ -12,6 +12,7 @@ final class RelayMetrics: Sendable {
     private let storeDropped: Counter
     let framesRouted: Counter
     let badFrames: Counter
+    let slowPeersClosed: Counter
     let auditDropped: Counter
 
     init() {
@@ -23,6 +24,8 @@ final class RelayMetrics: Sendable {
         storeDropped = registry.makeCounter(name: "bramble_relay_store_dropped_total", help: "Stored items dropped for count or age")
         framesRouted = registry.makeCounter(name: "bramble_relay_frames_total", help: "Frames received on device and SRP links")
         badFrames = registry.makeCounter(name: "bramble_relay_bad_frames_total", help: "Connections closed for a malformed frame")
+        slowPeersClosed = registry.makeCounter(name: "bramble_relay_slow_peers_closed_total",
+                                               help: "Connections closed because their peer stopped reading and their outbound buffer passed its bound")
         auditDropped = registry.makeCounter(name: "bramble_relay_audit_dropped_total", help: "Audit log records dropped because the writer's queue was full")
     }
 
