@@ -15,7 +15,8 @@ import NIOConcurrencyHelpers
 /// an append only queues a small value. A dedicated thread (never an event loop) encodes
 /// and writes: it wakes on the first record after it went idle and writes everything
 /// queued, so a record reaches the file within one wake-up plus the writes of the records
-/// queued before it (under a millisecond at drill rates; the queue bound caps it). The
+/// queued before it: under a millisecond at drill rates, and at worst a full queue's
+/// worth (100,000 records encode in ~0.35 s in a debug build, 3.5 µs each). The
 /// queue holds at most `capacity` records; beyond that records are dropped, counted
 /// (`bramble_relay_audit_dropped_total`), marked in the file by an `audit_dropped` line,
 /// and logged once per burst.
