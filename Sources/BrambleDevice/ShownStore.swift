@@ -26,7 +26,7 @@ final class ShownStore {
                 // A line cut short by a kill holds no complete item: skip it.
                 if let item = try? decoder.decode(RefOnly.self, from: line) { shown.insert(item.ref) }
             }
-            if existing == nil { FileManager.default.createFile(atPath: logPath, contents: nil) }
+            if existing == nil { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
             guard let handle = FileHandle(forWritingAtPath: logPath) else {
                 throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: logPath])
             }

@@ -3,12 +3,20 @@ import Logging
 import NIOCore
 
 /// One device or SRP connection: hands each decoded frame to the hub. A malformed
-/// frame (a `WireError` from the decoder) gets an error frame and a close.
+/// frame (a `WireError` from the decoder) gets an error frame and a close. A peer that
+/// stops reading is closed once the bytes waiting for it pass `maxPendingOutboundBytes`.
 final class RelayConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
     typealias OutboundOut = Frame
 
     enum Listener: Sendable { case device, srp }
+
+    /// Bytes the relay holds for one peer beyond what its socket took. A reading peer
+    /// never gets near it: a node keeps at most 5 items (≤ 256 KiB each) in flight per
+    /// device, and what flows to a node is acknowledgements and presence; at 256 kbit/s
+    /// 4 MiB is two minutes of backlog. Only a peer that stopped reading fills it (the
+    /// kernel's socket buffers come on top of it).
+    static let maxPendingOutboundBytes = 4 << 20
 
     private let hub: RelayHub
     private let listener: Listener
@@ -19,6 +27,12 @@ final class RelayConnectionHandler: ChannelInboundHandler {
         self.hub = hub
         self.listener = listener
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // NIO stops counting the channel writable above `high`; we close it there.
+        let mark = ChannelOptions.Types.WriteBufferWaterMark(low: Self.maxPendingOutboundBytes / 2, high: Self.maxPendingOutboundBytes)
+        try? context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: mark)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -32,6 +46,19 @@ final class RelayConnectionHandler: ChannelInboundHandler {
         guard let conn else { return }
         hub.metrics.framesRouted.increment()
         hub.received(unwrapInboundIn(data), on: conn)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Fired (on this channel's loop) as a write takes the pending bytes past the high
+        // mark: closing here caps what the relay holds for this peer at one frame above it.
+        if !context.channel.isWritable {
+            hub.metrics.slowPeersClosed.increment()
+            logger.warning("peer stopped reading, closing connection", metadata: [
+                "peer": "\(context.remoteAddress?.description ?? "?")", "listener": "\(listener)",
+                "pending_bytes.max": "\(Self.maxPendingOutboundBytes)"])
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -6,7 +6,9 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// The relay's shell: owns the `RelayCore` behind a lock, numbers connections, and
-/// carries out the core's actions (writes, closes, log lines, metrics).
+/// carries out the core's actions (writes, closes, log lines, metrics). Audit records
+/// are queued under the lock, so the log keeps the order the core applied events in;
+/// all I/O happens outside it.
 final class RelayHub: Sendable {
     private struct State: Sendable {
         var core: RelayCore
@@ -47,7 +49,7 @@ final class RelayHub: Sendable {
             // Which epoch each item to a device came from, before the core routes it
             // (drills count items from an epoch below the registered one).
             if let audit, case .data(let data) = frame, let session = core.serverSession(conn) {
-                audit.record(["event": "data", "srp_id": session.srpID, "epoch": session.epoch, "pin": data.pin.description, "ref": data.ref])
+                audit.append(.data(srpID: session.srpID, epoch: session.epoch, pin: data.pin, ref: data.ref))
             }
             return core.frameReceived(frame, on: conn, nowMs: now)
         }
@@ -77,6 +79,11 @@ final class RelayHub: Sendable {
         }
     }
 
+    /// Writes what is queued for the audit log and stops its writer (bounded).
+    func finishAudit() {
+        audit?.close()
+    }
+
     /// Applies `event` to the core under the lock, then performs the I/O outside it.
     private func run(_ event: (inout RelayCore) -> [RelayCore.Action]) {
         let (actions, channels) = state.withLockedValue { s -> ([RelayCore.Action], [ConnectionID: any Channel]) in
@@ -85,7 +92,7 @@ final class RelayHub: Sendable {
             for action in actions {
                 switch action {
                 case .send(let id, _), .close(let id): involved[id] = s.channels[id]
-                case .event: break
+                case .event(let event): if let audit, let record = RelayAuditRecord.Event(event) { audit.append(record) }
                 }
             }
             return (actions, involved)
@@ -102,29 +109,26 @@ final class RelayHub: Sendable {
                 channels[id]?.close(promise: nil)
                 touched.remove(id)
             case .event(let event):
-                record(event)
+                report(event)
             }
         }
         for id in touched { channels[id]?.flush() }
     }
 
-    private func record(_ event: RelayEvent) {
+    /// The log line and metrics of an event (its audit record was queued under the lock).
+    private func report(_ event: RelayEvent) {
         metrics.record(event)
         switch event {
-        case .registered(let srpID, let epoch):
+        case .registered(let srpID, let epoch, _):
             logger.info("srp registered", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
-            audit?.record(["event": "registered", "srp_id": srpID, "epoch": epoch])
         case .unregistered(let srpID, let epoch):
             logger.info("srp link closed", metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)"])
-            audit?.record(["event": "unregistered", "srp_id": srpID, "epoch": epoch])
         case .displaced(let srpID, let old, let new):
             logger.notice("srp session displaced by higher epoch",
                           metadata: ["srp.id": "\(srpID)", "srp.old_epoch": "\(old)", "srp.epoch": "\(new)"])
-            audit?.record(["event": "displaced", "srp_id": srpID, "epoch": old, "new_epoch": new])
         case .refused(let srpID, let epoch, let reason):
             logger.warning("srp registration refused",
                            metadata: ["srp.id": "\(srpID)", "srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
-            audit?.record(["event": "refused", "srp_id": srpID, "epoch": epoch, "reason": reason.rawValue])
         case .serverSilent(let srpID, let silentMs):
             logger.notice("srp connection silent, closed", metadata: ["srp.id": "\(srpID ?? "-")", "silent_ms": "\(silentMs)"])
         case .refusedData(let srpID, let pin):

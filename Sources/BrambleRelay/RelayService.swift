@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 /// Where the relay listens and how it behaves.
@@ -36,16 +37,20 @@ public struct RelayServiceConfiguration: Sendable {
 public struct RelayService: Service {
     let configuration: RelayServiceConfiguration
     let logger: Logger
+    /// What `/metrics` emits.
+    let registry: PrometheusCollectorRegistry
 
-    public init(configuration: RelayServiceConfiguration, logger: Logger) {
+    public init(configuration: RelayServiceConfiguration, logger: Logger, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.configuration = configuration
         self.logger = logger
+        self.registry = registry
     }
 
     public func run() async throws {
-        let metrics = RelayMetrics()
+        let metrics = RelayMetrics(registry: registry)
         let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
-                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map(RelayAuditLog.init(path:)))
+                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map { try RelayAuditLog(path: $0, metrics: metrics, logger: self.logger) })
+        defer { hub.finishAudit() }
         let group = MultiThreadedEventLoopGroup.singleton
         let logger = self.logger
         func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {

@@ -27,6 +27,22 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = error.code
     }
 
+    // 1b. The input as the fields of each frame type behind a valid header, so every
+    //     field parser (the epoch refusal's reason byte and held epoch among them) sees
+    //     every input, not only the few that guess a length, version and type.
+    for type in Frame.FrameType.allCases {
+        var framed = ByteBuffer()
+        framed.writeInteger(UInt32(2 + bytes.count))
+        framed.writeInteger(Frame.version)
+        framed.writeInteger(type.rawValue)
+        framed.writeBytes(bytes)
+        if let frame = try? Frame.decode(from: &framed, maxLength: 4096) {
+            precondition(frame.type == type, "a \(type) header decoded as \(frame.type)")
+            var again = frame.encoded()
+            precondition((try? Frame.decode(from: &again)) == frame, "re-encoding changed the frame")
+        }
+    }
+
     // 2. The envelope, with the bytes as a sealed body (almost always rejected by GCM).
     let frame = DataFrame(pin: PIN(1), service: .push, ref: 1, flags: [], body: bytes)
     _ = try? envelope.open(frame, key: fuzzKey, maxPayload: 1 << 16)

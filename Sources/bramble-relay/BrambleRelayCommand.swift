@@ -3,6 +3,8 @@ import BrambleCore
 import BrambleNet
 import BrambleRelay
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -63,7 +65,10 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         let config: RelayServiceConfiguration
         do { config = try await relayConfiguration() } catch let failure as SettingsFailure { throw ValidationError(failure.description) }
         let logger = Logger(label: "bramble-relay")
-        let group = ServiceGroup(services: [RelayService(configuration: config, logger: logger)],
+        // swift-metrics bootstrapped once, with the registry the relay's /metrics emits.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let group = ServiceGroup(services: [RelayService(configuration: config, logger: logger, registry: registry)],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }

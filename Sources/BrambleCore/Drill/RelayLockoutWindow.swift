@@ -20,7 +20,7 @@ public struct RelayLockoutWindow: Equatable, Sendable {
             switch record.event {
             case .start: recent = 0
             case .registered: if nowMs - record.atMs < windowMs { recent += 1 }
-            case .unregistered, .displaced, .data, .other: continue
+            case .unregistered, .displaced, .data, .auditDropped, .other: continue
             }
         }
         recentRegistrations = recent

@@ -7,7 +7,8 @@ public typealias ConnectionID = UInt64
 ///
 /// - One live server session per SRP ID; a registration with a higher (or equal, for a
 ///   reconnect) epoch displaces it, a lower one is refused, so a fenced old primary can
-///   no longer reach any device.
+///   no longer reach any device. Both are told the epoch that fences them
+///   (`Frame.epochRefused`), which the node's HA manager acts on.
 /// - Server → device by PIN; device → server by the SRP ID the device named in its hello.
 /// - Store-and-forward per PIN while the device is offline and per SRP ID while no
 ///   server is registered, bounded in count and age.
@@ -180,10 +181,8 @@ public struct RelayCore: Sendable {
         // A stale epoch is refused before it counts as a connect: a fenced node's attempts
         // must never lock the current primary out.
         if let highest = highestEpoch[srpID], epoch < highest {
-            _ = disconnected(conn)
-            roles[conn] = nil
-            return [.send(conn, .epochRefused(reason: .stale, heldEpoch: highest)), .close(conn),
-                    .event(.refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))]
+            return refuse(conn, .epochRefused(reason: .stale, heldEpoch: highest),
+                          event: .refused(srpID: srpID, epoch: epoch, reason: .staleEpoch))
         }
         let window = configuration.lockoutWindowMs
         var times = connectTimes[srpID, default: []].filter { nowMs < $0 &+ window }
@@ -196,7 +195,11 @@ public struct RelayCore: Sendable {
         times.append(nowMs)
         connectTimes[srpID] = times
         var actions: [Action] = []
+        // The old session leaves and the new one takes its place in this one step: the
+        // registration names the epoch it displaced, so an audit never sees both live.
+        var displacedEpoch: UInt64?
         if let current = sessions[srpID], current.conn != conn {
+            displacedEpoch = current.epoch
             roles[current.conn] = nil
             serverHeardMs[current.conn] = nil
             actions += [.send(current.conn, .epochRefused(reason: .displaced, heldEpoch: epoch)),
@@ -206,7 +209,8 @@ public struct RelayCore: Sendable {
         roles[conn] = .server(srpID: srpID, epoch: epoch)
         sessions[srpID] = (conn, epoch)
         highestEpoch[srpID] = epoch
-        actions += [.send(conn, .registered(srpID: srpID, epoch: epoch)), .event(.registered(srpID: srpID, epoch: epoch))]
+        actions += [.send(conn, .registered(srpID: srpID, epoch: epoch)),
+                    .event(.registered(srpID: srpID, epoch: epoch, displacedEpoch: displacedEpoch))]
         for stored in toServer.removeValue(forKey: srpID) ?? [] {
             actions.append(.send(conn, .data(stored.frame)))
         }
@@ -240,9 +244,14 @@ public struct RelayCore: Sendable {
     private mutating func refuse(
         _ conn: ConnectionID, _ code: Frame.ErrorCode, _ message: String, event: RelayEvent? = nil
     ) -> [Action] {
+        refuse(conn, .error(code: code, message: message), event: event)
+    }
+
+    /// Sends `answer`, closes, and forgets the connection.
+    private mutating func refuse(_ conn: ConnectionID, _ answer: Frame, event: RelayEvent? = nil) -> [Action] {
         _ = disconnected(conn)
         roles[conn] = nil
-        var actions: [Action] = [.send(conn, .error(code: code, message: message)), .close(conn)]
+        var actions: [Action] = [.send(conn, answer), .close(conn)]
         if let event { actions.append(.event(event)) }
         return actions
     }
@@ -251,7 +260,8 @@ public struct RelayCore: Sendable {
 /// What happened in the relay, for its log and metrics.
 public enum RelayEvent: Equatable, Sendable {
     public enum RefusalReason: String, Sendable { case unknownSRPID, authenticationFailed, lockedOut, staleEpoch }
-    case registered(srpID: String, epoch: UInt64)
+    /// `displacedEpoch`: the session this registration took over in the same step, if any.
+    case registered(srpID: String, epoch: UInt64, displacedEpoch: UInt64?)
     case unregistered(srpID: String, epoch: UInt64)
     case displaced(srpID: String, oldEpoch: UInt64, newEpoch: UInt64)
     case refused(srpID: String, epoch: UInt64, reason: RefusalReason)

@@ -33,7 +33,7 @@ public final class SRPOutbound: Sendable {
     }
 
     /// Queues a link-level frame (ping, pong) while any link is open.
-    func sendControl(_ frame: Frame) { enqueue([frame]) { $0.epoch != nil } }
+    func sendControl(_ frame: Frame) { _ = enqueue([frame]) { $0.epoch != nil } }
 
     /// The link registered at `epoch`: frames for it are taken from now on.
     func open(epoch: UInt64) {

@@ -1,8 +1,8 @@
 import BrambleCore
-import XCTest
+import Testing
 
-final class DeliveryAuditTests: XCTestCase {
-    func testCountsLostDuplicatesAndIgnoresItemsFromBeforeTheStream() {
+@Suite struct DeliveryAuditTests {
+    @Test func countsLostAndDuplicateItemsAndIgnoresItemsFromBeforeTheStream() {
         let shown: [DeliveryAudit.Shown] = [
             .init(pushID: "old", pin: "A", atMs: 0),
             .init(pushID: "1", pin: "A", atMs: 100),
@@ -11,21 +11,21 @@ final class DeliveryAuditTests: XCTestCase {
             .init(pushID: "3", pin: "A", atMs: 120),
         ]
         let audit = DeliveryAudit(accepted: ["1", "2", "3", "4"], shown: shown, intervalMs: 10)
-        XCTAssertEqual(audit.accepted, 4)
-        XCTAssertEqual(audit.shown, 3)
-        XCTAssertEqual(audit.lost, 1)
-        XCTAssertEqual(audit.duplicates, 1)
-        XCTAssertEqual(audit.outageMs, 370)  // 120 → 500, less the 10 ms interval; "old" at 0 does not count
-        XCTAssertFalse(audit.passed)
+        #expect(audit.accepted == 4)
+        #expect(audit.shown == 3)
+        #expect(audit.lost == 1)
+        #expect(audit.duplicates == 1)
+        #expect(audit.outageMs == 370)  // 120 → 500, less the 10 ms interval; "old" at 0 does not count
+        #expect(!audit.passed)
     }
 
-    func testASteadyStreamHasNoOutageAndPasses() {
+    @Test func aSteadyStreamHasNoOutageAndPasses() {
         let shown = (0..<50).map { DeliveryAudit.Shown(pushID: "\($0)", pin: $0 % 2 == 0 ? "A" : "B", atMs: Double($0) * 20) }
         let audit = DeliveryAudit(accepted: Set((0..<50).map { "\($0)" }), shown: shown.shuffled(), intervalMs: 20)
-        XCTAssertEqual(audit, DeliveryAudit(accepted: Set((0..<50).map { "\($0)" }), shown: shown, intervalMs: 20))
-        XCTAssertEqual(audit.outageMs, 0)
-        XCTAssertEqual(audit.lost, 0)
-        XCTAssertTrue(audit.passed)
-        XCTAssertFalse(DeliveryAudit(accepted: [], shown: [], intervalMs: 10).passed, "a stream that accepted nothing proves nothing")
+        #expect(audit == DeliveryAudit(accepted: Set((0..<50).map { "\($0)" }), shown: shown, intervalMs: 20))
+        #expect(audit.outageMs == 0)
+        #expect(audit.lost == 0)
+        #expect(audit.passed)
+        #expect(!DeliveryAudit(accepted: [], shown: [], intervalMs: 10).passed, "a stream that accepted nothing proves nothing")
     }
 }

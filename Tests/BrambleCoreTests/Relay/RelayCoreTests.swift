@@ -60,7 +60,19 @@ import Testing
         #expect(actions.contains(.close(1)))
         #expect(actions.contains(.event(.displaced(srpID: "bramble", oldEpoch: 1, newEpoch: 2))))
         #expect(r.registeredSessions == ["bramble": 2])
-        #expect(actions.contains(.send(1, .epochRefused(reason: .displaced, heldEpoch: 2))), "the displaced server learns the new epoch")
+        #expect(sentFrames(actions, to: 1) == [.epochRefused(reason: .displaced, heldEpoch: 2)],
+                "the displaced server learns the new epoch")
+        #expect(actions.contains(.event(.registered(srpID: "bramble", epoch: 2, displacedEpoch: 1))),
+                "the registration names the session it took over in the same step")
+    }
+
+    @Test func aRegistrationWithNoSessionToTakeOverDisplacesNothing() {
+        var r = relay()
+        let first = register(&r, conn: 1, epoch: 1)
+        #expect(first.contains(.event(.registered(srpID: "bramble", epoch: 1, displacedEpoch: nil))))
+        _ = r.disconnected(1)
+        let again = register(&r, conn: 2, epoch: 2)
+        #expect(again.contains(.event(.registered(srpID: "bramble", epoch: 2, displacedEpoch: nil))))
     }
 
     @Test func aLowerEpochIsRefusedAndTheCurrentSessionStays() {
@@ -71,7 +83,8 @@ import Testing
         #expect(!actions.contains(.close(1)))
         #expect(actions.contains(.event(.refused(srpID: "bramble", epoch: 4, reason: .staleEpoch))))
         #expect(r.registeredSessions == ["bramble": 5])
-        #expect(actions.contains(.send(2, .epochRefused(reason: .stale, heldEpoch: 5))), "the refused server learns the epoch that fences it")
+        #expect(sentFrames(actions, to: 2) == [.epochRefused(reason: .stale, heldEpoch: 5)],
+                "the refused server learns the epoch that fences it")
     }
 
     @Test func aLowerEpochIsRefusedEvenAfterTheHigherOneDisconnected() {
@@ -80,6 +93,7 @@ import Testing
         _ = r.disconnected(1)
         let actions = register(&r, conn: 2, epoch: 4)
         #expect(actions.contains(.close(2)))
+        #expect(sentFrames(actions, to: 2) == [.epochRefused(reason: .stale, heldEpoch: 5)])
         #expect(r.registeredSessions.isEmpty)
     }
 

@@ -14,6 +14,8 @@ import Testing
         .presence(pin: PIN(5), online: true),
         .error(code: .lockedOut, message: "locked out for 12 s"),
         .ping(1), .pong(.max),
+        .epochRefused(reason: .stale, heldEpoch: 7),
+        .epochRefused(reason: .displaced, heldEpoch: .max),
     ]
 
     @Test("every frame type survives encode then decode", arguments: samples)
@@ -100,6 +102,29 @@ import Testing
         #expect(throws: WireError(.truncated(field: "body"))) { try Frame.decode(from: &buffer) }
     }
 
+    @Test func anEpochRefusalIsAReasonByteThenTheHeldEpoch() {
+        // The contract the node's Router reads: type 11, u8 reason, u64 held epoch.
+        let bytes = Array(buffer: Frame.epochRefused(reason: .displaced, heldEpoch: 0x0102_0304_0506_0708).encoded())
+        #expect(bytes == [0, 0, 0, 11, Frame.version, 11, 2, 1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(Array(buffer: Frame.epochRefused(reason: .stale, heldEpoch: 1).encoded())[6] == 1)
+    }
+
+    @Test func anUnknownEpochRefusalReasonIsRefused() {
+        for reason: UInt8 in [0, 3, 255] {
+            var buffer = rawFrame(type: .epochRefused, body: [reason] + Array(repeating: 0, count: 8))
+            #expect(throws: WireError(.invalidField("reason"))) { try Frame.decode(from: &buffer) }
+        }
+    }
+
+    @Test func anEpochRefusalCutShortIsRefusedAsTruncated() {
+        var noReason = rawFrame(type: .epochRefused, body: [])
+        #expect(throws: WireError(.truncated(field: "reason"))) { try Frame.decode(from: &noReason) }
+        var shortEpoch = rawFrame(type: .epochRefused, body: [1, 0, 0, 0, 0, 0, 0, 9])
+        #expect(throws: WireError(.truncated(field: "held_epoch"))) { try Frame.decode(from: &shortEpoch) }
+        var trailing = rawFrame(type: .epochRefused, body: [1] + Array(repeating: 0, count: 9))
+        #expect(throws: WireError(.trailingBytes(1))) { try Frame.decode(from: &trailing) }
+    }
+
     @Test func anUnknownServiceIsRefused() {
         var buffer = rawFrame(type: .data, body: [0, 0, 0, 1, 77] + Array(repeating: 0, count: 9) + Array(repeating: 0, count: 40))
         #expect(throws: WireError(.invalidField("service"))) { try Frame.decode(from: &buffer) }
@@ -115,7 +140,7 @@ import Testing
                 let length = UInt32(count - 4)
                 bytes[0] = 0; bytes[1] = 0; bytes[2] = UInt8(length >> 8); bytes[3] = UInt8(length & 0xFF)
                 bytes[4] = Frame.version
-                bytes[5] = UInt8(1 + rng.next() % 10)
+                bytes[5] = UInt8(1 + rng.next() % UInt64(Frame.FrameType.allCases.count))
             }
             var buffer = ByteBuffer(bytes: bytes)
             do {
