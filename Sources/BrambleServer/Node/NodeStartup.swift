@@ -19,10 +19,14 @@ final class NodeStartup: Service {
         (self.configuration, self.store, self.dispatcher, self.logger) = (configuration, store, dispatcher, logger)
     }
 
-    /// Returns once the node has started; throws if it stopped (or the caller was
-    /// cancelled) first.
+    /// Returns once the node has started. If it never will (startup failed or the node
+    /// is stopping), waits for the caller's own turn to stop and then throws: a service
+    /// returning early would make the group report it, not startup's own error.
     func waitUntilStarted() async throws {
-        guard await started.wait(until: { $0 != nil }) == true else { throw CancellationError() }
+        guard await started.wait(until: { $0 != nil }) == true else {
+            try await gracefulShutdown()
+            throw CancellationError()
+        }
     }
 
     func run() async throws {
