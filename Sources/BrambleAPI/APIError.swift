@@ -28,6 +28,9 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
     case failoverRefused = "failover_refused"
     /// 422: this Idempotency-Key was used for a different request.
     case idempotencyKeyReused = "idempotency_key_reused"
+    /// 409: a request with this Idempotency-Key is being committed right now (perhaps
+    /// stalled in its commit): send it again with the same key a little later.
+    case idempotencyKeyInProgress = "idempotency_key_in_progress"
     /// 503: the push was certainly not committed: send it again, to either node.
     case notAccepted = "not_accepted"
     /// 504: the commit may or may not have happened: send it again with the same
@@ -44,7 +47,7 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
         case .badRequest: 400
         case .unauthorized: 401
         case .notFound: 404
-        case .conflict, .notPrimary, .failoverRefused: 409
+        case .conflict, .notPrimary, .failoverRefused, .idempotencyKeyInProgress: 409
         case .idempotencyKeyReused: 422
         case .notAccepted, .unavailable: 503
         case .outcomeUnknown: 504

@@ -26,10 +26,17 @@ struct PushCommand: AsyncParsableCommand {
 
     func run() async throws {
         let key = idempotencyKey ?? UUID().uuidString.lowercased()
-        let accepted = try await connection.call(
-            .POST, PushAPI.path, body: PushRequestBody(to: to, subject: subject, body: body, expires_in: expiresIn), expect: 202,
-            as: PushAccepted.self, headers: [(PushAPI.idempotencyKeyHeader, key)], idempotent: true,
-            retryElsewhere: [.notAccepted, .outcomeUnknown, .unavailable])
+        let accepted: PushAccepted
+        do {
+            accepted = try await connection.call(
+                .POST, PushAPI.path, body: PushRequestBody(to: to, subject: subject, body: body, expires_in: expiresIn), expect: 202,
+                as: PushAccepted.self, headers: [(PushAPI.idempotencyKeyHeader, key)], idempotent: true,
+                retryElsewhere: [.notAccepted, .outcomeUnknown, .unavailable])
+        } catch let failure as Failure where failure.status == 0 || failure.status >= 500 || failure.status == 409 {
+            // It may have been committed: the key is how to send it again without a copy.
+            throw Failure(status: failure.status,
+                          message: failure.message + "; to send it again without risking a second copy, add --idempotency-key \(key)")
+        }
         try connection.show(accepted) { "accepted \($0.id) for \($0.devices.joined(separator: ","))" }
     }
 }

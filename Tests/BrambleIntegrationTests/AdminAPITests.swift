@@ -69,14 +69,26 @@ import Testing
             let other = try await a.raw(.POST, PushAPI.path, body: PushRequestBody(to: "ida@example.test", subject: "another"),
                                         headers: [(PushAPI.idempotencyKeyHeader, "order-17")])
             #expect(other.status == 422 && other.error?.code == .idempotencyKeyReused)
-            // Many at once with one key: still one commit.
-            let racing = try await withThrowingTaskGroup(of: String.self) { group in
+            // Many at once with one key: still one commit. A request that meets another with
+            // its key in the middle of committing hears 409 in progress, and its retry gets
+            // the same push.
+            let racing = try await withThrowingTaskGroup(of: (id: String, waited: Bool).self) { group in
                 for _ in 0..<8 {
-                    group.addTask { try await a.push(PushRequestBody(to: "ida@example.test", subject: "race"), idempotencyKey: "race-1").id }
+                    group.addTask {
+                        var waited = false
+                        while true {
+                            do {
+                                return (try await a.push(PushRequestBody(to: "ida@example.test", subject: "race"), idempotencyKey: "race-1").id, waited)
+                            } catch let failure as BrambleClient.Failure where failure.code == .idempotencyKeyInProgress {
+                                waited = true
+                                try await Task.sleep(for: .milliseconds(50))
+                            }
+                        }
+                    }
                 }
-                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+                return try await group.reduce(into: [(id: String, waited: Bool)]()) { $0.append($1) }
             }
-            #expect(racing.count == 1, "eight concurrent requests with one key share one push id")
+            #expect(Set(racing.map(\.id)).count == 1, "eight concurrent requests with one key share one push id")
             #expect(try await a.call(.GET, AdminAPI.device("1DA"), as: DeviceRecord.self).last_seq == 2, "two pushes committed, not ten")
             try cluster.startDevice(pin: "1DA")
             try await cluster.waitFor("both items shown") { cluster.shown(pin: "1DA").count == 2 }

@@ -68,6 +68,10 @@ import Testing
                 let push = PushRequestBody(to: Self.pin, subject: "maybe")
                 let first = try await cluster.admin.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "k-maybe")])
                 #expect(first.status == 504 && first.error?.code == .outcomeUnknown, "\(first.status) \(first.error?.error ?? "")")
+                // A retry while the first is still stuck in its commit does not wait behind it
+                // only to say "not accepted": the key is in progress.
+                let early = try await cluster.admin.raw(.POST, PushAPI.path, body: push, headers: [(PushAPI.idempotencyKeyHeader, "k-maybe")])
+                #expect(early.status == 409 && early.error?.code == .idempotencyKeyInProgress, "\(early.status) \(early.error?.error ?? "") \(String(decoding: early.body, as: UTF8.self))")
                 try await pg.query("ALTER SYSTEM RESET synchronous_standby_names")
                 try await pg.query("SELECT pg_reload_conf()")
                 // The retry the answer asked for, with the same key.

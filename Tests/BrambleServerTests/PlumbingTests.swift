@@ -77,5 +77,9 @@ import Testing
         guard case .accepted(earlier, ["00000001"], true) = plan.outcomes[4] else { Issue.record("\(plan.outcomes[4])"); return }
         #expect(plan.itemCounts == [PIN(1): 2])
         #expect(plan.items(startingAt: [PIN(1): 41], now: Date()).map(\.item.seq) == [41, 42])
+        // A key another transaction holds: its request waits for that one's outcome.
+        plan.inProgress(key: "k1")
+        guard case .keyInProgress = plan.outcomes[0] else { Issue.record("\(plan.outcomes[0])"); return }
+        #expect(plan.itemCounts == [PIN(1): 1], "only c is left to commit")
     }
 }

@@ -78,12 +78,13 @@ start_relay() {
 }
 
 start_devices() {
-  local token i=1 entry email pin; token=$(cat "$TMP/admin-token")
+  local i=1 entry email pin
   for entry in "${DEMO[@]}"; do
     read -r email pin <<< "$entry"
     say "adding demo user $email with device $pin"
-    run_in "$(ns client)" env BRAMBLE_TOKEN="$token" "$BIN/bramble" user add --url "$(node_url node-a)" --email "$email" --name "Demo User $i" >/dev/null
-    run_in "$(ns client)" env BRAMBLE_TOKEN="$token" "$BIN/bramble" device provision --url "$(node_url node-a)" --email "$email" --pin "$pin" \
+    # The token from its file, never in an argument list.
+    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" --email "$email" --name "Demo User $i" >/dev/null
+    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
     start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
       --relay "$(addr relay):$DEVICE_PORT" --log "$TMP/device-$pin.jsonl"

@@ -41,14 +41,16 @@ public struct DatabaseFailure: Sendable, Equatable {
     public var verdict: Verdict {
         switch stage {
         case .atCommit:
-            // Only a transaction-rollback (class 40: serialization, deadlock) or a deferred
+            // Only a transaction rollback (serialization, deadlock) or a deferred
             // constraint (class 23) error for COMMIT means it rolled back. Anything else may
             // come after the commit record was written: a backend told to stop while it
             // waits for the synchronous standby (57P01, when the postmaster dies or a fast
             // shutdown begins) says "the transaction has already committed locally". Silence
             // proves nothing either.
             guard let state = sqlState, !connectionLost, !timedOut else { return .outcomeUnknown }
-            return state.hasPrefix("40") || state.hasPrefix("23") ? .notCommitted : .outcomeUnknown
+            // 40003 (statement completion unknown) says just that.
+            let rolledBack = ["40000", "40001", "40002", "40P01"].contains(state) || state.hasPrefix("23")
+            return rolledBack ? .notCommitted : .outcomeUnknown
         case .beforeCommit:
             if let state = sqlState {
                 if state == "40P01" || state == "40001" { return .conflict }

@@ -34,6 +34,8 @@ struct PushRoutes {
                     return jsonResponse(.accepted, answer, headers: replayed ? [HTTPField.Name(PushAPI.replayedHeader)!: "true"] : [:])
                 case .unknownRecipient:
                     throw APIErrorBody(.notFound, "no active device for recipient '\(body.to)'")
+                case .keyInProgress:
+                    throw APIErrorBody(.idempotencyKeyInProgress, "a request with this Idempotency-Key is being committed now; send it again with the same key in a moment")
                 case .keyReused:
                     throw APIErrorBody(.idempotencyKeyReused, "this Idempotency-Key was already used for a different push; use a new key for a new push")
                 }

@@ -38,9 +38,6 @@ public final class DeliveryRecorder: Service {
         }
     }
 
-    /// Nothing waiting to be written.
-    var isIdle: Bool { batcher.isIdle }
-
     /// Returns once what was handed over is written (or after `timeoutMs`).
     func drained(timeoutMs: UInt64) async {
         let deadline = clock.nowMs() &+ timeoutMs

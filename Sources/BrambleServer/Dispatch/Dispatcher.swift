@@ -133,9 +133,6 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         logger.info("dispatcher loaded outbound queue", metadata: ["items": "\(items.count)", "devices": "\(keys.count)", "epoch": "\(epoch)"])
     }
 
-    /// The epoch this Dispatcher serves at, if it does.
-    var serving: UInt64? { servingEpoch }
-
     /// Items just committed to the outbound queue (by this node, or by its peer as a
     /// notification said). Only the serving Dispatcher takes them; a standby keeps the keys.
     func committed(_ items: [OutboundItem], keys: [PIN: SymmetricKey]) {
@@ -165,15 +162,21 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     }
 
     public func received(_ frames: [DataFrame]) async {
+        let epoch = servingEpoch
         var sends: [Send<OutboundItem>] = []
         for frame in frames { sends += await open(frame) }
+        // A key lookup may have let a demotion in: those sends belong to windows now gone.
+        guard servingEpoch == epoch else { return }
         transmit(sends)
     }
 
     /// Checks one device frame and applies its acknowledgements; returns what the freed
     /// window slots let through.
     private func open(_ frame: DataFrame) async -> [Send<OutboundItem>] {
-        if keys[frame.pin] == nil, let key = try? await store.deviceKey(frame.pin) { warm(keys: [frame.pin: key]) }
+        if keys[frame.pin] == nil,
+           let key = (try? await withDeadline(ms: 500, clock: clock, { [store] in try await store.deviceKey(frame.pin) })) ?? nil {
+            warm(keys: [frame.pin: key])
+        }
         guard let epoch = servingEpoch else { return [] }
         guard let key = keys[frame.pin] else { return reject(frame, reason: "no active device with this PIN") }
         do {

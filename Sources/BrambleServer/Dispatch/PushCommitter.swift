@@ -7,7 +7,8 @@ import ServiceLifecycle
 /// Commits pushes in groups: every push waiting when a transaction starts goes into it,
 /// so throughput grows with load while each caller still hears back only after its own
 /// commit. Committed items go to the Dispatcher. Each caller learns the truth of a failure:
-/// `notAccepted` only when COMMIT was never sent, `outcomeUnknown` when it may have been.
+/// `notAccepted` only when nothing can have been committed (COMMIT never sent, or the
+/// server rolled it back), `outcomeUnknown` when it may have been.
 public final class PushCommitter: Service {
     struct Pending: Sendable {
         let request: PushRequest
@@ -105,7 +106,7 @@ public final class PushCommitter: Service {
     private func pruneKeys() async {
         while (try? await Task.sleep(for: .seconds(60))) != nil {
             do {
-                try await store.pruneIdempotencyKeys(olderThanHours: PushAPI.idempotencyRetentionHours)
+                try await withDeadline(ms: 10_000) { [store] in try await store.pruneIdempotencyKeys(olderThanHours: PushAPI.idempotencyRetentionHours) }
             } catch {
                 logger.debug("pruning idempotency keys failed", metadata: ["error": "\(error)"])
             }

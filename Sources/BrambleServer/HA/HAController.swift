@@ -61,6 +61,7 @@ public actor HAController: Service {
     }
 
     public func run() async throws {
+        defer { inbox.close() }  // nothing waits for a manager that has stopped
         guard (try? await waitUntilStarted()) != nil else { return }
         let (inbox, clock, interval) = (self.inbox, self.clock, UInt64(configuration.heartbeatIntervalMs))
         await withDiscardingTaskGroup { group in
@@ -144,7 +145,10 @@ public actor HAController: Service {
                 logger.notice("promoting to primary", metadata: ["srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
                 metrics.promoted()
                 health.servingSince(clock.nowMs())
-                for follower in followers { await follower.serve(epoch: epoch) }
+                for follower in followers {
+                    logger.debug("follower serving", metadata: ["follower": "\(follower.followerName)", "srp.epoch": "\(epoch)"])
+                    await follower.serve(epoch: epoch)
+                }
                 await statements.record(.init(node: configuration.node, kind: .promote, epoch: epoch, reason: reason.eventReason, detail: reason.rawValue))
             case .renewLease(let epoch):
                 let (asked, started) = (clock.nowMs(), ContinuousClock.now)
@@ -176,7 +180,10 @@ public actor HAController: Service {
         logger.notice("demoting to standby", metadata: ["srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)", "handover.to": "\(handoverTo ?? "-")"])
         metrics.demoted()
         snapshot.update { $0.leaseValidUntilMs = 0 }
-        for follower in followers.reversed() { await follower.stopServing(epoch: epoch) }
+        for follower in followers.reversed() {
+            logger.debug("follower stopping", metadata: ["follower": "\(follower.followerName)", "srp.epoch": "\(epoch)"])
+            await follower.stopServing(epoch: epoch)
+        }
         _ = try? await statements.bounded { [drained] in await drained() }
         await statements.record(.demotion(node: configuration.node, epoch: epoch, reason: reason, handoverTo: handoverTo, checks: snapshot.value.checks))
         await statements.releaseLease(epoch: epoch, handoverTo: handoverTo)

@@ -51,13 +51,14 @@ public final class HAInbox: Sendable {
     /// `bramble failover [--to NODE]`.
     public func requestFailover(to target: String?) async -> FailoverOutcome {
         await withCheckedContinuation { reply in
-            let refusal: String? = state.withLockedValue { s in
+            // Checked and queued in one step: a close in between would strand the reply.
+            let refusal: String? = deliver(closed: "the node is stopping") { s in
                 if s.closed || s.shutdownRequested { return "the node is stopping" }
                 if s.failovers.count >= Self.maxWaitingRequests { return "too many failover requests are waiting; try again" }
+                s.failovers.append((target, reply))
                 return nil
             }
-            if let refusal { reply.resume(returning: .unavailable(refusal)); return }
-            deliver { $0.failovers.append((target, reply)) }
+            if let refusal { reply.resume(returning: .unavailable(refusal)) }
         }
     }
 
@@ -107,14 +108,21 @@ public final class HAInbox: Sendable {
     }
 
     private func deliver(_ change: (inout State) -> Void) {
-        let resume = state.withLockedValue { s -> (CheckedContinuation<Input?, Never>, Input)? in
-            guard !s.closed else { return nil }
-            change(&s)
-            guard let consumer = s.consumer, let input = Self.take(&s) else { return nil }
+        let _: Void? = deliver { s in change(&s); return nil }
+    }
+
+    /// Applies `change` unless closed (then `closed` is answered), and hands the consumer
+    /// its next input if it waits; returns what `change` returned.
+    private func deliver<R>(closed: R? = nil, _ change: (inout State) -> R?) -> R? {
+        let (result, resume) = state.withLockedValue { s -> (R?, (CheckedContinuation<Input?, Never>, Input)?) in
+            guard !s.closed else { return (closed, nil) }
+            let result = change(&s)
+            guard let consumer = s.consumer, let input = Self.take(&s) else { return (result, nil) }
             s.consumer = nil
-            return (consumer, input)
+            return (result, (consumer, input))
         }
         if let (consumer, input) = resume { consumer.resume(returning: input) }
+        return result
     }
 
     private static func take(_ s: inout State) -> Input? {

@@ -17,7 +17,6 @@ struct HeartbeatState {
     var lastAnnounced: (Bool, Bool)?
     var promotionReason: HAStateMachine.PromotionReason?
     var requestingLease = false
-    var score = 0
 
     /// The database clock now, estimated from the last reading and the monotonic clock.
     func databaseNow(_ clock: any NodeClock) -> UInt64 {

@@ -79,7 +79,7 @@ final class PairListener: Service {
         // not learn; a standby delivers nothing.
         guard notification.origin != node || uncertain.claim(payload), dispatcher.health.servingEpoch != nil else { return }
         if let ranges = notification.ranges {
-            let found = try await store.outboundItems(ranges)
+            let found = try await withDeadline(ms: 5_000) { [store] in try await store.outboundItems(ranges) }
             await dispatcher.committed(found.items, keys: found.keys)
         } else {
             try await rescan()
@@ -88,7 +88,7 @@ final class PairListener: Service {
 
     private func rescan() async throws {
         guard let epoch = dispatcher.health.servingEpoch else { return }
-        let open = try await store.openItems()
+        let open = try await withDeadline(ms: 10_000) { [store] in try await store.openItems() }
         await dispatcher.load(items: open.items, keys: open.keys, epoch: epoch)
     }
 }

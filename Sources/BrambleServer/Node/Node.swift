@@ -9,8 +9,9 @@ import ServiceLifecycle
 
 /// One Bramble node: its components as services in one `ServiceGroup`, in dependency
 /// order — each may use those before it, and a graceful shutdown stops them in reverse:
-/// the HTTP API first, then the HA manager (which demotes in BES's order while everything
-/// it needs still runs), … , the database pools last. The components that follow the
+/// the HTTP API first, then the watchdog (STOPPING to systemd), the HA manager (which
+/// demotes in BES's order while everything it needs still runs), … , the database pools
+/// last, all within 10 s. The components that follow the
 /// lease (`LeaseFollower`) are promoted in this order and demoted in the reverse.
 public struct Node {
     public let services: [any Service]
@@ -70,8 +71,12 @@ public struct Node {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let node = Node(configuration: configuration, logger: logger, registry: registry)
-        let group = ServiceGroup(configuration: .init(services: node.services.map { .init(service: $0) },
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var configuration = ServiceGroupConfiguration(services: node.services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Below systemd's TimeoutStopSec (15 s): a stop that hangs (a query on a blackholed
+        // connection) is cancelled rather than SIGKILLed.
+        configuration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: configuration)
         try await group.run()
     }
 

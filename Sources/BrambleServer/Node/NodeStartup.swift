@@ -22,11 +22,16 @@ final class NodeStartup: Service {
     /// Returns once the node has started. If it never will (startup failed or the node
     /// is stopping), waits for the caller's own turn to stop and then throws: a service
     /// returning early would make the group report it, not startup's own error.
+    /// A caller whose own stop comes first (a SIGTERM while the database is still away)
+    /// stops waiting then.
     func waitUntilStarted() async throws {
-        guard await started.wait(until: { $0 != nil }) == true else {
-            try await gracefulShutdown()
-            throw CancellationError()
+        let outcome = await cancelWhenGracefulShutdown { [started] in await started.wait(until: { $0 != nil }) }
+        switch outcome {
+        case true: return
+        case false: try await gracefulShutdown()
+        case nil: break
         }
+        throw CancellationError()
     }
 
     func run() async throws {

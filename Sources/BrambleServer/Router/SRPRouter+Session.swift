@@ -51,21 +51,31 @@ extension SRPRouter {
     /// watchdog beside it that pings and ends the link when the relay goes silent, and one
     /// writer for everything this side sends.
     func session(epoch: UInt64, onRegistered: @escaping () -> Void) async throws {
-        let silence = NIOLockedValueBox<RelaySilent?>(nil)
-        try await FrameLink.connect(to: configuration.relay, clock: clock) { link, reader in
+        // Why the watchdog or the writer ended the link (they close it, which ends the
+        // reader here); that, not the reader's end, is then this session's error.
+        let ended = NIOLockedValueBox<(any Error)?>(nil)
+        // A connect bounded like the link's silence: a stop (demotion) waits for a connect in
+        // flight, and a relay that does not answer within the timeout is as good as silent.
+        let connectTimeout = TimeAmount.milliseconds(Int64(max(configuration.linkTimeoutMs, 200)))
+        try await FrameLink.connect(to: configuration.relay, connectTimeout: connectTimeout, clock: clock) { link, reader in
             try Task.checkCancellation()
             try await withThrowingTaskGroup(of: Void.self) { group in
-                // The watchdog ends a silent link by closing it, which ends the reader here;
-                // its verdict is then this session's error.
-                group.addTask { try await self.watch(link, silence: silence) }
+                group.addTask { try await self.watch(link, ended: ended) }
                 defer { group.cancelAll() }
-                func failIfSilent() throws { if let silent = silence.withLockedValue({ $0 }) { throw silent } }
+                func failIfSilent() throws { if let error = ended.withLockedValue({ $0 }) { throw error } }
                 do { try await register(link, &reader, epoch: epoch) } catch { try failIfSilent(); throw error }
                 try failIfSilent()
                 onRegistered()
                 outbound.open(epoch: epoch)
                 defer { outbound.close() }
-                group.addTask { try await self.write(link) }
+                group.addTask {
+                    do {
+                        try await self.write(link)
+                    } catch {
+                        ended.withLockedValue { $0 = $0 ?? error }
+                        link.close()
+                    }
+                }
                 status.set(up: true, epoch: epoch, error: nil)
                 metrics.srpLink(up: true)
                 logger.info("srp registered", metadata: ["srp.id": "\(configuration.srpID)", "srp.epoch": "\(epoch)", "relay": "\(configuration.relay)"])
@@ -125,7 +135,7 @@ extension SRPRouter {
     }
 
     /// The link's one writer: what the Dispatcher and the watchdog queued, as fast as the
-    /// relay reads it.
+    /// relay reads it. An overflow (the relay stopped reading) or a failed write ends it.
     private func write(_ link: FrameLink) async throws {
         while let frames = try await outbound.take() {
             try await link.outbound.write(contentsOf: frames)
@@ -134,14 +144,14 @@ extension SRPRouter {
 
     /// Pings every third of the timeout; when nothing at all has come back for the whole
     /// timeout, closes the link and records `RelaySilent` as the reason.
-    private func watch(_ link: FrameLink, silence: NIOLockedValueBox<RelaySilent?>) async throws {
+    private func watch(_ link: FrameLink, ended: NIOLockedValueBox<(any Error)?>) async throws {
         let timeoutMs = configuration.linkTimeoutMs
         var n: UInt64 = 0
         while true {
             try await clock.sleep(ms: max(timeoutMs / 3, 1))
             let silent = clock.msSince(link.lastHeardMs)
             if silent >= timeoutMs {
-                silence.withLockedValue { $0 = RelaySilent(silentMs: silent) }
+                ended.withLockedValue { $0 = $0 ?? RelaySilent(silentMs: silent) }
                 link.close()
                 return
             }

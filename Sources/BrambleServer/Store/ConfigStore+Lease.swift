@@ -166,24 +166,24 @@ extension ConfigStore: PairStore {
     /// Runs `body` in a transaction that first re-checks, under a share lock on the lease
     /// row, that this node still holds `epoch`; throws `FencedError` (committing nothing)
     /// if not. Every state-changing transaction of the serving role goes through here.
-    public func fenced<T>(_ pair: String, node: String, epoch: UInt64, _ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+    public func fenced<T: Sendable>(_ pair: String, node: String, epoch: UInt64, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await fencedTransaction(pair, node: node, epoch: epoch, body)
-        } catch let error as PostgresTransactionError {
-            // The rollback went through: say plainly that we are fenced.
-            if let fenced = error.closureError as? FencedError, error.rollbackError == nil { throw fenced }
-            throw error
+        } catch let failure as TransactionFailure {
+            // Say plainly that we are fenced.
+            if let fenced = failure.underlying as? FencedError { throw fenced }
+            throw failure
         }
     }
 
-    private func fencedTransaction<T>(_ pair: String, node: String, epoch: UInt64, _ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
-        try await client.withTransaction(logger: logger) { conn in
+    private func fencedTransaction<T: Sendable>(_ pair: String, node: String, epoch: UInt64, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { [logger] connection in try await connection.transaction(logger: logger) { conn in
             var holds = false
             for try await _ in try await conn.query("""
                 SELECT 1 FROM lease WHERE pair = \(pair) AND holder = \(node) AND epoch = \(Int64(epoch)) FOR SHARE
                 """, logger: logger) { holds = true }
             guard holds else { throw FencedError(epoch: epoch) }
             return try await body(conn)
-        }
+        } }
     }
 }

@@ -60,7 +60,7 @@ extension ConfigStore {
             }
         }
         guard !pins.isEmpty else { return }
-        try await fenced(pair, node: node, epoch: epoch) { conn in
+        try await fenced(pair, node: node, epoch: epoch) { [pins, seqs, states, logger] conn in
             try await conn.query("SET LOCAL synchronous_commit = off", logger: logger)
             try await conn.query("""
                 UPDATE outbound o SET state = t.state,

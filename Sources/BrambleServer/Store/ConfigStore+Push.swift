@@ -18,16 +18,32 @@ extension ConfigStore {
     /// device's `last_seq` advances in the same transaction that inserts its items, so
     /// every device's items carry dense sequence numbers that become visible in order.
     /// A request with an Idempotency-Key already committed (by any node, within 24 h) gets
-    /// that commit's outcome and adds nothing; two requests racing with one key are
-    /// serialized by the key's unique index, so exactly one commits.
+    /// that commit's outcome and adds nothing. A key another transaction is committing
+    /// right now (its advisory lock taken) gets `keyInProgress`, so a retry never waits
+    /// behind a stalled first attempt only to answer "not accepted" while that one may still
+    /// commit; and the key's unique index serializes whatever slips past, so exactly one
+    /// commits.
     ///
     /// The same transaction notifies the pair (`outbound|ORIGIN|PIN:FIRST-LAST,…`), so the
     /// primary learns at commit of items a standby accepted. COMMIT is sent only if `gate`
     /// still allows it (the caller may have given up and answered "not accepted").
     func commitPushes(_ requests: [PushRequest], origin: String, gate: CommitGate) async throws -> CommittedPushes {
-        let emails = requests.compactMap { if case .email(let e) = $0.to { e } else { nil } }
-        let pins = requests.compactMap { if case .pin(let p) = $0.to { Int64(p.value) } else { nil } }
+        let idempotencyKeys = Array(Set(requests.compactMap(\.idempotencyKey))).sorted()
         return try await database.withPrimaryTransaction(gate: gate, logger: logger) { [logger] conn in
+            // A key another transaction holds (perhaps stalled in its COMMIT) must not make
+            // this one wait for its locks and then answer "not accepted": it answers
+            // "in progress" instead. Locked first, before any row, in one order.
+            var busy: [String] = []
+            if !idempotencyKeys.isEmpty {
+                for try await (key, locked) in try await conn.query("""
+                    SELECT k, pg_try_advisory_xact_lock(\(Self.pushKeyLockClass), hashtext(k)) FROM unnest(\(idempotencyKeys)::text[]) AS k
+                    """, logger: logger).decode((String, Bool).self) where !locked { busy.append(key) }
+            }
+            // Those in progress lock no device row (they would wait behind the very
+            // transaction holding their key).
+            let proceeding = requests.filter { $0.idempotencyKey.map { !busy.contains($0) } ?? true }
+            let emails = proceeding.compactMap { if case .email(let e) = $0.to { e } else { nil } }
+            let pins = proceeding.compactMap { if case .pin(let p) = $0.to { Int64(p.value) } else { nil } }
             var byEmail: [String: [PIN]] = [:]
             var keys: [PIN: SymmetricKey] = [:]
             for try await (pinValue, email, key) in try await conn.query("""
@@ -40,11 +56,13 @@ extension ConfigStore {
                 keys[pin] = SymmetricKey(base64: key)
             }
             var plan = PushBatchPlan(requests: requests) { r in
+                if let key = r.idempotencyKey, busy.contains(key) { return [] }
                 switch r.to {
-                case .email(let e): byEmail[e] ?? []
-                case .pin(let p): keys[p] != nil ? [p] : []
+                case .email(let e): return byEmail[e] ?? []
+                case .pin(let p): return keys[p] != nil ? [p] : []
                 }
             }
+            for key in busy { plan.inProgress(key: key) }
             try await claimKeys(&plan, conn)
             let items = try await insertItems(&plan, conn, origin: origin, gate: gate)
             return CommittedPushes(outcomes: plan.outcomes, keys: keys.filter { pin, _ in items.contains { $0.pin == pin } }, items: items)
@@ -55,15 +73,17 @@ extension ConfigStore {
     /// get that commit's outcome (or `keyReused` for another push under the key).
     private func claimKeys(_ plan: inout PushBatchPlan, _ conn: PostgresConnection) async throws {
         let fresh = plan.keyed
-        guard !fresh.isEmpty else { return }
         var claimed: Set<String> = []
-        for try await key in try await conn.query("""
+        if !fresh.isEmpty {
+            for try await key in try await conn.query("""
             INSERT INTO push_keys (key, fingerprint, push_id, devices)
             SELECT * FROM unnest(\(fresh.map(\.key))::text[], \(fresh.map(\.fingerprint))::text[], \(fresh.map(\.pushID))::uuid[],
                                  \(fresh.map { $0.devices.joined(separator: ",") })::text[])
             ON CONFLICT (key) DO NOTHING RETURNING key
             """, logger: logger).decode(String.self) { claimed.insert(key) }
-        let taken = fresh.map(\.key).filter { !claimed.contains($0) }
+        }
+        // Every other key of the batch may have been committed before.
+        let taken = plan.keys.filter { !claimed.contains($0) }
         guard !taken.isEmpty else { return }
         for try await (key, fingerprint, pushID, devices) in try await conn.query(
             "SELECT key, fingerprint, push_id, devices FROM push_keys WHERE key = ANY(\(taken))", logger: logger
@@ -104,6 +124,9 @@ extension ConfigStore {
         try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
         return items.map(\.item)
     }
+
+    /// The advisory lock class of push keys (`pg_try_advisory_xact_lock(class, hashtext(key))`).
+    static let pushKeyLockClass: Int32 = 0x7075  // "pu"
 
     /// Forgets Idempotency-Keys older than the retention (a few thousand at a time).
     func pruneIdempotencyKeys(olderThanHours hours: Int) async throws {

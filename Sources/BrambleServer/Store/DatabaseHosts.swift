@@ -129,22 +129,7 @@ public final class DatabaseHosts: Service {
     func withPrimaryTransaction<T: Sendable>(gate: CommitGate, logger: Logger,
                                              _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withPrimaryConnection { connection in
-            do {
-                try await connection.query("BEGIN", logger: logger)
-                let result = try await body(connection)
-                guard gate.beginCommit() else { throw CommitGate.Abandoned() }
-                do {
-                    try await connection.query("COMMIT", logger: logger)
-                } catch {
-                    throw TransactionFailure(stage: .atCommit, underlying: error)
-                }
-                return result
-            } catch let failure as TransactionFailure {
-                throw failure
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw TransactionFailure(stage: .beforeCommit, underlying: error)
-            }
+            try await connection.transaction(logger: logger, mayCommit: gate.beginCommit) { try await body($0) }
         }
     }
 

@@ -44,6 +44,8 @@ public enum PushOutcome: Sendable {
     case unknownRecipient
     /// The Idempotency-Key was used for a different push.
     case keyReused
+    /// Another request with the same Idempotency-Key is being committed now.
+    case keyInProgress
 }
 
 /// Delivery states an item moves through after it is committed (it starts `queued`).

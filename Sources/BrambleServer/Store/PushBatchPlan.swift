@@ -42,6 +42,9 @@ struct PushBatchPlan {
         }
     }
 
+    /// Every key of the batch (to lock, and to look up commits made before).
+    var keys: [String] { Array(Set(requests.compactMap(\.idempotencyKey))).sorted() }
+
     /// The keys of the requests that would commit new items.
     var keyed: [Keyed] {
         requests.indices.compactMap { i in
@@ -50,9 +53,18 @@ struct PushBatchPlan {
         }
     }
 
-    /// `key` was committed before: its requests get that commit's outcome.
+    /// Another transaction holds `key`: its requests wait for that one's outcome.
+    mutating func inProgress(key: String) {
+        for i in requests.indices where requests[i].idempotencyKey == key {
+            fresh[i] = false
+            outcomes[i] = .keyInProgress
+        }
+    }
+
+    /// `key` was committed before: its requests get that commit's outcome (even one whose
+    /// recipient has no active device now).
     mutating func replay(key: String, fingerprint: String, pushID: UUID, devices: [String]) {
-        for i in requests.indices where requests[i].idempotencyKey == key && targets[i].count > 0 {
+        for i in requests.indices where requests[i].idempotencyKey == key {
             fresh[i] = false
             outcomes[i] = requests[i].fingerprint == fingerprint ? .accepted(pushID: pushID, devices: devices, replayed: true) : .keyReused
         }

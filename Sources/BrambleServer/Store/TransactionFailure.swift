@@ -1,5 +1,6 @@
 import BrambleCore
 import NIOConcurrencyHelpers
+import Logging
 import PostgresNIO
 
 /// Decides, once, between a transaction sending COMMIT and its caller giving up on it:
@@ -44,9 +45,6 @@ struct TransactionFailure: Error, CustomStringConvertible {
     let underlying: any Error
     var description: String { "\(stage == .atCommit ? "at COMMIT" : "before COMMIT"): \(String(reflecting: underlying))" }
 
-    /// The facts of the failure for `DatabaseFailure`'s verdict.
-    var facts: DatabaseFailure { Self.facts(underlying, stage: stage) }
-
     static func facts(_ error: any Error, stage: DatabaseFailure.Stage) -> DatabaseFailure {
         switch error {
         case let failure as TransactionFailure: return facts(failure.underlying, stage: failure.stage)
@@ -69,15 +67,53 @@ struct TransactionFailure: Error, CustomStringConvertible {
 final class UncertainCommits: Sendable {
     static let capacity = 1_000
     static let keepMs: UInt64 = 600_000
-    private let pending = NIOLockedValueBox<[String: UInt64]>([:])
+    /// Each commit's notification and until when it is kept (two oversized commits notify
+    /// the same `*` payload, so it is a list, not a set).
+    private let pending = NIOLockedValueBox<[(payload: String, untilMs: UInt64)]>([])
 
     func add(_ payload: String, nowMs: UInt64) {
         pending.withLockedValue { p in
-            p = p.filter { $0.value > nowMs }
-            if p.count < Self.capacity { p[payload] = nowMs + Self.keepMs }
+            p.removeAll { $0.untilMs <= nowMs }
+            if p.count < Self.capacity { p.append((payload, nowMs + Self.keepMs)) }
         }
     }
 
-    /// True (once) if `payload` is one of them.
-    func claim(_ payload: String) -> Bool { pending.withLockedValue { $0.removeValue(forKey: payload) != nil } }
+    /// True (for one of them) if `payload` is one of them.
+    func claim(_ payload: String) -> Bool {
+        pending.withLockedValue { p in
+            guard let i = p.firstIndex(where: { $0.payload == payload }) else { return false }
+            p.remove(at: i)
+            return true
+        }
+    }
+}
+
+extension PostgresConnection {
+    /// A transaction run by hand: BEGIN, `body`, then COMMIT if `mayCommit()` still allows
+    /// it (else ROLLBACK). A failure says how far it got (`TransactionFailure`). A ROLLBACK
+    /// that fails closes the connection, so the pool can never hand out a connection still
+    /// inside this transaction, whose work the next user's COMMIT would commit.
+    func transaction<T>(logger: Logger, mayCommit: () -> Bool = { true },
+                        _ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+        do {
+            try await query("BEGIN", logger: logger)
+            let result = try await body(self)
+            guard mayCommit() else { throw CommitGate.Abandoned() }
+            do {
+                try await query("COMMIT", logger: logger)
+            } catch {
+                throw TransactionFailure(stage: .atCommit, underlying: error)
+            }
+            return result
+        } catch let failure as TransactionFailure {
+            throw failure
+        } catch {
+            do {
+                try await query("ROLLBACK", logger: logger)
+            } catch {
+                try? await close()
+            }
+            throw TransactionFailure(stage: .beforeCommit, underlying: error)
+        }
+    }
 }

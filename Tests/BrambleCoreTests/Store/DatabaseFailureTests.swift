@@ -23,6 +23,7 @@ import Testing
         // record was already written (seen as phantoms in the kill-db-primary drill).
         #expect(DatabaseFailure(stage: .atCommit, sqlState: "57P01").verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, sqlState: "XX000").verdict == .outcomeUnknown)
+        #expect(DatabaseFailure(stage: .atCommit, sqlState: "40003").verdict == .outcomeUnknown, "statement completion unknown")
         #expect(DatabaseFailure(stage: .atCommit, connectionLost: true).verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, timedOut: true).verdict == .outcomeUnknown)
         #expect(DatabaseFailure(stage: .atCommit, sqlState: "57P01", connectionLost: true).verdict == .outcomeUnknown)
