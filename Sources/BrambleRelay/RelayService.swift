@@ -84,7 +84,7 @@ public struct RelayService: Service {
             logger: logger)
 
         try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { try await app.runService() }
+            tasks.addTask { try await app.run() }  // stops with this service's graceful shutdown
             tasks.addTask {
                 var watchdog = WatchdogPinger(notifier: systemd)
                 while !Task.isCancelled {
