@@ -44,7 +44,7 @@ import Testing
             #expect(try await store.renewLease("p", node: "a", epoch: epochA, durationMs: 1000) == false)
             await #expect(throws: ConfigStore.FencedError.self) {
                 try await store.fenced("p", node: "a", epoch: epochA) { conn in
-                    try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'stale-write', 'must not commit')")
+                    try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'stale-write', 'must not commit')", logger: Logger(label: "test"))
                 }
             }
             var stale = 0

@@ -142,13 +142,11 @@ public actor HAController: Service {
                 await run(machine.leaseTaken(epoch: epoch))
             case .promote(let epoch):
                 let reason = pending.promotionReason ?? .leaseExpired
-                logger.notice("promoting to primary", metadata: ["srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)"])
+                logger.notice("promoting to primary", metadata: ["srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)",
+                                                                 "followers": "\(followers.map(\.followerName).joined(separator: ","))"])
                 metrics.promoted()
                 health.servingSince(clock.nowMs())
-                for follower in followers {
-                    logger.debug("follower serving", metadata: ["follower": "\(follower.followerName)", "srp.epoch": "\(epoch)"])
-                    await follower.serve(epoch: epoch)
-                }
+                for follower in followers { await follower.serve(epoch: epoch) }
                 await statements.record(.init(node: configuration.node, kind: .promote, epoch: epoch, reason: reason.eventReason, detail: reason.rawValue))
             case .renewLease(let epoch):
                 let (asked, started) = (clock.nowMs(), ContinuousClock.now)
@@ -180,10 +178,7 @@ public actor HAController: Service {
         logger.notice("demoting to standby", metadata: ["srp.epoch": "\(epoch)", "reason": "\(reason.rawValue)", "handover.to": "\(handoverTo ?? "-")"])
         metrics.demoted()
         snapshot.update { $0.leaseValidUntilMs = 0 }
-        for follower in followers.reversed() {
-            logger.debug("follower stopping", metadata: ["follower": "\(follower.followerName)", "srp.epoch": "\(epoch)"])
-            await follower.stopServing(epoch: epoch)
-        }
+        for follower in followers.reversed() { await follower.stopServing(epoch: epoch) }
         _ = try? await statements.bounded { [drained] in await drained() }
         await statements.record(.demotion(node: configuration.node, epoch: epoch, reason: reason, handoverTo: handoverTo, checks: snapshot.value.checks))
         await statements.releaseLease(epoch: epoch, handoverTo: handoverTo)
