@@ -43,7 +43,7 @@ test-cluster: deps ## Run the HA pair and deploy tests (real nodes: kill, pause,
 drill: ## Run the short set of failover drills against the cluster `make up` started (chaos/README.md)
 	chaos/drill short --duration 12
 
-fuzz: ## Fuzz the frame, envelope, payload and notification decoders for FUZZ_SECONDS (default 60) with libFuzzer
+fuzz: ## Fuzz the frame, envelope, payload, notification and IMAP response decoders for FUZZ_SECONDS (default 60) with libFuzzer
 	swift build --product bramble-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBRAMBLE_FUZZ
 	@mkdir -p fuzz-corpus
 	.build-fuzz/debug/bramble-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 fuzz-corpus

@@ -51,6 +51,21 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? PushItem.decode(bytes)
     _ = try? AckList.decode(bytes)
 
+    // 3b. The IMAP response decoder (bytes from a mail server), with small bounds so the
+    //     limits themselves are exercised; then the same bytes as a literal's body.
+    var limits = IMAPResponseDecoder.Limits()
+    (limits.maxLine, limits.maxLiteral, limits.maxResponse, limits.maxDepth) = (512, 1024, 4096, 8)
+    var imap = ByteBuffer(bytes: bytes)
+    _ = try? { while try IMAPResponseDecoder.decode(from: &imap, limits: limits) != nil {} }()
+    var literal = ByteBuffer(string: "* 1 FETCH (BODY[] {\(bytes.count)}\r\n")
+    literal.writeBytes(bytes)
+    literal.writeString(")\r\n")
+    _ = try? IMAPResponseDecoder.decode(from: &literal, limits: limits)
+
+    // 3c. SMTP replies (bytes from a mail server).
+    var smtp = ByteBuffer(bytes: bytes)
+    _ = try? { while try SMTPReplyDecoder.decode(from: &smtp) != nil {} }()
+
     // 4. The pair's notification payloads (text from PostgreSQL NOTIFY): whatever parses
     //    must format back to itself.
     if let text = String(validating: bytes, as: UTF8.self), let n = try? OutboundNotification(payload: text) {
