@@ -62,6 +62,24 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     literal.writeString(")\r\n")
     _ = try? IMAPResponseDecoder.decode(from: &literal, limits: limits)
 
+    // 3b'. What the Messaging Agent makes of a message: headers, transfer encodings,
+    //      charsets, HTML, and the summary of any FETCH the decoder accepts.
+    let lossy = String(decoding: bytes, as: UTF8.self)
+    _ = MailText.decodeHeader(lossy)
+    _ = MailText.decode(MailText.decodeTransfer(bytes, encoding: "quoted-printable"), charset: "windows-1252")
+    _ = MailText.base64(bytes)
+    _ = MailText.prefix(MailText.plainText(fromHTML: lossy), maxBytes: 2048)
+    var fetch = ByteBuffer(string: "* 1 FETCH (ENVELOPE ")
+    fetch.writeBytes(bytes)
+    fetch.writeString(")\r\n")
+    if case .untagged(.fetch(_, let attributes))? = try? IMAPResponseDecoder.decode(from: &fetch, limits: limits) {
+        for attribute in attributes {
+            _ = MailEnvelope(attribute.value)
+            let parts = MailStructure.parts(attribute.value)
+            _ = MailStructure.attachments(parts, text: MailStructure.textPart(parts))
+        }
+    }
+
     // 3c. SMTP replies (bytes from a mail server).
     var smtp = ByteBuffer(bytes: bytes)
     _ = try? { while try SMTPReplyDecoder.decode(from: &smtp) != nil {} }()

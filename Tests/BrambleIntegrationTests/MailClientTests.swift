@@ -1,0 +1,116 @@
+@testable import BrambleTestSupport
+import BrambleCore
+import BrambleNet
+import Foundation
+import Testing
+
+/// The Messaging Agent's mail clients against the real servers (scripts/mail-private):
+/// `SMTPSession` sends through Postfix, `IMAPSession` logs in as the service account
+/// (a Dovecot master user) and reads the watermarks, the envelope, the structure and a
+/// bounded range of the text part.
+@Suite(.serialized) struct MailClientTests {
+    struct MailHost {
+        let dir: String
+        let smtp: HostPort
+        let imap: HostPort
+        let serviceUser: String
+        let servicePassword: String
+        let passwords: [String: String]
+    }
+
+    func withMailHost(_ body: (MailHost) async throws -> Void) async throws {
+        let dir = NSTemporaryDirectory() + "bramble-test-mailclient-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        let script = TestCluster.root + "/scripts/mail-private"
+        defer {
+            _ = try? runCommand(script, ["stop", dir])
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let ports = try TestCluster.freePorts(3)
+        let output = try runCommand(script, ["start", dir] + ports.map(String.init))
+        let json = try #require(output.range(of: "{").map { String(output[$0.lowerBound...]) })
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let account = try #require(info["service_account"] as? [String: Any])
+        let passwordFile = try #require(account["password_file"] as? String)
+        let passwordsFile = try #require(info["user_passwords_file"] as? String)
+        let passwords = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: passwordsFile, encoding: .utf8)
+            .split(separator: "\n").map { line in let f = line.split(separator: " "); return (String(f[0]), String(f[1])) })
+        try await body(MailHost(
+            dir: dir, smtp: HostPort(host: "127.0.0.1", port: ports[0]), imap: HostPort(host: "127.0.0.1", port: ports[1]),
+            serviceUser: try #require(account["user"] as? String),
+            servicePassword: try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            passwords: passwords))
+    }
+
+    @Test func aMessageSentByTheSMTPClientIsReadByTheIMAPClientWithItsEnvelopeStructureAndText() async throws {
+        try await withMailHost { host in
+            let messageID = "<\(UUID().uuidString)@bramble.test>"
+            let body = String(repeating: "Ceci est un café. ", count: 400)  // 7.2 KB of Latin-1 text, quoted-printable
+            let message = """
+                From: =?UTF-8?Q?Ren=C3=A9?= <rene@outside.test>
+                To: demo1@example.test
+                Cc: demo2@example.test
+                Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=
+                Message-ID: \(messageID)
+                MIME-Version: 1.0
+                Content-Type: multipart/mixed; boundary="b1"
+
+                --b1
+                Content-Type: text/plain; charset=iso-8859-1
+                Content-Transfer-Encoding: quoted-printable
+
+                \(body.replacingOccurrences(of: "é", with: "=E9"))
+                --b1
+                Content-Type: application/pdf; name="a.pdf"
+                Content-Disposition: attachment; filename="a.pdf"
+                Content-Transfer-Encoding: base64
+
+                JVBERi0xLjQK
+                --b1--
+                """
+            let reply = try await SMTPSession.with(to: host.smtp) { smtp in
+                try await smtp.send(from: "rene@outside.test", to: ["demo1@example.test"], message: message)
+            }
+            #expect(reply.code == 250, "Postfix queued it: \(reply.text)")
+            // A recipient that does not exist is refused with a permanent failure.
+            await #expect(throws: SMTPSession.Refused.self) {
+                try await SMTPSession.with(to: host.smtp) { smtp in try await smtp.send(from: "a@outside.test", to: ["nobody@example.test"], message: "Subject: x\n\nx") }
+            }
+
+            try await IMAPSession.with(to: host.imap) { imap in
+                try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: host.servicePassword)
+                var selected = try await imap.select("INBOX", readOnly: true)
+                for _ in 0..<50 where selected.exists == 0 {  // LMTP delivery follows the 250
+                    try await Task.sleep(for: .milliseconds(100))
+                    selected = try await imap.select("INBOX", readOnly: true)
+                }
+                #expect(selected.exists == 1 && selected.uidValidity != nil && selected.uidNext == 2)
+                let fetched = try await imap.uidFetch("1:*", "UID RFC822.SIZE ENVELOPE BODYSTRUCTURE")
+                let (uid, attributes) = try #require(fetched.first)
+                #expect(uid == 1)
+                let envelope = try #require(attributes["ENVELOPE"].flatMap(MailEnvelope.init))
+                #expect(envelope.messageID == messageID && envelope.subject == "Grüße")
+                #expect(envelope.from == ["René <rene@outside.test>"] && envelope.cc == ["demo2@example.test"])
+                let parts = MailStructure.parts(try #require(attributes["BODYSTRUCTURE"]))
+                let text = try #require(MailStructure.textPart(parts))
+                #expect(text.section == "1" && text.charset == "iso-8859-1" && text.encoding == "quoted-printable")
+                #expect(MailStructure.attachments(parts, text: text).map(\.name) == ["a.pdf"])
+                // The first 2 KB of the text, from a bounded range of the part.
+                let range = try await imap.uidFetch("\(uid)", "BODY.PEEK[\(text.section)]<0.4096>")
+                let raw = try #require(range.first?.attributes["BODY[\(text.section)]<0>"]?.bytes)
+                #expect(raw.count == 4096)
+                let shown = MailText.prefix(MailText.decode(MailText.decodeTransfer(raw, encoding: text.encoding), charset: text.charset), maxBytes: 2048)
+                #expect(shown.hasPrefix("Ceci est un café. Ceci est un café.") && shown.utf8.count <= 2048 && shown.utf8.count > 2000)
+                await imap.logout()
+            }
+            // The user's own password works; a wrong one is refused.
+            try await IMAPSession.with(to: host.imap) { imap in
+                try await imap.login(user: "demo2@example.test", password: try #require(host.passwords["demo2@example.test"]))
+                await imap.logout()
+            }
+            await #expect(throws: IMAPSession.Refused.self) {
+                try await IMAPSession.with(to: host.imap) { imap in try await imap.login(user: "demo2@example.test", password: "wrong") }
+            }
+        }
+    }
+}
