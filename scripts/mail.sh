@@ -205,16 +205,18 @@ mail_start() {
   [ $i -lt 100 ] || { tail -20 "$dir/dovecot.log" >&2; die "Dovecot does not listen on $MAIL_ADDR:$IMAP_PORT and 127.0.0.1:$LMTP_PORT"; }
   echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$dir/dovecot.start-ms"
   # Postfix's master must start as root and daemonizes (its PID in queue/pid/master.pid).
-  # Its errors go to syslog, which this machine lacks: a pty (script) shows them.
+  # Its daemons log to postfix.log (maillog_file); its commands print errors only to a
+  # terminal, else to syslog, which this machine lacks: under script they reach
+  # postfix-start.out.
   t0=$(date +%s%N)
   run_in "$MAIL_NS" script -qec "/usr/sbin/postfix -c $dir/postfix/etc start" /dev/null </dev/null >"$dir/postfix-start.out" 2>&1 \
-    || { tail -20 "$dir/postfix-start.out" >&2; die "Postfix did not start"; }
+    || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix did not start"; }
   for i in $(seq 0 100); do
     pid=$(mail_postfix_pid "$dir")
     [ -n "$pid" ] && mail_port_open "$MAIL_ADDR" "$SMTP_PORT" && break
     sleep 0.05
   done
-  [ $i -lt 100 ] || { tail -20 "$dir/postfix-start.out" >&2; die "Postfix does not listen on $MAIL_ADDR:$SMTP_PORT"; }
+  [ $i -lt 100 ] || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix does not listen on $MAIL_ADDR:$SMTP_PORT"; }
   echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$dir/postfix.start-ms"
 }
 
