@@ -9,7 +9,8 @@ import Glibc
 /// root, else the loopback fallback) ready only when its standby could take over, a
 /// killed node restarted by the cluster's supervisor and counted, pushes delivered, a
 /// Patroni switchover of the database under a stream of pushes, the short set of
-/// failover drills (`make drill`), `down` with nothing left behind. Every verdict comes from outside the nodes: ids the
+/// failover drills (`make drill`), a mail delivered by SMTP and read over IMAP with the
+/// service account on the mail host, `down` with nothing left behind. Every verdict comes from outside the nodes: ids the
 /// push API accepted against the devices' logs (`bramble-bench stream`), the relay's
 /// audit log and registered epoch, Patroni's roles.
 @Suite(.serialized) struct DeployTests {
@@ -32,7 +33,8 @@ import Glibc
                 "BRAMBLE_ETCD_PORT": "\(base)", "BRAMBLE_PG_PORT": "\(base + 6)", "BRAMBLE_PATRONI_PORT": "\(base + 8)",
                 "BRAMBLE_RELAY_DEVICE_PORT": "\(base + 10)", "BRAMBLE_RELAY_SRP_PORT": "\(base + 11)",
                 "BRAMBLE_RELAY_HTTP_PORT": "\(base + 12)", "BRAMBLE_NODE_HTTP_PORT": "\(base + 13)",
-                "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)",
+                "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)", "BRAMBLE_SMTP_PORT": "\(base + 15)",
+                "BRAMBLE_IMAP_PORT": "\(base + 16)", "BRAMBLE_LMTP_PORT": "\(base + 17)",
             ]) { $1 }
             environment = env
         }
@@ -59,10 +61,14 @@ import Glibc
             if mode == "netns" { namespacePrefix = deployment.environment["BRAMBLE_DEPLOY_PREFIX"]! + "-" }
             tmpdir = status["tmpdir"] as? String
             let hosts = status["hosts"] as? [[String: Any]] ?? []
-            #expect(hosts.count == 7, "db1 db2 db3 relay node-a node-b client")
+            #expect(hosts.count == 8, "db1 db2 db3 relay node-a node-b client mail")
             let processes = status["processes"] as? [[String: Any]] ?? []
             pids = processes.flatMap { [pid($0["pid"]), pid($0["supervisor_pid"])].compactMap { $0 } }
-            #expect(processes.count == 12 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            #expect(processes.count == 14 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            let mailPIDs = processes.filter { $0["host"] as? String == "mail" }
+            #expect(mailPIDs.compactMap { $0["name"] as? String } == ["dovecot", "postfix"], "the mail host's daemons: \(mailPIDs)")
+            pids += self.processes(inSessionsOf: mailPIDs.compactMap { pid($0["pid"]) })  // their children too
+            try checkMail(deployment, status)
             // The relay and both nodes run under a supervisor (deploy/lib/supervise), none restarted yet.
             let supervised = processes.filter { $0["restarts"] != nil }
             #expect(supervised.compactMap { $0["name"] as? String } == ["relay", "node-a", "node-b"], "supervised: \(supervised)")
@@ -155,6 +161,63 @@ import Glibc
         }
         if let tmpdir { #expect(!FileManager.default.fileExists(atPath: tmpdir), "temp dir removed") }
         #expect(!FileManager.default.fileExists(atPath: deployment.runDir), "state dir removed")
+    }
+
+    /// The mail host in status (`mail`: smtp, imap, domain, users with passwords, the
+    /// service account's user and password file, never its password), and one message sent
+    /// by SMTP from the client host and found over IMAP in demo1's mailbox by the service
+    /// account (python3's smtplib and imaplib, reading the password from its file).
+    func checkMail(_ deployment: Deployment, _ status: [String: Any]) throws {
+        let mail = try #require(status["mail"] as? [String: Any], "status has mail")
+        let smtp = try #require(mail["smtp"] as? String), imap = try #require(mail["imap"] as? String)
+        let address = ((status["hosts"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "mail" })?["address"] as? String
+        #expect(smtp == "\(address ?? "?"):\(deployment.environment["BRAMBLE_SMTP_PORT"]!)", "SMTP on the mail host: \(smtp)")
+        #expect(imap == "\(address ?? "?"):\(deployment.environment["BRAMBLE_IMAP_PORT"]!)", "IMAP on the mail host: \(imap)")
+        #expect(mail["domain"] as? String == "example.test")
+        let users = mail["users"] as? [[String: Any]] ?? []
+        #expect(users.compactMap { $0["email"] as? String } == (1...4).map { "demo\($0)@example.test" }, "four demo mailboxes: \(users)")
+        #expect(users.allSatisfy { ($0["password"] as? String)?.count ?? 0 >= 32 }, "each with a random password")
+        let account = try #require(mail["service_account"] as? [String: Any])
+        let user = try #require(account["user"] as? String), passwordFile = try #require(account["password_file"] as? String)
+        let mode = (try FileManager.default.attributesOfItem(atPath: passwordFile)[.posixPermissions] as? Int) ?? 0
+        #expect(mode == 0o600, "the service password file is 0600, not \(String(mode, radix: 8))")
+        let secret = try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let everything = try deployment.run("status", "--json") + deployment.run("status")
+        #expect(!secret.isEmpty && !everything.contains(secret), "the service password is in no status output")
+        #expect(try deployment.run("status").contains("mail     SMTP \(smtp), IMAP \(imap)"), "the status screen has a mail line")
+
+        let messageID = "<deploy-\(UUID().uuidString)@bramble.test>"
+        let script = """
+            import sys, smtplib, imaplib, time
+            smtp, imap, user, password_file, mid = sys.argv[1:]
+            host, port = smtp.split(":")
+            with smtplib.SMTP(host, int(port), timeout=10) as s:
+                s.sendmail("sender@client.test", ["demo1@example.test"], "From: sender@client.test\\r\\nTo: demo1@example.test\\r\\n"
+                           "Subject: deploy test\\r\\nMessage-ID: %s\\r\\n\\r\\nHello.\\r\\n" % mid)
+            host, port = imap.split(":")
+            for attempt in range(50):
+                m = imaplib.IMAP4(host, int(port), timeout=10)
+                m.login("demo1@example.test*" + user, open(password_file).read().strip())
+                m.select("INBOX")
+                typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+                m.logout()
+                if mid.encode() in b"".join(p for part in data if isinstance(part, tuple) for p in part):
+                    print("found after %d attempt(s)" % (attempt + 1)); sys.exit(0)
+                time.sleep(0.1)
+            sys.exit("not found")
+            """
+        let found = try deployment.run("exec", "/usr/bin/python3", "-c", script, smtp, imap, user, passwordFile, messageID)
+        #expect(found.contains("found after"), "the message reached demo1's INBOX, read by the service account: \(found)")
+    }
+
+    /// Every process in the sessions these (session-leading) daemons lead.
+    func processes(inSessionsOf leaders: [Int32]) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")  // state ppid pgrp session …
+            return fields.count > 3 && Int32(fields[3]).map(leaders.contains) == true
+        }
     }
 
     /// A PID from status JSON.

@@ -16,8 +16,17 @@ private func spawn(_ executable: String, _ arguments: [String], logPath: String,
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = env.map { strdup($0) } + [nil]
     defer { (argv + envp).forEach { free($0) } }
+    // The child starts with no signal blocked, as from a shell: the test runner's threads
+    // block most signals, and a daemon that never unblocks them (Dovecot) would ignore SIGTERM.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
     guard rc == 0 else { throw SetupError("cannot start \(executable): \(String(cString: strerror(rc)))") }
     return pid
 }

@@ -17,7 +17,7 @@ build_binaries() {
 
 cmd_up() {
   if [ -f "$RUN/status.json" ]; then
-    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2; then
+    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2 && mail_host_up; then
       say "already up"; cmd_status; return 0
     fi
     say "a previous cluster is partly down; cleaning it up first"; cmd_down
@@ -25,10 +25,11 @@ cmd_up() {
   fi
   local started=$SECONDS
   ensure_ha_packages
+  [ "$(id -u)" -ne 0 ] || ensure_mail_packages
   choose_mode
-  set_db_hosts
+  set_db_hosts; set_mail_host
   if [ "$MODE" = loopback ]; then
-    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT"; do
+    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT" $(mail_ports); do
       port_busy "$p" && die "port $p is in use; stop what holds it or set the BRAMBLE_*_PORT variables"
     done
   else
@@ -49,7 +50,17 @@ cmd_up() {
     random_token > "$TMP/admin-token"
     random_token > "$TMP/db-password" )
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
+  # The mail host starts beside the database (it needs nothing else; under a second).
+  local mail_starter=""
+  if [ "$(id -u)" -eq 0 ]; then
+    echo yes > "$RUN/mail-host"
+    say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, IMAP :$IMAP_PORT, LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
+    ( mail_start "$TMP/mail" ) & mail_starter=$!
+  else
+    say "mail host: not started (Postfix's master must start as root)"
+  fi
   db_start "$TMP/db"
+  [ -z "$mail_starter" ] || wait "$mail_starter" || die "the mail host did not start (logs in $TMP/mail)"
 
   say "starting relay on $(addr relay) (devices :$DEVICE_PORT, SRP :$SRP_PORT, http :$RELAY_HTTP_PORT)"
   start_relay
@@ -75,6 +86,12 @@ node-a ($(node_url node-a)) is primary, node-b ($(node_url node-b)) its standby,
 over; PostgreSQL pg1 leads with pg2 as its synchronous standby under Patroni. Either node
 accepts pushes. A supervisor restarts a crashed node or relay (at most 10 times a day).
 MSG
+  if mail_host_up; then
+    cat >&2 <<MSG
+The mail host takes SMTP at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USERS[*]%%@*}) and serves
+their mailboxes over IMAP at $(addr mail):$IMAP_PORT; \`make status\` has their passwords.
+MSG
+  fi
   if [ "$MODE" = netns ]; then
     cat >&2 <<MSG
 The hosts' addresses exist only inside their namespaces: run commands on the client host.
@@ -93,12 +110,17 @@ MSG
 
 # Everything stops at once where order does not matter, in three steps: the supervisors
 # (so nothing is restarted), then the devices, nodes and relay together (a primary
-# demotes and records it while the database is still there), then the database.
+# demotes and records it while the database is still there), then the database; the
+# mail host, which needs none of them, stops meanwhile.
 cmd_down() {
   [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
   TMP=$(cat "$RUN/tmpdir" 2>/dev/null || true)
+  # The mail host stops beside everything else (Dovecot's own shutdown takes about a second).
+  local mail_stopper=""
+  if [ -n "$TMP" ] && [ -d "$TMP/mail" ]; then ( mail_stop "$TMP/mail" ) & mail_stopper=$!; fi
   stop_supervised 10 device-1 device-2 "${SUPERVISED[@]}"
   if [ -n "$TMP" ] && [ -d "$TMP/db" ]; then set_db_hosts; db_stop "$TMP/db"; fi
+  [ -z "$mail_stopper" ] || wait "$mail_stopper" || true
   [ "$MODE" = netns ] && remove_hosts
   case "$TMP" in /tmp/bramble-cluster.*) rm -rf "$TMP" ;; esac
   rm -rf "$RUN"

@@ -5,12 +5,12 @@ cmd_logs() {
   require_up
   local name=${1:-} f file
   if [ -z "$name" ]; then
-    for f in "$TMP"/*.log "$TMP"/db/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
+    for f in "$TMP"/*.log "$TMP"/db/*.log "$TMP"/mail/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
     for f in "$TMP"/device-*.jsonl; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .jsonl | sed 's/^device-//')" "$f"; done
     return 0
   fi
   # A process's log, or a device's log of shown items by its PIN.
-  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
+  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/mail/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
   [ -f "$file" ] || die "no log named '$name' (\`deploy/cluster logs\` lists them)"
   if [ "${2:-}" = -f ]; then exec tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
 }

@@ -54,6 +54,11 @@ db-host = $(addr db1):$PG_PORT,$(addr db2):$((PG_PORT + 1))
 patroni-api = http://$(addr db1):$API_PORT,http://$(addr db2):$((API_PORT + 1))
 db-password-file = $TMP/db-password
 CONF
+  # The Messaging Agent's settings do not exist yet; where its account is, for when they do.
+  [ -f "$RUN/mail-host" ] && cat >> "$TMP/$node.conf" <<CONF
+# Mail (not yet a setting): IMAP $(addr mail):$IMAP_PORT as "USER*$MAIL_SERVICE_USER", password in $TMP/mail/service-password
+CONF
+  return 0
 }
 
 start_node() { start_supervised "$1" "$1" "$BIN/bramble-server" --config "$TMP/$1.conf"; }

@@ -13,11 +13,16 @@ SRP_PORT=${BRAMBLE_RELAY_SRP_PORT:-3101}
 RELAY_HTTP_PORT=${BRAMBLE_RELAY_HTTP_PORT:-4180}
 NODE_A_PORT=${BRAMBLE_NODE_HTTP_PORT:-8080}
 NODE_B_PORT=${BRAMBLE_NODE_B_HTTP_PORT:-8081}
+SMTP_PORT=${BRAMBLE_SMTP_PORT:-2525}
+IMAP_PORT=${BRAMBLE_IMAP_PORT:-1143}
+LMTP_PORT=${BRAMBLE_LMTP_PORT:-2424}
 CONFIG=${BRAMBLE_BUILD:-release}
 SRP_ID=bramble
-HOSTS=(db1 db2 db3 relay node-a node-b client)
-declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30)
+HOSTS=(db1 db2 db3 relay node-a node-b client mail)
+declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30 [mail]=40)
 DEMO=("demo1@example.test 2A00F00D" "demo2@example.test 2A00F00E")
+# Every demo user has a mailbox on the mail host; demo3 and demo4 have no device yet.
+MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
 # The processes the supervisor restarts after a crash (deploy/lib/supervise).
 SUPERVISED=(relay node-a node-b)
 
@@ -31,6 +36,12 @@ ns() { if [ "$MODE" = netns ]; then echo "$PREFIX-$1"; fi; }
 node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_PORT" ;; *) die "no node '$1' (node-a or node-b)" ;; esac; }
 node_url() { echo "http://$(addr "$1"):$(node_port "$1")"; }
 relay_health_url() { echo "http://$(addr relay):$RELAY_HTTP_PORT/health"; }
+
+# The mail host for scripts/mail.sh: its address and namespace, and who may send through it.
+set_mail_host() {
+  MAIL_ADDR=$(addr mail) MAIL_NS=$(ns mail)
+  if [ "$MODE" = netns ]; then MAIL_CLIENT_NET="$NET.0/24"; else MAIL_CLIENT_NET=127.0.0.0/8; fi
+}
 
 set_db_hosts() {
   ETCD_ADDR=("$(addr db1)" "$(addr db2)" "$(addr db3)") ETCD_NS=("$(ns db1)" "$(ns db2)" "$(ns db3)")
@@ -47,3 +58,10 @@ require_up() {
 # The PID in $RUN/NAME.pid (empty if none).
 pid_of() { local pid; pid=$(cat "$RUN/$1.pid" 2>/dev/null || true); [[ $pid =~ ^[0-9]+$ ]] && echo "$pid" || true; }
 alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && alive_pid "$pid"; }
+# The mail host runs (or was never started: not root). Its PIDs are its daemons' own pid files.
+mail_host_up() {
+  [ -f "$RUN/mail-host" ] || return 0
+  local tmp d p; tmp=${TMP:-$(cat "$RUN/tmpdir" 2>/dev/null || true)}
+  d=$(mail_dovecot_pid "$tmp/mail") p=$(mail_postfix_pid "$tmp/mail")
+  [ -n "$d" ] && alive_pid "$d" && [ -n "$p" ] && alive_pid "$p"
+}

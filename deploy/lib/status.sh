@@ -14,17 +14,33 @@ write_status_json() {
       --arg credential "$TMP/device-$pin.json" '{pin: $pin, email: $email, process: $process, log: $log, credential: $credential}'
     i=$((i + 1))
   done | jq -s .)
+  # The mail host: where to send and read, and the demo mailboxes' passwords, read by jq
+  # from their 0600 file into this 0600 one (never an argument); the service account's
+  # password only as the path of its file.
+  local mail=null dir="$TMP/mail" passwords=/dev/null
+  if [ -f "$RUN/mail-host" ]; then
+    passwords="$dir/user-passwords"
+    mail=$(jq -n --arg smtp "$(addr mail):$SMTP_PORT" --arg imap "$(addr mail):$IMAP_PORT" --arg lmtp "127.0.0.1:$LMTP_PORT" \
+      --arg domain "$MAIL_DOMAIN" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
+      --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
+      {host: "mail", smtp: $smtp, imap: $imap, lmtp: $lmtp, domain: $domain,
+       service_account: {user: $user, password_file: $password_file}, logs: {dovecot: $dovecot_log, postfix: $postfix_log}}')
+  fi
   ( umask 077
     jq -n --arg mode "$MODE" --argjson hosts "$hosts" --arg exec "$BRAMBLE_ROOT/deploy/cluster exec" \
       --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
-      --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" '
+      --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
+      --rawfile passwords "$passwords" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
                {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
        push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")),
        relay: {host: "relay", devices: $devices_addr, srp: $srp, health_url: $relay_health, audit_log: $audit},
-       devices: $devices, tmpdir: $tmp}' > "$RUN/status.json.new" )
+       devices: $devices,
+       mail: (if $mail then $mail + {users: [$passwords | split("\n")[] | select(length > 0) | split(" ") | {email: .[0], password: .[1]}]}
+              else null end),
+       tmpdir: $tmp}' > "$RUN/status.json.new" )
   mv -f "$RUN/status.json.new" "$RUN/status.json"
 }
 
@@ -63,6 +79,10 @@ live_status_json() {
                process_json "${DB_MEMBERS[$i]}-postgres" "db$((i + 1))" "$(jq -r '.pid // empty' <<< "$member")"
              done
              for i in 0 1 2; do process_json "etcd$i" "db$((i + 1))" "$(jq -r ".etcd[$i].pid // empty" <<< "$db")"; done
+             if [ -f "$RUN/mail-host" ]; then
+               process_json dovecot mail "$(mail_dovecot_pid "$TMP/mail")"
+               process_json postfix mail "$(mail_postfix_pid "$TMP/mail")"
+             fi
            } | jq -s .)
   jq --argjson db "$db" --argjson health "$health" --argjson procs "$procs" '
     ($procs | map({(.name): .}) | add) as $p
@@ -90,6 +110,10 @@ cmd_status() {
     (.database[] | "database \(.name | col(8)) \(.role | col(12)) \(.host):\(.port)  postmaster pid \(.pid)  api \(.api_url)"),
     "etcd     " + ([.etcd[] | "\(.name) \(if .healthy then "healthy" else "UNHEALTHY" end)"] | join(", ")),
     "relay    \(.relay.devices) (devices), \(.relay.srp) (SRP)  restarts \(.relay.restarts)",
+    (if .mail then "mail     SMTP \(.mail.smtp), IMAP \(.mail.imap)  \(.mail.domain): "
+       + ([.mail.users[].email | split("@")[0]] | join(", "))
+       + "  service account \(.mail.service_account.user) (password in \(.mail.service_account.password_file))"
+     else "mail     not started (Postfix needs root)" end),
     ([.processes[] | select(.alive | not) | .name]) as $down
     | ([.processes[] | select(.restarts != null and .supervised == false and .alive) | .name]) as $unsupervised
     | "processes: \(.processes | length - ($down | length)) of \(.processes | length) running"

@@ -1,0 +1,252 @@
+# The mail host: Postfix (SMTP) delivering MAIL_DOMAIN to Dovecot (IMAP, LMTP) over LMTP,
+# from Debian's packages with private configs, maildirs and state in one directory, every
+# process started and stopped by PID. Source after lib.sh; used by scripts/mail-private
+# (on loopback) and deploy/cluster (on its own host). Facts: ../shared/notes/mail-and-xmpp.md.
+
+ensure_mail_packages() {
+  local missing=()
+  [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+  [ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+  [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+  [ -x /usr/sbin/postfix ] || missing+=(postfix)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]}; install them or run as root"
+  say "installing ${missing[*]}"
+  # No system instance: Postfix unconfigured (its debconf question answered), and the
+  # packaged services kept from starting (policy-rc.d), as for PostgreSQL and etcd.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  local added=
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  [ -n "$added" ] && rm -f /usr/sbin/policy-rc.d
+  [ -x /usr/lib/dovecot/lmtp ] && [ -x /usr/sbin/postfix ] || die "Dovecot or Postfix did not install"
+}
+
+# The caller sets, before mail_start/mail_stop/mail_info_json:
+#   MAIL_ADDR, MAIL_NS      the mail host's address (SMTP and IMAP listen there) and its
+#                           network namespace ("" = this host)
+#   MAIL_CLIENT_NET         CIDR Postfix relays for (mynetworks): only to MAIL_DOMAIN anyway
+#   SMTP_PORT IMAP_PORT LMTP_PORT   LMTP listens on 127.0.0.1 of the mail host only
+# and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
+# MAIL_DOMAIN; default demo1…demo4) and MAIL_SERVICE_USER (bramble-service).
+#
+# DIR holds everything: dovecot.conf and postfix/etc/ (configs), dovecot/ (passwd-files, base
+# and state dirs), mail/ (maildirs, owned by the mail user), postfix/queue and /data, the
+# logs (dovecot.log, postfix.log), and two files of secrets, mode 0600 from creation:
+# user-passwords ("EMAIL PASSWORD" lines) and service-password (the Dovecot master user's
+# password). Dovecot's passwd-files hold only SHA512-CRYPT hashes (mode 0640, group dovecot).
+MAIL_DOMAIN=${MAIL_DOMAIN:-example.test}
+MAIL_SERVICE_USER=${MAIL_SERVICE_USER:-bramble-service}
+[ -n "${MAIL_USERS+x}" ] || MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
+
+mail_ports() { echo "$SMTP_PORT" "$IMAP_PORT" "$LMTP_PORT"; }
+
+# The SHA512-CRYPT hash of the password on stdin (doveadm reads it twice from a non-tty
+# stdin): the password is never an argument, so never in a process list.
+mail_hash() { local pw; IFS= read -r pw; printf '%s\n%s\n' "$pw" "$pw" | doveadm -O pw -s SHA512-CRYPT; }
+
+# Writes the configs, the passwd-files and the secrets (once: a restart keeps them).
+mail_write_config() {
+  local dir=$1 email pw
+  mkdir -p "$dir/dovecot/run" "$dir/dovecot/state" "$dir/mail" "$dir/postfix/etc" "$dir/postfix/queue" "$dir/postfix/data"
+  chmod 711 "$dir" "$dir/dovecot"
+  chown postfix "$dir/postfix/data"  # the queue's subdirectories: postfix start makes them
+  chown mail:mail "$dir/mail"; chmod 700 "$dir/mail"
+  if [ ! -f "$dir/service-password" ]; then
+    ( umask 077
+      random_token > "$dir/service-password"
+      for email in "${MAIL_USERS[@]}"; do
+        [ "${email#*@}" = "$MAIL_DOMAIN" ] || die "mailbox $email is not in $MAIL_DOMAIN"
+        echo "$email $(random_token)"
+      done > "$dir/user-passwords" )
+  fi
+  ( umask 027
+    echo "$MAIL_SERVICE_USER:$(mail_hash < "$dir/service-password")" > "$dir/dovecot/master-users"
+    while read -r email pw; do echo "$email:$(printf '%s\n' "$pw" | mail_hash)::::::"; done < "$dir/user-passwords" > "$dir/dovecot/users" )
+  chgrp dovecot "$dir/dovecot/master-users" "$dir/dovecot/users"
+
+  cat > "$dir/dovecot.conf" <<CONF
+# Written by scripts/mail.sh: a private Dovecot (IMAP, and LMTP for Postfix's deliveries).
+instance_name = bramble-mail
+base_dir = $dir/dovecot/run
+state_dir = $dir/dovecot/state
+log_path = $dir/dovecot.log
+protocols = imap lmtp
+listen = $MAIL_ADDR
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# The service account: LOGIN "USER*$MAIL_SERVICE_USER" with its password opens USER's mailbox.
+auth_master_user_separator = *
+mail_location = maildir:~/Maildir
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = $(id -u mail)
+last_valid_uid = $(id -u mail)
+first_valid_gid = $(id -g mail)
+last_valid_gid = $(id -g mail)
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT $dir/dovecot/master-users
+  master = yes
+  # then the user's own passdb is asked whether the user exists
+  result_success = continue
+}
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT $dir/dovecot/users
+}
+userdb {
+  driver = passwd-file
+  args = $dir/dovecot/users
+  default_fields = uid=mail gid=mail home=$dir/mail/%d/%n
+}
+service imap-login {
+  inet_listener imap {
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $LMTP_PORT
+  }
+}
+protocol lmtp {
+  postmaster_address = postmaster@$MAIL_DOMAIN
+}
+CONF
+
+  for email in "${MAIL_USERS[@]}"; do echo "$email ok"; done > "$dir/postfix/etc/virtual-mailboxes"
+  cat > "$dir/postfix/etc/main.cf" <<CONF
+# Written by scripts/mail.sh: a private Postfix that delivers $MAIL_DOMAIN to Dovecot over
+# LMTP and nothing else anywhere (every other transport is an error).
+compatibility_level = 3.6
+queue_directory = $dir/postfix/queue
+data_directory = $dir/postfix/data
+maillog_file = $dir/postfix.log
+maillog_file_prefixes = $dir
+myhostname = mail.$MAIL_DOMAIN
+mydomain = $MAIL_DOMAIN
+myorigin = \$mydomain
+mydestination =
+inet_interfaces = $MAIL_ADDR
+inet_protocols = ipv4
+mynetworks = $MAIL_CLIENT_NET
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_peername_lookup = no
+smtpd_banner = \$myhostname ESMTP
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+message_size_limit = 52428800
+virtual_mailbox_domains = $MAIL_DOMAIN
+virtual_mailbox_maps = texthash:$dir/postfix/etc/virtual-mailboxes
+virtual_transport = lmtp:inet:127.0.0.1:$LMTP_PORT
+lmtp_host_lookup = native
+default_transport = error:this mail host delivers only to $MAIL_DOMAIN
+relay_transport = error:this mail host delivers only to $MAIL_DOMAIN
+local_transport = error:this mail host delivers only to $MAIL_DOMAIN
+CONF
+  # Debian's master.cf, less what is not used, no chroot (the queue is private).
+  cat > "$dir/postfix/etc/master.cf" <<CONF
+$SMTP_PORT inet n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CONF
+  # Postfix waits until its config files are a second old before it starts (~2 s).
+  touch -d '1 minute ago' "$dir/postfix/etc/main.cf" "$dir/postfix/etc/master.cf" "$dir/postfix/etc/virtual-mailboxes"
+}
+
+# The PIDs of Dovecot's and Postfix's masters (from their own pid files), empty if none.
+mail_dovecot_pid() { local p; p=$(cat "$1/dovecot/run/master.pid" 2>/dev/null || true); [[ $p =~ ^[0-9]+$ ]] && echo "$p" || true; }
+mail_postfix_pid() { local p; p=$(tr -d ' \n' < "$1/postfix/queue/pid/master.pid" 2>/dev/null || true); [[ $p =~ ^[0-9]+$ ]] && echo "$p" || true; }
+
+# True once something accepts connections on ADDR:PORT (asked from the mail host).
+mail_port_open() { run_in "$MAIL_NS" bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# Starts Dovecot, then Postfix (which delivers to Dovecot's LMTP), each in the mail
+# host's namespace; returns when both listen.
+mail_start() {
+  local dir=$1 i t0 pid
+  mkdir -p "$dir"
+  mail_write_config "$dir"
+  t0=$(date +%s%N)
+  # Dovecot in the foreground (-F): $! is its master (ip netns exec replaces itself).
+  setsid $(netns_exec "$MAIL_NS") /usr/sbin/dovecot -F -c "$dir/dovecot.conf" </dev/null >>"$dir/dovecot.out" 2>&1 &
+  for i in $(seq 0 100); do
+    mail_port_open "$MAIL_ADDR" "$IMAP_PORT" && mail_port_open 127.0.0.1 "$LMTP_PORT" && [ -n "$(mail_dovecot_pid "$dir")" ] && break
+    alive_pid $! || { cat "$dir/dovecot.out" "$dir/dovecot.log" 2>/dev/null | tail -20 >&2; die "Dovecot did not start"; }
+    sleep 0.05
+  done
+  [ $i -lt 100 ] || { tail -20 "$dir/dovecot.log" >&2; die "Dovecot does not listen on $MAIL_ADDR:$IMAP_PORT and 127.0.0.1:$LMTP_PORT"; }
+  echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$dir/dovecot.start-ms"
+  # Postfix's master must start as root and daemonizes (its PID in queue/pid/master.pid).
+  # Its daemons log to postfix.log (maillog_file); its commands print errors only to a
+  # terminal, else to syslog, which this machine lacks: under script they reach
+  # postfix-start.out.
+  t0=$(date +%s%N)
+  run_in "$MAIL_NS" script -qec "/usr/sbin/postfix -c $dir/postfix/etc start" /dev/null </dev/null >"$dir/postfix-start.out" 2>&1 \
+    || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix did not start"; }
+  for i in $(seq 0 100); do
+    pid=$(mail_postfix_pid "$dir")
+    [ -n "$pid" ] && mail_port_open "$MAIL_ADDR" "$SMTP_PORT" && break
+    sleep 0.05
+  done
+  [ $i -lt 100 ] || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix does not listen on $MAIL_ADDR:$SMTP_PORT"; }
+  echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$dir/postfix.start-ms"
+}
+
+# Stops both masters at once by PID (each stops its own children), then whatever is left
+# in their sessions (a child that outlived its master).
+mail_stop() {
+  local dir=$1 pids=() sids=() pid sid
+  [ -d "$dir" ] || return 0
+  # A stale pid file must not stop another program: the PID must still be that master.
+  for pid in "$(mail_dovecot_pid "$dir") dovecot" "$(mail_postfix_pid "$dir") master"; do
+    set -- $pid
+    [ $# -eq 2 ] && alive_pid "$1" && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || continue
+    pids+=("$1"); sid=$(ps -o sid= -p "$1" 2>/dev/null | tr -d ' '); [ "$sid" = "$1" ] && sids+=("$sid")
+  done
+  stop_pids 5 "${pids[@]}"
+  pids=()
+  for sid in "${sids[@]}"; do pids+=($(ps -o pid= -s "$sid" 2>/dev/null || true)); done
+  [ ${#pids[@]} -eq 0 ] || stop_pids 2 "${pids[@]}"
+  return 0
+}
+
+# JSON (jq): where the mail host is and where its secrets are (paths, never contents).
+mail_info_json() {
+  local dir=$1
+  jq -n --arg domain "$MAIL_DOMAIN" --arg smtp "$MAIL_ADDR:$SMTP_PORT" --arg imap "$MAIL_ADDR:$IMAP_PORT" \
+    --arg lmtp "127.0.0.1:$LMTP_PORT" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
+    --arg passwords "$dir/user-passwords" --argjson users "$(printf '%s\n' "${MAIL_USERS[@]}" | jq -R . | jq -s .)" \
+    --argjson dovecot "$(mail_dovecot_pid "$dir" | grep . || echo null)" --argjson postfix "$(mail_postfix_pid "$dir" | grep . || echo null)" \
+    --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
+    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, users: $users, user_passwords_file: $passwords,
+     service_account: {user: $user, password_file: $password_file},
+     dovecot_pid: $dovecot, postfix_pid: $postfix, dovecot_log: $dovecot_log, postfix_log: $postfix_log}'
+}
