@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleNet
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -46,44 +47,43 @@ import Glibc
             #expect(servicePassword.count >= 32 && passwords.count == 4)
             #expect(!output.contains(servicePassword) && !passwords.values.contains { output.contains($0) }, "no password printed")
 
-            // SMTP: one message to demo1.
+            // SMTP: one message to demo1 (the Agent's own SMTP client).
             let messageID = "<\(UUID().uuidString)@bramble.test>"
-            let smtp = try LineClient(host: "127.0.0.1", port: ports[0])
-            #expect(try smtp.smtpReply().code == 220)
-            try smtp.smtp("EHLO client.test", expect: 250)
-            try smtp.smtp("MAIL FROM:<sender@outside.test>", expect: 250)
-            try smtp.smtp("RCPT TO:<demo1@example.test>", expect: 250)
-            try smtp.smtp("DATA", expect: 354)
-            try smtp.smtp("From: sender@outside.test\r\nTo: demo1@example.test\r\nSubject: mail server test\r\nMessage-ID: \(messageID)\r\n\r\nHello.\r\n.", expect: 250)
-            try smtp.smtp("QUIT", expect: 221)
+            let smtpAddress = HostPort(host: "127.0.0.1", port: ports[0]), imapAddress = HostPort(host: "127.0.0.1", port: ports[1])
+            let queued = try await SMTPSession.with(to: smtpAddress, helo: "client.test") { smtp in
+                try await smtp.send(from: "sender@outside.test", to: ["demo1@example.test"],
+                                    message: "From: sender@outside.test\r\nTo: demo1@example.test\r\nSubject: mail server test\r\nMessage-ID: \(messageID)\r\n\r\nHello.\r\n")
+            }
+            #expect(queued.code == 250)
             // A mailbox that does not exist is refused at RCPT, and nothing is relayed elsewhere.
-            let refused = try LineClient(host: "127.0.0.1", port: ports[0])
-            _ = try refused.smtpReply()
-            try refused.smtp("EHLO client.test", expect: 250)
-            try refused.smtp("MAIL FROM:<sender@outside.test>", expect: 250)
-            try refused.smtp("RCPT TO:<nobody@example.test>", expect: 550)
-            try refused.smtp("RCPT TO:<someone@elsewhere.test>", expect: 550)
+            let refusals = try await SMTPSession.with(to: smtpAddress, helo: "client.test") { smtp in
+                try await smtp.command("MAIL FROM:<sender@outside.test>")
+                let nobody = try await smtp.command("RCPT TO:<nobody@example.test>", accept: { _ in true })
+                let elsewhere = try await smtp.command("RCPT TO:<someone@elsewhere.test>", accept: { _ in true })
+                return [nobody.code, elsewhere.code]
+            }
+            #expect(refusals == [550, 550])
 
             // IMAP as the service account, in demo1's mailbox: the message by its Message-ID.
-            let imap = try LineClient(host: "127.0.0.1", port: ports[1])
-            #expect(try imap.readLine().hasPrefix("* OK"))
-            #expect(try imap.imap("a1", "LOGIN \"demo1@example.test*\(serviceUser)\" \"\(servicePassword)\"").last?.hasPrefix("a1 OK") == true)
-            #expect(try imap.imap("a2", "SELECT INBOX").last?.hasPrefix("a2 OK") == true)
-            var found = false
-            for attempt in 0..<50 where !found {  // LMTP delivery follows the SMTP 250 within milliseconds
-                if attempt > 0 { try await Task.sleep(for: .milliseconds(100)) }
-                let lines = try imap.imap("f\(attempt)", "UID FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-                #expect(lines.last?.hasPrefix("f\(attempt) OK") == true, "\(lines)")
-                found = lines.contains { $0.contains(messageID) }
-                if !found { _ = try imap.imap("n\(attempt)", "NOOP") }
+            let found = try await IMAPSession.with(to: imapAddress) { imap in
+                try await imap.login(user: "demo1@example.test*\(serviceUser)", password: servicePassword)
+                for attempt in 0..<50 {  // LMTP delivery follows the SMTP 250 within milliseconds
+                    if attempt > 0 { try await Task.sleep(for: .milliseconds(100)) }
+                    guard try await imap.select("INBOX", readOnly: true).exists > 0 else { continue }
+                    let headers = try await imap.uidFetch("1:*", "UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]")
+                    if headers.contains(where: { String(decoding: $0.attributes["BODY[HEADER.FIELDS (MESSAGE-ID)]"]?.bytes ?? [], as: UTF8.self).contains(messageID) }) {
+                        await imap.logout()
+                        return true
+                    }
+                }
+                return false
             }
             #expect(found, "the message \(messageID) reached demo1's INBOX")
-            _ = try imap.imap("a3", "LOGOUT")
 
             // The user's own password works; a wrong one and a service login to no mailbox do not.
-            #expect(try login("demo1@example.test", passwords["demo1@example.test"] ?? "", port: ports[1]).hasPrefix("a1 OK"))
-            #expect(try login("demo1@example.test", "wrong-password", port: ports[1]).hasPrefix("a1 NO"))
-            #expect(try login("nobody@example.test*\(serviceUser)", servicePassword, port: ports[1]).hasPrefix("a1 NO"))
+            #expect(try await logsIn("demo1@example.test", passwords["demo1@example.test"] ?? "", at: imapAddress))
+            #expect(try await !logsIn("demo1@example.test", "wrong-password", at: imapAddress))
+            #expect(try await !logsIn("nobody@example.test*\(serviceUser)", servicePassword, at: imapAddress))
 
             // No log holds a password.
             for log in [info["dovecot_log"], info["postfix_log"]].compactMap({ $0 as? String }) {
@@ -101,11 +101,14 @@ import Glibc
         for pid in sessionPIDs { #expect(isGone(pid), "pid \(pid) is gone after stop") }
     }
 
-    /// The tagged answer to an IMAP LOGIN on a new connection.
-    func login(_ user: String, _ password: String, port: Int) throws -> String {
-        let client = try LineClient(host: "127.0.0.1", port: port)
-        _ = try client.readLine()
-        return try client.imap("a1", "LOGIN \"\(user)\" \"\(password)\"").last ?? ""
+    /// Whether an IMAP LOGIN on a new connection is accepted (NO: false).
+    func logsIn(_ user: String, _ password: String, at address: HostPort) async throws -> Bool {
+        do {
+            try await IMAPSession.with(to: address) { imap in try await imap.login(user: user, password: password) }
+            return true
+        } catch let refused as IMAPSession.Refused where refused.status == .no {
+            return false
+        }
     }
 
     /// Every process in the sessions these (session-leading) masters lead.
