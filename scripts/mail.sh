@@ -29,16 +29,24 @@ ensure_mail_packages() {
 #   MAIL_CLIENT_NET         CIDR Postfix relays for (mynetworks): only to MAIL_DOMAIN anyway
 #   SMTP_PORT IMAP_PORT LMTP_PORT   LMTP listens on 127.0.0.1 of the mail host only
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
-# MAIL_DOMAIN; default demo1…demo4) and MAIL_SERVICE_USER (bramble-service).
+# MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
+# MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
+#
+# New mail: Dovecot's push_notification plugin runs push.lua (Lua driver, from
+# dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL to every
+# notify URL in turn with the notify token (timeout 500 ms each). A notification that
+# fails is dropped, not queued: it is only a trigger, the nodes' sweep is the truth.
 #
 # DIR holds everything: dovecot.conf and postfix/etc/ (configs), dovecot/ (passwd-files, base
 # and state dirs), mail/ (maildirs, owned by the mail user), postfix/queue and /data, the
 # logs (dovecot.log, postfix.log), and two files of secrets, mode 0600 from creation:
-# user-passwords ("EMAIL PASSWORD" lines) and service-password (the Dovecot master user's
-# password). Dovecot's passwd-files hold only SHA512-CRYPT hashes (mode 0640, group dovecot).
+# user-passwords ("EMAIL PASSWORD" lines), service-password (the Dovecot master user's
+# password) and notify-token (the bearer token of the notifications; push.lua holds it
+# too, mode 0640, group mail). Dovecot's passwd-files hold only SHA512-CRYPT hashes (mode 0640, group dovecot).
 MAIL_DOMAIN=${MAIL_DOMAIN:-example.test}
 MAIL_SERVICE_USER=${MAIL_SERVICE_USER:-bramble-service}
 [ -n "${MAIL_USERS+x}" ] || MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
+[ -n "${MAIL_NOTIFY_URLS+x}" ] || MAIL_NOTIFY_URLS=()
 
 mail_ports() { echo "$SMTP_PORT" "$IMAP_PORT" "$LMTP_PORT"; }
 
@@ -60,6 +68,52 @@ mail_write_config() {
         [ "${email#*@}" = "$MAIL_DOMAIN" ] || die "mailbox $email is not in $MAIL_DOMAIN"
         echo "$email $(random_token)"
       done > "$dir/user-passwords" )
+  fi
+  [ -f "$dir/notify-token" ] || ( umask 077; random_token > "$dir/notify-token" )
+  local plugins="" urls=""
+  if [ "${#MAIL_NOTIFY_URLS[@]}" -gt 0 ] && [ -n "${MAIL_NOTIFY_URLS[0]:-}" ]; then
+    plugins="mail_plugins = \$mail_plugins mail_lua notify push_notification push_notification_lua"
+    urls=$(printf '  "%s",\n' "${MAIL_NOTIFY_URLS[@]}")
+    ( umask 027
+      cat > "$dir/push.lua" <<LUA
+-- Written by scripts/mail.sh: tells the Bramble nodes whose INBOX got mail (a trigger;
+-- the nodes' watermarks are the truth). A node that does not answer costs 500 ms.
+local urls = {
+$urls
+}
+local token = "$(cat "$dir/notify-token")"
+local client = nil
+
+function script_init()
+  client = dovecot.http.client({ timeout = 500, max_attempts = 1 })
+  return 0
+end
+
+function dovecot_lua_notify_begin_txn(user)
+  return { user = user.username, inbox = false }
+end
+
+local function seen(ctx, event)
+  if event.mailbox == "INBOX" then ctx.inbox = true end
+end
+dovecot_lua_notify_event_message_new = seen
+dovecot_lua_notify_event_message_append = seen
+
+local function escaped(s)
+  return (s:gsub("[^%w%-%._~@]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+
+function dovecot_lua_notify_end_txn(ctx)
+  if not ctx.inbox then return end
+  for _, url in ipairs(urls) do
+    local request = client:request({ url = url .. "?user=" .. escaped(ctx.user), method = "POST" })
+    request:add_header("Authorization", "Bearer " .. token)
+    request:submit()
+  end
+end
+LUA
+    )
+    chgrp mail "$dir/push.lua"
   fi
   ( umask 027
     echo "$MAIL_SERVICE_USER:$(mail_hash < "$dir/service-password")" > "$dir/dovecot/master-users"
@@ -118,6 +172,10 @@ service lmtp {
 }
 protocol lmtp {
   postmaster_address = postmaster@$MAIL_DOMAIN
+  $plugins
+}
+plugin {
+  push_notification_driver = lua:file=$dir/push.lua
 }
 CONF
 
@@ -243,10 +301,11 @@ mail_info_json() {
   local dir=$1
   jq -n --arg domain "$MAIL_DOMAIN" --arg smtp "$MAIL_ADDR:$SMTP_PORT" --arg imap "$MAIL_ADDR:$IMAP_PORT" \
     --arg lmtp "127.0.0.1:$LMTP_PORT" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
+    --arg notify_token_file "$dir/notify-token" \
     --arg passwords "$dir/user-passwords" --argjson users "$(printf '%s\n' "${MAIL_USERS[@]}" | jq -R . | jq -s .)" \
     --argjson dovecot "$(mail_dovecot_pid "$dir" | grep . || echo null)" --argjson postfix "$(mail_postfix_pid "$dir" | grep . || echo null)" \
     --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
     {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, users: $users, user_passwords_file: $passwords,
-     service_account: {user: $user, password_file: $password_file},
+     service_account: {user: $user, password_file: $password_file}, notify_token_file: $notify_token_file,
      dovecot_pid: $dovecot, postfix_pid: $postfix, dovecot_log: $dovecot_log, postfix_log: $postfix_log}'
 }

@@ -5,9 +5,11 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 
-/// A simulated BlackBerry device: stays connected to the relay, opens each item with its
-/// master key, shows it once (drops repeats by sequence number), acknowledges it, and
-/// reconnects with back-off when the link drops.
+/// A simulated BlackBerry device: stays connected to the relay, opens each item (a push,
+/// a mail, a More chunk) with its master key, shows it once (drops repeats by sequence
+/// number), acknowledges it, and reconnects with back-off when the link drops. Its
+/// requests (More) wait in its outbox and are sent again every `requestRetryMs` until
+/// the server acknowledges them.
 public final class DeviceAgent: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var credential: DeviceCredential
@@ -18,6 +20,8 @@ public final class DeviceAgent: @unchecked Sendable {
         public var logPath: String? = nil
         /// Print each shown item as a JSON line on standard output.
         public var printJSON = false
+        /// Unacknowledged requests are sent again this often while connected.
+        public var requestRetryMs: UInt64 = 2_000
         public init(credential: DeviceCredential, relay: HostPort) {
             self.credential = credential
             self.relay = relay
@@ -32,7 +36,9 @@ public final class DeviceAgent: @unchecked Sendable {
     // Touched only by the task running `run()`.
     private let envelope = Envelope()
     private let store: ShownStore
-    private var requestNumber: UInt64 = 0
+    private var ackNumber: UInt64 = 0
+    /// Shared with the session's request sender.
+    public let outbox: DeviceOutbox
 
     public init(configuration: Configuration, logger: Logger, onShown: (@Sendable (ShownItem) -> Void)? = nil) throws {
         (pin, key) = try configuration.credential.validated()
@@ -41,6 +47,7 @@ public final class DeviceAgent: @unchecked Sendable {
         self.onShown = onShown
         self.store = try ShownStore(statePath: configuration.statePath, logPath: configuration.logPath,
                                     printToStdout: configuration.printJSON)
+        self.outbox = try DeviceOutbox(statePath: configuration.statePath)
     }
 
     private let shownTotal = NIOLockedValueBox(0)
@@ -73,24 +80,53 @@ public final class DeviceAgent: @unchecked Sendable {
             }
             onConnected()
             logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
-            while let batch = try await frames.nextBatch() {
-                var refs: [UInt64] = []
-                var pongs: [Frame] = []
-                for frame in batch {
-                    switch frame {
-                    case .data(let data): if let ref = try show(data) { refs.append(ref) }
-                    case .ping(let n): pongs.append(.pong(n))
-                    case .error(let code, let message):
-                        logger.warning("relay error", metadata: ["device.pin": "\(pin)", "code": "\(code)", "message": "\(message)"])
-                    default: break
-                    }
-                }
-                if !pongs.isEmpty { try await link.outbound.write(contentsOf: pongs) }
-                guard !refs.isEmpty else { continue }
-                // Persist once per burst, then acknowledge the burst.
-                try store.save()
-                try await link.outbound.write(contentsOf: acknowledgements(refs))
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await self.sendRequests(on: link) }
+                try await self.receive(&frames, on: link)
+                group.cancelAll()
             }
+        }
+    }
+
+    /// Takes requests from the control spool into the outbox and sends what is
+    /// unacknowledged: at once when new, and every `requestRetryMs`.
+    private func sendRequests(on link: FrameLink) async throws {
+        let retryMs = configuration.requestRetryMs
+        var sinceRetryMs: UInt64 = retryMs
+        while !Task.isCancelled {
+            let fresh = try outbox.takeSpooled()
+            let due = sinceRetryMs >= retryMs ? outbox.pending : outbox.pending.filter { fresh.contains($0.ref) }
+            if sinceRetryMs >= retryMs { sinceRetryMs = 0 }
+            if !due.isEmpty {
+                try await link.outbound.write(contentsOf: due.map { entry in
+                    var frame = DataFrame(pin: pin, service: .request, ref: entry.ref, flags: [.fromDevice], body: [])
+                    frame.body = Envelope().seal(entry.request.encoded(), key: key, header: frame)
+                    return .data(frame)
+                })
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            sinceRetryMs += 100
+        }
+    }
+
+    private func receive(_ frames: inout FrameReader, on link: FrameLink) async throws {
+        while let batch = try await frames.nextBatch() {
+            var refs: [UInt64] = []
+            var pongs: [Frame] = []
+            for frame in batch {
+                switch frame {
+                case .data(let data): if let ref = try show(data) { refs.append(ref) }
+                case .ping(let n): pongs.append(.pong(n))
+                case .error(let code, let message):
+                    logger.warning("relay error", metadata: ["device.pin": "\(pin)", "code": "\(code)", "message": "\(message)"])
+                default: break
+                }
+            }
+            if !pongs.isEmpty { try await link.outbound.write(contentsOf: pongs) }
+            guard !refs.isEmpty else { continue }
+            // Persist once per burst, then acknowledge the burst.
+            try store.save()
+            try await link.outbound.write(contentsOf: acknowledgements(refs))
         }
     }
 
@@ -98,21 +134,32 @@ public final class DeviceAgent: @unchecked Sendable {
     /// acknowledge (repeats too: the first acknowledgement may be what was lost), or
     /// nil for a frame that must not be acknowledged.
     private func show(_ frame: DataFrame) throws -> UInt64? {
-        guard frame.pin == pin, frame.service == .push, !frame.flags.contains(.fromDevice) else {
+        guard frame.pin == pin, !frame.flags.contains(.fromDevice), frame.service.isDelivered || frame.service == .requestAck else {
             logger.warning("unexpected frame dropped", metadata: ["device.pin": "\(pin)", "frame.service": "\(frame.service)"])
             return nil
         }
-        if store.contains(frame.ref) { return frame.ref }
-        let item: PushItem
+        if frame.service.isDelivered, store.contains(frame.ref) { return frame.ref }
+        let shown: ShownItem
         do {
-            item = try PushItem.decode(try envelope.open(frame, key: key))
-        } catch {
+            let payload = try envelope.open(frame, key: key)
+            let (p, ref, now) = (pin.description, frame.ref, Date())
+            switch frame.service {
+            case .push: shown = .push(try PushItem.decode(payload), pin: p, ref: ref, at: now)
+            case .mail: shown = .mail(try MailItem.decode(payload), pin: p, ref: ref, at: now)
+            case .more: shown = .more(try MoreChunk.decode(payload), pin: p, ref: ref, at: now)
+            default:
+                // The server recorded these requests: they leave the outbox.
+                try outbox.acknowledge(try AckList.decode(payload).refs)
+                return nil
+            }
+        } catch let error as EnvelopeError {
             // Tampered or foreign: never shown, never acknowledged, so a genuine copy is still resent.
             logger.warning("item rejected", metadata: ["device.pin": "\(pin)", "frame.ref": "\(frame.ref)", "reason": "\(error)"])
             return nil
+        } catch let error as PayloadError {
+            logger.warning("item rejected", metadata: ["device.pin": "\(pin)", "frame.ref": "\(frame.ref)", "reason": "\(error)"])
+            return nil
         }
-        let shown = ShownItem(pin: pin.description, ref: frame.ref, pushID: item.pushID, service: "push",
-                              subject: item.subject, bodyLength: item.body.utf8.count, receivedAt: Date())
         try store.show(shown)
         shownTotal.withLockedValue { $0 += 1 }
         onShown?(shown)
@@ -122,8 +169,8 @@ public final class DeviceAgent: @unchecked Sendable {
     /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.
     private func acknowledgements(_ refs: [UInt64]) -> [Frame] {
         stride(from: 0, to: refs.count, by: AckList.maxCount).map { start in
-            requestNumber += 1
-            var ack = DataFrame(pin: pin, service: .ack, ref: requestNumber, flags: [.fromDevice], body: [])
+            ackNumber += 1
+            var ack = DataFrame(pin: pin, service: .ack, ref: ackNumber, flags: [.fromDevice], body: [])
             ack.body = envelope.seal(AckList(refs: Array(refs[start..<min(start + AckList.maxCount, refs.count)])).encoded(),
                                      key: key, header: ack)
             return .data(ack)

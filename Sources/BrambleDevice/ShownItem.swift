@@ -1,19 +1,58 @@
+import BrambleCore
 import Foundation
 
-/// One item a device showed: what `--json` prints, one JSON object per line.
+/// One item a device showed: what `--json` prints, one JSON object per line. A push has
+/// `push_id`, `subject` and `body_length`; a mail (`service` "mail") has `message_id`,
+/// `from`, `to`, `cc`, `subject`, `body` (the text shown so far), `more_available` and
+/// `attachments`; a More chunk (`service` "more") has `message_id`, `offset`, `body` and
+/// `more_available`. Fields a service does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
     public var ref: UInt64
-    public var pushID: String
     public var service: String
-    public var subject: String
-    public var bodyLength: Int
+    public var pushID: String?
+    public var subject: String?
+    public var bodyLength: Int?
+    public var messageID: String?
+    public var from: String?
+    public var to: [String]?
+    public var cc: [String]?
+    public var date: String?
+    public var body: String?
+    public var offset: UInt64?
+    public var moreAvailable: Bool?
+    public var attachments: [MailItem.Attachment]?
     public var receivedAt: Date
 
+    public init(pin: String, ref: UInt64, service: String, receivedAt: Date) {
+        (self.pin, self.ref, self.service, self.receivedAt) = (pin, ref, service, receivedAt)
+    }
+
+    public static func push(_ item: PushItem, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "push", receivedAt: at)
+        (s.pushID, s.subject, s.bodyLength) = (item.pushID, item.subject, item.body.utf8.count)
+        return s
+    }
+
+    public static func mail(_ item: MailItem, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "mail", receivedAt: at)
+        (s.messageID, s.from, s.to, s.cc, s.subject, s.date) = (item.messageID, item.from, item.to, item.cc, item.subject, item.date)
+        (s.body, s.moreAvailable, s.attachments) = (item.body, item.moreAvailable, item.attachments)
+        return s
+    }
+
+    public static func more(_ chunk: MoreChunk, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "more", receivedAt: at)
+        (s.messageID, s.offset, s.body, s.moreAvailable) = (chunk.messageID, chunk.offset, chunk.body, chunk.moreAvailable)
+        return s
+    }
+
     enum CodingKeys: String, CodingKey {
-        case pin, ref, service, subject
+        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments
         case pushID = "push_id"
         case bodyLength = "body_length"
+        case messageID = "message_id"
+        case moreAvailable = "more_available"
         case receivedAt = "received_at"
     }
 

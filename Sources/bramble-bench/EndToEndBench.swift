@@ -33,7 +33,7 @@ struct EndToEndBench: AsyncParsableCommand {
             pins.append(credential.pin)
             agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress), logger: Logger(label: "device")) { item in
                 let now = ContinuousClock.now
-                shownAt.withLockedValue { $0[item.pushID] = now }
+                if let id = item.pushID { shownAt.withLockedValue { $0[id] = now } }
             })
         }
         let allPins = pins

@@ -47,7 +47,7 @@ struct FailoverBench: AsyncParsableCommand {
         let shown = NIOLockedValueBox<[(id: String, at: ContinuousClock.Instant)]>([])
         let agent = try DeviceAgent(configuration: .init(credential: probe, relay: relayAddress), logger: Logger(label: "probe")) { item in
             let now = ContinuousClock.now
-            shown.withLockedValue { $0.append((item.pushID, now)) }
+            if let id = item.pushID { shown.withLockedValue { $0.append((id, now)) } }
         }
         guard let primary = await Self.primary(nodes, http: http) else { throw ValidationError("no node answers /primary with 200") }
         let startEpoch = try await Self.relayEpoch(relayHealth, srpID: srpID, http: http)

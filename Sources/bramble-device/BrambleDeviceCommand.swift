@@ -10,7 +10,7 @@ struct BrambleDeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bramble-device",
         abstract: "A simulated BlackBerry device, or many of them.",
-        subcommands: [Run.self, Load.self])
+        subcommands: [Run.self, Load.self, Control.self])
 
     static func relayAddress(_ text: String) throws -> HostPort {
         guard let hp = HostPort(text) else { throw ValidationError("--relay must be HOST:PORT, got '\(text)'") }
@@ -82,6 +82,40 @@ struct Load: AsyncParsableCommand {
                     }
                 }
             }
+        }
+    }
+}
+
+struct Control: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drive a running device: `more MESSAGE_ID` asks for the next chunk of a mail.",
+        discussion: """
+            Writes the request into the device's control spool (STATE.control/); the running
+            device takes it into its outbox, sends it, and retries until the server has
+            recorded it. The chunk arrives as a JSON line with service "more", message_id,
+            offset, body and more_available. `make status` gives each device's control
+            command as its `control` field. Exits 2 on bad input, 1 if the device's state
+            has no spool (never run with this state file).
+            """)
+
+    @Option(help: "The running device's state file (run --state; default CREDENTIAL.state).") var state: String
+    @Argument(help: "The verb: more.") var verb: String
+    @Argument(help: "The mail's Message-ID, as its JSON line gives it.") var messageID: String
+
+    func validate() throws {
+        guard verb == "more" else { throw ValidationError("unknown verb '\(verb)'; the only verb is: more MESSAGE_ID") }
+        guard !messageID.isEmpty, messageID.utf8.count <= MailItem.maxMessageIDLength else {
+            throw ValidationError("MESSAGE_ID must be 1–\(MailItem.maxMessageIDLength) bytes")
+        }
+    }
+
+    func run() throws {
+        do {
+            let file = try DeviceControlRequest(more: messageID).submit(statePath: state)
+            print("queued: more \(messageID) (\(file))")
+        } catch {
+            FileHandle.standardError.write(Data("bramble-device control: no running device with state \(state) (\(error.localizedDescription))\n".utf8))
+            throw ExitCode.failure
         }
     }
 }

@@ -50,6 +50,14 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // 3. The payload parsers, which run only after authentication but are bounded anyway.
     _ = try? PushItem.decode(bytes)
     _ = try? AckList.decode(bytes)
+    //     The tagged-field payloads: whatever decodes must encode back to itself.
+    if let mail = try? MailItem.decode(bytes) { precondition((try? MailItem.decode(mail.encoded())) == mail, "re-encoding changed the mail") }
+    if let more = try? MoreChunk.decode(bytes) { precondition((try? MoreChunk.decode(more.encoded())) == more, "re-encoding changed the chunk") }
+    if let request = try? DeviceRequest.decode(bytes) {
+        precondition((try? DeviceRequest.decode(request.encoded())) == request, "re-encoding changed the request")
+    }
+    _ = (try? PayloadFields(bytes)).map { try? $0.records(9, maxCount: 4, "records") }
+    _ = IMAPDate.parse(String(decoding: bytes, as: UTF8.self))
 
     // 3b. The IMAP response decoder (bytes from a mail server), with small bounds so the
     //     limits themselves are exercised; then the same bytes as a literal's body.

@@ -24,6 +24,11 @@ extension BrambleServerCommand {
         static let maxInFlight = 5
         static let resendAfter = 4 * 3600
         static let logLevel = "info"
+        static let mailServiceUser = "bramble-service"
+        static let mailChunkBytes = 2048
+        static let mailMaxTextBytes = 32 * 1024
+        static let mailSweepMs = 30_000
+        static let mailWorkers = 8
     }
 
     /// The secrets, each read from the file its setting names.
@@ -31,6 +36,8 @@ extension BrambleServerCommand {
         SecretFile(key: "secret.srp-keys", pathKey: "srp-key-file", what: "SRP key", trimmed: false),
         SecretFile(key: "secret.admin-token", pathKey: "admin-token-file", what: "admin token"),
         SecretFile(key: "secret.db-password", pathKey: "db-password-file", what: "database password"),
+        SecretFile(key: "secret.mail-service-password", pathKey: "mail-service-password-file", what: "mail service account password"),
+        SecretFile(key: "secret.mail-notify-token", pathKey: "mail-notify-token-file", what: "mail notify token"),
     ]
 
     /// Every setting of the node, with the value its flag gave (nil: not given).
@@ -42,7 +49,9 @@ extension BrambleServerCommand {
             "admin-token-file": adminTokenFile, "db-host": dbHost, "db-port": dbPort,
             "patroni-api": patroniApi, "db-user": dbUser, "db-name": dbName,
             "db-password-file": dbPasswordFile, "max-in-flight": maxInFlight,
-            "resend-after": resendAfter, "log-level": logLevel,
+            "resend-after": resendAfter, "log-level": logLevel, "imap": imap, "mail-service-user": mailServiceUser,
+            "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
+            "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
         ]
     }
 
@@ -119,6 +128,34 @@ extension BrambleServerCommand {
         guard resendAfter >= 1 else { throw ValidationError("--resend-after must be at least 1 second") }
         config.dispatcher.maxInFlight = maxInFlight
         config.dispatcher.resendAfter = .seconds(resendAfter)
+        config.mail = try await mailConfiguration(settings)
         return config
+    }
+
+    /// The Messaging Agent's settings; nil without `imap`.
+    private func mailConfiguration(_ settings: DaemonSettings) async throws -> MessagingAgent.Configuration? {
+        guard let imap = try await settings.string("imap") else { return nil }
+        guard let address = HostPort(imap) else { throw ValidationError("--imap must be HOST:PORT, got '\(imap)'") }
+        guard try await settings.string("mail-service-password-file") != nil else {
+            throw ValidationError("--imap needs --mail-service-password-file (the service account's password)")
+        }
+        var mail = MessagingAgent.Configuration(imap: address, servicePassword: try await settings.requiredSecret("secret.mail-service-password"))
+        let user = try await settings.string("mail-service-user", default: Default.mailServiceUser)
+        guard Self.isName(user) else { throw ValidationError("--mail-service-user must be 1–64 letters, digits, '.', '-' or '_'") }
+        mail.serviceUser = user
+        let chunk = try await settings.int("mail-chunk-bytes", default: Default.mailChunkBytes)
+        guard (256...MailItem.maxChunkLength).contains(chunk) else { throw ValidationError("--mail-chunk-bytes must be 256…\(MailItem.maxChunkLength)") }
+        let maxText = try await settings.int("mail-max-text-bytes", default: Default.mailMaxTextBytes)
+        guard (chunk...(1 << 20)).contains(maxText) else { throw ValidationError("--mail-max-text-bytes must be --mail-chunk-bytes (\(chunk))…1048576") }
+        let sweep = try await settings.int("mail-sweep-ms", default: Default.mailSweepMs)
+        guard (100...3_600_000).contains(sweep) else { throw ValidationError("--mail-sweep-ms must be 100…3600000") }
+        let workers = try await settings.int("mail-workers", default: Default.mailWorkers)
+        guard (1...64).contains(workers) else { throw ValidationError("--mail-workers must be 1…64") }
+        (mail.chunkBytes, mail.maxTextBytes, mail.sweepIntervalMs, mail.workers) = (chunk, maxText, UInt64(sweep), workers)
+        if let token = try await settings.secret("secret.mail-notify-token") {
+            guard token.count >= 16 else { throw ValidationError("the mail notify token must be at least 16 characters") }
+            mail.notifyToken = token
+        }
+        return mail
     }
 }

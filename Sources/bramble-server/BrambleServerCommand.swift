@@ -41,6 +41,14 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "File holding the database password, if one is needed.") var dbPasswordFile: String?
     @Option(help: "Unacknowledged items in flight per device (default: \(Default.maxInFlight), as BES).") var maxInFlight: Int?
     @Option(help: "Seconds before an unacknowledged item is sent again (default: \(Default.resendAfter), 4 h as BES).") var resendAfter: Int?
+    @Option(help: "The mail server's IMAP listener, HOST:PORT, whose mailboxes the Messaging Agent watches (optional: without it the Agent stays idle).") var imap: String?
+    @Option(help: "The mail server's service account, a Dovecot master user: the Agent logs in as USER*ACCOUNT (default: \(Default.mailServiceUser)).") var mailServiceUser: String?
+    @Option(help: "File holding the service account's password (required with --imap).") var mailServicePasswordFile: String?
+    @Option(help: "File holding the token the mail server's notifications (POST /mail/notify) carry; without it the sweep alone finds new mail.") var mailNotifyTokenFile: String?
+    @Option(help: "Bytes of a mail's text in its first chunk and in each More (default: \(Default.mailChunkBytes), as BES).") var mailChunkBytes: Int?
+    @Option(help: "Most bytes of one mail's text a device can get, More included (default: \(Default.mailMaxTextBytes)).") var mailMaxTextBytes: Int?
+    @Option(help: "Milliseconds between sweeps that check every watched mailbox, which find mail a lost notification missed (default: \(Default.mailSweepMs)).") var mailSweepMs: Int?
+    @Option(help: "Mailboxes checked at once (default: \(Default.mailWorkers)).") var mailWorkers: Int?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
 

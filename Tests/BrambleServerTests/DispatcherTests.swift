@@ -39,6 +39,14 @@ import Testing
         func recordDelivery(_ transitions: [DeliveryTransition], pair: String, node: String, epoch: UInt64) async throws {
             box.withLockedValue { $0 += transitions.map { ($0, epoch) } }
         }
+        let requests = NIOLockedValueBox<Set<PendingRequest.Key>>([])
+        func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key> {
+            self.requests.withLockedValue { seen in
+                let repeats = Set(requests.map(\.key)).intersection(seen)
+                seen.formUnion(requests.map(\.key))
+                return repeats
+            }
+        }
         func states(_ state: DeliveryState) -> [UInt64] { box.withLockedValue { $0.filter { $0.0.state == state }.map(\.0.seq).sorted() } }
     }
 
@@ -51,8 +59,41 @@ import Testing
         recorder = DeliveryRecorder(store: delivered, pair: "p", node: "a", inbox: HAInbox(), clock: clock, metrics: metrics, logger: quietLogger)
         var configuration = Dispatcher.Configuration()
         configuration.resendAfter = .seconds(30)
+        let rung = requestsRung
         dispatcher = Dispatcher(configuration: configuration, store: queue, outbound: outbound, recorder: recorder, clock: clock,
-                                metrics: metrics, logger: quietLogger)
+                                metrics: metrics, logger: quietLogger, onRequestsRecorded: { rung.withLockedValue { $0 += 1 } })
+    }
+
+    /// How often the Dispatcher told the Agent of new requests.
+    let requestsRung = NIOLockedValueBox(0)
+
+    func request(ref: UInt64, _ request: DeviceRequest) -> DataFrame {
+        var frame = DataFrame(pin: Self.pin, service: .request, ref: ref, flags: [.fromDevice], body: [])
+        frame.body = Envelope().seal(request.encoded(), key: key, header: frame)
+        return frame
+    }
+
+    @Test func aRequestIsRecordedBeforeItIsAcknowledgedAndARepeatIsAcknowledgedAgainButActsOnce() async throws {
+        try await running {
+            await dispatcher.serve(epoch: 1)
+            outbound.open(epoch: 1)
+            await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
+            #expect(delivered.requests.withLockedValue { $0 } == [PendingRequest.Key(pin: Self.pin, ref: 7)], "recorded")
+            var acks = try await sent().filter { $0.service == .requestAck }
+            #expect(try acks.map { try AckList.decode(Envelope().open($0, key: key)).refs } == [[7]], "then acknowledged")
+            #expect(requestsRung.withLockedValue { $0 } == 1)
+            // The device did not hear the acknowledgement and sends it again (or someone replays it).
+            await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
+            acks = try await sent().filter { $0.service == .requestAck }
+            #expect(acks.count == 1, "acknowledged again")
+            #expect(requestsRung.withLockedValue { $0 } == 1, "nothing new to act on")
+            // Tampered: neither recorded nor acknowledged.
+            var tampered = request(ref: 8, .more(messageID: "<a@b>"))
+            tampered.body[tampered.body.count - 1] ^= 1
+            await dispatcher.received([tampered])
+            #expect(try await sent().isEmpty)
+            #expect(delivered.requests.withLockedValue { $0 }.count == 1)
+        }
     }
 
     func running(_ body: () async throws -> Void) async throws {

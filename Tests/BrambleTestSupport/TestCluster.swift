@@ -34,8 +34,21 @@ final class TestCluster: @unchecked Sendable {
         /// The configuration database as etcd ×3 and PostgreSQL ×2 under Patroni
         /// (scripts/pg-patroni) instead of one private PostgreSQL.
         var patroni = false
+        /// A mail host (scripts/mail-private: Postfix and Dovecot, mailboxes
+        /// demo1…demo4@example.test) whose notifications go to the nodes, which watch it.
+        var mail = false
+        /// Whether Dovecot tells the nodes of new mail (else only the sweep finds it).
+        var mailNotifications = true
+        var mailSweepMs = 30_000
+        var mailChunkBytes = 2048
+        var mailMaxTextBytes = 32 * 1024
         public init() {}
     }
+
+    /// The mail host's listeners, once started.
+    private(set) var smtp = HostPort(host: "127.0.0.1", port: 0)
+    private(set) var imap = HostPort(host: "127.0.0.1", port: 0)
+    private var mailPorts: [Int] = []
 
     let dir: String
     let pgPort: Int
@@ -107,6 +120,7 @@ final class TestCluster: @unchecked Sendable {
         } else {
             try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
         }
+        if options.mail { try startMailHost() }
         try startRelay()
         try await waitFor("relay health") { try await self.get("http://127.0.0.1:\(self.relayHTTPPort)/health").status == 200 }
         for name in options.cuttableLinks {
@@ -122,6 +136,52 @@ final class TestCluster: @unchecked Sendable {
             let ready = options.unreachableRelay.contains(name) ? "/standby" : "/health/ready"
             try await waitFor("\(name) standby", seconds: 60) { try await self.get(self.nodeURL(name) + ready).status == 200 }
         }
+    }
+
+    private func startMailHost() throws {
+        mailPorts = try Self.freePorts(3)
+        smtp.port = mailPorts[0]
+        imap.port = mailPorts[1]
+        try runMailHost()
+    }
+
+    /// Restarts Dovecot and Postfix (same directory, same ports, same mailboxes).
+    func restartMailHost() throws {
+        try runCommand(Self.root + "/scripts/mail-private", ["stop", dir + "/mail"])
+        try runMailHost()
+    }
+
+    private func runMailHost() throws {
+        let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify }.joined(separator: " ") : ""
+        try runCommand(Self.root + "/scripts/mail-private", ["start", dir + "/mail"] + mailPorts.map(String.init),
+                       environment: ["BRAMBLE_MAIL_NOTIFY_URLS": urls])
+    }
+
+    /// Sends a mail through Postfix; returns once Postfix answered 250.
+    func sendMail(to: String, subject: String, body: String, messageID: String, headers: String = "") async throws {
+        let message = """
+            From: Sender <sender@outside.test>
+            To: \(to)
+            Subject: \(subject)
+            Message-ID: \(messageID)
+            \(headers.isEmpty ? "" : headers + "\n")MIME-Version: 1.0
+            Content-Type: text/plain; charset=utf-8
+
+            \(body)
+            """
+        try await sendRawMail(to: to, message)
+    }
+
+    func sendRawMail(to: String, _ message: String) async throws {
+        let reply = try await SMTPSession.with(to: smtp) { session in
+            try await session.send(from: "sender@outside.test", to: [to], message: message)
+        }
+        guard reply.code == 250 else { throw SetupError("Postfix answered \(reply.code) \(reply.text)") }
+    }
+
+    /// The Dovecot master user's password (the service account).
+    var servicePassword: String {
+        get throws { try String(contentsOfFile: dir + "/mail/service-password", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
     func startRelay() throws {
@@ -175,7 +235,14 @@ final class TestCluster: @unchecked Sendable {
             "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token",
             "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
-        ] + database
+        ] + database + mailArguments
+    }
+
+    private var mailArguments: [String] {
+        guard options.mail else { return [] }
+        return ["--imap", imap.description, "--mail-service-password-file", dir + "/mail/service-password",
+                "--mail-notify-token-file", dir + "/mail/notify-token", "--mail-sweep-ms", "\(options.mailSweepMs)",
+                "--mail-chunk-bytes", "\(options.mailChunkBytes)", "--mail-max-text-bytes", "\(options.mailMaxTextBytes)"]
     }
 
     /// The nodes whose `/primary` answers 200 right now.
@@ -189,6 +256,12 @@ final class TestCluster: @unchecked Sendable {
     func health(_ name: String) async throws -> [String: Any] {
         let reply = try await get(nodeURL(name) + "/health")
         return try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] ?? [:]
+    }
+
+    /// A health parameter's detail in a node's `/health` ("messaging_agent", …).
+    func healthDetail(_ name: String, _ parameter: String) async throws -> String? {
+        let parameters = try await health(name)["parameters"] as? [[String: Any]] ?? []
+        return parameters.first { ($0["name"] as? String) == parameter }?["detail"] as? String
     }
 
     /// The relay's `/health` (its registered sessions and their epochs).
@@ -234,6 +307,32 @@ final class TestCluster: @unchecked Sendable {
         var ref: UInt64
         var push_id: String
         var subject: String
+    }
+
+    /// A mail or More chunk a device showed (its JSON line).
+    struct MailLine: Decodable, Hashable {
+        struct Attachment: Decodable, Hashable { var name: String; var type: String; var size: UInt64 }
+        var ref: UInt64
+        var service: String
+        var message_id: String
+        var from: String?
+        var to: [String]?
+        var subject: String?
+        var body: String
+        var offset: UInt64?
+        var more_available: Bool
+        var attachments: [Attachment]?
+    }
+
+    /// The mail and More lines of a device's log, in order.
+    func mailShown(pin: String) -> [MailLine] {
+        guard let data = FileManager.default.contents(atPath: logPath(pin: pin)) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(MailLine.self, from: $0) }
+    }
+
+    /// Asks a running device for the next chunk of a mail (`bramble-device control … more`).
+    func requestMore(pin: String, messageID: String) throws {
+        try runCommand(Self.bin + "/bramble-device", ["control", "--state", "\(dir)/device-\(pin).json.state", "more", messageID])
     }
 
     /// How a push ended, as its sender saw it.
@@ -293,6 +392,7 @@ final class TestCluster: @unchecked Sendable {
         for node in nodes.values { node.stop() }
         for cutter in cutters.values { await cutter.stop() }
         relay?.stop()
+        if options.mail { _ = try? runCommand(Self.root + "/scripts/mail-private", ["stop", dir + "/mail"]) }
         _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
         if options.patroni { _ = try? runCommand(Self.root + "/scripts/pg-patroni", ["stop", dir + "/patroni"], environment: patroniEnvironment) }
         try? await http.shutdown()

@@ -54,9 +54,12 @@ db-host = $(addr db1):$PG_PORT,$(addr db2):$((PG_PORT + 1))
 patroni-api = http://$(addr db1):$API_PORT,http://$(addr db2):$((API_PORT + 1))
 db-password-file = $TMP/db-password
 CONF
-  # The Messaging Agent's settings do not exist yet; where its account is, for when they do.
+  # The Messaging Agent watches the mail host's mailboxes through the service account.
   [ -f "$RUN/mail-host" ] && cat >> "$TMP/$node.conf" <<CONF
-# Mail (not yet a setting): IMAP $(addr mail):$IMAP_PORT as "USER*$MAIL_SERVICE_USER", password in $TMP/mail/service-password
+imap = $(addr mail):$IMAP_PORT
+mail-service-user = $MAIL_SERVICE_USER
+mail-service-password-file = $TMP/mail/service-password
+mail-notify-token-file = $TMP/mail/notify-token
 CONF
   return 0
 }

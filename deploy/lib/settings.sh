@@ -37,9 +37,11 @@ node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_
 node_url() { echo "http://$(addr "$1"):$(node_port "$1")"; }
 relay_health_url() { echo "http://$(addr relay):$RELAY_HTTP_PORT/health"; }
 
-# The mail host for scripts/mail.sh: its address and namespace, and who may send through it.
+# The mail host for scripts/mail.sh: its address and namespace, who may send through it,
+# and the nodes its notifications of new mail go to.
 set_mail_host() {
   MAIL_ADDR=$(addr mail) MAIL_NS=$(ns mail)
+  MAIL_NOTIFY_URLS=("$(node_url node-a)/mail/notify" "$(node_url node-b)/mail/notify")
   if [ "$MODE" = netns ]; then MAIL_CLIENT_NET="$NET.0/24"; else MAIL_CLIENT_NET=127.0.0.0/8; fi
 }
 

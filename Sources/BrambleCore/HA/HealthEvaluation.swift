@@ -31,6 +31,23 @@ public struct HealthFacts: Sendable, Equatable {
         }
     }
 
+    /// What the Messaging Agent reports: the mailboxes it watches, and whether the mail
+    /// server answers.
+    public struct MessagingAgent: Sendable, Equatable {
+        /// False when the node has no mail server configured.
+        public var configured = false
+        public var servingEpoch: UInt64?
+        /// Mailboxes whose watermark is known and whose last check worked, of `total`.
+        public var watched = 0
+        public var total = 0
+        /// The first few failing mailboxes, "EMAIL: why", and how many fail.
+        public var failing: [String] = []
+        public var failingCount = 0
+        /// A standby's probe of the mail server: nil when it answered.
+        public var mailServerError: String? = "not probed yet"
+        public init() {}
+    }
+
     public struct Accounts: Sendable, Equatable {
         public var users: Int
         public var activeDevices: Int
@@ -50,6 +67,7 @@ public struct HealthFacts: Sendable, Equatable {
     public var relayReachable = false
     public var relayDetail = "not probed yet"
     public var dispatcher = Dispatcher()
+    public var messagingAgent = MessagingAgent()
     /// Why the last read of the pair failed, or nil if it worked.
     public var databaseError: String?
     /// nil until first counted.
@@ -104,11 +122,32 @@ public enum HealthEvaluation {
             measured[.userAccountsStarted] = (false, "not counted yet")
             measured[.atLeastOneUser] = (false, "not counted yet")
         }
+        (measured[.messagingAgent], measured[.messagingServerReachable]) = messaging(f.messagingAgent)
         measured[.mds] = (true, "push API only; no browsing proxy")
         return HealthParameter.allCases.map { parameter in
             let m = measured[parameter] ?? (true, "not part of this build; counts as healthy")
             return HealthCheck(parameter, healthy: m.healthy, detail: m.detail)
         }
+    }
+
+    /// The Messaging Agent (a primary: at least 75% of mailboxes watched) and the mail
+    /// server (a primary: at least 75% of mailboxes reachable; a standby: its probe).
+    static func messaging(_ a: HealthFacts.MessagingAgent) -> ((Bool, String), (Bool, String)) {
+        guard a.configured else {
+            let none = (true, "no mail server configured (set imap and the service account); counts as healthy")
+            return (none, none)
+        }
+        guard let epoch = a.servingEpoch else {
+            let server = a.mailServerError.map { (false, "mail server unreachable: \($0); check the route to it") } ?? (true, "mail server answers")
+            return ((true, "warm; starts watching mailboxes on promotion"), server)
+        }
+        let share = a.total == 0 || a.watched * 4 >= a.total * 3
+        let failing = a.failingCount == 0 ? "" : "; \(a.failingCount) failing, e.g. \(a.failing.joined(separator: "; "))"
+        let agent = (share, "watching \(a.watched) of \(a.total) mailboxes at epoch \(epoch)\(failing)")
+        let reachable = a.total == 0 || (a.total - a.failingCount) * 4 >= a.total * 3
+        let server = (reachable, reachable ? "mail server reachable for \(a.total - a.failingCount) of \(a.total) mailboxes"
+                                           : "mail server unreachable for \(a.failingCount) of \(a.total) mailboxes\(failing)")
+        return (agent, server)
     }
 
     /// The SRP link for a primary, the relay probe for a standby.

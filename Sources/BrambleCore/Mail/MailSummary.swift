@@ -10,6 +10,10 @@ public struct MailEnvelope: Equatable, Sendable {
     public var cc: [String]
     public var messageID: String
 
+    public init(date: String, subject: String, from: [String], to: [String], cc: [String], messageID: String) {
+        (self.date, self.subject, self.from, self.to, self.cc, self.messageID) = (date, subject, from, to, cc, messageID)
+    }
+
     /// From an IMAP `ENVELOPE` list (RFC 9051 §7.5.2); nil if it is not one.
     public init?(_ value: IMAPValue) {
         guard let fields = value.list, fields.count >= 10 else { return nil }

@@ -238,4 +238,16 @@ public enum MailText {
         }
         return String(text[..<end])
     }
+
+    /// The chunk of `text` that starts `offset` UTF-8 bytes in (a boundary an earlier
+    /// chunk ended at) and holds at most `maxBytes`, never cutting a character; `end` is
+    /// where the next one starts, `moreAvailable` whether there is one.
+    public static func chunk(_ text: String, offset: Int, maxBytes: Int) -> (body: String, end: Int, moreAvailable: Bool) {
+        let total = text.utf8.count
+        guard offset < total else { return ("", total, false) }
+        let rest = String(decoding: text.utf8.dropFirst(offset), as: UTF8.self)
+        let body = prefix(rest, maxBytes: maxBytes)
+        let end = offset + body.utf8.count
+        return (body, end, end < total)
+    }
 }

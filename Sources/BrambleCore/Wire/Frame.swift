@@ -94,6 +94,18 @@ public struct DataFrame: Equatable, Sendable {
         case push = 1
         /// Acknowledgements of shown items (device → server).
         case ack = 2
+        /// A new mail, `MailItem` (server → device; delivered and acknowledged like a push).
+        case mail = 3
+        /// The next chunk of a mail's text, `MoreChunk` (server → device, likewise).
+        case more = 4
+        /// A device's request, `DeviceRequest`, under the device's request number (device → server).
+        case request = 5
+        /// The request numbers the server recorded, an `AckList` (server → device).
+        case requestAck = 6
+
+        /// The services the server delivers through a device's window (sequence numbered,
+        /// acknowledged with `ack`).
+        public var isDelivered: Bool { self == .push || self == .mail || self == .more }
     }
 
     public struct Flags: OptionSet, Sendable, Hashable {

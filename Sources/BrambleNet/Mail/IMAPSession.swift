@@ -20,6 +20,7 @@ public struct IMAPSession {
         public var command: String
         public var status: IMAPStatus
         public var text: String
+        public init(command: String, status: IMAPStatus, text: String) { (self.command, self.status, self.text) = (command, status, text) }
         public var description: String { "IMAP \(command) answered \(status.rawValue): \(text)" }
     }
 

@@ -44,6 +44,23 @@ public final class DeliveryRecorder: Service {
         while !batcher.isIdle, clock.nowMs() < deadline, (try? await clock.sleep(ms: 5)) != nil {}
     }
 
+    /// Records device requests now (the device hears of them only after this returns);
+    /// returns the repeats, or nil when they could not be recorded (the device retries).
+    func recordRequests(_ requests: [PendingRequest], epoch: UInt64) async -> Set<PendingRequest.Key>? {
+        do {
+            return try await withDeadline(ms: 2_000, clock: clock) { [store, pair, node] in
+                try await store.recordRequests(requests, pair: pair, node: node, epoch: epoch)
+            }
+        } catch let fenced as ConfigStore.FencedError {
+            metrics.fencedWrites(requests.count)
+            inbox.reportFenced(epoch: epoch)
+            logger.warning("device requests not recorded: fenced", metadata: ["error": "\(fenced)"])
+        } catch {
+            logger.warning("recording device requests failed; the devices will retry", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        return nil
+    }
+
     public func run() async throws {
         let unwritten = await withGracefulShutdownHandler {
             await batcher.run { [self] batch in
@@ -83,10 +100,13 @@ public final class DeliveryRecorder: Service {
     }
 }
 
-/// Where delivery states are written (`ConfigStore`; an in-memory queue in tests).
+/// Where delivery states and device requests are written (`ConfigStore`; an in-memory
+/// queue in tests).
 public protocol DeliveryStore: Sendable {
     /// Fenced: throws `ConfigStore.FencedError` unless this node holds the lease at `epoch`.
     func recordDelivery(_ transitions: [DeliveryTransition], pair: String, node: String, epoch: UInt64) async throws
+    /// Records requests under (PIN, ref); returns those recorded before. Fenced likewise.
+    func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key>
 }
 
 /// What the Dispatcher reads from the outbound queue.

@@ -48,9 +48,15 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     private let keysWanted = NIOLockedValueBox(false)
     private let wakes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
+    /// Called when device requests were recorded that were not recorded before (the
+    /// Messaging Agent acts on them).
+    let onRequestsRecorded: @Sendable () -> Void
+
     public init(configuration: Configuration, store: any OutboundStore, outbound: SRPOutbound, recorder: DeliveryRecorder,
-                clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger) {
+                clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger,
+                onRequestsRecorded: @escaping @Sendable () -> Void = {}) {
         (self.configuration, self.store, self.outbound, self.recorder) = (configuration, store, outbound, recorder)
+        self.onRequestsRecorded = onRequestsRecorded
         (self.clock, self.metrics, self.logger) = (clock, metrics, logger)
         let resend = configuration.resendAfter.components
         emptyWindow = DeliveryWindow(maxInFlight: configuration.maxInFlight,
@@ -164,15 +170,39 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     public func received(_ frames: [DataFrame]) async {
         let epoch = servingEpoch
         var sends: [Send<OutboundItem>] = []
-        for frame in frames { sends += await open(frame) }
+        var requests: [PendingRequest] = []
+        for frame in frames { sends += await open(frame, requests: &requests) }
         // A key lookup may have let a demotion in: those sends belong to windows now gone.
-        guard servingEpoch == epoch else { return }
+        guard servingEpoch == epoch, let epoch else { return }
         transmit(sends)
+        if !requests.isEmpty { await record(requests, epoch: epoch) }
     }
 
-    /// Checks one device frame and applies its acknowledgements; returns what the freed
-    /// window slots let through.
-    private func open(_ frame: DataFrame) async -> [Send<OutboundItem>] {
+    /// Records device requests, then tells each device which of its requests are recorded
+    /// (a repeat is acknowledged again, since the first acknowledgement may be what was
+    /// lost, and counted; it does not act again). Unrecorded requests get no answer: the
+    /// device retries them.
+    private func record(_ requests: [PendingRequest], epoch: UInt64) async {
+        guard let repeats = await recorder.recordRequests(requests, epoch: epoch), servingEpoch == epoch else { return }
+        metrics.deviceRequests(new: requests.count - repeats.count, repeated: repeats.count)
+        if repeats.count < requests.count { onRequestsRecorded() }
+        var frames: [Frame] = []
+        for (pin, refs) in Dictionary(grouping: requests, by: \.pin) {
+            guard let key = keys[pin] else { continue }
+            let refs = refs.map(\.ref)
+            for start in stride(from: 0, to: refs.count, by: AckList.maxCount) {
+                let part = Array(refs[start..<min(start + AckList.maxCount, refs.count)])
+                var header = DataFrame(pin: pin, service: .requestAck, ref: part[0], flags: [], body: [])
+                header.body = envelope.seal(AckList(refs: part).encoded(), key: key, header: header)
+                frames.append(.data(header))
+            }
+        }
+        outbound.send(frames, epoch: epoch)
+    }
+
+    /// Checks one device frame and applies its acknowledgements (returning what the freed
+    /// window slots let through) or collects its request.
+    private func open(_ frame: DataFrame, requests: inout [PendingRequest]) async -> [Send<OutboundItem>] {
         if keys[frame.pin] == nil,
            let key = (try? await withDeadline(ms: 500, clock: clock, { [store] in try await store.deviceKey(frame.pin) })) ?? nil {
             warm(keys: [frame.pin: key])
@@ -189,8 +219,11 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 metrics.itemsAcked(acked.count)
                 recorder.record(acked.map { .init(pin: frame.pin, seq: $0, state: .acked) }, epoch: epoch)
                 return sends
-            case .push:
-                return reject(frame, reason: "devices do not push")
+            case .request:
+                requests.append(PendingRequest(pin: frame.pin, ref: frame.ref, request: try DeviceRequest.decode(payload)))
+                return []
+            case .push, .mail, .more, .requestAck:
+                return reject(frame, reason: "devices do not send \(frame.service)")
             }
         } catch let error as EnvelopeError {
             return reject(frame, reason: error.description)
@@ -233,10 +266,8 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 logger.warning("no key for device, item held", metadata: ["device.pin": "\(send.item.pin)"])
                 continue
             }
-            var header = DataFrame(pin: send.item.pin, service: .push, ref: send.seq, flags: [], body: [])
-            header.body = envelope.seal(
-                PushItem(pushID: send.item.pushID.uuidString.lowercased(), subject: send.item.subject, body: send.item.body).encoded(),
-                key: key, header: header)
+            var header = DataFrame(pin: send.item.pin, service: send.item.service, ref: send.seq, flags: [], body: [])
+            header.body = envelope.seal(send.item.plaintext, key: key, header: header)
             if send.isResend { header.flags.insert(.resend) }
             frames.append(.data(header))
             if !send.isResend { firstSends.append(.init(pin: send.item.pin, seq: send.seq, state: .sent)) }

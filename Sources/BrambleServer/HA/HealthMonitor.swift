@@ -20,13 +20,14 @@ public final class HealthMonitor: HealthSource {
     let link: LinkStatus
     let relayProbe: RelayProbe
     let dispatcher: Dispatcher
+    let agent: MessagingAgent?
     let clock: any NodeClock
     let limits: HealthEvaluation.Limits
     private let counted = NIOLockedValueBox(Counted())
 
-    public init(link: LinkStatus, relayProbe: RelayProbe, dispatcher: Dispatcher, clock: any NodeClock = SystemClock(),
-                limits: HealthEvaluation.Limits = .init()) {
-        (self.link, self.relayProbe, self.dispatcher, self.clock, self.limits) = (link, relayProbe, dispatcher, clock, limits)
+    public init(link: LinkStatus, relayProbe: RelayProbe, dispatcher: Dispatcher, agent: MessagingAgent? = nil,
+                clock: any NodeClock = SystemClock(), limits: HealthEvaluation.Limits = .init()) {
+        (self.link, self.relayProbe, self.dispatcher, self.agent, self.clock, self.limits) = (link, relayProbe, dispatcher, agent, clock, limits)
     }
 
     /// The database's count of users and active devices; a Dispatcher holding fewer keys
@@ -34,6 +35,7 @@ public final class HealthMonitor: HealthSource {
     public func accountsCounted(_ accounts: HealthFacts.Accounts) {
         counted.withLockedValue { $0.accounts = accounts }
         if dispatcher.health.deviceKeys < accounts.activeDevices { dispatcher.refreshKeys() }
+        agent?.accountsCounted(activeDevices: accounts.activeDevices)
     }
 
     public func servingSince(_ ms: UInt64) { counted.withLockedValue { $0.servingSinceMs = ms } }
@@ -46,6 +48,7 @@ public final class HealthMonitor: HealthSource {
         facts.link = link.snapshot
         (facts.relayReachable, facts.relayDetail) = relayProbe.result
         facts.dispatcher = dispatcher.health
+        if let agent { facts.messagingAgent = agent.health }
         facts.databaseError = databaseError
         facts.accounts = c.accounts
         return HealthEvaluation.evaluate(facts, limits: limits)

@@ -36,8 +36,12 @@ public struct Node {
         let link = LinkStatus(clock: clock)
         let outbound = SRPOutbound()
         let recorder = DeliveryRecorder(store: store, pair: c.pair, node: c.node, inbox: inbox, clock: clock, metrics: metrics, logger: logger)
+        // The Dispatcher tells the Agent when it has recorded device requests (More).
+        let agentWakes = AsyncStream.makeStream(of: MessagingAgent.Wake.self, bufferingPolicy: .bufferingNewest(8))
         let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
-                                    metrics: metrics, logger: logger)
+                                    metrics: metrics, logger: logger, onRequestsRecorded: { agentWakes.continuation.yield(.requests) })
+        let agent = MessagingAgent(configuration: c.mail, store: store, dispatcher: dispatcher, wakes: agentWakes,
+                                   pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
@@ -48,18 +52,18 @@ public struct Node {
         let probe = RelayProbe(relay: c.relay, clock: clock)
         let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
                                     node: c.node, logger: logger)
-        let http = Self.http(c, store: store, committer: committer, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
+        let http = Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
                              link: link, probe: probe, clock: clock, startup: startup, notifier: notifier, logger: logger)
 
         // The order of this list is the node's dependency order (see above).
-        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, router, listener, probe]
+        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, router, listener, probe]
         var ha = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
         ha.leaseMs = c.leaseMs
         ha.heartbeatIntervalMs = c.heartbeatIntervalMs
         let manager = HAController(
             configuration: ha, store: ConfigStore(database: haDatabase, logger: logger),
             followers: components.compactMap { $0 as? any LeaseFollower }, drained: { await recorder.drained(timeoutMs: 500) },
-            health: HealthMonitor(link: link, relayProbe: probe, dispatcher: dispatcher, clock: clock), inbox: inbox, snapshot: snapshot,
+            health: HealthMonitor(link: link, relayProbe: probe, dispatcher: dispatcher, agent: agent, clock: clock), inbox: inbox, snapshot: snapshot,
             waitUntilStarted: { try await startup.waitUntilStarted() }, clock: clock, metrics: metrics, logger: logger)
         let watchdog = NodeWatchdog(notifier: notifier, snapshot: snapshot, dispatcher: dispatcher, clock: clock)
         services = components + [manager, watchdog, http]
@@ -84,15 +88,16 @@ public struct Node {
         ConfigStore.clientConfiguration(c.database, host: host, leaseMs: c.leaseMs, maximumConnections: connections, extra: extra)
     }
 
-    private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, metrics: NodeMetrics,
+    private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent, metrics: NodeMetrics,
                              registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
                              logger: Logger) -> some Service {
         let router = Router()
-        router.add(middleware: BearerTokenMiddleware(token: c.adminToken))
+        router.add(middleware: BearerTokenMiddleware(token: c.adminToken, mailNotifyToken: c.mail?.notifyToken))
         HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
                      relayProbe: probe, registry: registry, clock: clock).register(on: router)
         PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)
+        MailRoutes(agent: agent).register(on: router)
         AdminRoutes(store: store, srpID: c.srpID).register(on: router)
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(

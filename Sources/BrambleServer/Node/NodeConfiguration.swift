@@ -32,6 +32,8 @@ public struct NodeConfiguration: Sendable {
     /// http://HOST:PORT of `httpListen`.
     public var advertisedURL: String?
     public var apiURL: String { advertisedURL ?? "http://\(httpListen.host):\(httpListen.port)" }
+    /// The mail server the Messaging Agent watches; nil: none (the Agent stays idle).
+    public var mail: MessagingAgent.Configuration?
     /// How long the lease lasts after each renewal (DESIGN default 1 s).
     public var leaseMs = 1_000
     /// How often the heartbeat runs: renew, observe, write the heartbeat (DESIGN: 200 ms).

@@ -7,6 +7,7 @@ public final class NodeMetrics: Sendable {
     private let pushesAcceptedTotal, pushesRejectedTotal, itemsSentTotal, itemsResentTotal, itemsAckedTotal: Counter
     private let itemsExpiredTotal, framesRejectedTotal, srpConnectsTotal, promotionsTotal, demotionsTotal: Counter
     private let fencedWritesTotal, transitionsDroppedTotal, idempotentReplaysTotal: Counter
+    private let deviceRequestsTotal, deviceRequestsRepeatedTotal, mailsEnqueuedTotal: Counter
     private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
     /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
     private let roles: [NodeRole: Meter]
@@ -30,6 +31,10 @@ public final class NodeMetrics: Sendable {
         fencedWritesTotal = c.counter("bramble_fenced_writes_total", help: "Writes refused because the lease had moved on")
         transitionsDroppedTotal = c.counter("bramble_delivery_states_dropped_total",
                                             help: "Delivery states not recorded (database away too long, or stopping); each costs a resend")
+        deviceRequestsTotal = c.counter("bramble_device_requests_total", help: "Device requests recorded (More, …)")
+        deviceRequestsRepeatedTotal = c.counter("bramble_device_requests_repeated_total",
+                                                help: "Device requests that arrived again (a retry or a replay): acknowledged, not acted on")
+        mailsEnqueuedTotal = c.counter("bramble_mail_items_enqueued_total", help: "Mail items enqueued for devices by the Messaging Agent")
         queueDepthGauge = c.gauge("bramble_queue_depth", help: "Items queued or in flight, not yet acknowledged")
         srpLinkUpGauge = c.gauge("bramble_srp_link_up", help: "1 while the SRP link to the relay is registered")
         epochGauge = c.gauge("bramble_epoch", help: "Lease epoch this node serves at (0 while standby)")
@@ -54,6 +59,11 @@ public final class NodeMetrics: Sendable {
     }
     func itemsAcked(_ n: Int) { if n > 0 { itemsAckedTotal.increment(by: n) } }
     func itemsExpired(_ n: Int) { if n > 0 { itemsExpiredTotal.increment(by: n) } }
+    func deviceRequests(new: Int, repeated: Int) {
+        if new > 0 { deviceRequestsTotal.increment(by: new) }
+        if repeated > 0 { deviceRequestsRepeatedTotal.increment(by: repeated) }
+    }
+    func mailsEnqueued(_ n: Int) { if n > 0 { mailsEnqueuedTotal.increment(by: n) } }
     func frameRejected() { framesRejectedTotal.increment() }
     func queueDepth(_ n: Int) { queueDepthGauge.set(n) }
     func srpConnect() { srpConnectsTotal.increment() }

@@ -10,11 +10,11 @@ extension ConfigStore {
     public func openItems() async throws -> (items: [OutboundItem], keys: [PIN: SymmetricKey]) {
         let keys = try await deviceKeys()
         var items: [OutboundItem] = []
-        for try await (p, seq, pushID, subject, body, expires) in try await client.query("""
-            SELECT pin, seq, push_id, subject, body, expires_at FROM outbound
+        for try await row in try await client.query("""
+            SELECT pin, seq, push_id, subject, body, expires_at, service, payload FROM outbound
             WHERE state IN ('queued', 'sent') ORDER BY pin, seq
-            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date).self) {
-            items.append(OutboundItem(pin: PIN(UInt32(p)), seq: UInt64(seq), pushID: pushID, subject: subject, body: body, expiresAt: expires))
+            """, logger: logger).decode(OutboundRow.self) {
+            items.append(Self.item(row))
         }
         return (items, keys)
     }
@@ -24,19 +24,28 @@ extension ConfigStore {
         var items: [OutboundItem] = []
         var keys: [PIN: SymmetricKey] = [:]
         let pins = ranges.map { Int64($0.pin.value) }, firsts = ranges.map { Int64($0.first) }, lasts = ranges.map { Int64($0.last) }
-        for try await (p, seq, pushID, subject, body, expires, key) in try await client.query("""
-            SELECT o.pin, o.seq, o.push_id, o.subject, o.body, o.expires_at, d.master_key
+        for try await (p, seq, pushID, subject, body, expires, service, payload, key) in try await client.query("""
+            SELECT o.pin, o.seq, o.push_id, o.subject, o.body, o.expires_at, o.service, o.payload, d.master_key
             FROM unnest(\(pins)::bigint[], \(firsts)::bigint[], \(lasts)::bigint[]) AS r(pin, first, last)
             JOIN outbound o ON o.pin = r.pin AND o.seq BETWEEN r.first AND r.last
             JOIN devices d ON d.pin = o.pin
             WHERE o.state IN ('queued', 'sent') AND d.status = 'active'
             ORDER BY o.pin, o.seq
-            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, String).self) {
-            let pin = PIN(UInt32(p))
-            items.append(OutboundItem(pin: pin, seq: UInt64(seq), pushID: pushID, subject: subject, body: body, expiresAt: expires))
-            keys[pin] = SymmetricKey(base64: key)
+            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?, String).self) {
+            let item = Self.item((p, seq, pushID, subject, body, expires, service, payload))
+            items.append(item)
+            keys[item.pin] = SymmetricKey(base64: key)
         }
         return (items, keys)
+    }
+
+    typealias OutboundRow = (Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?)
+
+    static func item(_ row: OutboundRow) -> OutboundItem {
+        let (p, seq, pushID, subject, body, expires, service, payload) = row
+        return OutboundItem(pin: PIN(UInt32(p)), seq: UInt64(seq), pushID: pushID, subject: subject, body: body, expiresAt: expires,
+                            service: DataFrame.Service(rawValue: UInt8(truncatingIfNeeded: service)) ?? .push,
+                            payload: payload.map { Array($0.readableBytesView) })
     }
 
     /// Records delivery transitions in one statement; a row only moves forward

@@ -96,33 +96,54 @@ extension ConfigStore {
     private func insertItems(_ plan: inout PushBatchPlan, _ conn: PostgresConnection, origin: String, gate: CommitGate) async throws -> [OutboundItem] {
         let counts = plan.itemCounts
         guard !counts.isEmpty else { return [] }
-        let countedPINs = counts.keys.sorted()
-        var nextSeq: [PIN: UInt64] = [:]
+        let nextSeq = try await reserveSequences(counts, conn)
+        let items = plan.items(startingAt: nextSeq, now: Date())
+        try await insertOutbound(items, conn)
+        gate.notification = try await notifyOutbound(counts: counts, first: nextSeq, origin: origin, conn)
+        return items.map(\.item)
+    }
+
+    /// Advances each device's `last_seq` by its count of new items (the device rows are
+    /// locked already, in PIN order); returns each device's first new sequence number.
+    func reserveSequences(_ counts: [PIN: Int], _ conn: PostgresConnection) async throws -> [PIN: UInt64] {
+        let pins = counts.keys.sorted()
+        var first: [PIN: UInt64] = [:]
         for try await (pinValue, last) in try await conn.query("""
             UPDATE devices d SET last_seq = d.last_seq + c.n
-            FROM unnest(\(countedPINs.map { Int64($0.value) })::bigint[], \(countedPINs.map { Int64(counts[$0]!) })::bigint[]) AS c(pin, n)
+            FROM unnest(\(pins.map { Int64($0.value) })::bigint[], \(pins.map { Int64(counts[$0]!) })::bigint[]) AS c(pin, n)
             WHERE d.pin = c.pin
             RETURNING d.pin, d.last_seq
             """, logger: logger).decode((Int64, Int64).self) {
             let pin = PIN(UInt32(pinValue))
-            nextSeq[pin] = UInt64(last) - UInt64(counts[pin]!) + 1
+            first[pin] = UInt64(last) - UInt64(counts[pin]!) + 1
         }
-        let items = plan.items(startingAt: nextSeq, now: Date())
+        return first
+    }
+
+    /// Inserts items of any service (a push's subject and body, or another's payload).
+    func insertOutbound(_ items: [(item: OutboundItem, expiresIn: Int)], _ conn: PostgresConnection) async throws {
+        guard !items.isEmpty else { return }
         try await conn.query("""
-            INSERT INTO outbound (pin, seq, push_id, service, subject, body, expires_at)
-            SELECT t.pin, t.seq, t.push_id, \(Int16(DataFrame.Service.push.rawValue)), t.subject, t.body,
+            INSERT INTO outbound (pin, seq, push_id, service, subject, body, payload, expires_at)
+            SELECT t.pin, t.seq, t.push_id, t.service, t.subject, t.body, decode(NULLIF(t.payload, ''), 'base64'),
                    now() + t.expires_in * interval '1 second'
             FROM unnest(\(items.map { Int64($0.item.pin.value) })::bigint[], \(items.map { Int64($0.item.seq) })::bigint[],
-                        \(items.map(\.item.pushID))::uuid[], \(items.map(\.item.subject))::text[], \(items.map(\.item.body))::text[],
-                        \(items.map { Int64($0.expiresIn) })::bigint[]) AS t(pin, seq, push_id, subject, body, expires_in)
+                        \(items.map(\.item.pushID))::uuid[], \(items.map { Int16($0.item.service.rawValue) })::smallint[],
+                        \(items.map(\.item.subject))::text[], \(items.map(\.item.body))::text[],
+                        \(items.map { $0.item.payload.map { Data($0).base64EncodedString() } ?? "" })::text[],
+                        \(items.map { Int64($0.expiresIn) })::bigint[])
+                AS t(pin, seq, push_id, service, subject, body, payload, expires_in)
             """, logger: logger)
-        let ranges = countedPINs.map { pin in
-            OutboundNotification.Range(pin: pin, first: nextSeq[pin]!, last: nextSeq[pin]! + UInt64(counts[pin]!) - 1)
+    }
+
+    /// Tells the pair, at commit, which sequence numbers each device got; returns the payload.
+    func notifyOutbound(counts: [PIN: Int], first: [PIN: UInt64], origin: String, _ conn: PostgresConnection) async throws -> String {
+        let ranges = counts.keys.sorted().map { pin in
+            OutboundNotification.Range(pin: pin, first: first[pin]!, last: first[pin]! + UInt64(counts[pin]!) - 1)
         }
         let payload = OutboundNotification(origin: origin, ranges: ranges).payload
-        gate.notification = payload
         try await conn.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: logger)
-        return items.map(\.item)
+        return payload
     }
 
     /// The advisory lock class of push keys (`pg_try_advisory_xact_lock(class, hashtext(key))`).

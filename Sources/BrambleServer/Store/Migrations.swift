@@ -126,6 +126,57 @@ enum Migrations {
             "CREATE INDEX push_keys_created ON push_keys(created_at)",
             "ALTER TABLE events ADD COLUMN reason text",
         ]),
+        Migration(version: 5, name: "mail: mailbox watermarks, mail items, device requests", sql: [
+            // A mail or More item's encoded payload (a push keeps subject and body).
+            "ALTER TABLE outbound ADD COLUMN payload bytea",
+            // Each watched mailbox's watermark: its UIDVALIDITY and the last UID enqueued,
+            // advanced in the transaction that enqueues the mail.
+            """
+            CREATE TABLE mailboxes (
+                user_id bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+                uid_validity bigint,
+                last_uid bigint NOT NULL DEFAULT 0,
+                checked_at timestamptz,
+                last_mail_at timestamptz,
+                last_message_id text,
+                last_error text,
+                error_at timestamptz
+            )
+            """,
+            // Each mail sent to a device: its text up to the per-message cap, and how much of
+            // it the device has been sent (More continues from there). (pin, message_id) is
+            // unique: the same mail never reaches a device twice.
+            """
+            CREATE TABLE mail_items (
+                pin bigint NOT NULL REFERENCES devices(pin) ON DELETE CASCADE,
+                message_id text NOT NULL,
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                uid_validity bigint NOT NULL,
+                uid bigint NOT NULL,
+                text text NOT NULL,
+                sent_bytes int NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (pin, message_id)
+            )
+            """,
+            "CREATE INDEX mail_items_created ON mail_items(created_at)",
+            // Device requests, recorded under (PIN, the device's request number) before the
+            // device hears they arrived; a retry finds its row and acts no more.
+            """
+            CREATE TABLE device_requests (
+                pin bigint NOT NULL REFERENCES devices(pin) ON DELETE CASCADE,
+                ref bigint NOT NULL,
+                kind smallint NOT NULL,
+                message_id text NOT NULL DEFAULT '',
+                state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+                detail text NOT NULL DEFAULT '',
+                received_at timestamptz NOT NULL DEFAULT now(),
+                done_at timestamptz,
+                PRIMARY KEY (pin, ref)
+            )
+            """,
+            "CREATE INDEX device_requests_pending ON device_requests(pin, ref) WHERE state = 'pending'",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

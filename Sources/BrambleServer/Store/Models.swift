@@ -10,6 +10,15 @@ public struct OutboundItem: Sendable {
     public var subject: String
     public var body: String
     public var expiresAt: Date
+    /// What the item is: a push (sealed from `pushID`, `subject` and `body`), or a mail or
+    /// More chunk (sealed from `payload`, its encoded form).
+    public var service: DataFrame.Service = .push
+    public var payload: [UInt8]? = nil
+
+    /// The bytes the Dispatcher seals.
+    var plaintext: [UInt8] {
+        payload ?? PushItem(pushID: pushID.uuidString.lowercased(), subject: subject, body: body).encoded()
+    }
 }
 
 /// What an application asks to push.

@@ -1,0 +1,8 @@
+/// What the mail server calls: `POST /mail/notify?user=EMAIL`, with the mail notify token
+/// (not the admin token) as its bearer token, when EMAIL's INBOX got mail. No body. The
+/// node answers 202 at once; a primary checks the mailbox, a standby ignores it.
+public enum MailAPI {
+    public static let notify = "/mail/notify"
+    /// Longest `user` accepted.
+    public static let maxUserLength = 320
+}

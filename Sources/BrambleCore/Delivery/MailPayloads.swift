@@ -1,0 +1,147 @@
+/// A new mail for the device (service `mail`): the envelope, the first chunk of the text
+/// (2 KB by default), whether More can bring the rest, and each attachment's name, type
+/// and size. Encoded as `PayloadFields`.
+public struct MailItem: Equatable, Sendable {
+    public static let maxMessageIDLength = 998  // RFC 5322's line limit
+    public static let maxAddressLength = 1024
+    public static let maxAddresses = 100
+    public static let maxSubjectLength = 2048
+    public static let maxDateLength = 256
+    /// A chunk's bound; the chunk size itself is the server's setting (≤ this).
+    public static let maxChunkLength = 16 * 1024
+    public static let maxAttachments = 256
+    public static let maxAttachmentNameLength = 1024
+    public static let maxAttachmentTypeLength = 255
+
+    public struct Attachment: Equatable, Sendable, Codable {
+        public var name: String
+        public var type: String
+        public var size: UInt64
+        public init(name: String, type: String, size: UInt64) { (self.name, self.type, self.size) = (name, type, size) }
+    }
+
+    public var messageID: String
+    public var from: String
+    public var to: [String]
+    public var cc: [String]
+    public var subject: String
+    public var date: String
+    public var body: String
+    public var moreAvailable: Bool
+    public var attachments: [Attachment]
+
+    public init(messageID: String, from: String, to: [String], cc: [String], subject: String, date: String, body: String,
+                moreAvailable: Bool, attachments: [Attachment]) {
+        (self.messageID, self.from, self.to, self.cc, self.subject) = (messageID, from, to, cc, subject)
+        (self.date, self.body, self.moreAvailable, self.attachments) = (date, body, moreAvailable, attachments)
+    }
+
+    // Tags: 1 message_id, 2 from, 3 to (repeated), 4 cc (repeated), 5 subject, 6 date,
+    // 7 body, 8 more_available, 9 attachment (repeated record: 1 name, 2 type, 3 size).
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.string(1, messageID, max: Self.maxMessageIDLength)
+        w.string(2, from, max: Self.maxAddressLength)
+        for a in to.prefix(Self.maxAddresses) { w.string(3, a, max: Self.maxAddressLength) }
+        for a in cc.prefix(Self.maxAddresses) { w.string(4, a, max: Self.maxAddressLength) }
+        w.string(5, subject, max: Self.maxSubjectLength)
+        w.string(6, date, max: Self.maxDateLength)
+        w.string(7, body, max: Self.maxChunkLength)
+        w.bool(8, moreAvailable)
+        for a in attachments.prefix(Self.maxAttachments) {
+            var r = PayloadWriter()
+            r.string(1, a.name, max: Self.maxAttachmentNameLength)
+            r.string(2, a.type, max: Self.maxAttachmentTypeLength)
+            r.uint(3, a.size)
+            w.record(9, r)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> MailItem {
+        let f = try PayloadFields(bytes)
+        var attachments: [Attachment] = []
+        for r in try f.records(9, maxCount: maxAttachments, "attachments") {
+            attachments.append(Attachment(name: try r.string(1, max: maxAttachmentNameLength, "attachment name") ?? "",
+                                          type: try r.string(2, max: maxAttachmentTypeLength, "attachment type") ?? "",
+                                          size: try r.uint(3, "attachment size") ?? 0))
+        }
+        return MailItem(
+            messageID: try f.requiredString(1, max: maxMessageIDLength, "message_id"),
+            from: try f.string(2, max: maxAddressLength, "from") ?? "",
+            to: try f.strings(3, max: maxAddressLength, maxCount: maxAddresses, "to"),
+            cc: try f.strings(4, max: maxAddressLength, maxCount: maxAddresses, "cc"),
+            subject: try f.string(5, max: maxSubjectLength, "subject") ?? "",
+            date: try f.string(6, max: maxDateLength, "date") ?? "",
+            body: try f.string(7, max: maxChunkLength, "body") ?? "",
+            moreAvailable: try f.bool(8, "more_available"),
+            attachments: attachments)
+    }
+}
+
+/// The next chunk of a mail's text, answering a More request (service `more`).
+public struct MoreChunk: Equatable, Sendable {
+    public var messageID: String
+    /// Where the chunk starts in the text, in UTF-8 bytes.
+    public var offset: UInt64
+    public var body: String
+    public var moreAvailable: Bool
+
+    public init(messageID: String, offset: UInt64, body: String, moreAvailable: Bool) {
+        (self.messageID, self.offset, self.body, self.moreAvailable) = (messageID, offset, body, moreAvailable)
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.string(1, messageID, max: MailItem.maxMessageIDLength)
+        w.uint(2, offset)
+        w.string(3, body, max: MailItem.maxChunkLength)
+        w.bool(4, moreAvailable)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> MoreChunk {
+        let f = try PayloadFields(bytes)
+        return MoreChunk(messageID: try f.requiredString(1, max: MailItem.maxMessageIDLength, "message_id"),
+                         offset: try f.requiredUInt(2, "offset"),
+                         body: try f.string(3, max: MailItem.maxChunkLength, "body") ?? "",
+                         moreAvailable: try f.bool(4, "more_available"))
+    }
+}
+
+/// What a device asks of its server (service `request`), under its own request number
+/// (`DataFrame.ref`): the server records it under (PIN, ref) before acknowledging
+/// (service `requestAck`, an `AckList` of request numbers), so a retry acts once.
+public enum DeviceRequest: Equatable, Sendable {
+    /// The next chunk of a mail's text.
+    case more(messageID: String)
+
+    public enum Kind: UInt64, Sendable {
+        case more = 1
+    }
+
+    public var kind: Kind {
+        switch self { case .more: .more }
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.uint(1, kind.rawValue)
+        switch self {
+        case .more(let messageID): w.string(2, messageID, max: MailItem.maxMessageIDLength)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> DeviceRequest {
+        let f = try PayloadFields(bytes)
+        let raw = try f.requiredUInt(1, "kind")
+        guard let kind = Kind(rawValue: raw) else { throw PayloadError("unknown request kind \(raw)") }
+        switch kind {
+        case .more:
+            let id = try f.requiredString(2, max: MailItem.maxMessageIDLength, "message_id")
+            guard !id.isEmpty else { throw PayloadError("message_id empty") }
+            return .more(messageID: id)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import BrambleCore
+import Foundation
+import NIOConcurrencyHelpers
+
+/// The device's outbox: requests it has made (More, …) under its own request numbers,
+/// kept until the server acknowledges them, retried meanwhile. Persisted beside the
+/// state file, so a restarted device neither forgets a request nor reuses a number (the
+/// server would take a reused number for a repeat and not act on it).
+///
+/// Requests come in through the control spool, `STATE.control/`: `bramble-device
+/// control` writes one file per request there (atomically), and the running device takes
+/// each into the outbox and removes it.
+public final class DeviceOutbox: @unchecked Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        public var ref: UInt64
+        public var messageID: String
+        enum CodingKeys: String, CodingKey {
+            case ref
+            case messageID = "message_id"
+        }
+        public var request: DeviceRequest { .more(messageID: messageID) }
+    }
+
+    struct State: Codable {
+        var nextRef: UInt64 = 1
+        var pending: [Entry] = []
+        enum CodingKeys: String, CodingKey {
+            case nextRef = "next_ref"
+            case pending
+        }
+    }
+
+    /// A device holds at most this many unacknowledged requests; the spool waits beyond.
+    public static let maxPending = 256
+    private let path: String?
+    public let spool: String?
+    private let lock = NIOLock()
+    private var state = State()
+
+    /// `statePath` nil: in memory, no spool.
+    public init(statePath: String?) throws {
+        path = statePath.map { $0 + ".outbox" }
+        spool = statePath.map(Self.spoolDirectory)
+        if let path, let data = FileManager.default.contents(atPath: path) {
+            state = try JSONDecoder().decode(State.self, from: data)
+        }
+        if let spool { try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true) }
+    }
+
+    public static func spoolDirectory(statePath: String) -> String { statePath + ".control" }
+
+    public var pending: [Entry] { lock.withLock { state.pending } }
+
+    /// Adds a request; returns its number.
+    @discardableResult
+    public func add(_ request: DeviceRequest) throws -> UInt64 {
+        try lock.withLock {
+            guard case .more(let id) = request else { return 0 }
+            let ref = state.nextRef
+            state.nextRef += 1
+            state.pending.append(Entry(ref: ref, messageID: id))
+            try save()
+            return ref
+        }
+    }
+
+    /// Drops what the server acknowledged; returns how many were pending.
+    @discardableResult
+    public func acknowledge(_ refs: [UInt64]) throws -> Int {
+        try lock.withLock {
+            let before = state.pending.count
+            state.pending.removeAll { refs.contains($0.ref) }
+            if state.pending.count != before { try save() }
+            return before - state.pending.count
+        }
+    }
+
+    /// Moves the spool's requests into the outbox (oldest first), up to `maxPending`.
+    /// A file that is not a request is moved aside as `NAME.rejected`.
+    public func takeSpooled() throws -> [UInt64] {
+        guard let spool else { return [] }
+        let names = try FileManager.default.contentsOfDirectory(atPath: spool).filter { $0.hasSuffix(".request") }.sorted()
+        var refs: [UInt64] = []
+        for name in names where pending.count < Self.maxPending {
+            let file = spool + "/" + name
+            guard let data = FileManager.default.contents(atPath: file), data.count <= 4096,
+                  let request = try? DeviceControlRequest.parse(data) else {
+                try? FileManager.default.moveItem(atPath: file, toPath: file + ".rejected")
+                continue
+            }
+            refs.append(try add(request))
+            try FileManager.default.removeItem(atPath: file)
+        }
+        return refs
+    }
+
+    private func save() throws {
+        guard let path else { return }
+        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+/// A request in the control spool: `{"verb": "more", "message_id": "…"}`.
+public struct DeviceControlRequest: Codable, Sendable {
+    public var verb: String
+    public var messageID: String
+    enum CodingKeys: String, CodingKey {
+        case verb
+        case messageID = "message_id"
+    }
+
+    public init(more messageID: String) { (verb, self.messageID) = ("more", messageID) }
+
+    static func parse(_ data: Data) throws -> DeviceRequest {
+        let r = try JSONDecoder().decode(DeviceControlRequest.self, from: data)
+        guard r.verb == "more", !r.messageID.isEmpty, r.messageID.utf8.count <= MailItem.maxMessageIDLength else {
+            throw CocoaError(.coderInvalidValue)
+        }
+        return .more(messageID: r.messageID)
+    }
+
+    /// Writes the request into a running device's spool (atomically: the device never
+    /// sees half a file).
+    public func submit(statePath: String) throws -> String {
+        let spool = DeviceOutbox.spoolDirectory(statePath: statePath)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spool, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
+        }
+        let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).request"
+        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: name), options: .atomic)
+        return name
+    }
+}

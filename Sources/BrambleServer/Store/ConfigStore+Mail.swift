@@ -1,0 +1,232 @@
+import BrambleCore
+@preconcurrency import Crypto
+import Foundation
+import PostgresNIO
+
+/// A mailbox the Messaging Agent watches (a user with an active device) and its watermark.
+public struct WatchedMailbox: Sendable, Equatable {
+    public var userID: Int64
+    public var email: String
+    /// Nil until the mailbox was first reached.
+    public var uidValidity: UInt64?
+    public var lastUID: UInt64
+    /// When a check last reached the mailbox.
+    public var checkedAt: Date?
+    /// When the user's first active device was activated.
+    public var activeSince: Date
+}
+
+/// A mail read from a mailbox, ready to enqueue: the item the device gets, and the text
+/// (up to the per-message cap) that More requests continue.
+public struct FetchedMail: Sendable {
+    public var uid: UInt64
+    public var item: MailItem
+    public var text: String
+    /// Bytes of `text` in the item's first chunk.
+    public var firstChunkBytes: Int
+}
+
+/// A device request waiting to be acted on.
+public struct PendingRequest: Sendable, Equatable {
+    public var pin: PIN
+    public var ref: UInt64
+    public var request: DeviceRequest
+}
+
+extension ConfigStore {
+    /// Mail items and More chunks stay queued for a week, then expire.
+    static let mailExpirySeconds = 7 * 24 * 3600
+
+    /// Every user with an active device, with the watermark of their INBOX.
+    public func watchedMailboxes() async throws -> [WatchedMailbox] {
+        var out: [WatchedMailbox] = []
+        for try await (id, email, validity, last, checked, since) in try await client.query("""
+            SELECT u.id, u.email, m.uid_validity, COALESCE(m.last_uid, 0), m.checked_at, a.since FROM users u
+            JOIN (SELECT user_id, min(created_at) AS since FROM devices WHERE status = 'active' GROUP BY user_id) a ON a.user_id = u.id
+            LEFT JOIN mailboxes m ON m.user_id = u.id
+            ORDER BY u.id
+            """, logger: logger).decode((Int64, String, Int64?, Int64, Date?, Date).self) {
+            out.append(WatchedMailbox(userID: id, email: email, uidValidity: validity.map { UInt64($0) }, lastUID: UInt64(last),
+                                      checkedAt: checked, activeSince: since))
+        }
+        return out
+    }
+
+    /// Enqueues `mails` for every active device of the mailbox's user and advances its
+    /// watermark to (`uidValidity`, `lastUID`), in one transaction fenced by `epoch`, if
+    /// the stored watermark is still `expected` (else nothing changes and it returns nil:
+    /// someone else moved it). A mail whose Message-ID a device already has is not
+    /// enqueued for it again. Returns the items and keys for the Dispatcher.
+    public func commitMail(_ mailbox: WatchedMailbox, mails: [FetchedMail], uidValidity: UInt64, lastUID: UInt64,
+                           pair: String, node: String, epoch: UInt64, origin: String) async throws -> CommittedPushes? {
+        try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
+            try await conn.query("INSERT INTO mailboxes (user_id) VALUES (\(mailbox.userID)) ON CONFLICT DO NOTHING", logger: logger)
+            var stored: (Int64?, Int64)?
+            for try await row in try await conn.query(
+                "SELECT uid_validity, last_uid FROM mailboxes WHERE user_id = \(mailbox.userID) FOR UPDATE", logger: logger
+            ).decode((Int64?, Int64).self) { stored = row }
+            guard let stored, stored.0.map({ UInt64($0) }) == mailbox.uidValidity, UInt64(stored.1) == mailbox.lastUID else { return nil }
+
+            var keys: [PIN: SymmetricKey] = [:]
+            for try await (p, key) in try await conn.query("""
+                SELECT pin, master_key FROM devices WHERE user_id = \(mailbox.userID) AND status = 'active' ORDER BY pin FOR UPDATE
+                """, logger: logger).decode((Int64, String).self) { keys[PIN(UInt32(p))] = SymmetricKey(base64: key) }
+            // Which device gets which mail: each Message-ID once per device.
+            let ids = mails.map(\.item.messageID)
+            var had: Set<String> = []
+            for try await (p, id) in try await conn.query("""
+                SELECT pin, message_id FROM mail_items WHERE pin = ANY(\(keys.keys.map { Int64($0.value) })) AND message_id = ANY(\(ids))
+                """, logger: logger).decode((Int64, String).self) { had.insert("\(p) \(id)") }
+            var targets: [(pin: PIN, mail: FetchedMail)] = []
+            var seen: Set<String> = []
+            for pin in keys.keys.sorted() {
+                for mail in mails where !had.contains("\(pin.value) \(mail.item.messageID)") && seen.insert("\(pin.value) \(mail.item.messageID)").inserted {
+                    targets.append((pin, mail))
+                }
+            }
+            var items: [OutboundItem] = []
+            if !targets.isEmpty {
+                let counts = Dictionary(grouping: targets, by: \.pin).mapValues(\.count)
+                var next = try await reserveSequences(counts, conn)
+                let now = Date()
+                let expires = now.addingTimeInterval(TimeInterval(Self.mailExpirySeconds))
+                for (pin, mail) in targets {
+                    items.append(OutboundItem(pin: pin, seq: next[pin]!, pushID: UUID(), subject: mail.item.subject, body: "",
+                                              expiresAt: expires, service: .mail, payload: mail.item.encoded()))
+                    next[pin]! += 1
+                }
+                try await insertOutbound(items.map { ($0, Self.mailExpirySeconds) }, conn)
+                try await conn.query("""
+                    INSERT INTO mail_items (pin, message_id, user_id, uid_validity, uid, text, sent_bytes)
+                    SELECT t.pin, t.id, \(mailbox.userID), \(Int64(uidValidity)), t.uid, t.text, t.sent
+                    FROM unnest(\(targets.map { Int64($0.pin.value) })::bigint[], \(targets.map(\.mail.item.messageID))::text[],
+                                \(targets.map { Int64($0.mail.uid) })::bigint[], \(targets.map(\.mail.text))::text[],
+                                \(targets.map { Int64($0.mail.firstChunkBytes) })::bigint[]) AS t(pin, id, uid, text, sent)
+                    """, logger: logger)
+                let first = Dictionary(uniqueKeysWithValues: counts.keys.map { pin in (pin, next[pin]! - UInt64(counts[pin]!)) })
+                _ = try await notifyOutbound(counts: counts, first: first, origin: origin, conn)
+            }
+            let last = mails.last
+            try await conn.query("""
+                UPDATE mailboxes SET uid_validity = \(Int64(uidValidity)), last_uid = \(Int64(lastUID)), checked_at = now(),
+                       last_mail_at = CASE WHEN \(last != nil) THEN now() ELSE last_mail_at END,
+                       last_message_id = COALESCE(\(last?.item.messageID), last_message_id),
+                       last_error = NULL, error_at = NULL
+                WHERE user_id = \(mailbox.userID)
+                """, logger: logger)
+            return CommittedPushes(outcomes: [], keys: keys.filter { pin, _ in items.contains { $0.pin == pin } }, items: items)
+        }
+    }
+
+    /// Records a check that reached nothing new (`error` nil) or failed (`error` says why).
+    public func recordMailboxCheck(_ mailbox: WatchedMailbox, error: String?, pair: String, node: String, epoch: UInt64) async throws {
+        _ = try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
+            if let error {
+                try await conn.query("""
+                    INSERT INTO mailboxes (user_id, last_error, error_at) VALUES (\(mailbox.userID), \(error), now())
+                    ON CONFLICT (user_id) DO UPDATE SET last_error = EXCLUDED.last_error, error_at = now()
+                    """, logger: logger)
+            } else {
+                try await conn.query("""
+                    INSERT INTO mailboxes (user_id, checked_at) VALUES (\(mailbox.userID), now())
+                    ON CONFLICT (user_id) DO UPDATE SET checked_at = now(), last_error = NULL, error_at = NULL
+                    """, logger: logger)
+            }
+        }
+    }
+
+    /// The Message-IDs of mail `userID`'s devices already have (a UIDVALIDITY change is
+    /// resolved against them).
+    public func deliveredMessageIDs(userID: Int64, _ ids: [String]) async throws -> Set<String> {
+        var out: Set<String> = []
+        for try await id in try await client.query("""
+            SELECT DISTINCT message_id FROM mail_items WHERE user_id = \(userID) AND message_id = ANY(\(ids))
+            """, logger: logger).decode(String.self) { out.insert(id) }
+        return out
+    }
+
+    // MARK: Device requests
+
+    /// Records device requests under (PIN, ref), fenced by `epoch`; returns the refs
+    /// recorded before (repeats: a retry, or a replay), which must not act again.
+    public func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key> {
+        guard !requests.isEmpty else { return [] }
+        return try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
+            var fresh: Set<PendingRequest.Key> = []
+            for try await (p, ref) in try await conn.query("""
+                INSERT INTO device_requests (pin, ref, kind, message_id)
+                SELECT * FROM unnest(\(requests.map { Int64($0.pin.value) })::bigint[], \(requests.map { Int64($0.ref) })::bigint[],
+                                     \(requests.map { Int16($0.request.kind.rawValue) })::smallint[],
+                                     \(requests.map(\.messageID))::text[])
+                ON CONFLICT DO NOTHING RETURNING pin, ref
+                """, logger: logger).decode((Int64, Int64).self) { fresh.insert(.init(pin: PIN(UInt32(p)), ref: UInt64(ref))) }
+            return Set(requests.map(\.key)).subtracting(fresh)
+        }
+    }
+
+    /// Requests recorded and not yet acted on, oldest first.
+    public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
+        var out: [PendingRequest] = []
+        for try await (p, ref, kind, id) in try await client.query("""
+            SELECT pin, ref, kind, message_id FROM device_requests WHERE state = 'pending' ORDER BY received_at, pin, ref LIMIT \(limit)
+            """, logger: logger).decode((Int64, Int64, Int16, String).self) {
+            guard DeviceRequest.Kind(rawValue: UInt64(kind)) == .more else { continue }
+            out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: .more(messageID: id)))
+        }
+        return out
+    }
+
+    /// Acts on a More request once: the next `chunkBytes` of the mail's stored text, as a
+    /// `more` item for the device, and the request marked done, in one transaction fenced
+    /// by `epoch`. A request for a mail the device never got is marked failed. Returns
+    /// what the Dispatcher sends (nothing if the request was acted on already).
+    public func answerMore(_ request: PendingRequest, chunkBytes: Int, pair: String, node: String, epoch: UInt64,
+                           origin: String) async throws -> CommittedPushes {
+        try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
+            let pin = Int64(request.pin.value)
+            var pending = false
+            for try await _ in try await conn.query("""
+                SELECT 1 FROM device_requests WHERE pin = \(pin) AND ref = \(Int64(request.ref)) AND state = 'pending' FOR UPDATE
+                """, logger: logger) { pending = true }
+            guard pending else { return CommittedPushes(outcomes: [], keys: [:], items: []) }
+            var mail: (String, Int64, String)?
+            for try await row in try await conn.query("""
+                SELECT m.text, m.sent_bytes, d.master_key FROM mail_items m JOIN devices d ON d.pin = m.pin
+                WHERE m.pin = \(pin) AND m.message_id = \(request.messageID) AND d.status = 'active' FOR UPDATE OF m, d
+                """, logger: logger).decode((String, Int64, String).self) { mail = row }
+            guard let (text, sent, key) = mail else {
+                try await conn.query("""
+                    UPDATE device_requests SET state = 'failed', detail = 'no such mail on this device', done_at = now()
+                    WHERE pin = \(pin) AND ref = \(Int64(request.ref))
+                    """, logger: logger)
+                return CommittedPushes(outcomes: [], keys: [:], items: [])
+            }
+            let chunk = MailText.chunk(text, offset: Int(sent), maxBytes: chunkBytes)
+            let first = try await reserveSequences([request.pin: 1], conn)[request.pin]!
+            let more = MoreChunk(messageID: request.messageID, offset: UInt64(sent), body: chunk.body, moreAvailable: chunk.moreAvailable)
+            let item = OutboundItem(pin: request.pin, seq: first, pushID: UUID(), subject: "", body: "",
+                                    expiresAt: Date().addingTimeInterval(TimeInterval(Self.mailExpirySeconds)),
+                                    service: .more, payload: more.encoded())
+            try await insertOutbound([(item, Self.mailExpirySeconds)], conn)
+            try await conn.query("""
+                UPDATE mail_items SET sent_bytes = \(Int64(chunk.end)) WHERE pin = \(pin) AND message_id = \(request.messageID)
+                """, logger: logger)
+            try await conn.query("""
+                UPDATE device_requests SET state = 'done', done_at = now() WHERE pin = \(pin) AND ref = \(Int64(request.ref))
+                """, logger: logger)
+            _ = try await notifyOutbound(counts: [request.pin: 1], first: [request.pin: first], origin: origin, conn)
+            return CommittedPushes(outcomes: [], keys: SymmetricKey(base64: key).map { [request.pin: $0] } ?? [:], items: [item])
+        }
+    }
+}
+
+extension PendingRequest {
+    public struct Key: Hashable, Sendable {
+        public var pin: PIN
+        public var ref: UInt64
+    }
+    public var key: Key { Key(pin: pin, ref: ref) }
+    var messageID: String {
+        switch request { case .more(let id): id }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+@testable import BrambleCore
+
+@Suite struct MailPayloadTests {
+    static let mail = MailItem(
+        messageID: "<a@b>", from: "René <r@x.test>", to: ["a@x.test", "b@x.test"], cc: ["c@x.test"], subject: "Grüße",
+        date: "Sat, 5 Dec 2026 20:00:00 +0000", body: "Hello\nworld", moreAvailable: true,
+        attachments: [.init(name: "a.pdf", type: "application/pdf", size: 1234)])
+
+    @Test func payloadsRoundTrip() throws {
+        #expect(try MailItem.decode(Self.mail.encoded()) == Self.mail)
+        let chunk = MoreChunk(messageID: "<a@b>", offset: 2048, body: "more text", moreAvailable: false)
+        #expect(try MoreChunk.decode(chunk.encoded()) == chunk)
+        #expect(try DeviceRequest.decode(DeviceRequest.more(messageID: "<a@b>").encoded()) == .more(messageID: "<a@b>"))
+    }
+
+    @Test func unknownFieldsAreSkippedSoPayloadsCanGrow() throws {
+        var w = PayloadWriter()
+        w.string(1, "<a@b>", max: 100)
+        w.string(200, "a field from a newer server", max: 100)
+        w.uint(2, 7)
+        let chunk = try MoreChunk.decode(w.bytes)
+        #expect(chunk.messageID == "<a@b>" && chunk.offset == 7 && chunk.body == "")
+    }
+
+    @Test func malformedPayloadsAreTypedErrors() {
+        // A field whose length runs past the end.
+        #expect(throws: PayloadError.self) { try MailItem.decode([1, 0, 0, 0, 9, 0x41]) }
+        // A header cut short.
+        #expect(throws: PayloadError.self) { try MailItem.decode([1, 0, 0]) }
+        // A required field missing, a field over its bound, invalid UTF-8, a wrong width.
+        #expect(throws: PayloadError.self) { try MailItem.decode([]) }
+        var long = PayloadWriter()
+        long.bytes(1, [UInt8](repeating: 0x41, count: MailItem.maxMessageIDLength + 1))
+        #expect(throws: PayloadError.self) { try MailItem.decode(long.bytes) }
+        var bad = PayloadWriter()
+        bad.bytes(1, [0xFF, 0xFE])
+        #expect(throws: PayloadError.self) { try MailItem.decode(bad.bytes) }
+        var narrow = PayloadWriter()
+        narrow.string(1, "<a@b>", max: 100)
+        narrow.bytes(2, [1, 2, 3])
+        #expect(throws: PayloadError.self) { try MoreChunk.decode(narrow.bytes) }
+        // Too many repeats of a list.
+        var crowd = PayloadWriter()
+        crowd.string(1, "<a@b>", max: 100)
+        for _ in 0...MailItem.maxAddresses { crowd.string(3, "a@x", max: 100) }
+        #expect(throws: PayloadError.self) { try MailItem.decode(crowd.bytes) }
+        // A request of a kind this server does not know, and one with an empty Message-ID.
+        var unknown = PayloadWriter()
+        unknown.uint(1, 99)
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(unknown.bytes) }
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.more(messageID: "").encoded()) }
+    }
+
+    @Test func theWriterCutsStringsToTheReadersBoundOnACharacterBoundary() throws {
+        var item = Self.mail
+        item.subject = String(repeating: "é", count: MailItem.maxSubjectLength)  // 2 bytes each
+        let decoded = try MailItem.decode(item.encoded())
+        #expect(decoded.subject.utf8.count == MailItem.maxSubjectLength && decoded.subject.allSatisfy { $0 == "é" })
+    }
+}
+
+@Suite struct MailboxWatchTests {
+    static let activation = Date(timeIntervalSince1970: 1_000_000)
+
+    @Test func plansFollowTheWatermark() {
+        let since = Self.activation
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 11, activeSince: since, checkedAt: nil) == .upToDate)
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 14, activeSince: since, checkedAt: nil) == .fetch(from: 11))
+        // First watch: what arrived since the device was activated.
+        #expect(MailboxPlan.plan(storedValidity: nil, lastUID: 0, uidValidity: 7, uidNext: 5, activeSince: since, checkedAt: nil)
+                == .resync(uidValidity: 7, lastUID: 4, since: since))
+        // A new UIDVALIDITY: what arrived since the last check, less the margin.
+        let checked = since.addingTimeInterval(3600)
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 9, uidNext: 3, activeSince: since, checkedAt: checked)
+                == .resync(uidValidity: 9, lastUID: 2, since: checked.addingTimeInterval(-MailboxPlan.resyncMarginSeconds)))
+        // An empty mailbox (UIDNEXT 1) has nothing to fetch.
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 0, uidValidity: 7, uidNext: 1, activeSince: since, checkedAt: nil) == .upToDate)
+    }
+
+    @Test func chunksContinueOneAnotherWithoutCuttingACharacter() {
+        let text = "aé" + String(repeating: "x", count: 10)  // é is 2 bytes: 13 bytes in all
+        let first = MailText.chunk(text, offset: 0, maxBytes: 2)
+        #expect(first.body == "a" && first.end == 1 && first.moreAvailable, "é does not fit in 2 bytes after a")
+        let second = MailText.chunk(text, offset: first.end, maxBytes: 5)
+        #expect(second.body == "éxxx" && second.end == 6)
+        let last = MailText.chunk(text, offset: second.end, maxBytes: 100)
+        #expect(last.body == String(repeating: "x", count: 7) && last.end == 13 && !last.moreAvailable)
+        #expect(MailText.chunk(text, offset: 13, maxBytes: 100) == ("", 13, false))
+    }
+
+    @Test func internalDatesParseAndSearchDaysFormat() throws {
+        let date = try #require(IMAPDate.parse("05-Dec-2026 20:45:38 +0100"))
+        #expect(date.timeIntervalSince1970 == 1_796_499_938)
+        #expect(IMAPDate.parse(" 5-Dec-2026 20:45:38 +0000") != nil, "a day padded with a space")
+        for bad in ["", "05-Foo-2026 20:45:38 +0000", "05-Dec-2026 25:00:00 +0000", "05-Dec-2026 20:45 +0000", "x y z"] {
+            #expect(IMAPDate.parse(bad) == nil, "\(bad)")
+        }
+        #expect(IMAPDate.searchDay(date) == "5-Dec-2026")
+    }
+
+    @Test func aComposedMailCarriesTheFirstChunkTheAttachmentsAndASyntheticIDWhenItHasNone() {
+        let envelope = MailEnvelope(date: "d", subject: "s", from: ["a@x"], to: ["b@x"], cc: [], messageID: "")
+        let text = MailPart(section: "1", type: "text/html", charset: "utf-8", encoding: "base64", size: 100, name: nil, isAttachment: false)
+        let pdf = MailPart(section: "2", type: "application/pdf", charset: nil, encoding: "base64", size: 5000, name: "a.pdf", isAttachment: true)
+        let html = "<p>Hello</p>\r\n<p>" + String(repeating: "word ", count: 100) + "</p>"
+        let raw = Array(Data(html.utf8).base64EncodedString().utf8)
+        let composed = MailComposer.compose(envelope: envelope, parts: [text, pdf], text: text, rawText: raw, uidValidity: 3, uid: 9,
+                                            chunkBytes: 64, maxTextBytes: 200)
+        #expect(composed.item.messageID == "<3.9@bramble.invalid>")
+        #expect(composed.item.body.hasPrefix("Hello") && composed.item.body.utf8.count <= 64 && composed.item.moreAvailable)
+        #expect(!composed.text.contains("<p>") && composed.text.utf8.count <= 200 && composed.firstChunkBytes == composed.item.body.utf8.count)
+        #expect(composed.item.attachments == [.init(name: "a.pdf", type: "application/pdf", size: 5000)])
+    }
+}
