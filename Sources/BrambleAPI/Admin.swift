@@ -13,6 +13,10 @@ public enum AdminAPI {
         "/admin/pair/events?limit=\(limit)" + (sinceUnixMs.map { "&since_ms=\($0)" } ?? "")
     }
     public static let failover = "/admin/failover"
+    /// The Messaging Agent's global filter rules.
+    public static let filters = "/admin/filters"
+    public static func filter(_ id: Int64) -> String { "\(filters)/\(id)" }
+    public static func moveFilter(_ id: Int64) -> String { "\(filters)/\(id)/move" }
 
     static func pathEscaped(_ s: String) -> String {
         s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(.init(charactersIn: "/"))) ?? s
@@ -31,8 +35,30 @@ public struct UserRecord: Codable, Sendable, Equatable {
     public var created_at: Date
     /// The user's devices' PINs.
     public var devices: [String]
-    public init(email: String, display_name: String, created_at: Date, devices: [String]) {
-        (self.email, self.display_name, self.created_at, self.devices) = (email, display_name, created_at, devices)
+    /// The Messaging Agent's watch of the user's INBOX; nil until first checked.
+    public var mailbox: MailboxWatch?
+    public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil) {
+        (self.email, self.display_name, self.created_at, self.devices, self.mailbox) = (email, display_name, created_at, devices, mailbox)
+    }
+}
+
+/// A mailbox's watermark and its last check, as the Messaging Agent recorded them.
+public struct MailboxWatch: Codable, Sendable, Equatable {
+    public var uid_validity: UInt64?
+    /// The last UID enqueued (or passed over) for the user's devices.
+    public var last_uid: UInt64
+    /// The last check that reached the mailbox.
+    public var checked_at: Date?
+    /// When the last mail was enqueued, and its Message-ID.
+    public var last_mail_at: Date?
+    public var last_message_id: String?
+    /// Why the last check failed (nil when it worked), and when.
+    public var last_error: String?
+    public var error_at: Date?
+    public init(uid_validity: UInt64?, last_uid: UInt64, checked_at: Date?, last_mail_at: Date?, last_message_id: String?,
+                last_error: String?, error_at: Date?) {
+        (self.uid_validity, self.last_uid, self.checked_at, self.last_mail_at) = (uid_validity, last_uid, checked_at, last_mail_at)
+        (self.last_message_id, self.last_error, self.error_at) = (last_message_id, last_error, error_at)
     }
 }
 
@@ -77,4 +103,39 @@ public struct Provisioned: Codable, Sendable, Equatable {
     public var device: DeviceRecord
     public var credential: DeviceCredential
     public init(device: DeviceRecord, credential: DeviceCredential) { (self.device, self.credential) = (device, credential) }
+}
+
+/// `POST /admin/filters`: a rule (`field`: from, to, cc, subject, importance; `action`:
+/// forward, forward_high_priority, do_not_forward), at `position` (default: last).
+public struct NewFilter: Codable, Sendable, Equatable {
+    public var field: String
+    public var contains: String
+    public var action: String
+    public var position: Int?
+    public init(field: String, contains: String, action: String, position: Int? = nil) {
+        (self.field, self.contains, self.action, self.position) = (field, contains, action, position)
+    }
+}
+
+public struct FilterList: Codable, Sendable, Equatable {
+    public var filters: [MailFilterRule]
+    public init(filters: [MailFilterRule]) { self.filters = filters }
+}
+
+/// `POST /admin/filters/ID/move`.
+public struct FilterMove: Codable, Sendable, Equatable {
+    public var position: Int
+    public init(position: Int) { self.position = position }
+}
+
+/// What the API and the CLI accept as an e-mail address.
+public enum Email {
+    /// One `@`, a non-empty local part, a dotted domain, no spaces: enough to catch typos.
+    /// No `*` either: the Messaging Agent logs in to a mailbox as `EMAIL*SERVICE`.
+    public static func isPlausible(_ s: String) -> Bool {
+        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
+              !parts[1].hasSuffix("."), s.utf8.count <= 254 else { return false }
+        return !s.contains(where: { $0.isWhitespace || $0 == "*" || $0.isNewline })
+    }
 }

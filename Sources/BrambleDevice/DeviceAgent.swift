@@ -94,7 +94,14 @@ public final class DeviceAgent: @unchecked Sendable {
         let retryMs = configuration.requestRetryMs
         var sinceRetryMs: UInt64 = retryMs
         while !Task.isCancelled {
-            let fresh = try outbox.takeSpooled()
+            let fresh: [UInt64]
+            do {
+                fresh = try outbox.takeSpooled()
+            } catch {
+                // The spool is unreadable or the outbox cannot be saved: say so, keep the link.
+                logger.warning("control spool not read", metadata: ["device.pin": "\(pin)", "error": "\(error)"])
+                fresh = []
+            }
             let due = sinceRetryMs >= retryMs ? outbox.pending : outbox.pending.filter { fresh.contains($0.ref) }
             if sinceRetryMs >= retryMs { sinceRetryMs = 0 }
             if !due.isEmpty {

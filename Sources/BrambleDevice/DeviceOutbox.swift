@@ -1,6 +1,9 @@
 import BrambleCore
 import Foundation
 import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The device's outbox: requests it has made (More, …) under its own request numbers,
 /// kept until the server acknowledges them, retried meanwhile. Persisted beside the
@@ -76,22 +79,36 @@ public final class DeviceOutbox: @unchecked Sendable {
     }
 
     /// Moves the spool's requests into the outbox (oldest first), up to `maxPending`.
-    /// A file that is not a request is moved aside as `NAME.rejected`.
+    /// Each file is first renamed `NAME.taken`, so a crash can lose the file's request
+    /// (the user asks again) but never send it twice; a file that is not a request (not
+    /// a regular file of at most 4 KB of JSON) is set aside as `NAME.rejected`.
     public func takeSpooled() throws -> [UInt64] {
         guard let spool else { return [] }
         let names = try FileManager.default.contentsOfDirectory(atPath: spool).filter { $0.hasSuffix(".request") }.sorted()
         var refs: [UInt64] = []
         for name in names where pending.count < Self.maxPending {
-            let file = spool + "/" + name
-            guard let data = FileManager.default.contents(atPath: file), data.count <= 4096,
-                  let request = try? DeviceControlRequest.parse(data) else {
-                try? FileManager.default.moveItem(atPath: file, toPath: file + ".rejected")
+            let file = spool + "/" + name, taken = file + ".taken"
+            guard rename(file, taken) == 0 else { continue }
+            guard let data = Self.readSmallRegularFile(taken, max: 4096), let request = try? DeviceControlRequest.parse(data) else {
+                _ = rename(taken, file + ".rejected")
                 continue
             }
             refs.append(try add(request))
-            try FileManager.default.removeItem(atPath: file)
+            unlink(taken)
         }
         return refs
+    }
+
+    /// The file's bytes if it is a regular file (not a link, FIFO or device) of at most `max` bytes.
+    static func readSmallRegularFile(_ path: String, max: Int) -> Data? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= max else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return n == bytes.count ? Data(bytes) : nil
     }
 
     private func save() throws {

@@ -3,8 +3,8 @@ import Foundation
 
 /// One item a device showed: what `--json` prints, one JSON object per line. A push has
 /// `push_id`, `subject` and `body_length`; a mail (`service` "mail") has `message_id`,
-/// `from`, `to`, `cc`, `subject`, `body` (the text shown so far), `more_available` and
-/// `attachments`; a More chunk (`service` "more") has `message_id`, `offset`, `body` and
+/// `from`, `to`, `cc`, `subject`, `body` (the text shown so far), `more_available`,
+/// `attachments` and, when a filter rule said so, `priority` "high"; a More chunk (`service` "more") has `message_id`, `offset`, `body` and
 /// `more_available`. Fields a service does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
@@ -22,6 +22,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var offset: UInt64?
     public var moreAvailable: Bool?
     public var attachments: [MailItem.Attachment]?
+    /// "high" for a mail a filter rule forwarded with high priority.
+    public var priority: String?
     public var receivedAt: Date
 
     public init(pin: String, ref: UInt64, service: String, receivedAt: Date) {
@@ -38,6 +40,7 @@ public struct ShownItem: Codable, Sendable, Equatable {
         var s = ShownItem(pin: pin, ref: ref, service: "mail", receivedAt: at)
         (s.messageID, s.from, s.to, s.cc, s.subject, s.date) = (item.messageID, item.from, item.to, item.cc, item.subject, item.date)
         (s.body, s.moreAvailable, s.attachments) = (item.body, item.moreAvailable, item.attachments)
+        s.priority = item.highPriority ? "high" : nil
         return s
     }
 
@@ -48,7 +51,7 @@ public struct ShownItem: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments
+        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"

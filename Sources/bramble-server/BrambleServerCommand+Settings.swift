@@ -134,7 +134,19 @@ extension BrambleServerCommand {
 
     /// The Messaging Agent's settings; nil without `imap`.
     private func mailConfiguration(_ settings: DaemonSettings) async throws -> MessagingAgent.Configuration? {
-        guard let imap = try await settings.string("imap") else { return nil }
+        guard let imap = try await settings.string("imap") else {
+            var set: [String] = []
+            for key in ["mail-service-password-file", "mail-notify-token-file", "mail-service-user"] where try await settings.string(key) != nil {
+                set.append(key)
+            }
+            for key in ["mail-chunk-bytes", "mail-max-text-bytes", "mail-sweep-ms", "mail-workers"] where try await settings.int(key) != nil {
+                set.append(key)
+            }
+            if let key = set.first {
+                throw ValidationError("--\(key) is set but --imap is not: set --imap (the mail server's IMAP listener) or drop it")
+            }
+            return nil
+        }
         guard let address = HostPort(imap) else { throw ValidationError("--imap must be HOST:PORT, got '\(imap)'") }
         guard try await settings.string("mail-service-password-file") != nil else {
             throw ValidationError("--imap needs --mail-service-password-file (the service account's password)")

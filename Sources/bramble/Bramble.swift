@@ -9,11 +9,11 @@ import NIOHTTP1
 struct Bramble: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bramble",
-        abstract: "Administer a Bramble HA pair: users, devices, pushes, status, failover.",
+        abstract: "Administer a Bramble HA pair: users, devices, mail filters, pushes, status, failover.",
         discussion: """
             Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) and --token-file, else from BRAMBLE_URL (comma-separated) and BRAMBLE_TOKEN, else from the local cluster that `make up` started (.run/status.json, or $BRAMBLE_STATUS). When a node cannot be reached the next one is asked.
             """,
-        subcommands: [UserCommand.self, DeviceCommand.self, PushCommand.self, MessageCommand.self,
+        subcommands: [UserCommand.self, DeviceCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])
 }
 
@@ -104,6 +104,26 @@ struct Failure: Error, CustomStringConvertible {
 
 func describe(_ u: UserRecord) -> String {
     "\(u.email)\t\(u.display_name.isEmpty ? "-" : u.display_name)\tdevices: \(u.devices.isEmpty ? "none" : u.devices.joined(separator: ","))"
+        + "\tmailbox: \(mailboxState(u))"
+}
+
+/// One word or phrase for the mailbox watch: what `bramble user list` shows.
+func mailboxState(_ u: UserRecord) -> String {
+    guard let m = u.mailbox else { return u.devices.isEmpty ? "not watched (no device)" : "not checked yet" }
+    if let error = m.last_error { return "failing: \(error)" }
+    return m.uid_validity == nil ? "not checked yet" : "watched"
+}
+
+/// `bramble user show`: the user, then the mailbox watch line by line.
+func describeInDetail(_ u: UserRecord) -> String {
+    var lines = [describe(u)]
+    guard let m = u.mailbox else { return lines[0] }
+    let time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }
+    lines.append("  watermark: UIDVALIDITY \(m.uid_validity.map(String.init) ?? "-"), last UID \(m.last_uid)")
+    lines.append("  last checked: \(time(m.checked_at))")
+    lines.append("  last mail: \(time(m.last_mail_at))\(m.last_message_id.map { " \($0)" } ?? "")")
+    lines.append("  last error: \(m.last_error.map { "\($0) (\(time(m.error_at)))" } ?? "none")")
+    return lines.joined(separator: "\n")
 }
 
 func describe(_ d: DeviceRecord) -> String {

@@ -20,7 +20,7 @@ struct UserCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List users.")
+        static let configuration = CommandConfiguration(abstract: "List users, their devices and their mailbox's state (watched, failing, not checked yet).")
         @OptionGroup var connection: Connection
 
         func run() async throws {
@@ -30,12 +30,17 @@ struct UserCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one user.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show one user and the watch of their mailbox: watermark, last check, last mail seen, last error.")
         @OptionGroup var connection: Connection
         @Argument(help: "The user's e-mail address.") var email: String
 
+        func validate() throws {
+            guard Email.isPlausible(email.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("'\(email)' is not an e-mail address") }
+        }
+
         func run() async throws {
-            try connection.show(try await connection.call(.GET, AdminAPI.user(email), as: UserRecord.self), human: describe)
+            try connection.show(try await connection.call(.GET, AdminAPI.user(email), as: UserRecord.self), human: describeInDetail)
         }
     }
 

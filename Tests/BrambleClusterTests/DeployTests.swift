@@ -208,6 +208,26 @@ import Glibc
             """
         let found = try deployment.run("exec", "/usr/bin/python3", "-c", script, smtp, imap, user, passwordFile, messageID)
         #expect(found.contains("found after"), "the message reached demo1's INBOX, read by the service account: \(found)")
+
+        // The Messaging Agent brings it to demo1's device; the device's `control` command
+        // asks for More (a short mail has none: an empty last chunk comes back).
+        let device = try #require((status["devices"] as? [[String: Any]] ?? []).first { $0["email"] as? String == "demo1@example.test" })
+        let log = try #require(device["log"] as? String)
+        let control = try #require(device["control"] as? [String])
+        #expect(control.count == 4 && FileManager.default.isExecutableFile(atPath: control[0]) && control[1] == "control", "control: \(control)")
+        func lines() -> [[String: Any]] {
+            (FileManager.default.contents(atPath: log) ?? Data()).split(separator: UInt8(ascii: "\n")).compactMap {
+                try? JSONSerialization.jsonObject(with: $0) as? [String: Any]
+            }.filter { $0["message_id"] as? String == messageID }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while lines().isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        let shown = lines()
+        #expect(shown.count == 1 && shown.first?["service"] as? String == "mail" && shown.first?["subject"] as? String == "deploy test",
+                "demo1's device showed the mail once: \(shown)")
+        try runCommand(control[0], Array(control.dropFirst()) + ["more", messageID])
+        while lines().count < 2 && Date() < deadline.addingTimeInterval(10) { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(lines().last?["service"] as? String == "more" && lines().last?["more_available"] as? Bool == false, "More answered: \(lines())")
     }
 
     /// Every process in the sessions these (session-leading) daemons lead.

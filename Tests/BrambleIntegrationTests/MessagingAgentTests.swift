@@ -149,13 +149,80 @@ import Testing
         }
     }
 
+    @Test func filterRulesDecideInTheirOrderAndBadRulesAreRefused() async throws {
+        try await Self.mailCluster { cluster in
+            try cluster.bramble("filter", "add", "--field", "subject", "--contains", "Newsletter", "--action", "do_not_forward")
+            try cluster.bramble("filter", "add", "--field", "from", "--contains", "boss@", "--action", "forward_high_priority")
+            try cluster.bramble("filter", "add", "--field", "importance", "--contains", "HIGH", "--action", "forward_high_priority")
+            // Before the others: mail cc'd to the archive is not forwarded.
+            try cluster.bramble("filter", "add", "--field", "cc", "--contains", "archive@", "--action", "do_not_forward", "--position", "1")
+            let list = try cluster.bramble("filter", "list")
+            #expect(list.contains("1. [id 4] if cc contains \"archive@\": do_not_forward") && list.contains("4. [id 3] if importance is \"high\""), "\(list)")
+            // Bad input: a clear error, nothing changed.
+            for bad in [["--field", "body", "--contains", "x", "--action", "forward"], ["--field", "from", "--contains", "x", "--action", "bounce"],
+                        ["--field", "importance", "--contains", "urgent", "--action", "forward"]] {
+                #expect(throws: CommandFailed.self) { try cluster.bramble(["filter", "add"] + bad) }
+            }
+            #expect(throws: CommandFailed.self) { try cluster.bramble("filter", "remove", "99") }
+            #expect(try cluster.bramble("filter", "list") == list)
+
+            let dropped = Self.id(), archived = Self.id(), boss = Self.id(), important = Self.id(), plain = Self.id()
+            try await cluster.sendMail(to: Self.email, subject: "Weekly newsletter", body: "x", messageID: dropped)
+            try await cluster.sendMail(to: Self.email, subject: "from the boss, archived", body: "x", messageID: archived,
+                                       headers: "Cc: archive@example.test")
+            try await cluster.sendRawMail(to: Self.email, "From: The Boss <boss@outside.test>\nTo: \(Self.email)\nSubject: now\nMessage-ID: \(boss)\n\nx\n")
+            try await cluster.sendMail(to: Self.email, subject: "important", body: "x", messageID: important, headers: "X-Priority: 1 (Highest)")
+            try await cluster.sendMail(to: Self.email, subject: "plain", body: "x", messageID: plain)
+            try await cluster.waitFor("the plain mail") { cluster.mailShown(pin: Self.pin).contains { $0.message_id == plain } }
+            try await Task.sleep(for: .seconds(1))
+            let shown = Dictionary(uniqueKeysWithValues: cluster.mailShown(pin: Self.pin).map { ($0.message_id, $0) })
+            #expect(shown[dropped] == nil && shown[archived] == nil, "not forwarded")
+            #expect(shown[boss]?.priority == "high" && shown[important]?.priority == "high", "forwarded with high priority")
+            #expect(shown[plain] != nil && shown[plain]?.priority == nil, "no rule matched: forwarded")
+
+            // Order: the cc rule moved last, the archived mail from the boss is forwarded, marked.
+            try cluster.bramble("filter", "move", "4", "--to", "9")
+            try cluster.bramble("filter", "remove", "1")
+            #expect(try cluster.bramble("filter", "list").contains("3. [id 4] if cc contains"))
+            let second = Self.id()
+            try await cluster.sendRawMail(to: Self.email, "From: boss@outside.test\nTo: \(Self.email)\nCc: archive@example.test\nSubject: Newsletter\nMessage-ID: \(second)\n\nx\n")
+            try await cluster.waitFor("the second mail") { cluster.mailShown(pin: Self.pin).contains { $0.message_id == second } }
+            #expect(cluster.mailShown(pin: Self.pin).first { $0.message_id == second }?.priority == "high")
+        }
+    }
+
+    @Test func userShowReportsTheWatchAndUserListEachUsersState() async throws {
+        try await Self.mailCluster { cluster in
+            let messageID = Self.id()
+            try await cluster.sendMail(to: Self.email, subject: "seen", body: "x", messageID: messageID)
+            try await cluster.waitFor("the mail shown") { cluster.mailShown(pin: Self.pin).contains { $0.message_id == messageID } }
+            let show = try cluster.bramble("user", "show", Self.email, "--json")
+            let user = try #require(try JSONSerialization.jsonObject(with: Data(show.utf8)) as? [String: Any])
+            let mailbox = try #require(user["mailbox"] as? [String: Any], "\(show)")
+            #expect(mailbox["last_message_id"] as? String == messageID && (mailbox["last_uid"] as? Int ?? 0) >= 1 && mailbox["uid_validity"] is Int, "\(show)")
+            #expect(mailbox["last_error"] == nil && mailbox["checked_at"] is String)
+            let human = try cluster.bramble("user", "show", Self.email)
+            #expect(human.contains("last mail: ") && human.contains(messageID) && human.contains("last error: none"), "\(human)")
+            try cluster.bramble("user", "add", "--email", "demo3@example.test")
+            let list = try cluster.bramble("user", "list")
+            #expect(list.contains("\(Self.email)\t-\tdevices: \(Self.pin)\tmailbox: watched"), "\(list)")
+            #expect(list.contains("demo3@example.test\t-\tdevices: none\tmailbox: not watched (no device)"), "\(list)")
+            // Bad input: a clear error.
+            #expect(throws: CommandFailed.self) { try cluster.bramble("user", "show", "not-an-address") }
+            #expect(throws: CommandFailed.self) { try cluster.bramble("user", "show", "nobody@example.test") }
+        }
+    }
+
     @Test func aMailboxThatCannotBeOpenedIsReportedAndTheOthersStillWork() async throws {
         try await Self.mailCluster { cluster in
             // A user whose mailbox the mail server does not have.
             try cluster.provision(email: "ghost@example.test", pin: "2A00F0FF")
             try await cluster.waitFor("the failing mailbox reported") {
-                try await cluster.healthDetail("node-a", "messaging_agent")?.contains("ghost@example.test") == true
+                try await cluster.healthDetail("node-a", "messaging_agent")?.contains("1 failing (see `bramble user list`)") == true
             }
+            // The mail server answered (it refused the login): not counted as unreachable.
+            #expect(try await cluster.healthDetail("node-a", "messaging_server_reachable") == "mail server reachable for 2 of 2 mailboxes")
+            #expect(try cluster.bramble("user", "list").contains("ghost@example.test\t-\tdevices: 2A00F0FF\tmailbox: failing: IMAP LOGIN answered NO"))
             let messageID = Self.id()
             try await cluster.sendMail(to: Self.email, subject: "still here", body: "x", messageID: messageID)
             try await cluster.waitFor("the mail shown") { cluster.mailShown(pin: Self.pin).contains { $0.message_id == messageID } }

@@ -21,6 +21,7 @@ struct SettingsFileIntegrationTests {
 
     @Test("Every documented setting is one the daemon reads", arguments: [
         ("bramble-server", ["--lease-ms", "50"], "--lease-ms must be"),
+        ("bramble-server", ["--mail-chunk-bytes", "10"], "--mail-chunk-bytes must be 256…16384"),
         ("bramble-relay", ["--srp-timeout-ms", "1"], "--srp-timeout-ms must be"),
     ])
     func everyDocumentedSettingIsRead(daemon: String, invalid: [String], expected: String) throws {
@@ -37,6 +38,17 @@ struct SettingsFileIntegrationTests {
         let file = try dir.write("all.conf", lines.joined(separator: "\n") + "\n")
         let output = Self.run(daemon, ["--config", file] + invalid)
         #expect(output.contains(expected), "\(output)")
+    }
+
+    @Test("Mail settings without the mail server, or the mail server without its account, are errors that say what to set")
+    func mailSettingsHangTogether() throws {
+        let dir = try TemporaryDirectory()
+        let file = try Self.nodeFile(in: dir, "")
+        #expect(Self.run("bramble-server", ["--config", file, "--mail-sweep-ms", "1000"])
+            .contains("--mail-sweep-ms is set but --imap is not: set --imap (the mail server's IMAP listener) or drop it"))
+        #expect(Self.run("bramble-server", ["--config", file, "--imap", "127.0.0.1:143"])
+            .contains("--imap needs --mail-service-password-file (the service account's password)"))
+        #expect(Self.run("bramble-server", ["--config", file, "--imap", "mail.example"]).contains("--imap must be HOST:PORT, got 'mail.example'"))
     }
 
     @Test("A flag beats the environment, which beats the file, which beats the default: an int")
@@ -136,7 +148,10 @@ struct SettingsFileIntegrationTests {
         let keys = try dir.write("keys", "bramble \(srpKey.base64EncodedString())\n")
         let token = try dir.write("token", "token-\(UUID().uuidString)\n")
         let password = try dir.write("db-password", "password-\(UUID().uuidString)\n")
-        return ["srp-key-file": keys, "srp-keys": keys, "admin-token-file": token, "db-password-file": password]
+        let mail = try dir.write("mail-password", "mail-\(UUID().uuidString)\n")
+        let notify = try dir.write("notify-token", "notify-\(UUID().uuidString)\n")
+        return ["srp-key-file": keys, "srp-keys": keys, "admin-token-file": token, "db-password-file": password,
+                "mail-service-password-file": mail, "mail-notify-token-file": notify]
     }
 
     /// A node's settings file in `dir`: the secret files, then `lines`.

@@ -40,11 +40,12 @@ import Testing
             box.withLockedValue { $0 += transitions.map { ($0, epoch) } }
         }
         let requests = NIOLockedValueBox<Set<PendingRequest.Key>>([])
-        func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key> {
+        func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64)
+            async throws -> (repeats: Set<PendingRequest.Key>, refused: Set<PendingRequest.Key>) {
             self.requests.withLockedValue { seen in
                 let repeats = Set(requests.map(\.key)).intersection(seen)
                 seen.formUnion(requests.map(\.key))
-                return repeats
+                return (repeats, [])
             }
         }
         func states(_ state: DeliveryState) -> [UInt64] { box.withLockedValue { $0.filter { $0.0.state == state }.map(\.0.seq).sorted() } }

@@ -286,6 +286,15 @@ final class TestCluster: @unchecked Sendable {
         return path
     }
 
+    /// Runs the `bramble` CLI against the first node; its output, or `CommandFailed`.
+    @discardableResult
+    func bramble(_ arguments: String...) throws -> String { try bramble(arguments) }
+
+    @discardableResult
+    func bramble(_ arguments: [String]) throws -> String {
+        try runCommand(Self.bin + "/bramble", arguments, environment: ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL])
+    }
+
     func logPath(pin: String) -> String { "\(dir)/device-\(pin).jsonl" }
 
     func startDevice(pin: String) throws {
@@ -322,6 +331,7 @@ final class TestCluster: @unchecked Sendable {
         var offset: UInt64?
         var more_available: Bool
         var attachments: [Attachment]?
+        var priority: String?
     }
 
     /// The mail and More lines of a device's log, in order.

@@ -10,8 +10,11 @@ write_status_json() {
   done | jq -s .)
   devices=$(for entry in "${DEMO[@]}"; do
     read -r email pin <<< "$entry"
+    # control: the argv prefix that drives the running device (add `more MESSAGE_ID`).
     jq -n --arg pin "$pin" --arg email "$email" --arg process "device-$i" --arg log "$TMP/device-$pin.jsonl" \
-      --arg credential "$TMP/device-$pin.json" '{pin: $pin, email: $email, process: $process, log: $log, credential: $credential}'
+      --arg credential "$TMP/device-$pin.json" --arg bin "$BIN/bramble-device" --arg state "$TMP/device-$pin.json.state" '
+      {pin: $pin, email: $email, process: $process, log: $log, credential: $credential,
+       control: [$bin, "control", "--state", $state]}'
     i=$((i + 1))
   done | jq -s .)
   # The mail host: where to send and read, and the demo mailboxes' passwords, read by jq

@@ -29,26 +29,40 @@ public struct MailItem: Equatable, Sendable {
     public var body: String
     public var moreAvailable: Bool
     public var attachments: [Attachment]
+    /// As the mail's headers say (filters match on it).
+    public var importance: MailImportance
+    /// A filter rule marked it (forward with high priority).
+    public var highPriority: Bool
 
     public init(messageID: String, from: String, to: [String], cc: [String], subject: String, date: String, body: String,
-                moreAvailable: Bool, attachments: [Attachment]) {
+                moreAvailable: Bool, attachments: [Attachment], importance: MailImportance = .normal, highPriority: Bool = false) {
         (self.messageID, self.from, self.to, self.cc, self.subject) = (messageID, from, to, cc, subject)
         (self.date, self.body, self.moreAvailable, self.attachments) = (date, body, moreAvailable, attachments)
+        (self.importance, self.highPriority) = (importance, highPriority)
     }
 
     // Tags: 1 message_id, 2 from, 3 to (repeated), 4 cc (repeated), 5 subject, 6 date,
-    // 7 body, 8 more_available, 9 attachment (repeated record: 1 name, 2 type, 3 size).
+    // 7 body, 8 more_available, 9 attachment (repeated record: 1 name, 2 type, 3 size),
+    // 10 importance ("high", "normal", "low"), 11 high_priority.
+    /// The most the lists (To, Cc, attachments) take of one item, so that with the fixed
+    /// fields and a chunk at its bound it stays far below a frame's 256 KB: entries past it
+    /// are left out (a mail to 10,000 people shows the first of them).
+    public static let listBudget = 32 * 1024
+
     public func encoded() -> [UInt8] {
         var w = PayloadWriter()
         w.string(1, messageID, max: Self.maxMessageIDLength)
         w.string(2, from, max: Self.maxAddressLength)
-        for a in to.prefix(Self.maxAddresses) { w.string(3, a, max: Self.maxAddressLength) }
-        for a in cc.prefix(Self.maxAddresses) { w.string(4, a, max: Self.maxAddressLength) }
         w.string(5, subject, max: Self.maxSubjectLength)
         w.string(6, date, max: Self.maxDateLength)
         w.string(7, body, max: Self.maxChunkLength)
         w.bool(8, moreAvailable)
-        for a in attachments.prefix(Self.maxAttachments) {
+        w.string(10, importance.rawValue, max: 16)
+        w.bool(11, highPriority)
+        let budgetEnd = w.bytes.count + Self.listBudget
+        for a in to.prefix(Self.maxAddresses) where w.bytes.count < budgetEnd { w.string(3, a, max: Self.maxAddressLength) }
+        for a in cc.prefix(Self.maxAddresses) where w.bytes.count < budgetEnd { w.string(4, a, max: Self.maxAddressLength) }
+        for a in attachments.prefix(Self.maxAttachments) where w.bytes.count < budgetEnd {
             var r = PayloadWriter()
             r.string(1, a.name, max: Self.maxAttachmentNameLength)
             r.string(2, a.type, max: Self.maxAttachmentTypeLength)
@@ -75,7 +89,9 @@ public struct MailItem: Equatable, Sendable {
             date: try f.string(6, max: maxDateLength, "date") ?? "",
             body: try f.string(7, max: maxChunkLength, "body") ?? "",
             moreAvailable: try f.bool(8, "more_available"),
-            attachments: attachments)
+            attachments: attachments,
+            importance: try f.string(10, max: 16, "importance").flatMap(MailImportance.init(rawValue:)) ?? .normal,
+            highPriority: try f.bool(11, "high_priority"))
     }
 }
 

@@ -40,9 +40,10 @@ public struct HealthFacts: Sendable, Equatable {
         /// Mailboxes whose watermark is known and whose last check worked, of `total`.
         public var watched = 0
         public var total = 0
-        /// The first few failing mailboxes, "EMAIL: why", and how many fail.
-        public var failing: [String] = []
+        /// Mailboxes whose last check failed, and of those, how many because the mail
+        /// server could not be reached.
         public var failingCount = 0
+        public var unreachableCount = 0
         /// A standby's probe of the mail server: nil when it answered.
         public var mailServerError: String? = "not probed yet"
         public init() {}
@@ -142,11 +143,12 @@ public enum HealthEvaluation {
             return ((true, "warm; starts watching mailboxes on promotion"), server)
         }
         let share = a.total == 0 || a.watched * 4 >= a.total * 3
-        let failing = a.failingCount == 0 ? "" : "; \(a.failingCount) failing, e.g. \(a.failing.joined(separator: "; "))"
+        let failing = a.failingCount == 0 ? "" : "; \(a.failingCount) failing (see `bramble user list`)"
         let agent = (share, "watching \(a.watched) of \(a.total) mailboxes at epoch \(epoch)\(failing)")
-        let reachable = a.total == 0 || (a.total - a.failingCount) * 4 >= a.total * 3
-        let server = (reachable, reachable ? "mail server reachable for \(a.total - a.failingCount) of \(a.total) mailboxes"
-                                           : "mail server unreachable for \(a.failingCount) of \(a.total) mailboxes\(failing)")
+        let reached = a.total - a.unreachableCount
+        let reachable = a.total == 0 || reached * 4 >= a.total * 3
+        let server = (reachable, reachable ? "mail server reachable for \(reached) of \(a.total) mailboxes"
+                                           : "mail server unreachable for \(a.unreachableCount) of \(a.total) mailboxes; check the route to it")
         return (agent, server)
     }
 

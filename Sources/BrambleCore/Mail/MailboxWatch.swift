@@ -17,17 +17,20 @@ public enum MailboxPlan: Equatable, Sendable {
 
     /// A minute's margin on INTERNALDATE against clocks and the time a check takes.
     public static let resyncMarginSeconds: TimeInterval = 60
+    /// A resync never reaches back further than this (a mailbox first watched long after
+    /// its device was activated, as after an upgrade, gets the last hour, not months).
+    public static let maxResyncAgeSeconds: TimeInterval = 3600
 
     /// - Parameters:
     ///   - activeSince: when the user's first active device was activated (mail from then
     ///     on is theirs).
     ///   - checkedAt: when a check last reached the mailbox.
     public static func plan(storedValidity: UInt64?, lastUID: UInt64, uidValidity: UInt64, uidNext: UInt64,
-                            activeSince: Date, checkedAt: Date?) -> MailboxPlan {
+                            activeSince: Date, checkedAt: Date?, now: Date) -> MailboxPlan {
         let last = uidNext > 0 ? uidNext - 1 : 0
         guard let storedValidity, storedValidity == uidValidity else {
             let since = storedValidity == nil ? activeSince : max(activeSince, (checkedAt ?? activeSince).addingTimeInterval(-resyncMarginSeconds))
-            return .resync(uidValidity: uidValidity, lastUID: last, since: since)
+            return .resync(uidValidity: uidValidity, lastUID: last, since: max(since, now.addingTimeInterval(-maxResyncAgeSeconds)))
         }
         return last > lastUID ? .fetch(from: lastUID + 1) : .upToDate
     }
@@ -54,16 +57,27 @@ public enum MailComposer {
             text = textPart.type == "text/html" ? MailText.plainText(fromHTML: decoded) : decoded
         }
         // Lines as the device shows them; then the cap.
-        text = MailText.prefix(text.replacingOccurrences(of: "\r\n", with: "\n"), maxBytes: maxTextBytes)
+        text = MailText.prefix(clean(text.replacingOccurrences(of: "\r\n", with: "\n")), maxBytes: maxTextBytes)
         let first = MailText.chunk(text, offset: 0, maxBytes: chunkBytes)
         let attachments = MailStructure.attachments(parts, text: textPart).map {
-            MailItem.Attachment(name: $0.name ?? "", type: $0.type, size: $0.size)
+            MailItem.Attachment(name: clean($0.name ?? ""), type: clean($0.type), size: $0.size)
         }
-        let id = envelope.messageID.isEmpty ? syntheticMessageID(uidValidity: uidValidity, uid: uid) : envelope.messageID
-        let item = MailItem(messageID: id, from: envelope.from.first ?? "", to: envelope.to, cc: envelope.cc, subject: envelope.subject,
-                            date: envelope.date, body: first.body, moreAvailable: first.moreAvailable, attachments: attachments)
+        let item = MailItem(messageID: messageID(envelope.messageID, uidValidity: uidValidity, uid: uid), from: clean(envelope.from.first ?? ""),
+                            to: envelope.to.map(clean), cc: envelope.cc.map(clean), subject: clean(envelope.subject),
+                            date: clean(envelope.date), body: first.body, moreAvailable: first.moreAvailable, attachments: attachments)
         return (item, text, first.end)
     }
+
+    /// The mail's Message-ID, or a synthetic one when it has none or one no store should
+    /// key on: longer than RFC 5322's 998, or with spaces or control characters.
+    static func messageID(_ id: String, uidValidity: UInt64, uid: UInt64) -> String {
+        guard !id.isEmpty, id.utf8.count <= MailItem.maxMessageIDLength, id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F })
+        else { return syntheticMessageID(uidValidity: uidValidity, uid: uid) }
+        return id
+    }
+
+    /// Text without NUL (which PostgreSQL's text refuses, and no device shows).
+    static func clean(_ s: String) -> String { s.contains("\0") ? s.replacingOccurrences(of: "\0", with: "") : s }
 }
 
 /// IMAP's INTERNALDATE, `"05-Dec-2026 20:45:38 +0000"` (RFC 9051 `date-time`).

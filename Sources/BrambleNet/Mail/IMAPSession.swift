@@ -67,6 +67,9 @@ public struct IMAPSession {
         (self.outbound, self.responses, self.greeting) = (outbound, responses, greeting)
     }
 
+    /// The most untagged responses one command may bring (each bounded by the decoder).
+    public static let maxUntaggedPerCommand = 100_000
+
     /// Sends `command` (without tag or CRLF; use `IMAPSession.astring` for its arguments)
     /// and collects its answer; throws `Refused` for NO, BAD or BYE.
     @discardableResult
@@ -81,6 +84,10 @@ public struct IMAPSession {
             case .untagged(.status(.bye, _, let text)) where verb != "LOGOUT":
                 throw Refused(command: verb, status: .bye, text: text)
             case .untagged(let u):
+                // Bounded: a server cannot make one command's answer grow without end.
+                guard untagged.count < Self.maxUntaggedPerCommand else {
+                    throw Refused(command: verb, status: .bad, text: "more than \(Self.maxUntaggedPerCommand) responses to one command")
+                }
                 untagged.append(u)
             case .continuation:
                 continue

@@ -93,6 +93,13 @@ public struct DaemonSettings: Sendable {
         catch { throw failure(error, key: key, expected: "an integer") }
     }
 
+    /// An integer setting, nil when it is not set anywhere.
+    public func int(_ key: String, fileID: String = #fileID, line: UInt = #line) async throws(SettingsFailure) -> Int? {
+        precondition(keys.contains(key), "'\(key)' is not one of the daemon's flags")
+        do { return try await settings.fetchInt(forKey: ConfigKey([key]), fileID: fileID, line: line) }
+        catch { throw failure(error, key: key, expected: "an integer") }
+    }
+
     /// The contents of a `SecretFile`, nil when its path setting is not set.
     public func secret(_ key: String, fileID: String = #fileID, line: UInt = #line) async throws(SettingsFailure) -> String? {
         precondition(secretFiles[key] != nil, "'\(key)' is not one of the daemon's secret files")

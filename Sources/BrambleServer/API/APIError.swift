@@ -46,3 +46,5 @@ extension Thresholds: ResponseEncodable {}
 extension FailoverDone: ResponseEncodable {}
 extension NodeHealth: ResponseEncodable {}
 extension PairEventLog: ResponseEncodable {}
+extension MailFilterRule: ResponseEncodable {}
+extension FilterList: ResponseEncodable {}

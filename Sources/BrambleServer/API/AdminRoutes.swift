@@ -45,6 +45,49 @@ struct AdminRoutes {
             guard let device = try await store.devices(pin: pin).first else { throw APIErrorBody(.notFound, "no device \(pin)") }
             return device
         }
+        registerFilters(on: router)
+    }
+
+    private func registerFilters(on router: Router<BasicRequestContext>) {
+        router.get(RouterPath(AdminAPI.filters)) { _, _ in FilterList(filters: try await store.filters()) }
+        router.post(RouterPath(AdminAPI.filters)) { request, context -> EditedResponse<MailFilterRule> in
+            let body = try await request.decodeJSON(NewFilter.self, context: context)
+            guard let field = MailFilterRule.Field(rawValue: body.field) else {
+                throw APIErrorBody(.badRequest, "'field' must be one of \(MailFilterRule.Field.allCases.map(\.rawValue).joined(separator: ", ")); got '\(body.field)'")
+            }
+            guard let action = MailFilterRule.Action(rawValue: body.action) else {
+                throw APIErrorBody(.badRequest, "'action' must be one of \(MailFilterRule.Action.allCases.map(\.rawValue).joined(separator: ", ")); got '\(body.action)'")
+            }
+            let contains = body.contains.trimmingCharacters(in: .whitespaces)
+            guard !contains.isEmpty, contains.utf8.count <= MailFilterRule.maxPatternLength else {
+                throw APIErrorBody(.badRequest, "'contains' must be 1–\(MailFilterRule.maxPatternLength) bytes")
+            }
+            if field == .importance, MailImportance(rawValue: contains.lowercased()) == nil {
+                throw APIErrorBody(.badRequest, "for importance, 'contains' must be high, normal or low")
+            }
+            if let position = body.position, position < 1 { throw APIErrorBody(.badRequest, "'position' must be 1 or more") }
+            let rule = try await mapped { try await store.addFilter(field: field, contains: field == .importance ? contains.lowercased() : contains,
+                                                                    action: action, position: body.position) }
+            return EditedResponse(status: .created, response: rule)
+        }
+        router.delete("/admin/filters/{id}") { _, context -> Removed in
+            let id = try Self.filterID(context)
+            guard try await store.removeFilter(id: id) else { throw APIErrorBody(.notFound, "no filter rule \(id)") }
+            return Removed(removed: "\(id)")
+        }
+        router.post("/admin/filters/{id}/move") { request, context -> MailFilterRule in
+            let id = try Self.filterID(context)
+            let body = try await request.decodeJSON(FilterMove.self, context: context)
+            guard body.position >= 1 else { throw APIErrorBody(.badRequest, "'position' must be 1 or more") }
+            guard let rule = try await store.moveFilter(id: id, to: body.position) else { throw APIErrorBody(.notFound, "no filter rule \(id)") }
+            return rule
+        }
+    }
+
+    private static func filterID(_ context: BasicRequestContext) throws -> Int64 {
+        let text = try context.parameters.require("id")
+        guard let id = Int64(text), id > 0 else { throw APIErrorBody(.badRequest, "filter id '\(text)' is not a positive number") }
+        return id
     }
 
     /// Turns store conflicts and misses into 409 and 404.

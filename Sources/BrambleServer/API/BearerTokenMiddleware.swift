@@ -14,6 +14,9 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         if HealthAPI.openPaths.contains(path) { return try await next(request, context) }
+        if path == MailAPI.notify, mailNotifyToken == nil {
+            throw APIErrorBody(.notFound, "this node takes no mail notifications (no mail-notify-token-file is set)")
+        }
         let expected = path == MailAPI.notify ? mailNotifyToken : token
         guard let expected, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               Self.equalInConstantTime(String(header.dropFirst(7)), expected) else {

@@ -87,12 +87,3 @@ struct PushRoutes {
     }
 }
 
-enum Email {
-    /// One `@`, a non-empty local part, a dotted domain, no spaces: enough to catch typos.
-    static func isPlausible(_ s: String) -> Bool {
-        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
-              !parts[1].hasSuffix("."), s.utf8.count <= 254 else { return false }
-        return !s.contains(where: { $0.isWhitespace })
-    }
-}

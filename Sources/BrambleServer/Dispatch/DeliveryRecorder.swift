@@ -45,8 +45,9 @@ public final class DeliveryRecorder: Service {
     }
 
     /// Records device requests now (the device hears of them only after this returns);
-    /// returns the repeats, or nil when they could not be recorded (the device retries).
-    func recordRequests(_ requests: [PendingRequest], epoch: UInt64) async -> Set<PendingRequest.Key>? {
+    /// returns the repeats and the refused, or nil when none could be recorded (the
+    /// device retries).
+    func recordRequests(_ requests: [PendingRequest], epoch: UInt64) async -> (repeats: Set<PendingRequest.Key>, refused: Set<PendingRequest.Key>)? {
         do {
             return try await withDeadline(ms: 2_000, clock: clock) { [store, pair, node] in
                 try await store.recordRequests(requests, pair: pair, node: node, epoch: epoch)
@@ -105,8 +106,10 @@ public final class DeliveryRecorder: Service {
 public protocol DeliveryStore: Sendable {
     /// Fenced: throws `ConfigStore.FencedError` unless this node holds the lease at `epoch`.
     func recordDelivery(_ transitions: [DeliveryTransition], pair: String, node: String, epoch: UInt64) async throws
-    /// Records requests under (PIN, ref); returns those recorded before. Fenced likewise.
-    func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key>
+    /// Records requests under (PIN, ref); returns those recorded before, and those refused
+    /// (their device has too many waiting). Fenced likewise.
+    func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64)
+        async throws -> (repeats: Set<PendingRequest.Key>, refused: Set<PendingRequest.Key>)
 }
 
 /// What the Dispatcher reads from the outbound queue.

@@ -183,11 +183,14 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     /// lost, and counted; it does not act again). Unrecorded requests get no answer: the
     /// device retries them.
     private func record(_ requests: [PendingRequest], epoch: UInt64) async {
-        guard let repeats = await recorder.recordRequests(requests, epoch: epoch), servingEpoch == epoch else { return }
-        metrics.deviceRequests(new: requests.count - repeats.count, repeated: repeats.count)
-        if repeats.count < requests.count { onRequestsRecorded() }
+        guard let (repeats, refused) = await recorder.recordRequests(requests, epoch: epoch), servingEpoch == epoch else { return }
+        metrics.deviceRequests(new: requests.count - repeats.count - refused.count, repeated: repeats.count)
+        if repeats.count + refused.count < requests.count { onRequestsRecorded() }
+        if !refused.isEmpty {
+            logger.warning("device requests not recorded: too many waiting", metadata: ["requests": "\(refused.count)"])
+        }
         var frames: [Frame] = []
-        for (pin, refs) in Dictionary(grouping: requests, by: \.pin) {
+        for (pin, refs) in Dictionary(grouping: requests.filter { !refused.contains($0.key) }, by: \.pin) {
             guard let key = keys[pin] else { continue }
             let refs = refs.map(\.ref)
             for start in stride(from: 0, to: refs.count, by: AckList.maxCount) {
@@ -220,6 +223,8 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 recorder.record(acked.map { .init(pin: frame.pin, seq: $0, state: .acked) }, epoch: epoch)
                 return sends
             case .request:
+                // The database keys requests by a signed 64-bit ref.
+                guard frame.ref >= 1, frame.ref <= UInt64(Int64.max) else { return reject(frame, reason: "request number out of range") }
                 requests.append(PendingRequest(pin: frame.pin, ref: frame.ref, request: try DeviceRequest.decode(payload)))
                 return []
             case .push, .mail, .more, .requestAck:

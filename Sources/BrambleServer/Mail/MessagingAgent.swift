@@ -45,7 +45,9 @@ public actor MessagingAgent: Service, LeaseFollower {
     }
 
     enum Job: Sendable {
-        case reload(epoch: UInt64)
+        /// Read the list of mailboxes again; `checkAll`: then check every one (a sweep),
+        /// else only those new to the list.
+        case reload(epoch: UInt64, checkAll: Bool)
         case requests(epoch: UInt64)
         case check(WatchedMailbox, epoch: UInt64)
     }
@@ -55,7 +57,9 @@ public actor MessagingAgent: Service, LeaseFollower {
         case unchanged
         /// Someone else moved the watermark: reload it.
         case stale
-        case failed(String)
+        /// `unreachable`: the mail server could not be reached (counts against the mail
+        /// server parameter); else it answered, or the database failed.
+        case failed(String, unreachable: Bool)
     }
 
     let configuration: Configuration?
@@ -84,8 +88,11 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// Mailboxes due for a check, notified ones first; each at most once.
     private var due: [Int64] = []
     private var inProgress: Set<Int64> = []
-    private var failing: [Int64: String] = [:]
+    private var failing: [Int64: (reason: String, unreachable: Bool)] = [:]
     private var reloadWanted = false
+    private var checkAllWanted = false
+    /// When a notification for a user not in the list last caused a reload.
+    private var unknownReloadMs: UInt64 = 0
     private var requestsWanted = false
     private var waiters: [CheckedContinuation<Job?, Never>] = []
     private var finished = false
@@ -106,7 +113,20 @@ public actor MessagingAgent: Service, LeaseFollower {
             try? await gracefulShutdown()
             return
         }
-        await withGracefulShutdownHandler {
+        // Ends on the graceful shutdown, or on cancellation (a group cancelled because
+        // another service failed): either way `finish` releases the waiting workers.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await serviceLoops(configuration)
+            } onGracefulShutdown: {
+                Task { await self.finish() }
+            }
+        } onCancel: {
+            Task { await self.finish() }
+        }
+    }
+
+    private func serviceLoops(_ configuration: Configuration) async {
             await withDiscardingTaskGroup { group in
                 let stream = wakes.stream
                 group.addTask {
@@ -126,19 +146,20 @@ public actor MessagingAgent: Service, LeaseFollower {
                 }
                 group.cancelAll()
             }
-        } onGracefulShutdown: {
-            Task { await self.finish() }
-        }
     }
 
     /// Every `sweepIntervalMs`, every mailbox is due (after a reload of the list, so users
     /// added or removed since are watched or dropped); on a standby, a probe of the mail
     /// server keeps its health parameter true.
     private func sweep(_ configuration: Configuration) async {
-        while !finished {
-            if servingEpoch != nil {
-                reloadWanted = true
-                wakeOne()
+        var lastPruneMs: UInt64 = 0
+        while !finished, !Task.isCancelled {
+            if let epoch = servingEpoch {
+                wantReload(checkAll: true)
+                if clock.nowMs() &- lastPruneMs >= 3_600_000 {
+                    lastPruneMs = clock.nowMs()
+                    await prune(epoch: epoch)
+                }
             } else {
                 let reachable: String?
                 do {
@@ -153,6 +174,16 @@ public actor MessagingAgent: Service, LeaseFollower {
             var slept: UInt64 = 0
             // Wakes early when promoted (a reload is then wanted at once anyway).
             while slept < interval, !finished, (try? await clock.sleep(ms: 100)) != nil { slept += 100 }
+        }
+    }
+
+    /// Forgets what no device will ask for again: the text of mail older than 30 days,
+    /// requests answered more than 7 days ago.
+    private func prune(epoch: UInt64) async {
+        do {
+            try await withDeadline(ms: 30_000, clock: clock) { [store] in try await store.pruneMail(mailDays: 30, requestDays: 7) }
+        } catch {
+            logger.debug("pruning mail items failed", metadata: ["error": "\(describe(error))"])
         }
     }
 
@@ -174,8 +205,9 @@ public actor MessagingAgent: Service, LeaseFollower {
         due = []
         failing = [:]
         reloadWanted = true
+        checkAllWanted = true
         requestsWanted = true
-        healthBox.withLockedValue { $0.servingEpoch = epoch; $0.watched = 0; $0.total = 0; $0.failing = [] }
+        healthBox.withLockedValue { $0.servingEpoch = epoch; $0.watched = 0; $0.total = 0; $0.failingCount = 0; $0.unreachableCount = 0 }
         wakeAll()
     }
 
@@ -196,8 +228,13 @@ public actor MessagingAgent: Service, LeaseFollower {
     public func notify(email: String) {
         guard servingEpoch != nil else { return }
         guard let id = byEmail[email.lowercased()] else {
-            reloadWanted = true  // a user added since the last reload
-            wakeOne()
+            // A user added since the last reload, or (far more often) one without a device:
+            // at most one reload a second for these.
+            let now = clock.nowMs()
+            if now &- unknownReloadMs >= 1_000 {
+                unknownReloadMs = now
+                wantReload(checkAll: false)
+            }
             return
         }
         due.removeAll { $0 == id }
@@ -218,7 +255,12 @@ public actor MessagingAgent: Service, LeaseFollower {
 
     private func reloadList() {
         guard servingEpoch != nil else { return }
+        wantReload(checkAll: false)
+    }
+
+    private func wantReload(checkAll: Bool) {
         reloadWanted = true
+        checkAllWanted = checkAllWanted || checkAll
         wakeOne()
     }
 
@@ -253,7 +295,10 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// mailbox no worker is checking.
     private func takeJob() -> Job? {
         guard let epoch = servingEpoch else { return nil }
-        if reloadWanted { reloadWanted = false; return .reload(epoch: epoch) }
+        if reloadWanted {
+            defer { (reloadWanted, checkAllWanted) = (false, false) }
+            return .reload(epoch: epoch, checkAll: checkAllWanted)
+        }
         if requestsWanted { requestsWanted = false; return .requests(epoch: epoch) }
         while let i = due.firstIndex(where: { !inProgress.contains($0) }) {
             let id = due.remove(at: i)
@@ -266,20 +311,20 @@ public actor MessagingAgent: Service, LeaseFollower {
 
     private func perform(_ job: Job, _ configuration: Configuration) async {
         switch job {
-        case .reload(let epoch):
+        case .reload(let epoch, let checkAll):
             do {
                 let list = try await withDeadline(ms: 10_000, clock: clock) { [store] in try await store.watchedMailboxes() }
-                loaded(list, epoch: epoch)
+                loaded(list, checkAll: checkAll, epoch: epoch)
             } catch {
                 logger.warning("loading the watched mailboxes failed; retrying", metadata: ["error": "\(describe(error))"])
                 try? await clock.sleep(ms: 500)
-                if servingEpoch == epoch { reloadWanted = true; wakeOne() }
+                if servingEpoch == epoch { wantReload(checkAll: checkAll) }
             }
         case .requests(let epoch):
             await answerRequests(epoch: epoch, configuration)
         case .check(let mailbox, let epoch):
             let outcome = await Self.check(mailbox, epoch: epoch, configuration: configuration, store: store, pair: pair, node: node,
-                                           clock: clock)
+                                           clock: clock, metrics: metrics)
             if case .committed(_, let committed, _) = outcome, !committed.items.isEmpty {
                 await dispatcher.committed(committed.items, keys: committed.keys)
                 metrics.mailsEnqueued(committed.items.count)
@@ -288,18 +333,19 @@ public actor MessagingAgent: Service, LeaseFollower {
         }
     }
 
-    private func loaded(_ list: [WatchedMailbox], epoch: UInt64) {
+    private func loaded(_ list: [WatchedMailbox], checkAll: Bool, epoch: UInt64) {
         guard servingEpoch == epoch else { return }
         var fresh: [Int64: WatchedMailbox] = [:]
         for m in list {
             // A check under way knows the watermark better than the list read before it ended.
             fresh[m.userID] = inProgress.contains(m.userID) ? (mailboxes[m.userID] ?? m) : m
         }
+        let known = mailboxes
         mailboxes = fresh
         byEmail = Dictionary(list.map { ($0.email.lowercased(), $0.userID) }, uniquingKeysWith: { a, _ in a })
         failing = failing.filter { fresh[$0.key] != nil }
         let queued = Set(due)
-        due = due.filter { fresh[$0] != nil } + list.map(\.userID).filter { !queued.contains($0) }
+        due = due.filter { fresh[$0] != nil } + list.map(\.userID).filter { !queued.contains($0) && (checkAll || known[$0] == nil) }
         publishHealth()
         wakeAll()
     }
@@ -315,26 +361,29 @@ public actor MessagingAgent: Service, LeaseFollower {
         case .unchanged:
             failing[mailbox.userID] = nil
         case .stale:
-            reloadWanted = true
-        case .failed(let error):
-            if failing[mailbox.userID] == nil {
+            wantReload(checkAll: false)
+            due.append(mailbox.userID)
+        case .failed(let error, let unreachable):
+            if failing[mailbox.userID]?.reason != error {
                 logger.warning("mailbox check failed", metadata: ["user": "\(mailbox.email)", "error": "\(error)"])
             }
-            failing[mailbox.userID] = error
+            failing[mailbox.userID] = (error, unreachable)
         }
         publishHealth()
         wakeAll()
     }
 
+    /// Counts only: `/health` is open to anyone who can reach the node, and the failing
+    /// mailboxes' addresses and reasons are in `bramble user list` (authenticated).
     private func publishHealth() {
         let total = mailboxes.count
-        let failed = failing.compactMap { id, error in mailboxes[id].map { "\($0.email): \(error)" } }.sorted()
         let watched = mailboxes.values.filter { $0.uidValidity != nil && failing[$0.userID] == nil }.count
+        let unreachable = failing.values.filter(\.unreachable).count
         healthBox.withLockedValue {
             $0.total = total
             $0.watched = watched
-            $0.failing = Array(failed.prefix(5))
-            $0.failingCount = failed.count
+            $0.failingCount = failing.count
+            $0.unreachableCount = unreachable
         }
     }
 
@@ -343,18 +392,18 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// One check: an IMAP session as the service account, the new mail fetched, and the
     /// mail and the watermark committed together.
     static func check(_ m: WatchedMailbox, epoch: UInt64, configuration c: Configuration, store: ConfigStore, pair: String,
-                      node: String, clock: any NodeClock) async -> Outcome {
+                      node: String, clock: any NodeClock, metrics: NodeMetrics) async -> Outcome {
         let fetched: (validity: UInt64, last: UInt64, mails: [FetchedMail], more: Bool)?
         do {
             fetched = try await withDeadline(ms: 20_000, clock: clock) {
                 try await Self.fetch(m, configuration: c, store: store)
             }
         } catch {
-            let reason = Self.describeIMAP(error)
+            let (reason, unreachable) = Self.describeIMAP(error)
             _ = try? await withDeadline(ms: 5_000, clock: clock) {
                 try await store.recordMailboxCheck(m, error: reason, pair: pair, node: node, epoch: epoch)
             }
-            return .failed(reason)
+            return .failed(reason, unreachable: unreachable)
         }
         do {
             guard let fetched else {
@@ -371,10 +420,19 @@ public actor MessagingAgent: Service, LeaseFollower {
             var advanced = m
             (advanced.uidValidity, advanced.lastUID, advanced.checkedAt) = (fetched.validity, fetched.last, Date())
             return .committed(advanced, committed, more: fetched.more)
+        } catch let fenced as ConfigStore.FencedError {
+            metrics.fencedWrites(1)
+            return .failed("not recorded: \(fenced) (this node no longer holds the lease)", unreachable: false)
         } catch {
-            return .failed("recording the mailbox's mail failed: \(describe(error))")
+            return .failed("recording the mailbox's mail failed: \(describe(error))", unreachable: false)
         }
     }
+
+    /// UIDs and UIDVALIDITY are 32-bit numbers in IMAP (RFC 9051 `nz-number`); a server
+    /// that says otherwise is refused rather than stored.
+    static let maxIMAPNumber = UInt64(UInt32.max)
+    /// A resync reads the INTERNALDATE of at most this many of the newest messages.
+    static let maxResyncCandidates = 500
 
     /// What is new in the mailbox (nil: nothing; the watermark stands).
     static func fetch(_ m: WatchedMailbox, configuration c: Configuration, store: ConfigStore) async throws
@@ -382,17 +440,18 @@ public actor MessagingAgent: Service, LeaseFollower {
         try await IMAPSession.with(to: c.imap, connectTimeout: .seconds(2)) { session in
             try await session.login(user: "\(m.email)*\(c.serviceUser)", password: c.servicePassword)
             let selected = try await session.select("INBOX", readOnly: true)
-            guard let validity = selected.uidValidity, let next = selected.uidNext else {
-                throw IMAPSession.Refused(command: "EXAMINE", status: .no, text: "no UIDVALIDITY or UIDNEXT")
+            guard let validity = selected.uidValidity, let next = selected.uidNext, validity <= maxIMAPNumber, next <= maxIMAPNumber + 1 else {
+                throw IMAPSession.Refused(command: "EXAMINE", status: .no, text: "no valid UIDVALIDITY and UIDNEXT")
             }
             let plan = MailboxPlan.plan(storedValidity: m.uidValidity, lastUID: m.lastUID, uidValidity: validity, uidNext: next,
-                                        activeSince: m.activeSince, checkedAt: m.checkedAt)
+                                        activeSince: m.activeSince, checkedAt: m.checkedAt, now: Date())
             let result: (validity: UInt64, last: UInt64, mails: [FetchedMail], more: Bool)?
             switch plan {
             case .upToDate:
                 result = nil
             case .fetch(let from):
-                var uids = try await session.uidFetch("\(from):*", "UID").map(\.uid).filter { $0 >= from }.sorted()
+                // SEARCH, not FETCH: one line of numbers however long the backlog.
+                var uids = try await Self.search(&session, "UID \(from):*").filter { $0 >= from }
                 let more = uids.count > c.maxMessagesPerCheck
                 uids = Array(uids.prefix(c.maxMessagesPerCheck))
                 guard let last = uids.last else { return nil }
@@ -401,12 +460,11 @@ public actor MessagingAgent: Service, LeaseFollower {
             case .resync(let v, let last, let since):
                 // SEARCH SINCE has a day's precision in the server's zone: search a day
                 // early, then keep what INTERNALDATE puts at or after `since`.
-                let found = try await session.run("UID SEARCH SINCE \(IMAPDate.searchDay(since.addingTimeInterval(-86_400)))")
-                var uids: [UInt64] = []
-                for case .search(let n) in found.untagged { uids += n.map(UInt64.init) }
+                let candidates = try await Self.search(&session, "SINCE \(IMAPDate.searchDay(since.addingTimeInterval(-86_400)))")
+                    .suffix(maxResyncCandidates)
                 var recent: [UInt64] = []
-                if !uids.isEmpty {
-                    for (uid, attributes) in try await session.uidFetch(uids.map(String.init).joined(separator: ","), "UID INTERNALDATE") {
+                if !candidates.isEmpty {
+                    for (uid, attributes) in try await session.uidFetch(candidates.map(String.init).joined(separator: ","), "UID INTERNALDATE") {
                         if let text = attributes["INTERNALDATE"]?.text, let at = IMAPDate.parse(text), at >= since { recent.append(uid) }
                     }
                 }
@@ -422,40 +480,60 @@ public actor MessagingAgent: Service, LeaseFollower {
         }
     }
 
-    /// Envelope and structure of each message, then its text part's first bytes.
+    /// `UID SEARCH criteria`: the UIDs, ascending, each a valid IMAP number.
+    static func search(_ session: inout IMAPSession, _ criteria: String) async throws -> [UInt64] {
+        var uids: [UInt64] = []
+        for case .search(let n) in try await session.run("UID SEARCH \(criteria)").untagged { uids += n.map(UInt64.init) }
+        return uids.filter { $0 >= 1 }.sorted()
+    }
+
+    /// Envelope, structure and importance of each message, then its text part's first
+    /// bytes. A message whose envelope cannot be read still goes out (with what could be
+    /// read), so the watermark never passes a mail the device did not get.
     static func read(_ uids: [UInt64], validity: UInt64, session: inout IMAPSession, _ c: Configuration) async throws -> [FetchedMail] {
         guard !uids.isEmpty else { return [] }
         let set = uids.map(String.init).joined(separator: ",")
         var mails: [FetchedMail] = []
-        for (uid, attributes) in try await session.uidFetch(set, "UID ENVELOPE BODYSTRUCTURE").sorted(by: { $0.uid < $1.uid }) {
-            guard uids.contains(uid), let envelopeValue = attributes["ENVELOPE"], let envelope = MailEnvelope(envelopeValue) else { continue }
+        let fetched = try await session.uidFetch(set, "UID ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IMPORTANCE X-PRIORITY PRIORITY)]")
+        let wanted = Set(uids)
+        for (uid, attributes) in fetched.sorted(by: { $0.uid < $1.uid }) where wanted.contains(uid) {
+            let envelope = attributes["ENVELOPE"].flatMap(MailEnvelope.init)
+                ?? MailEnvelope(date: "", subject: "(a message whose envelope could not be read)", from: [], to: [], cc: [], messageID: "")
+            let headers = attributes.first { $0.name.hasPrefix("BODY[HEADER") }?.value.bytes ?? []
             let parts = attributes["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
             let textPart = MailStructure.textPart(parts)
             var raw: [UInt8]?
             if let textPart {
                 let n = min(Int(clamping: textPart.size), MailComposer.fetchBytes(maxTextBytes: c.maxTextBytes))
-                let section = "BODY.PEEK[\(textPart.section)]<0.\(max(n, 1))>"
-                let answer = try await session.uidFetch("\(uid)", section)
-                raw = answer.first?.attributes.first { $0.name.hasPrefix("BODY[") }?.value.bytes
+                let answer = try await session.uidFetch("\(uid)", "BODY.PEEK[\(textPart.section)]<0.\(max(n, 1))>")
+                raw = answer.first { $0.uid == uid }?.attributes.first { $0.name.hasPrefix("BODY[") }?.value.bytes
             }
-            let composed = MailComposer.compose(envelope: envelope, parts: parts, text: textPart, rawText: raw, uidValidity: validity,
+            var composed = MailComposer.compose(envelope: envelope, parts: parts, text: textPart, rawText: raw, uidValidity: validity,
                                                 uid: uid, chunkBytes: c.chunkBytes, maxTextBytes: c.maxTextBytes)
+            composed.item.importance = MailImportance.parse(headers: headers)
             mails.append(FetchedMail(uid: uid, item: composed.item, text: composed.text, firstChunkBytes: composed.firstChunkBytes))
         }
         return mails
     }
 
-    static func describeIMAP(_ error: any Error) -> String {
-        if let refused = error as? IMAPSession.Refused { return refused.description }
-        if error is DeadlineExceeded { return "the mail server did not answer within 20 s" }
-        return "mail server unreachable: \(error)"
+    /// What went wrong, for `bramble user`; and whether the server was out of reach.
+    static func describeIMAP(_ error: any Error) -> (String, unreachable: Bool) {
+        switch error {
+        case let refused as IMAPSession.Refused: (refused.description, false)
+        case let malformed as IMAPError: ("the mail server's answer was refused: \(malformed)", false)
+        case is DeadlineExceeded: ("the mail server did not answer within 20 s", true)
+        case let failure as TransactionFailure: ("the configuration database failed: \(failure)", false)
+        default: ("mail server unreachable: \(error)", true)
+        }
     }
 
     // MARK: Device requests
 
     private func answerRequests(epoch: UInt64, _ c: Configuration) async {
         do {
-            let pending = try await withDeadline(ms: 5_000, clock: clock) { [store] in try await store.pendingRequests() }
+            let page = 500
+            let pending = try await withDeadline(ms: 5_000, clock: clock) { [store] in try await store.pendingRequests(limit: page) }
+            if pending.count == page { requestsWanted = true }  // more after these
             for request in pending where servingEpoch == epoch {
                 let committed = try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
                     try await store.answerMore(request, chunkBytes: c.chunkBytes, pair: pair, node: node, epoch: epoch, origin: node)

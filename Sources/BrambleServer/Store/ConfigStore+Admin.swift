@@ -24,14 +24,19 @@ extension ConfigStore {
         let rows = try await client.query("""
             SELECT u.email, u.display_name, u.created_at,
                    COALESCE(array_agg(lpad(upper(to_hex(d.pin)), 8, '0') ORDER BY d.pin)
-                            FILTER (WHERE d.pin IS NOT NULL), '{}')
-            FROM users u LEFT JOIN devices d ON d.user_id = u.id
+                            FILTER (WHERE d.pin IS NOT NULL), '{}'),
+                   m.user_id IS NOT NULL, m.uid_validity, COALESCE(m.last_uid, 0), m.checked_at, m.last_mail_at,
+                   m.last_message_id, m.last_error, m.error_at
+            FROM users u LEFT JOIN devices d ON d.user_id = u.id LEFT JOIN mailboxes m ON m.user_id = u.id
             WHERE \(email)::text IS NULL OR u.email = \(email)
-            GROUP BY u.id ORDER BY u.email
+            GROUP BY u.id, m.user_id ORDER BY u.email
             """, logger: logger)
         var users: [UserRecord] = []
-        for try await (e, n, c, pins) in rows.decode((String, String, Date, [String]).self) {
-            users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins))
+        for try await (e, n, c, pins, watched, validity, last, checked, mailAt, messageID, error, errorAt) in rows.decode(
+            (String, String, Date, [String], Bool, Int64?, Int64, Date?, Date?, String?, String?, Date?).self) {
+            let mailbox = watched ? MailboxWatch(uid_validity: validity.map { UInt64($0) }, last_uid: UInt64(last), checked_at: checked,
+                                                 last_mail_at: mailAt, last_message_id: messageID, last_error: error, error_at: errorAt) : nil
+            users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins, mailbox: mailbox))
         }
         return users
     }
@@ -44,10 +49,15 @@ extension ConfigStore {
     }
 
     /// Creates a device for an existing user with a fresh master key (wired activation).
+    /// A user with no active device until now starts with a fresh mailbox watch: mail
+    /// from this activation on, not the backlog since an old watermark.
     public func provisionDevice(email: String, pin: PIN, key: SymmetricKey) async throws -> DeviceRecord {
         let pinValue = Int64(pin.value)
         do {
             let rows = try await client.query("""
+                WITH forgotten AS (
+                    DELETE FROM mailboxes m USING users u WHERE m.user_id = u.id AND u.email = \(email)
+                      AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.status = 'active'))
                 INSERT INTO devices (pin, user_id, master_key)
                 SELECT \(pinValue), id, \(key.base64) FROM users WHERE email = \(email)
                 RETURNING created_at

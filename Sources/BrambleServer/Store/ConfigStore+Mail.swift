@@ -71,8 +71,23 @@ extension ConfigStore {
             for try await (p, key) in try await conn.query("""
                 SELECT pin, master_key FROM devices WHERE user_id = \(mailbox.userID) AND status = 'active' ORDER BY pin FOR UPDATE
                 """, logger: logger).decode((Int64, String).self) { keys[PIN(UInt32(p))] = SymmetricKey(base64: key) }
+            // The filter rules as they are now: a mail they do not forward is passed over
+            // (the watermark moves past it all the same), one they mark goes out marked.
+            var rules: [MailFilterRule] = []
+            for try await row in try await conn.query(Self.filterSelect, logger: logger).decode(FilterRow.self) {
+                if let rule = Self.rule(row) { rules.append(rule) }
+            }
+            var forwarded: [FetchedMail] = []
+            for var mail in mails {
+                switch MailFilterRule.decide(rules, mail.item) {
+                case .doNotForward: continue
+                case .forwardHighPriority: mail.item.highPriority = true
+                case .forward: break
+                }
+                forwarded.append(mail)
+            }
             // Which device gets which mail: each Message-ID once per device.
-            let ids = mails.map(\.item.messageID)
+            let ids = forwarded.map(\.item.messageID)
             var had: Set<String> = []
             for try await (p, id) in try await conn.query("""
                 SELECT pin, message_id FROM mail_items WHERE pin = ANY(\(keys.keys.map { Int64($0.value) })) AND message_id = ANY(\(ids))
@@ -80,7 +95,7 @@ extension ConfigStore {
             var targets: [(pin: PIN, mail: FetchedMail)] = []
             var seen: Set<String> = []
             for pin in keys.keys.sorted() {
-                for mail in mails where !had.contains("\(pin.value) \(mail.item.messageID)") && seen.insert("\(pin.value) \(mail.item.messageID)").inserted {
+                for mail in forwarded where !had.contains("\(pin.value) \(mail.item.messageID)") && seen.insert("\(pin.value) \(mail.item.messageID)").inserted {
                     targets.append((pin, mail))
                 }
             }
@@ -147,21 +162,58 @@ extension ConfigStore {
 
     // MARK: Device requests
 
-    /// Records device requests under (PIN, ref), fenced by `epoch`; returns the refs
-    /// recorded before (repeats: a retry, or a replay), which must not act again.
-    public func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64) async throws -> Set<PendingRequest.Key> {
-        guard !requests.isEmpty else { return [] }
+    /// A device may have at most this many requests waiting to be acted on; more are not
+    /// recorded (nor acknowledged: the device retries them later).
+    public static let maxPendingRequestsPerDevice = 100
+
+    /// Records device requests under (PIN, ref), fenced by `epoch`. Returns the refs
+    /// recorded before (repeats: a retry, or a replay), which must not act again, and
+    /// those not recorded (the device has too many waiting), which must not be acknowledged.
+    public func recordRequests(_ requests: [PendingRequest], pair: String, node: String, epoch: UInt64)
+        async throws -> (repeats: Set<PendingRequest.Key>, refused: Set<PendingRequest.Key>) {
+        guard !requests.isEmpty else { return ([], []) }
         return try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
-            var fresh: Set<PendingRequest.Key> = []
-            for try await (p, ref) in try await conn.query("""
-                INSERT INTO device_requests (pin, ref, kind, message_id)
-                SELECT * FROM unnest(\(requests.map { Int64($0.pin.value) })::bigint[], \(requests.map { Int64($0.ref) })::bigint[],
-                                     \(requests.map { Int16($0.request.kind.rawValue) })::smallint[],
-                                     \(requests.map(\.messageID))::text[])
-                ON CONFLICT DO NOTHING RETURNING pin, ref
-                """, logger: logger).decode((Int64, Int64).self) { fresh.insert(.init(pin: PIN(UInt32(p)), ref: UInt64(ref))) }
-            return Set(requests.map(\.key)).subtracting(fresh)
+            var existing: Set<PendingRequest.Key> = []
+            var pending: [PIN: Int] = [:]
+            let pins = Array(Set(requests.map { Int64($0.pin.value) }))
+            for try await (p, ref, state) in try await conn.query("""
+                SELECT pin, ref, state FROM device_requests
+                WHERE pin = ANY(\(pins)) AND (state = 'pending' OR ref = ANY(\(requests.map { Int64($0.ref) })))
+                """, logger: logger).decode((Int64, Int64, String).self) {
+                let pin = PIN(UInt32(p))
+                if requests.contains(where: { $0.pin == pin && $0.ref == UInt64(ref) }) { existing.insert(.init(pin: pin, ref: UInt64(ref))) }
+                if state == "pending" { pending[pin, default: 0] += 1 }
+            }
+            var fresh: [PendingRequest] = []
+            var refused: Set<PendingRequest.Key> = []
+            for r in requests where !existing.contains(r.key) && !fresh.contains(where: { $0.key == r.key }) {
+                if pending[r.pin, default: 0] >= Self.maxPendingRequestsPerDevice { refused.insert(r.key); continue }
+                pending[r.pin, default: 0] += 1
+                fresh.append(r)
+            }
+            if !fresh.isEmpty {
+                try await conn.query("""
+                    INSERT INTO device_requests (pin, ref, kind, message_id)
+                    SELECT * FROM unnest(\(fresh.map { Int64($0.pin.value) })::bigint[], \(fresh.map { Int64($0.ref) })::bigint[],
+                                         \(fresh.map { Int16($0.request.kind.rawValue) })::smallint[], \(fresh.map(\.messageID))::text[])
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            return (existing, refused)
         }
+    }
+
+    /// Forgets mail text older than `mailDays` and requests answered more than
+    /// `requestDays` ago (a few thousand rows at a time).
+    public func pruneMail(mailDays: Int, requestDays: Int) async throws {
+        try await client.query("""
+            DELETE FROM mail_items WHERE (pin, message_id) IN (
+                SELECT pin, message_id FROM mail_items WHERE created_at < now() - \(mailDays) * interval '1 day' LIMIT 5000)
+            """, logger: logger)
+        try await client.query("""
+            DELETE FROM device_requests WHERE (pin, ref) IN (
+                SELECT pin, ref FROM device_requests WHERE state <> 'pending' AND done_at < now() - \(requestDays) * interval '1 day' LIMIT 5000)
+            """, logger: logger)
     }
 
     /// Requests recorded and not yet acted on, oldest first.
@@ -228,5 +280,76 @@ extension PendingRequest {
     public var key: Key { Key(pin: pin, ref: ref) }
     var messageID: String {
         switch request { case .more(let id): id }
+    }
+}
+
+// MARK: Filter rules
+
+extension ConfigStore {
+    typealias FilterRow = (Int64, Int32, String, String, String)
+    static let filterSelect: PostgresQuery = "SELECT id, position, field, contains, action FROM mail_filters ORDER BY position, id"
+
+    static func rule(_ row: FilterRow) -> MailFilterRule? {
+        guard let field = MailFilterRule.Field(rawValue: row.2), let action = MailFilterRule.Action(rawValue: row.4) else { return nil }
+        return MailFilterRule(id: row.0, position: Int(row.1), field: field, contains: row.3, action: action)
+    }
+
+    public func filters() async throws -> [MailFilterRule] {
+        var out: [MailFilterRule] = []
+        for try await row in try await client.query(Self.filterSelect, logger: logger).decode(FilterRow.self) {
+            if let rule = Self.rule(row) { out.append(rule) }
+        }
+        return out
+    }
+
+    /// Adds a rule at `position` (1-based; nil or past the end: last), moving the rules
+    /// from there on down one place. One transaction, serialized by a lock on the table.
+    public func addFilter(field: MailFilterRule.Field, contains: String, action: MailFilterRule.Action, position: Int?) async throws -> MailFilterRule {
+        try await client.withTransaction(logger: logger) { [logger] conn in
+            try await conn.query("LOCK TABLE mail_filters IN SHARE ROW EXCLUSIVE MODE", logger: logger)
+            var count = 0
+            for try await n in try await conn.query("SELECT count(*) FROM mail_filters", logger: logger).decode(Int64.self) { count = Int(n) }
+            guard count < MailFilterRule.maxRules else { throw StoreError.conflict("there are \(count) filter rules already, the most there can be") }
+            let place = min(max(position ?? count + 1, 1), count + 1)
+            try await conn.query("UPDATE mail_filters SET position = position + 1 WHERE position >= \(place)", logger: logger)
+            var id: Int64 = 0
+            for try await n in try await conn.query("""
+                INSERT INTO mail_filters (position, field, contains, action) VALUES (\(place), \(field.rawValue), \(contains), \(action.rawValue))
+                RETURNING id
+                """, logger: logger).decode(Int64.self) { id = n }
+            return MailFilterRule(id: id, position: place, field: field, contains: contains, action: action)
+        }
+    }
+
+    /// Removes a rule and closes the gap; false if there is no such rule.
+    public func removeFilter(id: Int64) async throws -> Bool {
+        try await client.withTransaction(logger: logger) { [logger] conn in
+            try await conn.query("LOCK TABLE mail_filters IN SHARE ROW EXCLUSIVE MODE", logger: logger)
+            var position: Int32?
+            for try await p in try await conn.query("DELETE FROM mail_filters WHERE id = \(id) RETURNING position", logger: logger)
+                .decode(Int32.self) { position = p }
+            guard let position else { return false }
+            try await conn.query("UPDATE mail_filters SET position = position - 1 WHERE position > \(position)", logger: logger)
+            return true
+        }
+    }
+
+    /// Moves a rule to `position` (clamped to the list); nil if there is no such rule.
+    public func moveFilter(id: Int64, to position: Int) async throws -> MailFilterRule? {
+        try await client.withTransaction(logger: logger) { [logger] conn in
+            try await conn.query("LOCK TABLE mail_filters IN SHARE ROW EXCLUSIVE MODE", logger: logger)
+            var rows: [FilterRow] = []
+            for try await row in try await conn.query(Self.filterSelect, logger: logger).decode(FilterRow.self) { rows.append(row) }
+            guard let from = rows.firstIndex(where: { $0.0 == id }) else { return nil }
+            let row = rows.remove(at: from)
+            let to = min(max(position, 1), rows.count + 1)
+            rows.insert(row, at: to - 1)
+            let ids = rows.map(\.0), positions = rows.indices.map { Int32($0 + 1) }
+            try await conn.query("""
+                UPDATE mail_filters f SET position = t.position FROM unnest(\(ids)::bigint[], \(positions)::int[]) AS t(id, position)
+                WHERE f.id = t.id AND f.position <> t.position
+                """, logger: logger)
+            return Self.rule(row).map { var r = $0; r.position = to; return r }
+        }
     }
 }

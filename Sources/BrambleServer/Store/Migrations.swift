@@ -176,6 +176,17 @@ enum Migrations {
             )
             """,
             "CREATE INDEX device_requests_pending ON device_requests(pin, ref) WHERE state = 'pending'",
+            // Global filter rules, tried in position order (1, 2, …); the first match decides.
+            """
+            CREATE TABLE mail_filters (
+                id bigserial PRIMARY KEY,
+                position int NOT NULL CHECK (position >= 1),
+                field text NOT NULL CHECK (field IN ('from', 'to', 'cc', 'subject', 'importance')),
+                contains text NOT NULL,
+                action text NOT NULL CHECK (action IN ('forward', 'forward_high_priority', 'do_not_forward')),
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
         ]),
     ]
 

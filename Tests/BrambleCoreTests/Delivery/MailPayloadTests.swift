@@ -54,6 +54,18 @@ import Testing
         #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.more(messageID: "").encoded()) }
     }
 
+    @Test func anItemStaysFarBelowAFrameHoweverManyRecipientsAndAttachments() throws {
+        var item = Self.mail
+        item.to = (0..<MailItem.maxAddresses).map { "\(String(repeating: "r", count: 900))\($0)@x.test" }
+        item.cc = item.to
+        item.attachments = (0..<MailItem.maxAttachments).map { .init(name: String(repeating: "n", count: 1000), type: "a/b", size: UInt64($0)) }
+        item.body = String(repeating: "b", count: MailItem.maxChunkLength)
+        let bytes = item.encoded()
+        #expect(bytes.count < 64 * 1024, "\(bytes.count) bytes")
+        let decoded = try MailItem.decode(bytes)
+        #expect(decoded.body == item.body && decoded.to.count > 10 && decoded.to == Array(item.to.prefix(decoded.to.count)))
+    }
+
     @Test func theWriterCutsStringsToTheReadersBoundOnACharacterBoundary() throws {
         var item = Self.mail
         item.subject = String(repeating: "é", count: MailItem.maxSubjectLength)  // 2 bytes each
@@ -67,17 +79,21 @@ import Testing
 
     @Test func plansFollowTheWatermark() {
         let since = Self.activation
-        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 11, activeSince: since, checkedAt: nil) == .upToDate)
-        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 14, activeSince: since, checkedAt: nil) == .fetch(from: 11))
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 11, activeSince: since, checkedAt: nil, now: since) == .upToDate)
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 7, uidNext: 14, activeSince: since, checkedAt: nil, now: since) == .fetch(from: 11))
         // First watch: what arrived since the device was activated.
-        #expect(MailboxPlan.plan(storedValidity: nil, lastUID: 0, uidValidity: 7, uidNext: 5, activeSince: since, checkedAt: nil)
+        #expect(MailboxPlan.plan(storedValidity: nil, lastUID: 0, uidValidity: 7, uidNext: 5, activeSince: since, checkedAt: nil, now: since)
                 == .resync(uidValidity: 7, lastUID: 4, since: since))
         // A new UIDVALIDITY: what arrived since the last check, less the margin.
         let checked = since.addingTimeInterval(3600)
-        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 9, uidNext: 3, activeSince: since, checkedAt: checked)
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 10, uidValidity: 9, uidNext: 3, activeSince: since, checkedAt: checked, now: checked)
                 == .resync(uidValidity: 9, lastUID: 2, since: checked.addingTimeInterval(-MailboxPlan.resyncMarginSeconds)))
+        // Never further back than an hour (a mailbox first watched long after activation).
+        let later = since.addingTimeInterval(86_400 * 90)
+        #expect(MailboxPlan.plan(storedValidity: nil, lastUID: 0, uidValidity: 7, uidNext: 5, activeSince: since, checkedAt: nil, now: later)
+                == .resync(uidValidity: 7, lastUID: 4, since: later.addingTimeInterval(-MailboxPlan.maxResyncAgeSeconds)))
         // An empty mailbox (UIDNEXT 1) has nothing to fetch.
-        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 0, uidValidity: 7, uidNext: 1, activeSince: since, checkedAt: nil) == .upToDate)
+        #expect(MailboxPlan.plan(storedValidity: 7, lastUID: 0, uidValidity: 7, uidNext: 1, activeSince: since, checkedAt: nil, now: since) == .upToDate)
     }
 
     @Test func chunksContinueOneAnotherWithoutCuttingACharacter() {
@@ -113,5 +129,18 @@ import Testing
         #expect(composed.item.body.hasPrefix("Hello") && composed.item.body.utf8.count <= 64 && composed.item.moreAvailable)
         #expect(!composed.text.contains("<p>") && composed.text.utf8.count <= 200 && composed.firstChunkBytes == composed.item.body.utf8.count)
         #expect(composed.item.attachments == [.init(name: "a.pdf", type: "application/pdf", size: 5000)])
+        // A Message-ID no store should key on is replaced; NUL never reaches the text.
+        for bad in [String(repeating: "x", count: 999), "<a b@c>", "<a\u{1}b@c>"] {
+            var e = envelope
+            e.messageID = bad
+            #expect(MailComposer.compose(envelope: e, parts: [], text: nil, rawText: nil, uidValidity: 3, uid: 9, chunkBytes: 64,
+                                         maxTextBytes: 200).item.messageID == "<3.9@bramble.invalid>")
+        }
+        let plain = MailPart(section: "1", type: "text/plain", charset: "utf-8", encoding: nil, size: 5, name: nil, isAttachment: false)
+        var withNUL = envelope
+        withNUL.subject = "a\u{0}b"
+        let cleaned = MailComposer.compose(envelope: withNUL, parts: [plain], text: plain, rawText: [0x61, 0, 0x62], uidValidity: 3, uid: 9,
+                                           chunkBytes: 64, maxTextBytes: 200)
+        #expect(cleaned.item.subject == "ab" && cleaned.text == "ab")
     }
 }
