@@ -33,9 +33,10 @@ ensure_mail_packages() {
 # MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
 #
 # New mail: Dovecot's push_notification plugin runs push.lua (Lua driver, from
-# dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL to every
-# notify URL in turn with the notify token (timeout 500 ms each). A notification that
-# fails is dropped, not queued: it is only a trigger, the nodes' sweep is the truth.
+# dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL with the
+# notify token to the node that took the last one, then the others (timeout 500 ms
+# each), until one answers 202 (the primary). A notification that fails is dropped, not
+# queued: it is only a trigger, the nodes' sweep is the truth.
 #
 # DIR holds everything: dovecot.conf and postfix/etc/ (configs), dovecot/ (passwd-files, base
 # and state dirs), mail/ (maildirs, owned by the mail user), postfix/queue and /data, the
@@ -76,13 +77,16 @@ mail_write_config() {
     urls=$(printf '  "%s",\n' "${MAIL_NOTIFY_URLS[@]}")
     ( umask 027
       cat > "$dir/push.lua" <<LUA
--- Written by scripts/mail.sh: tells the Bramble nodes whose INBOX got mail (a trigger;
--- the nodes' watermarks are the truth). A node that does not answer costs 500 ms.
+-- Written by scripts/mail.sh: tells the Bramble primary whose INBOX got mail (a trigger;
+-- the nodes' watermarks are the truth). The node that took the last notification (202)
+-- is asked first; a standby answers 409 and the next is asked. A node that does not
+-- answer costs 500 ms, and only until another one takes a notification.
 local urls = {
 $urls
 }
 local token = "$(cat "$dir/notify-token")"
 local client = nil
+local preferred = 1
 
 function script_init()
   client = dovecot.http.client({ timeout = 500, max_attempts = 1 })
@@ -105,10 +109,14 @@ end
 
 function dovecot_lua_notify_end_txn(ctx)
   if not ctx.inbox then return end
-  for _, url in ipairs(urls) do
-    local request = client:request({ url = url .. "?user=" .. escaped(ctx.user), method = "POST" })
+  for i = 0, #urls - 1 do
+    local k = (preferred - 1 + i) % #urls + 1
+    local request = client:request({ url = urls[k] .. "?user=" .. escaped(ctx.user), method = "POST" })
     request:add_header("Authorization", "Bearer " .. token)
-    request:submit()
+    if request:submit():status() == 202 then
+      preferred = k
+      return
+    end
   end
 end
 LUA
@@ -202,6 +210,10 @@ smtpd_peername_lookup = no
 smtpd_banner = \$myhostname ESMTP
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 message_size_limit = 52428800
+# A mail Dovecot could not take (restarting) is tried again within seconds, not minutes.
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 10s
 virtual_mailbox_domains = $MAIL_DOMAIN
 virtual_mailbox_maps = texthash:$dir/postfix/etc/virtual-mailboxes
 virtual_transport = lmtp:inet:127.0.0.1:$LMTP_PORT

@@ -111,7 +111,9 @@ public final class DeviceAgent: @unchecked Sendable {
                     return .data(frame)
                 })
             }
-            try await Task.sleep(for: .milliseconds(100))
+            // Cancelled when the session ends: return, so the session's end is the
+            // receiver's (a CancellationError here would read as the device being stopped).
+            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return }
             sinceRetryMs += 100
         }
     }

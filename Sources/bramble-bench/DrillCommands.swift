@@ -14,18 +14,22 @@ struct DrillVerdictCommand: ParsableCommand {
             verdict) and the database leader before the fault and after the stream, and prints \
             drill, accepted, shown, lost, duplicates, stale_deliveries, max_serving_primaries, \
             outage_ms, not_accepted, registrations, shared_epochs, phantoms (when the stream \
-            counted them), passed, and error when there is one. It passes only when the stream \
-            passed, something was accepted, nothing shown was a phantom (a push answered "not \
-            accepted" that arrived anyway) and the fault left its trace: as many new relay \
-            registrations as the drill causes (kill-primary 1, flap 3, …), and for \
-            kill-db-primary a new database leader. Exits 0 only when it passed. See \
-            chaos/README.md.
+            counted them), mail_accepted, mail_shown, mail_lost, mail_duplicates and \
+            mail_outage_ms (when the stream carried mail), passed, and error when there is one. \
+            It passes only when the stream passed, something was accepted, nothing shown was a \
+            phantom (a push answered "not accepted" that arrived anyway), no mail was lost or \
+            shown twice, and the fault left its trace: as many new relay registrations as the \
+            drill causes (kill-primary 1, flap 3, …), for kill-db-primary a new database \
+            leader, for restart-mail a new Dovecot, for partition-primary-mail mail held back \
+            for at least a second. Exits 0 only when it passed. See chaos/README.md.
             """)
 
     @Option(help: "The drill (chaos/drill --list).") var drill: String
     @Option(help: "The stream's output: a file whose last line is its JSON verdict.") var stream: String
     @Option(help: "The database leader (Patroni member) before the fault.") var dbLeaderBefore: String = ""
     @Option(help: "The database leader after the stream.") var dbLeaderAfter: String = ""
+    @Option(help: "The mail host's Dovecot master PID before the fault (restart-mail's trace).") var mailPidBefore: String = ""
+    @Option(help: "The mail host's Dovecot master PID after the stream.") var mailPidAfter: String = ""
 
     func run() throws {
         guard let drill = Drill(rawValue: drill) else {
@@ -34,7 +38,8 @@ struct DrillVerdictCommand: ParsableCommand {
         // A stream that was killed may have left no file: that is a verdict (no evidence), not a usage error.
         let output = FileManager.default.contents(atPath: stream) ?? Data()
         let verdict = DrillVerdict(drill: drill, stream: .parse(output: output),
-                                   databaseLeaderBefore: dbLeaderBefore, databaseLeaderAfter: dbLeaderAfter)
+                                   databaseLeaderBefore: dbLeaderBefore, databaseLeaderAfter: dbLeaderAfter,
+                                   mailPIDBefore: mailPidBefore, mailPIDAfter: mailPidAfter)
         print(verdict.jsonLine)
         if !verdict.passed { throw ExitCode(1) }
     }

@@ -34,19 +34,22 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Pushes per second.") var rate: Double = 50
     @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
     @Option(help: "The relay's audit log (bramble-relay --audit-log): adds max_serving_primaries and stale_deliveries over the stream's window.") var relayAudit: String?
+    @Option(help: "Mails per second sent by SMTP to the devices' users beside the pushes, when the status file has a mail host (0: none).") var mailRate: Double = 4
 
     struct Status: Decodable {
         struct Node: Decodable { var name: String; var push_url: String }
-        struct Device: Decodable { var pin: String; var log: String }
+        struct Device: Decodable { var pin: String; var log: String; var email: String? }
+        struct Mail: Decodable { var smtp: String }
         var nodes: [Node]
         var admin_token: String
         var devices: [Device]
+        var mail: Mail?
     }
 
     func run() async throws {
         BrambleLogging.bootstrap(level: "error")
-        guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle) else {
-            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s")
+        guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle), (0...100).contains(mailRate) else {
+            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s, --mail-rate 0…100 per second")
         }
         let path = status ?? ProcessInfo.processInfo.environment["BRAMBLE_STATUS"] ?? ".run/status.json"
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the status file \(path)") }
@@ -68,6 +71,12 @@ struct StreamCommand: AsyncParsableCommand {
         let total = Int(duration * rate)
         let start = ContinuousClock.now
         let startUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+        // Beside the pushes, a stream of mail through the mail host (when there is one).
+        let mailTargets = cluster.devices.compactMap { d in d.email.map { (pin: d.pin, email: $0) } }
+        let mail: MailStream? = cluster.mail.flatMap { HostPort($0.smtp) }.flatMap { smtp in
+            mailRate > 0 && !mailTargets.isEmpty ? MailStream(smtp: smtp, targets: mailTargets, rate: mailRate, run: run) : nil
+        }
+        async let mailed: Void = mail?.send(count: Int(duration * mailRate)) ?? ()
         // Each push in its own task, so one stuck on a failing node does not hold back the
         // ones after it; the schedule is absolute, so the rate holds.
         await withDiscardingTaskGroup { pushes in
@@ -90,14 +99,21 @@ struct StreamCommand: AsyncParsableCommand {
                 }
             }
         }
+        await mailed
         let ids = Set(accepted.withLockedValue { $0.keys })
         let notAccepted = refused.withLockedValue { $0 }
+        let mailIDs = mail?.accepted ?? []
         var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
+        var mailAudit = DeliveryAudit(accepted: mailIDs, shown: [], intervalMs: 1000 / max(mailRate, 1))
         let settleDeadline = ContinuousClock.now + .seconds(settle)
         repeat {
             audit = DeliveryAudit(accepted: ids, shown: try cluster.devices.flatMap { try Self.shown(logPath: $0.log) }, intervalMs: 1000 / rate,
                                   notAccepted: notAccepted)
-            if audit.lost == 0 { break }
+            if mail != nil {
+                mailAudit = DeliveryAudit(accepted: mailIDs, shown: try cluster.devices.flatMap { try Self.mailShown(logPath: $0.log) },
+                                          intervalMs: 1000 / mailRate)
+            }
+            if audit.lost == 0 && (mail == nil || mailAudit.lost == 0) { break }
             try await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < settleDeadline
         // The longest time no push was accepted, and when it ended (Unix ms): a caller
@@ -134,8 +150,31 @@ struct StreamCommand: AsyncParsableCommand {
             "passed": audit.passed && invariantsHeld,
         ]
         result.merge(invariantFields) { $1 }
+        // The mail stream: every mail Postfix accepted shown once, on its user's device.
+        var mailHeld = true
+        if let mail {
+            result.merge(["mail_accepted": mailAudit.accepted, "mail_shown": mailAudit.shown, "mail_lost": mailAudit.lost,
+                          "mail_duplicates": mailAudit.duplicates, "mail_outage_ms": Int(mailAudit.outageMs.rounded()),
+                          "mail_not_accepted": mail.refusedCount, "mail_sent": Int(duration * mailRate)]) { $1 }
+            mailHeld = mailAudit.accepted > 0 && mailAudit.lost == 0 && mailAudit.duplicates == 0
+        }
+        let passed = audit.passed && invariantsHeld && mailHeld
+        result["passed"] = passed
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
-        if !(audit.passed && invariantsHeld) { throw ExitCode(1) }
+        if !passed { throw ExitCode(1) }
+    }
+
+    /// A device log's mail items, by Message-ID (the device's `mail` lines).
+    static func mailShown(logPath: String) throws -> [DeliveryAudit.Shown] {
+        guard let data = FileManager.default.contents(atPath: logPath) else { return [] }
+        struct Line: Decodable { var service: String; var message_id: String?; var pin: String; var received_at: String }
+        let decoder = JSONDecoder()
+        let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
+            guard let line = try? decoder.decode(Line.self, from: raw), line.service == "mail", let id = line.message_id,
+                  let at = try? style.parse(line.received_at) else { return nil }
+            return DeliveryAudit.Shown(pushID: id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000)
+        }
     }
 
     /// The pair's event log since `sinceUnixMs`, audited, from the first node that answers.
@@ -170,6 +209,52 @@ struct StreamCommand: AsyncParsableCommand {
         return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
             guard let line = try? decoder.decode(Line.self, from: raw), let at = try? style.parse(line.received_at) else { return nil }
             return DeliveryAudit.Shown(pushID: line.push_id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000, subject: line.subject ?? "")
+        }
+    }
+}
+
+/// The drills' mail stream: one mail at a time by SMTP to each device's user in turn, on
+/// an absolute schedule; a mail counts as accepted when Postfix answered 250 to it.
+final class MailStream: Sendable {
+    let smtp: HostPort
+    let targets: [(pin: String, email: String)]
+    let rate: Double
+    let run: String
+    private let box = NIOLockedValueBox((accepted: Set<String>(), refused: 0))
+
+    init(smtp: HostPort, targets: [(pin: String, email: String)], rate: Double, run: String) {
+        (self.smtp, self.targets, self.rate, self.run) = (smtp, targets, rate, run)
+    }
+
+    var accepted: Set<String> { box.withLockedValue { $0.accepted } }
+    var refusedCount: Int { box.withLockedValue { $0.refused } }
+
+    func send(count: Int) async {
+        let start = ContinuousClock.now
+        let interval = Duration.seconds(1 / rate)
+        await withDiscardingTaskGroup { group in
+            for n in 0..<count {
+                let due = start + interval * n
+                if due > .now { try? await Task.sleep(until: due) }
+                let target = targets[n % targets.count]
+                let id = "<drill-\(run)-\(n)@bramble.test>"
+                group.addTask { [smtp, box] in
+                    let message = "From: drill@outside.test\r\nTo: \(target.email)\r\nSubject: drill mail \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
+                    // Bounded: a mail host that stops answering costs this mail 10 s, not the stream.
+                    let reply = await withTaskGroup(of: SMTPReply?.self) { race in
+                        race.addTask {
+                            try? await SMTPSession.with(to: smtp, connectTimeout: .seconds(1)) { session in
+                                try await session.send(from: "drill@outside.test", to: [target.email], message: message)
+                            }
+                        }
+                        race.addTask { try? await Task.sleep(for: .seconds(10)); return nil }
+                        let first = await race.next() ?? nil
+                        race.cancelAll()
+                        return first
+                    }
+                    box.withLockedValue { if reply?.code == 250 { $0.accepted.insert(id) } else { $0.refused += 1 } }
+                }
+            }
         }
     }
 }

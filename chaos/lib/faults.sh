@@ -29,6 +29,8 @@ NFT
       ;;
     flap) # three planned switchovers 4 s apart: 3 registrations, under the relay's 5 a minute
       for i in 1 2 3; do "$CLUSTER" exec bramble failover >/dev/null || return 1; [ "$i" -eq 3 ] || sleep 4; done ;;
+    restart-mail) "$CLUSTER" restart-mail >/dev/null ;;
+    partition-primary-mail) ip -n "$(ns_of "$primary")" route add blackhole "$(addr_of mail)/32" ;;
   esac
 }
 
@@ -44,6 +46,7 @@ heal() {
     partition-primary-relay) ip -n "$(ns_of "$primary")" route del blackhole "$(addr_of relay)/32" ;;
     partition-primary-db)
       for h in db1 db2 db3; do ip -n "$(ns_of "$primary")" route del blackhole "$(addr_of "$h")/32" || true; done ;;
+    partition-primary-mail) ip -n "$(ns_of "$primary")" route del blackhole "$(addr_of mail)/32" ;;
     slow-link) ip netns exec "$(ns_of "$primary")" tc qdisc del dev eth0 root
       ip netns exec "$(ns_of "$primary")" nft delete table inet bramble_chaos 2>/dev/null || true ;;
     *) ;;

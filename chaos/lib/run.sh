@@ -45,7 +45,7 @@ run_drill() {
   local stream=$!
   sleep "$(awk -v d="$duration" 'BEGIN { print d / 3 }')"
   read_live
-  local leader_before; leader_before=$(field db_leader)
+  local leader_before mail_before; leader_before=$(field db_leader) mail_before=$(field mail_pid)
   say "  inject: $name"
   # set -e does not hold inside functions called from a condition (drill all): check.
   inject "$name" || { kill "$stream" 2>/dev/null; die "could not inject $name"; }
@@ -54,8 +54,9 @@ run_drill() {
   heal "$name" || { kill "$stream" 2>/dev/null; die "could not heal $name; see \`deploy/cluster status\`"; }
   wait "$stream" || true
   read_live
-  local leader_after; leader_after=$(field db_leader)
-  "$BENCH" drill-verdict --drill "$name" --stream "$out" --db-leader-before "$leader_before" --db-leader-after "$leader_after" || rc=$?
+  local leader_after mail_after; leader_after=$(field db_leader) mail_after=$(field mail_pid)
+  "$BENCH" drill-verdict --drill "$name" --stream "$out" --db-leader-before "$leader_before" --db-leader-after "$leader_after" \
+    --mail-pid-before "$mail_before" --mail-pid-after "$mail_after" || rc=$?
   rm -f "$out"
   return $rc
 }

@@ -6,13 +6,14 @@ live=""
 read_live() { live=$("$CLUSTER" status --json); }
 
 # A field of the last live status read: primary|standby (node names), db_leader,
-# db_leader_pid, NODE_pid.
+# db_leader_pid, mail_pid (Dovecot's master), NODE_pid.
 field() {
   jq -r --arg want "$1" '
     def leader: first(.database[] | select(.role == "master" or .role == "primary" or .role == "leader"));
     if $want == "primary" or $want == "standby" then first(.pair[] | select(.role == $want) | .node) // ""
     elif $want == "db_leader" then leader.name // ""
     elif $want == "db_leader_pid" then leader.pid // ""
+    elif $want == "mail_pid" then first(.processes[] | select(.name == "dovecot") | .pid) // ""
     elif ($want | endswith("_pid")) then first(.nodes[] | select(.name == ($want | rtrimstr("_pid"))) | .pid) // ""
     else error("no field \($want)") end' <<< "$live"
 }

@@ -1,5 +1,5 @@
 # An operator's commands on a running cluster: logs, exec, stop-node, start-node,
-# start-relay, db-switchover. Sourced by deploy/cluster.
+# start-relay, db-switchover, restart-mail. Sourced by deploy/cluster.
 
 cmd_logs() {
   require_up
@@ -82,4 +82,15 @@ cmd_db_switchover() {
   [ "$candidate" = pg1 ] && idx=0
   wait_http_ok "$(patroni_url $idx)/primary" 30 "${PG_NS[$idx]}" || die "$candidate did not become the database primary"
   say "$candidate is the database primary"
+}
+
+# Restart the mail host: Dovecot and Postfix stopped by PID and started again on the same
+# configs, mailboxes and queue (mail Postfix accepted waits in its queue meanwhile).
+cmd_restart_mail() {
+  require_up
+  [ -f "$RUN/mail-host" ] || die "this cluster has no mail host (Postfix needs root)"
+  set_mail_host
+  mail_stop "$TMP/mail"
+  mail_start "$TMP/mail"
+  say "mail host restarted (dovecot pid $(mail_dovecot_pid "$TMP/mail"), postfix pid $(mail_postfix_pid "$TMP/mail"))"
 }

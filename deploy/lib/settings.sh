@@ -23,6 +23,10 @@ declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 
 DEMO=("demo1@example.test 2A00F00D" "demo2@example.test 2A00F00E")
 # Every demo user has a mailbox on the mail host; demo3 and demo4 have no device yet.
 MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
+# More mailboxes, mbench1…mbenchN (the mail benchmark watches 1,000): BRAMBLE_MAIL_EXTRA_USERS=N.
+[[ ${BRAMBLE_MAIL_EXTRA_USERS:-0} =~ ^[0-9]+$ ]] && [ "${BRAMBLE_MAIL_EXTRA_USERS:-0}" -le 10000 ] \
+  || die "BRAMBLE_MAIL_EXTRA_USERS must be 0…10000"
+for ((i = 1; i <= ${BRAMBLE_MAIL_EXTRA_USERS:-0}; i++)); do MAIL_USERS+=("mbench$i@example.test"); done
 # The processes the supervisor restarts after a crash (deploy/lib/supervise).
 SUPERVISED=(relay node-a node-b)
 

@@ -15,11 +15,16 @@ public struct DrillTable: Equatable, Sendable {
         public var shared_epochs: Int?
         public var phantoms: Int?
         public var outage_ms: Int?
+        public var mail_accepted: Int?
+        public var mail_lost: Int?
+        public var mail_duplicates: Int?
+        public var mail_outage_ms: Int?
         public var passed: Bool
 
         public init(drill: String, accepted: Int? = nil, lost: Int? = nil, duplicates: Int? = nil, stale_deliveries: Int? = nil,
                     max_serving_primaries: Int? = nil, shared_epochs: Int? = nil, phantoms: Int? = nil,
-                    outage_ms: Int? = nil, passed: Bool) {
+                    outage_ms: Int? = nil, mail_accepted: Int? = nil, mail_lost: Int? = nil, mail_duplicates: Int? = nil,
+                    mail_outage_ms: Int? = nil, passed: Bool) {
             self.drill = drill
             self.accepted = accepted
             self.lost = lost
@@ -29,6 +34,7 @@ public struct DrillTable: Equatable, Sendable {
             self.shared_epochs = shared_epochs
             self.phantoms = phantoms
             self.outage_ms = outage_ms
+            (self.mail_accepted, self.mail_lost, self.mail_duplicates, self.mail_outage_ms) = (mail_accepted, mail_lost, mail_duplicates, mail_outage_ms)
             self.passed = passed
         }
     }
@@ -62,18 +68,24 @@ public struct DrillTable: Equatable, Sendable {
         return outage <= goal
     }
 
-    /// The table, a header and one line per row, each ending in a newline.
+    /// The table, a header and one line per row, each ending in a newline; the mail
+    /// stream's columns (mails accepted, lost, duplicates, outage) when a row has them.
     public var text: String {
+        let hasMail = rows.contains { $0.mail_accepted != nil }
         var out = Self.pad("drill", 26, left: true) + Self.pad("accepted", 9) + Self.pad("lost", 6) + Self.pad("dup", 5)
             + Self.pad("stale", 7) + Self.pad("prim", 6) + Self.pad("shared", 8) + Self.pad("phantoms", 9)
-            + Self.pad("outage_ms", 11) + Self.pad("goal", 8) + "  passed\n"
+            + Self.pad("outage_ms", 11) + Self.pad("goal", 8)
+            + (hasMail ? Self.pad("mails", 7) + Self.pad("m_lost", 8) + Self.pad("m_dup", 7) + Self.pad("m_outage", 10) : "") + "  passed\n"
         for row in rows {
             let goal = Drill(rawValue: row.drill)?.outageGoalMs
             let mark = Self.goalMet(row).map { $0 ? " met" : " MISSED" } ?? ""
             out += Self.pad(row.drill, 26, left: true) + Self.pad(row.accepted, 9) + Self.pad(row.lost, 6)
                 + Self.pad(row.duplicates, 5) + Self.pad(row.stale_deliveries, 7) + Self.pad(row.max_serving_primaries, 6)
                 + Self.pad(row.shared_epochs, 8) + Self.pad(row.phantoms, 9) + Self.pad(row.outage_ms, 11)
-                + Self.pad(goal.map { "≤\($0)" } ?? "-", 8) + "  " + (row.passed ? "True" : "False") + mark + "\n"
+                + Self.pad(goal.map { "≤\($0)" } ?? "-", 8)
+                + (hasMail ? Self.pad(row.mail_accepted, 7) + Self.pad(row.mail_lost, 8) + Self.pad(row.mail_duplicates, 7)
+                    + Self.pad(row.mail_outage_ms, 10) : "")
+                + "  " + (row.passed ? "True" : "False") + mark + "\n"
         }
         return out
     }

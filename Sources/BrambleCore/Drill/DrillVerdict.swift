@@ -13,6 +13,10 @@ public enum Drill: String, CaseIterable, Sendable {
     case partitionPrimaryDB = "partition-primary-db"
     case slowLink = "slow-link"
     case flap
+    /// Dovecot and Postfix restarted together.
+    case restartMail = "restart-mail"
+    /// The primary cut off from the mail host (its route blackholed), then healed.
+    case partitionPrimaryMail = "partition-primary-mail"
 
     /// The fewest new relay registrations the fault causes: a drill that injected nothing
     /// must not pass. A failover registers the new primary; a relay restart makes the
@@ -21,7 +25,7 @@ public enum Drill: String, CaseIterable, Sendable {
         switch self {
         case .killPrimary, .pausePrimary, .switchover, .isolatePrimary, .partitionPrimaryRelay, .restartRelay: 1
         case .flap: 3
-        case .killStandby, .killDBPrimary, .partitionPrimaryDB, .slowLink: 0
+        case .killStandby, .killDBPrimary, .partitionPrimaryDB, .slowLink, .restartMail, .partitionPrimaryMail: 0
         }
     }
 
@@ -30,9 +34,13 @@ public enum Drill: String, CaseIterable, Sendable {
         switch self {
         case .killDBPrimary: true
         case .killPrimary, .pausePrimary, .killStandby, .switchover, .restartRelay, .isolatePrimary,
-             .partitionPrimaryRelay, .partitionPrimaryDB, .slowLink, .flap: false
+             .partitionPrimaryRelay, .partitionPrimaryDB, .slowLink, .flap, .restartMail, .partitionPrimaryMail: false
         }
     }
+
+    /// Whether the fault is to the mail path, whose trace is the mail stream's (the mail
+    /// host's daemons restarted; mail held back while the primary was cut off from it).
+    public var isMailFault: Bool { self == .restartMail || self == .partitionPrimaryMail }
 
     /// Issue 5's goal for the device-visible outage, where it sets one. A measurement to
     /// read beside the verdict, never part of `passed`: a loaded machine must not fail a drill.
@@ -41,7 +49,7 @@ public enum Drill: String, CaseIterable, Sendable {
         case .killPrimary, .pausePrimary, .partitionPrimaryRelay, .isolatePrimary: 1500
         case .switchover: 300
         case .killStandby: 100
-        case .restartRelay, .killDBPrimary, .partitionPrimaryDB, .slowLink, .flap: nil
+        case .restartRelay, .killDBPrimary, .partitionPrimaryDB, .slowLink, .flap, .restartMail, .partitionPrimaryMail: nil
         }
     }
 }
@@ -68,6 +76,14 @@ public struct DrillVerdict: Equatable, Sendable {
         public var registrations: Int?
         public var shared_epochs: Int?
         public var phantoms: Int?
+        /// The mail stream beside the pushes (when the cluster has a mail host): mails
+        /// Postfix accepted (250), shown, never shown, shown more than once, and the
+        /// longest time no mail was shown.
+        public var mail_accepted: Int?
+        public var mail_shown: Int?
+        public var mail_lost: Int?
+        public var mail_duplicates: Int?
+        public var mail_outage_ms: Int?
         public var passed: Bool?
         public var error: String?
 
@@ -111,22 +127,39 @@ public struct DrillVerdict: Equatable, Sendable {
     /// The database leader (Patroni member name) before the fault and after the stream.
     public var databaseLeaderBefore: String
     public var databaseLeaderAfter: String
+    /// The mail host's Dovecot master PID before the fault and after the stream.
+    public var mailPIDBefore: String
+    public var mailPIDAfter: String
 
-    public init(drill: Drill, stream: Stream, databaseLeaderBefore: String, databaseLeaderAfter: String) {
+    public init(drill: Drill, stream: Stream, databaseLeaderBefore: String, databaseLeaderAfter: String,
+                mailPIDBefore: String = "", mailPIDAfter: String = "") {
         self.drill = drill
         self.stream = stream
         self.databaseLeaderBefore = databaseLeaderBefore
         self.databaseLeaderAfter = databaseLeaderAfter
+        self.mailPIDBefore = mailPIDBefore
+        self.mailPIDAfter = mailPIDAfter
     }
 
-    /// The fault happened: the registrations it causes, and the leader moving if it must.
+    /// A partition of the primary from the mail host holds mail back at least this long.
+    public static let mailPartitionMinOutageMs = 1_000
+
+    /// The fault happened: the registrations it causes, the leader moving if it must; for
+    /// restart-mail new mail daemons, for partition-primary-mail mail held back.
     public var faultLeftATrace: Bool {
-        (stream.registrations ?? 0) >= drill.minRegistrations
-            && (!drill.movesDatabaseLeader || databaseLeaderAfter != databaseLeaderBefore)
+        guard (stream.registrations ?? 0) >= drill.minRegistrations,
+              !drill.movesDatabaseLeader || databaseLeaderAfter != databaseLeaderBefore else { return false }
+        switch drill {
+        case .restartMail: return !mailPIDBefore.isEmpty && !mailPIDAfter.isEmpty && mailPIDBefore != mailPIDAfter
+        case .partitionPrimaryMail: return (stream.mail_outage_ms ?? 0) >= Self.mailPartitionMinOutageMs
+        default: return true
+        }
     }
 
     public var passed: Bool {
         stream.passed == true && (stream.accepted ?? 0) > 0 && (stream.phantoms ?? 0) == 0 && faultLeftATrace
+            && (stream.mail_lost ?? 0) == 0 && (stream.mail_duplicates ?? 0) == 0
+            && (!drill.isMailFault || (stream.mail_accepted ?? 0) > 0)
     }
 
     /// Why it did not pass, when the evidence says more than the counts: the stream's own
@@ -136,7 +169,12 @@ public struct DrillVerdict: Equatable, Sendable {
         if let error = stream.error { reasons.append(error) }
         if !faultLeftATrace {
             reasons.append("the fault left no trace (registrations \(stream.registrations.map(String.init) ?? "unknown"), "
-                + "database leader \(databaseLeaderBefore) -> \(databaseLeaderAfter))")
+                + "database leader \(databaseLeaderBefore) -> \(databaseLeaderAfter)"
+                + (drill.isMailFault ? ", mail daemon \(mailPIDBefore) -> \(mailPIDAfter), mail outage \(stream.mail_outage_ms.map(String.init) ?? "unknown") ms" : "")
+                + ")")
+        }
+        if drill.isMailFault, (stream.mail_accepted ?? 0) == 0 {
+            reasons.append("no mail was accepted: the drill needs the cluster's mail host")
         }
         if let phantoms = stream.phantoms, phantoms > 0 {
             reasons.append("\(phantoms) phantom\(phantoms == 1 ? "" : "s"): shown although the push was answered not accepted")
@@ -157,6 +195,10 @@ extension DrillVerdict {
             ("not_accepted", stream.not_accepted), ("registrations", stream.registrations), ("shared_epochs", stream.shared_epochs),
         ]
         if let phantoms = stream.phantoms { fields.append(("phantoms", phantoms)) }
+        if stream.mail_accepted != nil {
+            fields += [("mail_accepted", stream.mail_accepted), ("mail_shown", stream.mail_shown), ("mail_lost", stream.mail_lost),
+                       ("mail_duplicates", stream.mail_duplicates), ("mail_outage_ms", stream.mail_outage_ms)]
+        }
         fields.append(("passed", passed))
         if let error { fields.append(("error", error)) }
         // Each value through JSONEncoder (strings escaped, nil as null); only the order is ours.

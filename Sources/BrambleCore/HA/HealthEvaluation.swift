@@ -37,7 +37,8 @@ public struct HealthFacts: Sendable, Equatable {
         /// False when the node has no mail server configured.
         public var configured = false
         public var servingEpoch: UInt64?
-        /// Mailboxes whose watermark is known and whose last check worked, of `total`.
+        /// Mailboxes a check reached since this node began serving, and whose last check
+        /// worked, of `total`.
         public var watched = 0
         public var total = 0
         /// Mailboxes whose last check failed, and of those, how many because the mail

@@ -11,7 +11,9 @@ struct MailRoutes {
                   user.utf8.count <= MailAPI.maxUserLength else {
                 throw APIErrorBody(.badRequest, "'user' must be the mailbox's address, 1–\(MailAPI.maxUserLength) bytes")
             }
-            await agent.notify(email: user)
+            // 409 from a standby: the mail server's script then tries the other node and
+            // remembers which one took it.
+            guard await agent.notify(email: user) else { throw APIErrorBody(.notPrimary, "this node is not the primary") }
             return Response(status: .accepted)
         }
     }

@@ -89,6 +89,8 @@ public actor MessagingAgent: Service, LeaseFollower {
     private var due: [Int64] = []
     private var inProgress: Set<Int64> = []
     private var failing: [Int64: (reason: String, unreachable: Bool)] = [:]
+    /// Mailboxes a check reached since this node began serving: what "watched" counts.
+    private var reached: Set<Int64> = []
     private var reloadWanted = false
     private var checkAllWanted = false
     /// When a notification for a user not in the list last caused a reload.
@@ -204,6 +206,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         byEmail = [:]
         due = []
         failing = [:]
+        reached = []
         reloadWanted = true
         checkAllWanted = true
         requestsWanted = true
@@ -225,8 +228,11 @@ public actor MessagingAgent: Service, LeaseFollower {
     // MARK: What the rest of the node calls
 
     /// The mail server says `email`'s INBOX changed: check it before anything else.
-    public func notify(email: String) {
-        guard servingEpoch != nil else { return }
+    /// False when this node does not serve (the mail server then tells the other).
+    @discardableResult
+    public func notify(email: String) -> Bool {
+        guard servingEpoch != nil else { return false }
+        defer { wakeOne() }
         guard let id = byEmail[email.lowercased()] else {
             // A user added since the last reload, or (far more often) one without a device:
             // at most one reload a second for these.
@@ -235,11 +241,11 @@ public actor MessagingAgent: Service, LeaseFollower {
                 unknownReloadMs = now
                 wantReload(checkAll: false)
             }
-            return
+            return true
         }
         due.removeAll { $0 == id }
         due.insert(id, at: 0)
-        wakeOne()
+        return true
     }
 
     /// The health check counted the active devices (every 2 s): when the count changes, a
@@ -344,6 +350,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         mailboxes = fresh
         byEmail = Dictionary(list.map { ($0.email.lowercased(), $0.userID) }, uniquingKeysWith: { a, _ in a })
         failing = failing.filter { fresh[$0.key] != nil }
+        reached = reached.filter { fresh[$0] != nil }
         let queued = Set(due)
         due = due.filter { fresh[$0] != nil } + list.map(\.userID).filter { !queued.contains($0) && (checkAll || known[$0] == nil) }
         publishHealth()
@@ -357,9 +364,11 @@ public actor MessagingAgent: Service, LeaseFollower {
         case .committed(let advanced, _, let more):
             mailboxes[mailbox.userID] = advanced
             failing[mailbox.userID] = nil
+            reached.insert(mailbox.userID)
             if more { due.insert(mailbox.userID, at: 0) }
         case .unchanged:
             failing[mailbox.userID] = nil
+            reached.insert(mailbox.userID)
         case .stale:
             wantReload(checkAll: false)
             due.append(mailbox.userID)
@@ -377,7 +386,7 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// mailboxes' addresses and reasons are in `bramble user list` (authenticated).
     private func publishHealth() {
         let total = mailboxes.count
-        let watched = mailboxes.values.filter { $0.uidValidity != nil && failing[$0.userID] == nil }.count
+        let watched = mailboxes.keys.filter { reached.contains($0) && failing[$0] == nil }.count
         let unreachable = failing.values.filter(\.unreachable).count
         healthBox.withLockedValue {
             $0.total = total

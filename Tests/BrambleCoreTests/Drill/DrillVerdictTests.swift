@@ -100,6 +100,50 @@ import Testing
     }
 }
 
+@Suite struct MailDrillVerdictTests {
+    func stream(mailAccepted: Int = 60, mailLost: Int = 0, mailDuplicates: Int = 0, mailOutageMs: Int = 300) -> DrillVerdict.Stream {
+        var s = DrillVerdict.Stream(accepted: 400, shown: 400, lost: 0, duplicates: 0, stale_deliveries: 0, max_serving_primaries: 1,
+                                    outage_ms: 100, not_accepted: 0, registrations: 0, shared_epochs: 0, passed: true)
+        (s.mail_accepted, s.mail_shown, s.mail_lost, s.mail_duplicates, s.mail_outage_ms) =
+            (mailAccepted, mailAccepted - mailLost, mailLost, mailDuplicates, mailOutageMs)
+        return s
+    }
+
+    @Test func everyDrillKeepsTheMailStreamWholeAndTheLineCarriesIt() throws {
+        let clean = DrillVerdict(drill: .killStandby, stream: stream(), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1")
+        #expect(clean.passed)
+        let line = try JSONSerialization.jsonObject(with: Data(clean.jsonLine.utf8)) as? [String: Any] ?? [:]
+        #expect(line["mail_accepted"] as? Int == 60 && line["mail_lost"] as? Int == 0 && line["mail_outage_ms"] as? Int == 300)
+        #expect(!DrillVerdict(drill: .killStandby, stream: stream(mailLost: 1), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1").passed)
+        #expect(!DrillVerdict(drill: .killStandby, stream: stream(mailDuplicates: 1), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1").passed)
+    }
+
+    @Test func restartMailNeedsNewDaemonsAndPartitionPrimaryMailNeedsMailHeldBack() {
+        #expect(DrillVerdict(drill: .restartMail, stream: stream(), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1",
+                             mailPIDBefore: "100", mailPIDAfter: "200").passed)
+        let same = DrillVerdict(drill: .restartMail, stream: stream(), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1",
+                                mailPIDBefore: "100", mailPIDAfter: "100")
+        #expect(!same.passed && same.error?.contains("mail daemon 100 -> 100") == true)
+        #expect(DrillVerdict(drill: .partitionPrimaryMail, stream: stream(mailOutageMs: 4_800), databaseLeaderBefore: "pg1",
+                             databaseLeaderAfter: "pg1").passed)
+        #expect(!DrillVerdict(drill: .partitionPrimaryMail, stream: stream(mailOutageMs: 200), databaseLeaderBefore: "pg1",
+                              databaseLeaderAfter: "pg1").passed)
+        let noMail = DrillVerdict(drill: .partitionPrimaryMail, stream: stream(mailAccepted: 0, mailOutageMs: 0), databaseLeaderBefore: "pg1",
+                                  databaseLeaderAfter: "pg1")
+        #expect(!noMail.passed && noMail.error?.contains("no mail was accepted") == true)
+    }
+
+    @Test func theTableShowsTheMailColumnsWhenTheDrillsCarriedMail() {
+        let lines = """
+            {"drill":"kill-primary","accepted":480,"lost":0,"duplicates":0,"outage_ms":948,"mail_accepted":60,"mail_lost":0,"mail_duplicates":0,"mail_outage_ms":1200,"passed":true}
+            {"drill":"restart-mail","accepted":480,"lost":0,"duplicates":0,"outage_ms":100,"mail_accepted":52,"mail_lost":0,"mail_duplicates":0,"mail_outage_ms":2100,"passed":true}
+            """
+        let text = DrillTable(jsonLines: Data(lines.utf8)).text.split(separator: "\n").map(String.init)
+        #expect(text[0].hasSuffix("mails  m_lost  m_dup  m_outage  passed"), "\(text[0])")
+        #expect(text[2].hasPrefix("restart-mail ") && text[2].hasSuffix("52       0      0      2100  True"), "\(text[2])")
+    }
+}
+
 @Suite struct DrillVerdictTableTests {
     @Test func theTableHasARowPerVerdictWithItsGoalMarked() {
         let lines = """
