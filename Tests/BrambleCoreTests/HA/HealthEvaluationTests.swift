@@ -20,6 +20,32 @@ import Testing
         #expect(checks[0].detail == "SRP link registered at epoch 1")
     }
 
+    @Test func theMessagingParametersCountMailboxesReachedAndTellAFailingServerFromARefusingOne() {
+        func check(_ a: HealthFacts.MessagingAgent, serving: UInt64? = 1) -> (agent: HealthCheck, server: HealthCheck) {
+            var f = facts(serving: serving)
+            f.messagingAgent = a
+            let checks = HealthEvaluation.evaluate(f)
+            return (checks.first { $0.parameter == .messagingAgent }!, checks.first { $0.parameter == .messagingServerReachable }!)
+        }
+        var a = HealthFacts.MessagingAgent()
+        #expect(check(a).agent.healthy && check(a).agent.detail.hasPrefix("no mail server configured"), "no mail server: healthy")
+        a.configured = true
+        a.servingEpoch = 1
+        (a.total, a.watched, a.failingCount, a.unreachableCount) = (4, 3, 1, 0)
+        #expect(check(a).agent.healthy && check(a).agent.detail == "watching 3 of 4 mailboxes at epoch 1; 1 failing (see `bramble user list`)")
+        #expect(check(a).server.healthy, "a mailbox the server refused is no sign the server is away")
+        (a.watched, a.failingCount, a.unreachableCount) = (1, 3, 3)
+        #expect(!check(a).agent.healthy && !check(a).server.healthy)
+        #expect(check(a).server.detail == "mail server unreachable for 3 of 4 mailboxes; check the route to it")
+        // A standby: its own probe of the mail server.
+        var standby = HealthFacts.MessagingAgent()
+        standby.configured = true
+        standby.mailServerError = "connection refused"
+        #expect(check(standby, serving: nil).agent.healthy && !check(standby, serving: nil).server.healthy)
+        standby.mailServerError = nil
+        #expect(check(standby, serving: nil).server.healthy)
+    }
+
     @Test func aLinkTheRelayClosedGetsItsGraceButASilentRelayCountsAtOnce() {
         let closed = HealthFacts.Link(up: false, sinceMs: 9_000, cause: .relayAnswered, lastError: "relay closed the link")
         #expect(HealthEvaluation.evaluate(facts(link: closed))[0].healthy, "1 s of a 1.5 s grace")
