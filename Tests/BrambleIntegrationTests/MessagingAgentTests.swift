@@ -226,6 +226,11 @@ import Testing
             let messageID = Self.id()
             try await cluster.sendMail(to: Self.email, subject: "still here", body: "x", messageID: messageID)
             try await cluster.waitFor("the mail shown") { cluster.mailShown(pin: Self.pin).contains { $0.message_id == messageID } }
+            // A user removed at run time is no longer watched.
+            try cluster.bramble("user", "remove", "ghost@example.test")
+            try await cluster.waitFor("the removed user's mailbox dropped") {
+                try await cluster.healthDetail("node-a", "messaging_agent") == "watching 1 of 1 mailboxes at epoch 1"
+            }
         }
     }
 }
