@@ -96,9 +96,9 @@ struct EndToEndBench: AsyncParsableCommand {
         }
     }
 
-    static func waitUntil(seconds: Double, _ condition: () -> Bool) async throws {
+    static func waitUntil(seconds: Double, _ condition: () async -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(seconds)
-        while !condition() {
+        while await !condition() {
             guard ContinuousClock.now < deadline else { throw ValidationError("timed out after \(seconds) s") }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -64,39 +64,26 @@ struct MailBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for agent in all { group.addTask { await agent.run() } }
             // Every mailbox watched (checked once) before measuring; the devices connect meanwhile.
-            try await Self.waitUntil(seconds: 300) {
+            try await EndToEndBench.waitUntil(seconds: 300) {
                 await Self.watched(node, http: http).map { $0.0 == $0.1 && $0.1 >= targets.count } ?? false
             }
             try await Task.sleep(for: .seconds(2))
             print("mail: \(targets.count) devices connected, \(targets.count) mailboxes watched; \(mails) mails at \(rate)/s")
 
-            let run = String(UInt32.random(in: .min ... .max), radix: 16)
-            let accepted = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+            let stream = MailStream(smtp: smtpAddress, targets: targets.map { (pin: "", email: $0) }, rate: rate,
+                                    run: String(UInt32.random(in: .min ... .max), radix: 16), tag: "bench")
             let killedAt = ContinuousClock.now
             if let victim { Foundation.kill(victim, SIGKILL) }
             async let watchedAgain: Double? = {
                 guard let standby else { return nil }
-                try await Self.waitUntil(seconds: 120) {
+                try await EndToEndBench.waitUntil(seconds: 120) {
                     await Self.watched(standby, http: http).map { $0.0 == $0.1 && $0.1 >= targets.count } ?? false
                 }
                 return (ContinuousClock.now - killedAt).seconds * 1000
             }()
-            let begin = ContinuousClock.now
-            let interval = Duration.seconds(1 / rate)
-            await withDiscardingTaskGroup { senders in
-                for n in 0..<mails {
-                    let due = begin + interval * n
-                    if due > .now { try? await Task.sleep(until: due) }
-                    let to = targets[n % targets.count], id = "<bench-\(run)-\(n)@bramble.test>"
-                    senders.addTask {
-                        let message = "From: bench@outside.test\r\nTo: \(to)\r\nSubject: bench \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
-                        let reply = try? await SMTPSession.with(to: smtpAddress) { try await $0.send(from: "bench@outside.test", to: [to], message: message) }
-                        if reply?.code == 250 { accepted.withLockedValue { $0[id] = .now } }
-                    }
-                }
-            }
-            let sent = accepted.withLockedValue { $0 }
-            try await Self.waitUntil(seconds: 120) { shownAt.withLockedValue { s in sent.keys.allSatisfy { s[$0] != nil } } }
+            await stream.send(count: mails)
+            let sent = stream.acceptedAt
+            try await EndToEndBench.waitUntil(seconds: 120) { shownAt.withLockedValue { s in sent.keys.allSatisfy { s[$0] != nil } } }
             let again = try await watchedAgain
             var all = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
             var firstTen = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -133,11 +120,4 @@ struct MailBench: AsyncParsableCommand {
         return (w, t)
     }
 
-    static func waitUntil(seconds: Double, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while await !condition() {
-            guard ContinuousClock.now < deadline else { throw ValidationError("timed out after \(seconds) s") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
 }

@@ -213,20 +213,24 @@ struct StreamCommand: AsyncParsableCommand {
     }
 }
 
-/// The drills' mail stream: one mail at a time by SMTP to each device's user in turn, on
-/// an absolute schedule; a mail counts as accepted when Postfix answered 250 to it.
+/// A stream of mail (the drills', the mail benchmark's): one mail at a time by SMTP to each
+/// target's user in turn, on an absolute schedule; a mail counts as accepted when Postfix
+/// answered 250 to it, at that moment. Message-IDs are `<TAG-RUN-N@bramble.test>`.
 final class MailStream: Sendable {
     let smtp: HostPort
     let targets: [(pin: String, email: String)]
     let rate: Double
     let run: String
-    private let box = NIOLockedValueBox((accepted: Set<String>(), refused: 0))
+    let tag: String
+    private let box = NIOLockedValueBox((accepted: [String: ContinuousClock.Instant](), refused: 0))
 
-    init(smtp: HostPort, targets: [(pin: String, email: String)], rate: Double, run: String) {
-        (self.smtp, self.targets, self.rate, self.run) = (smtp, targets, rate, run)
+    init(smtp: HostPort, targets: [(pin: String, email: String)], rate: Double, run: String, tag: String = "drill") {
+        (self.smtp, self.targets, self.rate, self.run, self.tag) = (smtp, targets, rate, run, tag)
     }
 
-    var accepted: Set<String> { box.withLockedValue { $0.accepted } }
+    var accepted: Set<String> { box.withLockedValue { Set($0.accepted.keys) } }
+    /// Each accepted mail's Message-ID and when Postfix answered 250.
+    var acceptedAt: [String: ContinuousClock.Instant] { box.withLockedValue { $0.accepted } }
     var refusedCount: Int { box.withLockedValue { $0.refused } }
 
     func send(count: Int) async {
@@ -237,14 +241,14 @@ final class MailStream: Sendable {
                 let due = start + interval * n
                 if due > .now { try? await Task.sleep(until: due) }
                 let target = targets[n % targets.count]
-                let id = "<drill-\(run)-\(n)@bramble.test>"
-                group.addTask { [smtp, box] in
-                    let message = "From: drill@outside.test\r\nTo: \(target.email)\r\nSubject: drill mail \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
+                let id = "<\(tag)-\(run)-\(n)@bramble.test>"
+                group.addTask { [smtp, box, tag] in
+                    let message = "From: \(tag)@outside.test\r\nTo: \(target.email)\r\nSubject: \(tag) mail \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
                     // Bounded: a mail host that stops answering costs this mail 10 s, not the stream.
                     let reply = await withTaskGroup(of: SMTPReply?.self) { race in
                         race.addTask {
                             try? await SMTPSession.with(to: smtp, connectTimeout: .seconds(1)) { session in
-                                try await session.send(from: "drill@outside.test", to: [target.email], message: message)
+                                try await session.send(from: "\(tag)@outside.test", to: [target.email], message: message)
                             }
                         }
                         race.addTask { try? await Task.sleep(for: .seconds(10)); return nil }
@@ -252,7 +256,8 @@ final class MailStream: Sendable {
                         race.cancelAll()
                         return first
                     }
-                    box.withLockedValue { if reply?.code == 250 { $0.accepted.insert(id) } else { $0.refused += 1 } }
+                    let now = ContinuousClock.now
+                    box.withLockedValue { if reply?.code == 250 { $0.accepted[id] = now } else { $0.refused += 1 } }
                 }
             }
         }
