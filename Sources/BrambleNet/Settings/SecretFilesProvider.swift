@@ -61,7 +61,8 @@ extension SecretFilesProvider: ConfigSnapshot {
     }
 }
 
-extension SecretFilesProvider: ConfigProvider {
+// Secrets are read once, at start: a watch sees the one value.
+extension SecretFilesProvider: ReadOnceConfigProvider {
     public func fetchValue(forKey key: AbsoluteConfigKey, type: ConfigType) async throws -> LookupResult {
         let name = key.components.joined(separator: ".")
         guard let file = files[name] else { return LookupResult(encodedKey: name, value: nil) }
@@ -70,19 +71,4 @@ extension SecretFilesProvider: ConfigProvider {
         return try lookup(key, type: type) { _ in path }
     }
 
-    public func snapshot() -> any ConfigSnapshot { self }
-
-    // Secrets are read once, at start: a watch sees the one value.
-    public nonisolated(nonsending) func watchValue<Return: ~Copyable>(
-        forKey key: AbsoluteConfigKey, type: ConfigType,
-        updatesHandler: nonisolated(nonsending) (_ updates: ConfigUpdatesAsyncSequence<Result<LookupResult, any Error>, Never>) async throws -> Return
-    ) async throws -> Return {
-        try await watchValueFromValue(forKey: key, type: type, updatesHandler: updatesHandler)
-    }
-
-    public nonisolated(nonsending) func watchSnapshot<Return: ~Copyable>(
-        updatesHandler: nonisolated(nonsending) (_ updates: ConfigUpdatesAsyncSequence<any ConfigSnapshot, Never>) async throws -> Return
-    ) async throws -> Return {
-        try await watchSnapshotFromSnapshot(updatesHandler: updatesHandler)
-    }
 }

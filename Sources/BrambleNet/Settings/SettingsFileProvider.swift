@@ -66,14 +66,21 @@ extension SettingsFileProvider: ConfigSnapshot {
     }
 }
 
-extension SettingsFileProvider: ConfigProvider {
+// The file is read once, at start: a watch sees its one value.
+extension SettingsFileProvider: ReadOnceConfigProvider {
     public func fetchValue(forKey key: AbsoluteConfigKey, type: ConfigType) async throws -> LookupResult {
         try value(forKey: key, type: type)
     }
 
+}
+
+/// A provider whose values are read once, at start (the settings file, the secret files):
+/// it is its own snapshot, and a watch sees its one value.
+public protocol ReadOnceConfigProvider: ConfigProvider, ConfigSnapshot {}
+
+extension ReadOnceConfigProvider {
     public func snapshot() -> any ConfigSnapshot { self }
 
-    // The file is read once, at start: a watch sees its one value.
     public nonisolated(nonsending) func watchValue<Return: ~Copyable>(
         forKey key: AbsoluteConfigKey, type: ConfigType,
         updatesHandler: nonisolated(nonsending) (_ updates: ConfigUpdatesAsyncSequence<Result<LookupResult, any Error>, Never>) async throws -> Return
