@@ -245,16 +245,10 @@ final class MailStream: Sendable {
                 group.addTask { [smtp, box, tag] in
                     let message = "From: \(tag)@outside.test\r\nTo: \(target.email)\r\nSubject: \(tag) mail \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
                     // Bounded: a mail host that stops answering costs this mail 10 s, not the stream.
-                    let reply = await withTaskGroup(of: SMTPReply?.self) { race in
-                        race.addTask {
-                            try? await SMTPSession.with(to: smtp, connectTimeout: .seconds(1)) { session in
-                                try await session.send(from: "\(tag)@outside.test", to: [target.email], message: message)
-                            }
+                    let reply = try? await withDeadline(ms: 10_000) {
+                        try await SMTPSession.with(to: smtp, connectTimeout: .seconds(1)) { session in
+                            try await session.send(from: "\(tag)@outside.test", to: [target.email], message: message)
                         }
-                        race.addTask { try? await Task.sleep(for: .seconds(10)); return nil }
-                        let first = await race.next() ?? nil
-                        race.cancelAll()
-                        return first
                     }
                     let now = ContinuousClock.now
                     box.withLockedValue { if reply?.code == 250 { $0.accepted[id] = now } else { $0.refused += 1 } }

@@ -1,3 +1,4 @@
+import BrambleNet
 import BrambleCore
 import Logging
 import PostgresNIO

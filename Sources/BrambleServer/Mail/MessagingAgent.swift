@@ -520,7 +520,7 @@ public actor MessagingAgent: Service, LeaseFollower {
             var composed = MailComposer.compose(envelope: envelope, parts: parts, text: textPart, rawText: raw, uidValidity: validity,
                                                 uid: uid, chunkBytes: c.chunkBytes, maxTextBytes: c.maxTextBytes)
             composed.item.importance = MailImportance.parse(headers: headers)
-            mails.append(FetchedMail(uid: uid, item: composed.item, text: composed.text, firstChunkBytes: composed.firstChunkBytes))
+            mails.append(FetchedMail(uid: uid, item: composed.item, text: composed.text))
         }
         return mails
     }

@@ -16,14 +16,12 @@ public struct WatchedMailbox: Sendable, Equatable {
     public var activeSince: Date
 }
 
-/// A mail read from a mailbox, ready to enqueue: the item the device gets, and the text
-/// (up to the per-message cap) that More requests continue.
+/// A mail read from a mailbox, ready to enqueue: the item the device gets (its body is the
+/// first chunk of `text`), and the text (up to the per-message cap) that More continues.
 public struct FetchedMail: Sendable {
     public var uid: UInt64
     public var item: MailItem
     public var text: String
-    /// Bytes of `text` in the item's first chunk.
-    public var firstChunkBytes: Int
 }
 
 /// A device request waiting to be acted on.
@@ -116,7 +114,7 @@ extension ConfigStore {
                     SELECT t.pin, t.id, \(mailbox.userID), \(Int64(uidValidity)), t.uid, t.text, t.sent
                     FROM unnest(\(targets.map { Int64($0.pin.value) })::bigint[], \(targets.map(\.mail.item.messageID))::text[],
                                 \(targets.map { Int64($0.mail.uid) })::bigint[], \(targets.map(\.mail.text))::text[],
-                                \(targets.map { Int64($0.mail.firstChunkBytes) })::bigint[]) AS t(pin, id, uid, text, sent)
+                                \(targets.map { Int64($0.mail.item.body.utf8.count) })::bigint[]) AS t(pin, id, uid, text, sent)
                     """, logger: logger)
                 let first = Dictionary(uniqueKeysWithValues: counts.keys.map { pin in (pin, next[pin]! - UInt64(counts[pin]!)) })
                 _ = try await notifyOutbound(counts: counts, first: first, origin: origin, conn)

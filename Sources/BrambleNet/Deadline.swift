@@ -1,4 +1,3 @@
-import BrambleNet
 import NIOConcurrencyHelpers
 
 /// A statement that did not answer in time.
@@ -12,7 +11,7 @@ public struct DeadlineExceeded: Error, CustomStringConvertible {
 /// or the caller is cancelled. (A task group would wait for a body stuck in a network
 /// read, which the HA heartbeat must not; a cancelled postgres-nio query ends once its
 /// connection does, and the pools bound that with statement and idle timeouts.)
-func withDeadline<T: Sendable>(ms: Int, clock: any NodeClock = SystemClock(),
+public func withDeadline<T: Sendable>(ms: Int, clock: any NodeClock = SystemClock(),
                                _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let race = DeadlineRace<T>()
     return try await withTaskCancellationHandler {
