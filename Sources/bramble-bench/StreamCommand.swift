@@ -107,11 +107,10 @@ struct StreamCommand: AsyncParsableCommand {
         var mailAudit = DeliveryAudit(accepted: mailIDs, shown: [], intervalMs: 1000 / max(mailRate, 1))
         let settleDeadline = ContinuousClock.now + .seconds(settle)
         repeat {
-            audit = DeliveryAudit(accepted: ids, shown: try cluster.devices.flatMap { try Self.shown(logPath: $0.log) }, intervalMs: 1000 / rate,
-                                  notAccepted: notAccepted)
+            let logs = cluster.devices.map { Self.shown(logPath: $0.log) }
+            audit = DeliveryAudit(accepted: ids, shown: logs.flatMap(\.pushes), intervalMs: 1000 / rate, notAccepted: notAccepted)
             if mail != nil {
-                mailAudit = DeliveryAudit(accepted: mailIDs, shown: try cluster.devices.flatMap { try Self.mailShown(logPath: $0.log) },
-                                          intervalMs: 1000 / mailRate)
+                mailAudit = DeliveryAudit(accepted: mailIDs, shown: logs.flatMap(\.mails), intervalMs: 1000 / mailRate)
             }
             if audit.lost == 0 && (mail == nil || mailAudit.lost == 0) { break }
             try await Task.sleep(for: .milliseconds(200))
@@ -164,19 +163,6 @@ struct StreamCommand: AsyncParsableCommand {
         if !passed { throw ExitCode(1) }
     }
 
-    /// A device log's mail items, by Message-ID (the device's `mail` lines).
-    static func mailShown(logPath: String) throws -> [DeliveryAudit.Shown] {
-        guard let data = FileManager.default.contents(atPath: logPath) else { return [] }
-        struct Line: Decodable { var service: String; var message_id: String?; var pin: String; var received_at: String }
-        let decoder = JSONDecoder()
-        let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
-            guard let line = try? decoder.decode(Line.self, from: raw), line.service == "mail", let id = line.message_id,
-                  let at = try? style.parse(line.received_at) else { return nil }
-            return DeliveryAudit.Shown(pushID: id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000)
-        }
-    }
-
     /// The pair's event log since `sinceUnixMs`, audited, from the first node that answers.
     static func epochAudit(_ targets: PushTargets, sinceUnixMs: Int64) async throws -> EpochAudit {
         var lastError: any Error = ValidationError("no nodes")
@@ -199,17 +185,32 @@ struct StreamCommand: AsyncParsableCommand {
     }
 
     /// A device log's items (bramble-device --log: one JSON object per line; a line cut
-    /// short by a kill is skipped, as the device itself does).
-    static func shown(logPath: String) throws -> [DeliveryAudit.Shown] {
-        guard let data = FileManager.default.contents(atPath: logPath) else { return [] }
-        struct Line: Decodable { var push_id: String; var pin: String; var received_at: String; var subject: String? }
+    /// short by a kill is skipped, as the device itself does): the pushes by push id, and
+    /// the mails (their `mail` lines, not More chunks) by Message-ID.
+    static func shown(logPath: String) -> (pushes: [DeliveryAudit.Shown], mails: [DeliveryAudit.Shown]) {
+        guard let data = FileManager.default.contents(atPath: logPath) else { return ([], []) }
+        struct Line: Decodable {
+            var service: String?
+            var push_id: String?
+            var message_id: String?
+            var pin: String
+            var received_at: String
+            var subject: String?
+        }
         let decoder = JSONDecoder()
         // As ShownItem writes it: UTC, no zone designator.
         let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { raw in
-            guard let line = try? decoder.decode(Line.self, from: raw), let at = try? style.parse(line.received_at) else { return nil }
-            return DeliveryAudit.Shown(pushID: line.push_id, pin: line.pin, atMs: at.timeIntervalSince1970 * 1000, subject: line.subject ?? "")
+        var pushes: [DeliveryAudit.Shown] = [], mails: [DeliveryAudit.Shown] = []
+        for raw in data.split(separator: UInt8(ascii: "\n")) {
+            guard let line = try? decoder.decode(Line.self, from: raw), let at = try? style.parse(line.received_at) else { continue }
+            let atMs = at.timeIntervalSince1970 * 1000
+            if let id = line.push_id {
+                pushes.append(DeliveryAudit.Shown(pushID: id, pin: line.pin, atMs: atMs, subject: line.subject ?? ""))
+            } else if line.service == "mail", let id = line.message_id {
+                mails.append(DeliveryAudit.Shown(pushID: id, pin: line.pin, atMs: atMs))
+            }
         }
+        return (pushes, mails)
     }
 }
 
