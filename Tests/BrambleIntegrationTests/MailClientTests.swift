@@ -9,37 +9,12 @@ import Testing
 /// (a Dovecot master user) and reads the watermarks, the envelope, the structure and a
 /// bounded range of the text part.
 @Suite(.serialized) struct MailClientTests {
-    struct MailHost {
-        let dir: String
-        let smtp: HostPort
-        let imap: HostPort
-        let serviceUser: String
-        let servicePassword: String
-        let passwords: [String: String]
-    }
-
-    func withMailHost(_ body: (MailHost) async throws -> Void) async throws {
+    func withMailHost(_ body: (TestMailHost) async throws -> Void) async throws {
         let dir = NSTemporaryDirectory() + "bramble-test-mailclient-" + UUID().uuidString.prefix(8)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        let script = TestCluster.root + "/scripts/mail-private"
-        defer {
-            _ = try? runCommand(script, ["stop", dir])
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        let ports = try TestCluster.freePorts(3)
-        let output = try runCommand(script, ["start", dir] + ports.map(String.init))
-        let json = try #require(output.range(of: "{").map { String(output[$0.lowerBound...]) })
-        let info = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        let account = try #require(info["service_account"] as? [String: Any])
-        let passwordFile = try #require(account["password_file"] as? String)
-        let passwordsFile = try #require(info["user_passwords_file"] as? String)
-        let passwords = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: passwordsFile, encoding: .utf8)
-            .split(separator: "\n").map { line in let f = line.split(separator: " "); return (String(f[0]), String(f[1])) })
-        try await body(MailHost(
-            dir: dir, smtp: HostPort(host: "127.0.0.1", port: ports[0]), imap: HostPort(host: "127.0.0.1", port: ports[1]),
-            serviceUser: try #require(account["user"] as? String),
-            servicePassword: try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-            passwords: passwords))
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let host = try TestMailHost.start(in: dir)
+        defer { host.stop() }
+        try await body(host)
     }
 
     @Test func aMessageSentByTheSMTPClientIsReadByTheIMAPClientWithItsEnvelopeStructureAndText() async throws {
@@ -78,7 +53,7 @@ import Testing
             }
 
             try await IMAPSession.with(to: host.imap) { imap in
-                try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: host.servicePassword)
+                try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: try host.servicePassword)
                 var selected = try await imap.select("INBOX", readOnly: true)
                 for _ in 0..<50 where selected.exists == 0 {  // LMTP delivery follows the 250
                     try await Task.sleep(for: .milliseconds(100))

@@ -144,7 +144,7 @@ import Testing
             let big = try #require(shown[huge])
             #expect(big.body.utf8.count == 2048 && big.body.hasPrefix("0123456789") && big.more_available)
             // The node's memory stayed bounded: it read at most the fetch bound of the part.
-            let rss = try #require(cluster.node.map { residentMegabytes(pid: $0.pid) } ?? nil)
+            let rss = try #require(cluster.node.map { try processMemoryKiB(pid: $0.pid).rss / 1024 })
             #expect(rss < 200, "node resident memory \(rss) MB after a 30 MB mail")
         }
     }
@@ -233,12 +233,4 @@ import Testing
             }
         }
     }
-}
-
-/// A process's resident set, in MB (from /proc).
-func residentMegabytes(pid: Int32) -> Int? {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return nil }
-    return kb / 1024
 }

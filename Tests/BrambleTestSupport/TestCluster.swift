@@ -45,10 +45,8 @@ final class TestCluster: @unchecked Sendable {
         public init() {}
     }
 
-    /// The mail host's listeners, once started.
-    private(set) var smtp = HostPort(host: "127.0.0.1", port: 0)
-    private(set) var imap = HostPort(host: "127.0.0.1", port: 0)
-    private var mailPorts: [Int] = []
+    /// The mail host, once started (`Options.mail`).
+    private(set) var mailHost: TestMailHost?
 
     let dir: String
     let pgPort: Int
@@ -139,22 +137,8 @@ final class TestCluster: @unchecked Sendable {
     }
 
     private func startMailHost() throws {
-        mailPorts = try Self.freePorts(3)
-        smtp.port = mailPorts[0]
-        imap.port = mailPorts[1]
-        try runMailHost()
-    }
-
-    /// Restarts Dovecot and Postfix (same directory, same ports, same mailboxes).
-    func restartMailHost() throws {
-        try runCommand(Self.root + "/scripts/mail-private", ["stop", dir + "/mail"])
-        try runMailHost()
-    }
-
-    private func runMailHost() throws {
-        let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify }.joined(separator: " ") : ""
-        try runCommand(Self.root + "/scripts/mail-private", ["start", dir + "/mail"] + mailPorts.map(String.init),
-                       environment: ["BRAMBLE_MAIL_NOTIFY_URLS": urls])
+        let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify } : []
+        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls)
     }
 
     /// Sends a mail through Postfix; returns once Postfix answered 250.
@@ -173,16 +157,13 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func sendRawMail(to: String, _ message: String) async throws {
+        guard let smtp = mailHost?.smtp else { throw SetupError("this cluster has no mail host (Options.mail)") }
         let reply = try await SMTPSession.with(to: smtp) { session in
             try await session.send(from: "sender@outside.test", to: [to], message: message)
         }
         guard reply.code == 250 else { throw SetupError("Postfix answered \(reply.code) \(reply.text)") }
     }
 
-    /// The Dovecot master user's password (the service account).
-    var servicePassword: String {
-        get throws { try String(contentsOfFile: dir + "/mail/service-password", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
-    }
 
     func startRelay() throws {
         relay = try ChildProcess(name: "relay", executable: Self.bin + "/bramble-relay", arguments: [
@@ -239,9 +220,9 @@ final class TestCluster: @unchecked Sendable {
     }
 
     private var mailArguments: [String] {
-        guard options.mail else { return [] }
-        return ["--imap", imap.description, "--mail-service-password-file", dir + "/mail/service-password",
-                "--mail-notify-token-file", dir + "/mail/notify-token", "--mail-sweep-ms", "\(options.mailSweepMs)",
+        guard let mail = mailHost else { return [] }
+        return ["--imap", mail.imap.description, "--mail-service-password-file", mail.servicePasswordFile,
+                "--mail-notify-token-file", mail.notifyTokenFile, "--mail-sweep-ms", "\(options.mailSweepMs)",
                 "--mail-chunk-bytes", "\(options.mailChunkBytes)", "--mail-max-text-bytes", "\(options.mailMaxTextBytes)"]
     }
 
@@ -402,7 +383,7 @@ final class TestCluster: @unchecked Sendable {
         for node in nodes.values { node.stop() }
         for cutter in cutters.values { await cutter.stop() }
         relay?.stop()
-        if options.mail { _ = try? runCommand(Self.root + "/scripts/mail-private", ["stop", dir + "/mail"]) }
+        mailHost?.stop()
         _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
         if options.patroni { _ = try? runCommand(Self.root + "/scripts/pg-patroni", ["stop", dir + "/patroni"], environment: patroniEnvironment) }
         try? await http.shutdown()

@@ -82,12 +82,15 @@ final class TestRelay: @unchecked Sendable {
     }
 
     /// The relay process's resident memory now and at its peak (`VmRSS`, `VmHWM`), in KiB.
-    func memoryKiB() throws -> (rss: Int, peak: Int) {
-        let status = try String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8)
-        func field(_ name: String) -> Int {
-            let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
-            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
-        }
-        return (field("VmRSS"), field("VmHWM"))
+    func memoryKiB() throws -> (rss: Int, peak: Int) { try processMemoryKiB(pid: process.pid) }
+}
+
+/// A process's resident memory now and at its peak (`VmRSS`, `VmHWM` in /proc), in KiB.
+func processMemoryKiB(pid: Int32) throws -> (rss: Int, peak: Int) {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    func field(_ name: String) -> Int {
+        let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
     }
+    return (field("VmRSS"), field("VmHWM"))
 }

@@ -1,0 +1,46 @@
+import BrambleNet
+import Foundation
+
+/// A private mail host for one test (scripts/mail-private, the same code as deploy/cluster's):
+/// Postfix and Dovecot on free loopback ports, mailboxes demo1…demo4@example.test, the
+/// service account; what the script printed, read back; `stop()` stops both by PID.
+struct TestMailHost {
+    let dir: String
+    let smtp: HostPort
+    let imap: HostPort
+    let serviceUser: String
+    let servicePasswordFile: String
+    let notifyTokenFile: String
+    /// Each demo mailbox's own password.
+    let passwords: [String: String]
+
+    static let script = TestCluster.root + "/scripts/mail-private"
+
+    /// Starts it in `dir` (created if missing); `notifyURLs` are the nodes Dovecot tells of
+    /// new mail.
+    static func start(in dir: String, notifyURLs: [String] = []) throws -> TestMailHost {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        let ports = try TestCluster.freePorts(3)
+        let output = try runCommand(script, ["start", dir] + ports.map(String.init),
+                                    environment: ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")])
+        // The JSON is the last thing printed (an install may say something first).
+        guard let json = output.range(of: "{").map({ String(output[$0.lowerBound...]) }),
+              let info = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let account = info["service_account"] as? [String: Any], let user = account["user"] as? String,
+              let passwordFile = account["password_file"] as? String, let tokenFile = info["notify_token_file"] as? String,
+              let passwordsFile = info["user_passwords_file"] as? String else {
+            throw SetupError("scripts/mail-private printed no mail host: \(output.suffix(500))")
+        }
+        let passwords = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: passwordsFile, encoding: .utf8)
+            .split(separator: "\n").map { line in let f = line.split(separator: " "); return (String(f[0]), String(f[1])) })
+        return TestMailHost(dir: dir, smtp: HostPort(host: "127.0.0.1", port: ports[0]), imap: HostPort(host: "127.0.0.1", port: ports[1]),
+                            serviceUser: user, servicePasswordFile: passwordFile, notifyTokenFile: tokenFile, passwords: passwords)
+    }
+
+    /// The Dovecot master user's password.
+    var servicePassword: String {
+        get throws { try String(contentsOfFile: servicePasswordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    func stop() { _ = try? runCommand(Self.script, ["stop", dir]) }
+}
