@@ -246,7 +246,19 @@ public enum MailText {
         let total = text.utf8.count
         guard offset < total else { return ("", total, false) }
         let rest = String(decoding: text.utf8.dropFirst(offset), as: UTF8.self)
-        let body = prefix(rest, maxBytes: maxBytes)
+        var body = prefix(rest, maxBytes: maxBytes)
+        if body.isEmpty {
+            // One character longer than a chunk (a base letter under hundreds of combining
+            // marks): cut it between its scalars, so each chunk still moves on.
+            var scalars = String.UnicodeScalarView()
+            var used = 0
+            for scalar in rest.unicodeScalars {
+                used += String(scalar).utf8.count
+                guard used <= maxBytes else { break }
+                scalars.append(scalar)
+            }
+            body = String(scalars)
+        }
         let end = offset + body.utf8.count
         return (body, end, end < total)
     }

@@ -107,6 +107,19 @@ import Testing
         #expect(MailText.chunk(text, offset: 13, maxBytes: 100) == ("", 13, false))
     }
 
+    @Test func aCharacterLongerThanAChunkIsCutBetweenItsScalarsSoMoreStillMovesOn() {
+        let zalgo = "e" + String(repeating: "\u{301}", count: 40) + "nd"  // one 81-byte character, then "nd"
+        var offset = 0, chunks: [String] = []
+        while true {
+            let chunk = MailText.chunk(zalgo, offset: offset, maxBytes: 64)
+            #expect(chunk.end > offset, "a chunk that does not move on would be asked for forever")
+            chunks.append(chunk.body)
+            offset = chunk.end
+            if !chunk.moreAvailable || chunks.count > 10 { break }
+        }
+        #expect(chunks.joined() == zalgo && chunks.allSatisfy { $0.utf8.count <= 64 })
+    }
+
     @Test func internalDatesParseAndSearchDaysFormat() throws {
         let date = try #require(IMAPDate.parse("05-Dec-2026 20:45:38 +0100"))
         #expect(date.timeIntervalSince1970 == 1_796_499_938)
