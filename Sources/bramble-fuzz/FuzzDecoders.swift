@@ -51,13 +51,30 @@ public func fuzzDecoders(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? PushItem.decode(bytes)
     _ = try? AckList.decode(bytes)
     //     The tagged-field payloads: whatever decodes must encode back to itself.
-    if let mail = try? MailItem.decode(bytes) { precondition((try? MailItem.decode(mail.encoded())) == mail, "re-encoding changed the mail") }
+    if let mail = try? MailItem.decode(bytes) {
+        precondition((try? MailItem.decode(mail.encoded())) == mail, "re-encoding changed the mail")
+        // The filter rules read what a mail item decodes to.
+        for field in MailFilterRule.Field.allCases {
+            _ = MailFilterRule(id: 1, position: 1, field: field, contains: mail.subject, action: .forward).matches(mail)
+        }
+    }
     if let more = try? MoreChunk.decode(bytes) { precondition((try? MoreChunk.decode(more.encoded())) == more, "re-encoding changed the chunk") }
     if let request = try? DeviceRequest.decode(bytes) {
         precondition((try? DeviceRequest.decode(request.encoded())) == request, "re-encoding changed the request")
     }
     _ = (try? PayloadFields(bytes)).map { try? $0.records(9, maxCount: 4, "records") }
     _ = IMAPDate.parse(String(decoding: bytes, as: UTF8.self))
+    // A message's Importance / X-Priority header block (bytes from the mail server), and
+    // chunking of whatever text it makes, from any offset the chunks could reach.
+    _ = MailImportance.parse(headers: bytes)
+    let text = String(decoding: bytes, as: UTF8.self)
+    var offset = 0, more = true
+    while more {
+        let chunk = MailText.chunk(text, offset: offset, maxBytes: 64)
+        precondition(chunk.end >= offset && chunk.end <= text.utf8.count, "a chunk ended outside the text")
+        precondition(chunk.end > offset || !chunk.moreAvailable, "a chunk made no progress")
+        (offset, more) = (chunk.end, chunk.moreAvailable)
+    }
 
     // 3b. The IMAP response decoder (bytes from a mail server), with small bounds so the
     //     limits themselves are exercised; then the same bytes as a literal's body.
