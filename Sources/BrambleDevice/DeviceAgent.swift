@@ -22,6 +22,9 @@ public final class DeviceAgent: @unchecked Sendable {
         public var printJSON = false
         /// Unacknowledged requests are sent again this often while connected.
         public var requestRetryMs: UInt64 = 2_000
+        /// Take requests from the control spool beside the state file (`bramble-device
+        /// control`); `load`'s many devices do not, so they poll nothing.
+        public var acceptsControl = true
         public init(credential: DeviceCredential, relay: HostPort) {
             self.credential = credential
             self.relay = relay
@@ -47,7 +50,7 @@ public final class DeviceAgent: @unchecked Sendable {
         self.onShown = onShown
         self.store = try ShownStore(statePath: configuration.statePath, logPath: configuration.logPath,
                                     printToStdout: configuration.printJSON)
-        self.outbox = try DeviceOutbox(statePath: configuration.statePath)
+        self.outbox = try DeviceOutbox(statePath: configuration.statePath, spool: configuration.acceptsControl)
     }
 
     private let shownTotal = NIOLockedValueBox(0)
@@ -80,6 +83,8 @@ public final class DeviceAgent: @unchecked Sendable {
             }
             onConnected()
             logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
+            // A device that can have no request (no control spool, an empty outbox) runs no sender.
+            guard outbox.spool != nil || !outbox.pending.isEmpty else { return try await receive(&frames, on: link) }
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await self.sendRequests(on: link) }
                 try await self.receive(&frames, on: link)

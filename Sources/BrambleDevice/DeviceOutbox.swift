@@ -40,10 +40,10 @@ public final class DeviceOutbox: @unchecked Sendable {
     private let lock = NIOLock()
     private var state = State()
 
-    /// `statePath` nil: in memory, no spool.
-    public init(statePath: String?) throws {
+    /// `statePath` nil: in memory, no spool; `spool` false: no spool either.
+    public init(statePath: String?, spool takesSpool: Bool = true) throws {
         path = statePath.map { $0 + ".outbox" }
-        spool = statePath.map(Self.spoolDirectory)
+        spool = takesSpool ? statePath.map(Self.spoolDirectory) : nil
         if let path, let data = FileManager.default.contents(atPath: path) {
             state = try JSONDecoder().decode(State.self, from: data)
         }

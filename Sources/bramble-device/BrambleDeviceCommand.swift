@@ -64,6 +64,7 @@ struct Load: AsyncParsableCommand {
         var agents: [DeviceAgent] = []
         for credential in try CredentialFile.loadDirectory(credentials) {
             var config = DeviceAgent.Configuration(credential: credential, relay: relayAddress)
+            config.acceptsControl = false
             if let logDir {
                 config.logPath = "\(logDir)/\(config.credential.pin).log"
                 config.statePath = "\(logDir)/\(config.credential.pin).state"

@@ -171,6 +171,7 @@ extension ConfigStore {
         async throws -> (repeats: Set<PendingRequest.Key>, refused: Set<PendingRequest.Key>) {
         guard !requests.isEmpty else { return ([], []) }
         return try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
+            let wanted = Set(requests.map(\.key))
             var existing: Set<PendingRequest.Key> = []
             var pending: [PIN: Int] = [:]
             let pins = Array(Set(requests.map { Int64($0.pin.value) }))
@@ -179,7 +180,8 @@ extension ConfigStore {
                 WHERE pin = ANY(\(pins)) AND (state = 'pending' OR ref = ANY(\(requests.map { Int64($0.ref) })))
                 """, logger: logger).decode((Int64, Int64, String).self) {
                 let pin = PIN(UInt32(p))
-                if requests.contains(where: { $0.pin == pin && $0.ref == UInt64(ref) }) { existing.insert(.init(pin: pin, ref: UInt64(ref))) }
+                let key = PendingRequest.Key(pin: pin, ref: UInt64(ref))
+                if wanted.contains(key) { existing.insert(key) }
                 if state == "pending" { pending[pin, default: 0] += 1 }
             }
             var fresh: [PendingRequest] = []
