@@ -78,8 +78,10 @@ import Testing
         try await running {
             await dispatcher.serve(epoch: 1)
             outbound.open(epoch: 1)
-            // The queue's first five items go out once loaded: take them, so that what is
-            // sent from here on answers the requests alone.
+            // The queue's first five items go out once loaded (or, loaded before the link
+            // opened, when it comes up): take them, so that what is sent from here on answers
+            // the requests alone.
+            await dispatcher.linkUp(epoch: 1)
             var loaded: [DataFrame] = []
             try await eventually("five items sent") { loaded += (try? await sent()) ?? []; return loaded.count >= 5 }
             await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
