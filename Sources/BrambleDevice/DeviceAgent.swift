@@ -25,6 +25,9 @@ public final class DeviceAgent: @unchecked Sendable {
         /// Take requests from the control spool beside the state file (`bramble-device
         /// control`); `load`'s many devices do not, so they poll nothing.
         public var acceptsControl = true
+        /// A ping this often keeps the relay from closing the connection as idle (the
+        /// relay closes devices silent for three minutes).
+        public var keepaliveMs: UInt64 = 60_000
         public init(credential: DeviceCredential, relay: HostPort) {
             self.credential = credential
             self.relay = relay
@@ -34,6 +37,8 @@ public final class DeviceAgent: @unchecked Sendable {
     private let configuration: Configuration
     private let pin: PIN
     private let key: SymmetricKey
+    /// What the device proves its PIN to the relay with (`DeviceProof`).
+    private let relayKey: SymmetricKey
     private let logger: Logger
     private let onShown: (@Sendable (ShownItem) -> Void)?
     // Touched only by the task running `run()`.
@@ -45,6 +50,7 @@ public final class DeviceAgent: @unchecked Sendable {
 
     public init(configuration: Configuration, logger: Logger, onShown: (@Sendable (ShownItem) -> Void)? = nil) throws {
         (pin, key) = try configuration.credential.validated()
+        relayKey = DeviceProof.relayKey(master: key, pin: pin)
         self.configuration = configuration
         self.logger = logger
         self.onShown = onShown
@@ -77,19 +83,40 @@ public final class DeviceAgent: @unchecked Sendable {
 
     private func session(onConnected: () -> Void) async throws {
         try await FrameLink.connect(to: configuration.relay) { link, frames in
-            try await link.outbound.write(.deviceHello(pin: pin, srpID: configuration.credential.srpID))
-            guard case .deviceWelcome? = try await frames.next() else {
-                throw CredentialError("relay did not welcome the device")
-            }
+            try await hello(link, &frames)
             onConnected()
             logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])
-            // A device that can have no request (no control spool, an empty outbox) runs no sender.
-            guard outbox.spool != nil || !outbox.pending.isEmpty else { return try await receive(&frames, on: link) }
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await self.sendRequests(on: link) }
+                group.addTask { try await self.keepAlive(link) }
+                // A device that can have no request (no control spool, an empty outbox) runs no sender.
+                if outbox.spool != nil || !outbox.pending.isEmpty { group.addTask { try await self.sendRequests(on: link) } }
                 try await self.receive(&frames, on: link)
                 group.cancelAll()
             }
+        }
+    }
+
+    /// Answers the relay's challenge with the proof of the PIN; returns once welcomed.
+    private func hello(_ link: FrameLink, _ frames: inout FrameReader) async throws {
+        guard case .challenge(let nonce)? = try await frames.next() else {
+            throw RelayRefusal("the relay did not challenge the device")
+        }
+        let srpID = configuration.credential.srpID
+        let proof = DeviceProof.compute(relayKey: relayKey, nonce: nonce, pin: pin, srpID: srpID)
+        try await link.outbound.write(.deviceHello(pin: pin, srpID: srpID, proof: proof))
+        switch try await frames.next() {
+        case .deviceWelcome?: return
+        case .error(let code, let message)?: throw RelayRefusal("the relay refused the device (\(code)): \(message)")
+        case let other: throw RelayRefusal("the relay answered the hello with \(other.map { "\($0.type)" } ?? "nothing")")
+        }
+    }
+
+    /// Pings the relay every `keepaliveMs`; ends (quietly) when the session does.
+    private func keepAlive(_ link: FrameLink) async throws {
+        var n: UInt64 = 0
+        while (try? await Task.sleep(for: .milliseconds(configuration.keepaliveMs))) != nil {
+            n += 1
+            try await link.outbound.write(.ping(n))
         }
     }
 
@@ -190,4 +217,10 @@ public final class DeviceAgent: @unchecked Sendable {
             return .data(ack)
         }
     }
+}
+
+/// The relay would not take the device's hello.
+public struct RelayRefusal: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

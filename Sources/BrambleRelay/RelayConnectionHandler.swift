@@ -9,7 +9,7 @@ final class RelayConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
     typealias OutboundOut = Frame
 
-    enum Listener: Sendable { case device, srp }
+    typealias Listener = RelayCore.Listener
 
     /// Bytes the relay holds for one peer beyond what its socket took. A reading peer
     /// never gets near it: a node keeps at most 5 items (≤ 256 KiB each) in flight per
@@ -38,7 +38,9 @@ final class RelayConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         let conn = hub.add(context.channel)
         self.conn = conn
-        if listener == .srp { hub.serverConnected(conn) }
+        // Caps count connections per source address (the port is the peer's own choice).
+        let source = context.remoteAddress?.ipAddress ?? "-"
+        hub.connected(conn, listener: listener, source: source)
         context.fireChannelActive()
     }
 

@@ -37,10 +37,11 @@ final class RelayHub: Sendable {
         }
     }
 
-    func serverConnected(_ conn: ConnectionID) {
+    /// Challenges a new connection, or refuses it at a connection cap.
+    func connected(_ conn: ConnectionID, listener: RelayCore.Listener, source: String) {
         let nonce = Array(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
         let now = Monotonic.nowMs()
-        run { $0.serverConnected(conn, nonce: nonce, nowMs: now) }
+        run { $0.connected(conn, listener: listener, source: source, nonce: nonce, nowMs: now) }
     }
 
     func received(_ frame: Frame, on conn: ConnectionID) {
@@ -67,15 +68,21 @@ final class RelayHub: Sendable {
 
     struct Snapshot: Sendable {
         var connectedDevices: Int
+        var connections: Int
+        var unauthenticated: Int
+        var deviceKeys: Int
         var sessions: [String: UInt64]
         var storedForDevices: Int
         var storedForServers: Int
+        var storedBytes: Int
     }
 
     var snapshot: Snapshot {
         state.withLockedValue { s in
-            Snapshot(connectedDevices: s.core.connectedDevices, sessions: s.core.registeredSessions,
-                     storedForDevices: s.core.storedForDevices, storedForServers: s.core.storedForServers)
+            Snapshot(connectedDevices: s.core.connectedDevices, connections: s.core.connections,
+                     unauthenticated: s.core.unauthenticatedConnections, deviceKeys: s.core.registeredDeviceKeys,
+                     sessions: s.core.registeredSessions, storedForDevices: s.core.storedForDevices,
+                     storedForServers: s.core.storedForServers, storedBytes: s.core.storedBytesTotal)
         }
     }
 
@@ -137,8 +144,14 @@ final class RelayHub: Sendable {
             logger.debug("device online", metadata: ["device.pin": "\(pin)"])
         case .deviceOffline(let pin):
             logger.debug("device offline", metadata: ["device.pin": "\(pin)"])
-        case .storedForDevice, .storedForServer, .storedExpired:
-            break
+        case .storedForDevice, .storedForServer, .storedExpired, .presenceDeferred, .helloTimedOut, .deviceIdle, .connectionRefused:
+            break  // counted in metrics; a line each would let a flood of connections flood the log
+        case .helloRefused(let pin, let reason):
+            logger.info("device hello refused", metadata: ["device.pin": "\(pin)", "reason": "\(reason.rawValue)"])
+        case .deviceKeysSynced(let srpID, let count):
+            logger.info("device keys registered", metadata: ["srp.id": "\(srpID)", "devices": "\(count)"])
+        case .deviceKeysRefused(let srpID, let count):
+            logger.warning("device keys for PINs of another SRP ID ignored", metadata: ["srp.id": "\(srpID)", "devices": "\(count)"])
         case .storeOverflow(let n):
             logger.notice("store-and-forward queue full, oldest dropped", metadata: ["dropped": "\(n)"])
         }

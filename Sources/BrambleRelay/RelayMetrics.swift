@@ -16,6 +16,11 @@ final class RelayMetrics: Sendable {
     let badFrames: CoreMetrics.Counter
     let slowPeersClosed: CoreMetrics.Counter
     let auditDropped: CoreMetrics.Counter
+    private let connectionsRefused: CoreMetrics.Counter
+    private let hellosRefused: CoreMetrics.Counter
+    private let hellosTimedOut: CoreMetrics.Counter
+    private let devicesIdleClosed: CoreMetrics.Counter
+    private let presencesDeferred: CoreMetrics.Counter
 
     init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -31,6 +36,14 @@ final class RelayMetrics: Sendable {
         slowPeersClosed = c.counter("bramble_relay_slow_peers_closed_total",
                                     help: "Connections closed because their peer stopped reading and their outbound buffer passed its bound")
         auditDropped = c.counter("bramble_relay_audit_dropped_total", help: "Audit log records dropped because the writer's queue was full")
+        connectionsRefused = c.counter("bramble_relay_connections_refused_total",
+                                       help: "Connections refused at a cap (in all, per source address, unauthenticated)")
+        hellosRefused = c.counter("bramble_relay_device_hellos_refused_total",
+                                  help: "Device hellos refused (bad proof, unknown PIN, unknown SRP ID)")
+        hellosTimedOut = c.counter("bramble_relay_device_hellos_timed_out_total", help: "Device connections closed for not proving a PIN in time")
+        devicesIdleClosed = c.counter("bramble_relay_devices_idle_closed_total", help: "Device connections closed after the idle timeout")
+        presencesDeferred = c.counter("bramble_relay_presence_deferred_total",
+                                      help: "Device presences held back by the per-PIN presence interval")
     }
 
     func record(_ event: RelayEvent) {
@@ -42,7 +55,12 @@ final class RelayMetrics: Sendable {
             if reason == .lockedOut { lockouts.increment() }
         case .storedForDevice, .storedForServer: stored.increment()
         case .storeOverflow(let n), .storedExpired(let n): storeDropped.increment(by: n)
-        case .unregistered, .refusedData, .serverSilent, .deviceOnline, .deviceOffline: break
+        case .connectionRefused: connectionsRefused.increment()
+        case .helloRefused: hellosRefused.increment()
+        case .helloTimedOut: hellosTimedOut.increment()
+        case .deviceIdle: devicesIdleClosed.increment()
+        case .presenceDeferred: presencesDeferred.increment()
+        case .unregistered, .refusedData, .serverSilent, .deviceOnline, .deviceOffline, .deviceKeysSynced, .deviceKeysRefused: break
         }
     }
 }

@@ -108,17 +108,23 @@ public struct RelayService: Service {
     struct Health: ResponseEncodable {
         var status = "ok"
         var connected_devices: Int
+        var connections: Int
+        var unauthenticated_connections: Int
+        var registered_device_keys: Int
         var sessions: [String: UInt64]
         var stored_for_devices: Int
         var stored_for_servers: Int
+        var stored_bytes: Int
     }
 
     static func router(hub: RelayHub, metrics: RelayMetrics) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/health") { _, _ in
             let s = hub.snapshot
-            return Health(connected_devices: s.connectedDevices, sessions: s.sessions,
-                          stored_for_devices: s.storedForDevices, stored_for_servers: s.storedForServers)
+            return Health(connected_devices: s.connectedDevices, connections: s.connections,
+                          unauthenticated_connections: s.unauthenticated, registered_device_keys: s.deviceKeys,
+                          sessions: s.sessions, stored_for_devices: s.storedForDevices,
+                          stored_for_servers: s.storedForServers, stored_bytes: s.storedBytes)
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

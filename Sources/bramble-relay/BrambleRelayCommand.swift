@@ -13,11 +13,15 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         commandName: "bramble-relay",
         abstract: "The wireless-network stand-in: routes device data between devices and BES nodes.",
         discussion: """
-            Devices connect to the device listener and say their PIN and SRP ID; BES nodes
-            connect to the SRP listener and register their SRP ID at an epoch, proving they
-            hold the SRP key (challenge–response, the key never crosses the wire). A higher
-            epoch displaces the current session; a lower one is refused. Items are stored
-            and forwarded while a device is offline or no node is registered.
+            BES nodes connect to the SRP listener and register their SRP ID at an epoch,
+            proving they hold the SRP key (challenge–response, the key never crosses the
+            wire); the serving node then registers a relay key for each of its devices. A
+            device connects to the device listener and proves its PIN with that key in
+            answer to a fresh challenge; one PIN per connection. A higher epoch displaces
+            the current session; a lower one is refused. Items are stored and forwarded
+            while a device is offline or no node is registered, bounded in count, bytes and
+            age. Connections are capped in all, per source address and while not yet
+            authenticated; hellos time out and idle devices are closed.
 
             Each setting comes from its flag, else from the environment variable BRAMBLE_<KEY> (the key in upper case, '-' as '_': BRAMBLE_SRP_LISTEN), else from the settings file (--config or BRAMBLE_CONFIG; keys as the options without dashes), else its default. A key or BRAMBLE_ variable that names no setting is an error. The SRP keys are read from their file, never from a flag, the environment or the settings file, and logs show them as <REDACTED>.
             """)
@@ -34,6 +38,14 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "Items stored per offline PIN or unregistered SRP ID (default: \(Default.storeMaxItems)).") var storeMaxItems: Int?
     @Option(help: "Seconds a stored item is kept (default: \(Default.storeMaxAge), 7 days as BES).") var storeMaxAge: Int?
     @Option(help: "Close an SRP connection that has sent nothing for this many milliseconds; nodes ping every third of their --relay-timeout-ms (default: \(Default.srpTimeoutMs)).") var srpTimeoutMs: Int?
+    @Option(help: "Bytes of stored items in all, in MiB (default: \(Default.storeMaxMiB)).") var storeMaxMib: Int?
+    @Option(help: "Connections in all, devices and nodes (default: \(Default.maxConnections)).") var maxConnections: Int?
+    @Option(help: "Connections from one source address (default: \(Default.maxConnectionsPerSource)).") var maxConnectionsPerSource: Int?
+    @Option(help: "Connections not yet authenticated, in all (default: \(Default.maxUnauthenticated)).") var maxUnauthenticated: Int?
+    @Option(help: "Connections not yet authenticated from one source address (default: \(Default.maxUnauthenticatedPerSource)).") var maxUnauthenticatedPerSource: Int?
+    @Option(help: "Milliseconds a device has to prove its PIN after connecting (default: \(Default.helloTimeoutMs)).") var helloTimeoutMs: Int?
+    @Option(help: "Close a device connection silent for this many seconds; devices ping every minute (default: \(Default.deviceIdleTimeout)).") var deviceIdleTimeout: Int?
+    @Option(help: "Tell a node a device came online at most once per this many milliseconds; each makes the node resend what is in flight (default: \(Default.presenceIntervalMs)).") var presenceIntervalMs: Int?
     @Option(help: "Append a JSON-lines audit of SRP registrations and of each item's sending epoch to this file (for failover drills; off by default).") var auditLog: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
@@ -48,6 +60,14 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         static let storeMaxItems = 5
         static let storeMaxAge = 7 * 24 * 3600
         static let srpTimeoutMs = 3000
+        static let storeMaxMiB = 64
+        static let maxConnections = 20_000
+        static let maxConnectionsPerSource = 2_000
+        static let maxUnauthenticated = 2_000
+        static let maxUnauthenticatedPerSource = 100
+        static let helloTimeoutMs = 10_000
+        static let deviceIdleTimeout = 180
+        static let presenceIntervalMs = 2_000
         static let logLevel = "info"
     }
 
@@ -57,7 +77,10 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             "device-listen": deviceListen, "srp-listen": srpListen, "http-listen": httpListen,
             "srp-keys": srpKeys, "lockout-max-connects": lockoutMaxConnects, "lockout-window": lockoutWindow,
             "store-max-items": storeMaxItems, "store-max-age": storeMaxAge, "srp-timeout-ms": srpTimeoutMs,
-            "audit-log": auditLog, "log-level": logLevel,
+            "audit-log": auditLog, "log-level": logLevel, "store-max-mib": storeMaxMib, "max-connections": maxConnections,
+            "max-connections-per-source": maxConnectionsPerSource, "max-unauthenticated": maxUnauthenticated,
+            "max-unauthenticated-per-source": maxUnauthenticatedPerSource, "hello-timeout-ms": helloTimeoutMs,
+            "device-idle-timeout": deviceIdleTimeout, "presence-interval-ms": presenceIntervalMs,
         ]
     }
 
@@ -107,6 +130,20 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         guard (100...3_600_000).contains(srpTimeoutMs) else { throw ValidationError("--srp-timeout-ms must be 100…3600000, got \(srpTimeoutMs)") }
         config.relay.serverSilenceMs = UInt64(srpTimeoutMs)
         config.auditLog = auditLog
+
+        func limit(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) async throws -> Int {
+            let value = try await settings.int(key, default: fallback)
+            guard range.contains(value) else { throw ValidationError("--\(key) must be \(range.lowerBound)…\(range.upperBound), got \(value)") }
+            return value
+        }
+        config.relay.storeMaxBytes = try await limit("store-max-mib", Default.storeMaxMiB, 1...65_536) << 20
+        config.relay.maxConnections = try await limit("max-connections", Default.maxConnections, 1...1_000_000)
+        config.relay.maxConnectionsPerSource = try await limit("max-connections-per-source", Default.maxConnectionsPerSource, 1...1_000_000)
+        config.relay.maxUnauthenticated = try await limit("max-unauthenticated", Default.maxUnauthenticated, 1...1_000_000)
+        config.relay.maxUnauthenticatedPerSource = try await limit("max-unauthenticated-per-source", Default.maxUnauthenticatedPerSource, 1...1_000_000)
+        config.relay.helloTimeoutMs = UInt64(try await limit("hello-timeout-ms", Default.helloTimeoutMs, 100...600_000))
+        config.relay.deviceIdleMs = UInt64(try await limit("device-idle-timeout", Default.deviceIdleTimeout, 1...86_400)) * 1000
+        config.relay.presenceMinIntervalMs = UInt64(try await limit("presence-interval-ms", Default.presenceIntervalMs, 0...600_000))
         return config
     }
 

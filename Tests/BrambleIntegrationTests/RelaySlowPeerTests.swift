@@ -1,6 +1,7 @@
 @testable import BrambleTestSupport
 import BrambleCore
 import BrambleNet
+import Crypto
 import Foundation
 import NIOCore
 import Testing
@@ -47,8 +48,11 @@ import Glibc
                         let proof = SRPProof.compute(key: relay.key, nonce: nonce, srpID: "bramble", epoch: 1)
                         try await serverOut.write(.register(srpID: "bramble", epoch: 1, proof: proof))
                         #expect(await serverFrames.next() == .registered(srpID: "bramble", epoch: 1))
+                        let master = SymmetricKey(size: .bits256)
+                        try await serverOut.write(.deviceKeys(DeviceKeyUpdate(phase: .syncEnd, entries: [
+                            DeviceKeyUpdate.Entry(pin: Self.readingPIN, master: master), DeviceKeyUpdate.Entry(pin: Self.stalledPIN, master: master)])))
 
-                        try await readingOut.write(.deviceHello(pin: Self.readingPIN, srpID: "bramble"))
+                        try await readingOut.write(TestDevice.hello(pin: Self.readingPIN, master: master, answering: await deviceFrames.next()))
                         #expect(await deviceFrames.next() == .deviceWelcome)
                         #expect(await serverFrames.next() == .presence(pin: Self.readingPIN, online: true))
 
@@ -56,7 +60,7 @@ import Glibc
                         // buffer, so the kernel holds little for it).
                         let stalled = try StalledPeer(port: relay.devicePort, receiveBuffer: 16 << 10)
                         defer { stalled.close() }
-                        try stalled.send(Frame.deviceHello(pin: Self.stalledPIN, srpID: "bramble").encoded())
+                        try stalled.send(TestDevice.hello(pin: Self.stalledPIN, master: master, answering: try stalled.receiveFrame()).encoded())
                         #expect(await serverFrames.next() == .presence(pin: Self.stalledPIN, online: true))
 
                         let before = try relay.memoryKiB()
@@ -123,6 +127,15 @@ private struct StalledPeer {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else { Glibc.close(fd); throw SetupError("connect: \(errno)") }
+    }
+
+    /// One frame, read once (the relay's challenge); the peer reads nothing after it.
+    func receiveFrame() throws -> Frame? {
+        var bytes = [UInt8](repeating: 0, count: 256)
+        let n = bytes.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw SetupError("recv: \(errno)") }
+        var buffer = ByteBuffer(bytes: bytes.prefix(n))
+        return try Frame.decode(from: &buffer)
     }
 
     func send(_ buffer: ByteBuffer) throws {

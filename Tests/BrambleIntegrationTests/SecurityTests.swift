@@ -12,15 +12,18 @@ import Testing
     @Test func tamperedCiphertextIsRejectedAndLoggedAndNothingCrashes() async throws {
         try await TestCluster.with { cluster in
             let credentialPath = try cluster.provision(email: "bob@example.test", pin: "B0B00001")
-            try cluster.provision(email: "eve@example.test", pin: "EEE00001")
+            let evePath = try cluster.provision(email: "eve@example.test", pin: "EEE00001")
             try cluster.startDevice(pin: "B0B00001")
-            let credential = try JSONDecoder().decode(DeviceCredential.self, from: Data(contentsOf: URL(fileURLWithPath: credentialPath)))
-            let (_, bobKey) = try credential.validated()
+            let (_, bobKey) = try Self.credential(credentialPath).validated()
+            let (_, eveKey) = try Self.credential(evePath).validated()
+            try await cluster.waitFor("the node registered both devices' keys with the relay") {
+                try await cluster.relayHealth().contains("\"registered_device_keys\":2")
+            }
 
             // Eve connects as her own PIN and sends: random bytes as a body, an ack sealed
             // under the wrong key, and a genuine-looking ack with one bit flipped.
             try await FrameLink.connect(to: cluster.relayDevices) { eve, frames in
-                try await eve.outbound.write(.deviceHello(pin: PIN("EEE00001")!, srpID: "bramble"))
+                try await eve.outbound.write(TestDevice.hello(pin: PIN("EEE00001")!, master: eveKey, answering: try await frames.next()))
                 #expect(try await frames.next() == .deviceWelcome)
                 let envelope = Envelope()
                 var garbage = DataFrame(pin: PIN("EEE00001")!, service: .ack, ref: 1, flags: [.fromDevice], body: [])
@@ -44,6 +47,7 @@ import Testing
                 evil.writeInteger(UInt32(0xFFFF_FFFF))
                 evil.writeBytes([1, 2, 3])
                 var answer = try await RawTCP.exchange(evil, with: cluster.relayDevices)
+                #expect(try Frame.decode(from: &answer).map(\.type) == .challenge, "the relay challenges every connection")
                 #expect(try Frame.decode(from: &answer).map(\.type) == .error, "the relay answers with an error frame and closes")
             }
 
@@ -51,6 +55,51 @@ import Testing
             let id = try #require(await cluster.pushID(to: "bob@example.test", subject: "still here"))
             try await cluster.waitFor("bob's item") { cluster.shown(pin: "B0B00001").map(\.push_id) == [id] }
             #expect(cluster.relay!.isRunning && cluster.node!.isRunning)
+        }
+    }
+
+    @Test func aDeviceCannotDisplaceOrReceiveForAnotherPIN() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: "bob@example.test", pin: "B0B00002")
+            let evePath = try cluster.provision(email: "eve@example.test", pin: "EEE00002")
+            try cluster.startDevice(pin: "B0B00002")
+            let (bob, eve) = (PIN("B0B00002")!, PIN("EEE00002")!)
+            let (_, eveKey) = try Self.credential(evePath).validated()
+            let first = try #require(await cluster.pushID(to: "bob@example.test", subject: "before"))
+            try await cluster.waitFor("bob's first item") { cluster.shown(pin: "B0B00002").map(\.push_id) == [first] }
+            try await cluster.waitFor("eve's key at the relay") { try await cluster.relayHealth().contains("\"registered_device_keys\":2") }
+
+            // Eve says hello for Bob's PIN: with her own key, with a made-up key, under an
+            // SRP ID the relay does not serve. Each is refused and closed.
+            let attempts: [(SymmetricKey, String, Frame.ErrorCode)] = [
+                (eveKey, "bramble", .authenticationFailed), (SymmetricKey(size: .bits256), "bramble", .authenticationFailed),
+                (eveKey, "invented", .unknownSRPID),
+            ]
+            for (key, srpID, expected) in attempts {
+                try await FrameLink.connect(to: cluster.relayDevices) { link, frames in
+                    try await link.outbound.write(TestDevice.hello(pin: bob, master: key, srpID: srpID, answering: try await frames.next()))
+                    guard case .error(let code, _)? = try await frames.next() else { Issue.record("no refusal"); return }
+                    #expect(code == expected)
+                    #expect(try await frames.next() == nil, "the relay closes the connection")
+                }
+            }
+            // One connection proves Eve's PIN, then says hello again for Bob's: refused, closed.
+            try await FrameLink.connect(to: cluster.relayDevices) { link, frames in
+                try await link.outbound.write(TestDevice.hello(pin: eve, master: eveKey, answering: try await frames.next()))
+                #expect(try await frames.next() == .deviceWelcome)
+                try await link.outbound.write(TestDevice.hello(pin: bob, master: eveKey, answering: nil))
+                guard case .error(let code, _)? = try await frames.next() else { Issue.record("no refusal"); return }
+                #expect(code == .protocolViolation)
+                #expect(try await frames.next() == nil)
+            }
+            #expect(try await cluster.relayMetric("bramble_relay_device_hellos_refused_total") == 3)
+
+            // Bob was never displaced and gets the next item; Eve got none of his.
+            let second = try #require(await cluster.pushID(to: "bob@example.test", subject: "after"))
+            try await cluster.waitFor("bob's second item") { cluster.shown(pin: "B0B00002").map(\.push_id) == [first, second] }
+            #expect(cluster.relay!.log.contains("device hello refused"))
+            let bobLog = cluster.device("B0B00002")?.log ?? ""
+            #expect(bobLog.contains("device connected") && !bobLog.contains("displaced"), "bob's connection was never displaced")
         }
     }
 
@@ -95,5 +144,8 @@ import Testing
             #expect(try await connectOnce() == .registered(srpID: "lab", epoch: 1), "the lockout clears after its window")
         }
     }
-}
 
+    static func credential(_ path: String) throws -> DeviceCredential {
+        try JSONDecoder().decode(DeviceCredential.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}

@@ -362,7 +362,15 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func metric(_ name: String, node: String? = nil) async throws -> Double? {
-        let text = String(decoding: try await get(nodeURL(node ?? options.nodes[0]) + "/metrics").body, as: UTF8.self)
+        try await metric(name, at: nodeURL(node ?? options.nodes[0]))
+    }
+
+    func relayMetric(_ name: String) async throws -> Double? {
+        try await metric(name, at: "http://127.0.0.1:\(relayHTTPPort)")
+    }
+
+    private func metric(_ name: String, at base: String) async throws -> Double? {
+        let text = String(decoding: try await get(base + "/metrics").body, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
             return Double(line.split(separator: " ")[1])
         }

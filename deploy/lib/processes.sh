@@ -76,12 +76,14 @@ wait_node_ready() {  # node seconds
 }
 
 # The relay keeps an audit log of registrations and of each item's sending epoch, which
-# the drills (chaos/) read as evidence independent of the nodes.
+# the drills (chaos/) read as evidence independent of the nodes. Every simulated device
+# runs on the client host, one source address: a bench's devices all say hello at once,
+# so that address may hold more unauthenticated connections than the default 100.
 start_relay() {
   echo "${BRAMBLE_RELAY_ARGS:-}" > "$RUN/relay-args"
   start_supervised relay relay "$BIN/bramble-relay" --srp-keys "$TMP/srp-keys" --device-listen "$(addr relay):$DEVICE_PORT" \
     --srp-listen "$(addr relay):$SRP_PORT" --http-listen "$(addr relay):$RELAY_HTTP_PORT" --audit-log "$TMP/relay-audit.jsonl" \
-    $(cat "$RUN/relay-args")
+    --max-unauthenticated-per-source 2000 $(cat "$RUN/relay-args")
   wait_http_ok "$(relay_health_url)" 20 "$(ns client)" || { tail -20 "$TMP/relay.log" >&2; die "relay did not start"; }
 }
 

@@ -27,7 +27,8 @@ public struct RelayAuditRecord: Equatable, Sendable {
             case .displaced(let srpID, let old, let new): self = .displaced(srpID: srpID, epoch: old, newEpoch: new)
             case .refused(let srpID, let epoch, let reason): self = .refused(srpID: srpID, epoch: epoch, reason: reason)
             case .refusedData, .serverSilent, .deviceOnline, .deviceOffline, .storedForDevice, .storedForServer,
-                 .storeOverflow, .storedExpired:
+                 .storeOverflow, .storedExpired, .connectionRefused, .helloRefused, .helloTimedOut, .deviceIdle,
+                 .presenceDeferred, .deviceKeysSynced, .deviceKeysRefused:
                 return nil
             }
         }

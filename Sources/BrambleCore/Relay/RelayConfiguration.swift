@@ -15,5 +15,28 @@ public struct RelayConfiguration: Sendable {
     /// silence means the node or the path to it is gone, and the session is half-open.
     public var serverSilenceMs: UInt64 = 3_000
 
+    /// Bytes of stored items in all, across every PIN and SRP ID; an item that would pass
+    /// it is dropped (its sender resends: end-to-end acknowledgements cover it).
+    public var storeMaxBytes: Int = 64 << 20
+
+    /// A device connection must prove its PIN within this long (milliseconds) of
+    /// connecting, or it is closed; so must a hello held until the device's BES registers
+    /// its keys after a relay restart.
+    public var helloTimeoutMs: UInt64 = 10_000
+    /// A device connection the relay has heard nothing from in this long is closed;
+    /// devices ping every minute.
+    public var deviceIdleMs: UInt64 = 180_000
+    /// Connections (devices and SRP) in all, per source address, and of them not yet
+    /// authenticated, in all and per source address; a connection past a cap is told
+    /// `overloaded` and closed at once.
+    public var maxConnections: Int = 20_000
+    public var maxConnectionsPerSource: Int = 2_000
+    public var maxUnauthenticated: Int = 2_000
+    public var maxUnauthenticatedPerSource: Int = 100
+    /// A device's coming online is told to its server at most this often (milliseconds):
+    /// each one makes the server resend what is in flight, so a device reconnecting in a
+    /// loop cannot make it resend in a loop. A later one is told when the interval passes.
+    public var presenceMinIntervalMs: UInt64 = 2_000
+
     public init() {}
 }

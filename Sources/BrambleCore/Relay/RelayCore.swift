@@ -5,15 +5,22 @@ public typealias ConnectionID = UInt64
 
 /// The relay's routing state as a pure state machine: events in, actions out, no I/O.
 ///
+/// - Every connection is challenged. A server proves its SRP key (`SRPProof`); a device
+///   proves its PIN with the relay key its BES registered for it (`DeviceProof`,
+///   `Frame.deviceKeys`). A hello that arrives before its BES registered its keys (a
+///   relay restart) is held until they arrive or the hello times out.
 /// - One live server session per SRP ID; a registration with a higher (or equal, for a
 ///   reconnect) epoch displaces it, a lower one is refused, so a fenced old primary can
 ///   no longer reach any device. Both are told the epoch that fences them
 ///   (`Frame.epochRefused`), which the node's HA manager acts on.
-/// - Server → device by PIN; device → server by the SRP ID the device named in its hello.
+/// - One PIN per device connection. Server → device by PIN (only a PIN its SRP ID
+///   registered); device → server by the SRP ID the PIN is registered to.
 /// - Store-and-forward per PIN while the device is offline and per SRP ID while no
-///   server is registered, bounded in count and age.
-/// - Lockout of an SRP ID after too many authenticated connects in a window.
-/// - A server connection silent for longer than the configured time is closed (`tick`).
+///   server is registered, bounded in count, bytes and age.
+/// - Bounded connections: in all, per source address, and unauthenticated; hellos time
+///   out, silent servers and idle devices are closed (`tick`).
+/// - Lockout of an SRP ID after too many authenticated connects in a window; a device's
+///   coming online reaches its server at most once per `presenceMinIntervalMs`.
 public struct RelayCore: Sendable {
     public enum Action: Equatable, Sendable {
         case send(ConnectionID, Frame)
@@ -22,29 +29,65 @@ public struct RelayCore: Sendable {
         case event(RelayEvent)
     }
 
+    public enum Listener: Sendable { case device, srp }
+
     private enum Role: Sendable {
+        /// A device connection that was challenged and has not answered.
+        case deviceChallenged(nonce: [UInt8])
+        /// A device hello held until its SRP ID's keys arrive.
+        case deviceHeld(PIN, srpID: String, nonce: [UInt8], proof: [UInt8])
         case device(PIN, srpID: String)
         case serverAwaitingRegistration(nonce: [UInt8])
         case server(srpID: String, epoch: UInt64)
+
+        var isAuthenticated: Bool {
+            switch self {
+            case .device, .server: true
+            case .deviceChallenged, .deviceHeld, .serverAwaitingRegistration: false
+            }
+        }
+    }
+
+    private struct Peer: Sendable {
+        var role: Role
+        let source: String
+        let connectedMs: UInt64
+        /// When the peer last sent a frame.
+        var heardMs: UInt64
     }
 
     private struct Stored: Sendable {
         var frame: DataFrame
         var storedAtMs: UInt64
+        var bytes: Int { frame.body.count + 32 }
+    }
+
+    private struct RelayKey: Sendable {
+        let srpID: String
+        let key: SymmetricKey
     }
 
     public let configuration: RelayConfiguration
     private let keys: [String: SymmetricKey]
-    private var roles: [ConnectionID: Role] = [:]
+    private var peers: [ConnectionID: Peer] = [:]
+    private var perSource: [String: (all: Int, unauthenticated: Int)] = [:]
+    private var unauthenticated = 0
     private var sessions: [String: (conn: ConnectionID, epoch: UInt64)] = [:]
     private var highestEpoch: [String: UInt64] = [:]
     private var devices: [PIN: ConnectionID] = [:]
-    private var srpOfPIN: [PIN: String] = [:]
     private var connectTimes: [String: [UInt64]] = [:]
-    /// When each SRP connection last sent a frame.
-    private var serverHeardMs: [ConnectionID: UInt64] = [:]
+    /// The relay key of every registered PIN, with the SRP ID that registered it.
+    private var relayKeys: [PIN: RelayKey] = [:]
+    /// SRP IDs in the middle of a key sync: the PINs the sync named so far.
+    private var syncing: [String: Set<PIN>] = [:]
+    /// SRP IDs whose key set is complete: a hello for a PIN outside it is refused.
+    private var synced: Set<String> = []
+    private var held: [PIN: Set<ConnectionID>] = [:]
+    private var presenceSentMs: [PIN: UInt64] = [:]
+    private var presenceDue: Set<PIN> = []
     private var toDevice: [PIN: [Stored]] = [:]
     private var toServer: [String: [Stored]] = [:]
+    private var storedBytes = 0
 
     /// `keys`: the SRP key of every SRP ID this relay serves.
     public init(configuration: RelayConfiguration = .init(), keys: [String: SymmetricKey]) {
@@ -55,119 +98,280 @@ public struct RelayCore: Sendable {
     // MARK: Queries (for health and metrics)
 
     public var connectedDevices: Int { devices.count }
+    public var connections: Int { peers.count }
+    public var unauthenticatedConnections: Int { unauthenticated }
+    public var registeredDeviceKeys: Int { relayKeys.count }
     public var registeredSessions: [String: UInt64] { sessions.mapValues(\.epoch) }
     public var storedForDevices: Int { toDevice.values.reduce(0) { $0 + $1.count } }
     public var storedForServers: Int { toServer.values.reduce(0) { $0 + $1.count } }
+    public var storedBytesTotal: Int { storedBytes }
     /// The SRP ID and epoch a connection registered, if it is a server session (the
     /// audit log records which epoch each item to a device came from).
     public func serverSession(_ conn: ConnectionID) -> (srpID: String, epoch: UInt64)? {
-        if case .server(let srpID, let epoch)? = roles[conn] { return (srpID, epoch) }
+        if case .server(let srpID, let epoch)? = peers[conn]?.role { return (srpID, epoch) }
         return nil
     }
 
     // MARK: Events
 
     /// A server opened an SRP connection; `nonce` is fresh randomness from the shell.
-    public mutating func serverConnected(_ conn: ConnectionID, nonce: [UInt8], nowMs: UInt64) -> [Action] {
-        roles[conn] = .serverAwaitingRegistration(nonce: nonce)
-        serverHeardMs[conn] = nowMs
+    public mutating func serverConnected(_ conn: ConnectionID, source: String = "-", nonce: [UInt8], nowMs: UInt64) -> [Action] {
+        connected(conn, listener: .srp, source: source, nonce: nonce, nowMs: nowMs)
+    }
+
+    /// A device opened a connection; `nonce` is fresh randomness from the shell.
+    public mutating func deviceConnected(_ conn: ConnectionID, source: String = "-", nonce: [UInt8], nowMs: UInt64) -> [Action] {
+        connected(conn, listener: .device, source: source, nonce: nonce, nowMs: nowMs)
+    }
+
+    public mutating func connected(_ conn: ConnectionID, listener: Listener, source: String, nonce: [UInt8], nowMs: UInt64) -> [Action] {
+        let counts = perSource[source] ?? (0, 0)
+        let refusal: RelayEvent.ConnectionLimit? =
+            if peers.count >= configuration.maxConnections { .total }
+            else if counts.all >= configuration.maxConnectionsPerSource { .perSource }
+            else if unauthenticated >= configuration.maxUnauthenticated { .unauthenticated }
+            else if counts.unauthenticated >= configuration.maxUnauthenticatedPerSource { .unauthenticatedPerSource }
+            else { nil }
+        if let refusal {
+            return [.send(conn, .error(code: .overloaded, message: "the relay is at its connection limit; try again later")),
+                    .close(conn), .event(.connectionRefused(refusal))]
+        }
+        let role: Role = listener == .srp ? .serverAwaitingRegistration(nonce: nonce) : .deviceChallenged(nonce: nonce)
+        peers[conn] = Peer(role: role, source: source, connectedMs: nowMs, heardMs: nowMs)
+        perSource[source] = (counts.all + 1, counts.unauthenticated + 1)
+        unauthenticated += 1
         return [.send(conn, .challenge(nonce: nonce))]
     }
 
     public mutating func frameReceived(_ frame: Frame, on conn: ConnectionID, nowMs: UInt64) -> [Action] {
-        if let heard = serverHeardMs.index(forKey: conn) { serverHeardMs.values[heard] = nowMs }  // one lookup per frame
-        switch (roles[conn], frame) {
+        // A connection the core does not hold (refused, closed) says nothing more.
+        guard let index = peers.index(forKey: conn) else { return [] }
+        peers.values[index].heardMs = nowMs  // one lookup per frame
+        switch (peers.values[index].role, frame) {
         case (_, .ping(let n)):
             return [.send(conn, .pong(n))]
         case (_, .pong):
             return []
-        case (nil, .deviceHello(let pin, let srpID)), (.device?, .deviceHello(let pin, let srpID)):
-            return deviceHello(conn, pin: pin, srpID: srpID)
-        case (.serverAwaitingRegistration(let nonce)?, .register(let srpID, let epoch, let proof)):
+        case (.deviceChallenged(let nonce), .deviceHello(let pin, let srpID, let proof)):
+            return deviceHello(conn, pin: pin, srpID: srpID, proof: proof, nonce: nonce, nowMs: nowMs)
+        case (.serverAwaitingRegistration(let nonce), .register(let srpID, let epoch, let proof)):
             return register(conn, srpID: srpID, epoch: epoch, proof: proof, nonce: nonce, nowMs: nowMs)
-        case (.device(let pin, let srpID)?, .data(let data)):
+        case (.device(let pin, let srpID), .data(let data)):
             guard data.pin == pin, data.flags.contains(.fromDevice) else {
                 return refuse(conn, .protocolViolation, "data frame for another PIN or direction")
             }
             return deliverToServer(srpID, data, nowMs: nowMs)
-        case (.server(let srpID, _)?, .data(let data)):
+        case (.server(let srpID, _), .data(let data)):
             guard !data.flags.contains(.fromDevice) else {
                 return refuse(conn, .protocolViolation, "device-direction frame from a server")
             }
-            if let owner = srpOfPIN[data.pin], owner != srpID {
-                return [.send(conn, .error(code: .protocolViolation, message: "PIN \(data.pin) belongs to another SRP ID")),
-                        .event(.refusedData(srpID: srpID, pin: data.pin))]
+            if let owner = relayKeys[data.pin]?.srpID {
+                if owner != srpID { return refusedData(conn, srpID: srpID, pin: data.pin, "PIN \(data.pin) belongs to another SRP ID") }
+            } else if synced.contains(srpID) {
+                return refusedData(conn, srpID: srpID, pin: data.pin, "PIN \(data.pin) is not registered with the relay")
             }
             return deliverToDevice(data, nowMs: nowMs)
-        case (.server?, .error), (.device?, .error):
+        case (.server(let srpID, _), .deviceKeys(let update)):
+            return deviceKeys(update, from: srpID, nowMs: nowMs)
+        case (.server, .error), (.device, .error):
             return []
-        case (nil, _), (.serverAwaitingRegistration?, _), (.server?, _), (.device?, _):
+        default:
             return refuse(conn, .protocolViolation, "unexpected \(frame.type) frame")
         }
     }
 
     public mutating func disconnected(_ conn: ConnectionID) -> [Action] {
-        serverHeardMs[conn] = nil
-        guard let role = roles.removeValue(forKey: conn) else { return [] }
-        switch role {
+        guard let peer = peers.removeValue(forKey: conn) else { return [] }
+        let counts = perSource[peer.source] ?? (1, 0)
+        let unauth = peer.role.isAuthenticated ? 0 : 1
+        perSource[peer.source] = counts.all > 1 ? (counts.all - 1, counts.unauthenticated - unauth) : nil
+        unauthenticated -= unauth
+        switch peer.role {
         case .device(let pin, let srpID):
             guard devices[pin] == conn else { return [] }
             devices[pin] = nil
+            presenceDue.remove(pin)
             var actions: [Action] = [.event(.deviceOffline(pin))]
             if let session = sessions[srpID] {
                 actions.append(.send(session.conn, .presence(pin: pin, online: false)))
             }
             return actions
+        case .deviceHeld(let pin, _, _, _):
+            held[pin]?.remove(conn)
+            if held[pin]?.isEmpty == true { held[pin] = nil }
+            return []
         case .server(let srpID, let epoch):
             guard sessions[srpID]?.conn == conn else { return [] }
             sessions[srpID] = nil
+            syncing[srpID] = nil
             return [.event(.unregistered(srpID: srpID, epoch: epoch))]
-        case .serverAwaitingRegistration:
+        case .serverAwaitingRegistration, .deviceChallenged:
             return []
         }
     }
 
-    /// Closes SRP connections silent for longer than the configured time, and discards
-    /// stored items older than the configured age.
+    /// Closes servers silent too long, devices idle too long and hellos unanswered too
+    /// long; tells servers the presences whose interval has passed; discards stored items
+    /// older than the configured age.
     public mutating func tick(nowMs: UInt64) -> [Action] {
         var actions: [Action] = []
-        for (conn, heard) in serverHeardMs where nowMs >= heard &+ configuration.serverSilenceMs {
-            let srpID = serverSession(conn)?.srpID
-            actions += [.close(conn), .event(.serverSilent(srpID: srpID, silentMs: nowMs - heard))] + disconnected(conn)
+        let c = configuration
+        var expired: [(ConnectionID, RelayEvent)] = []
+        for (conn, peer) in peers {
+            switch peer.role {
+            case .server(let srpID, _) where nowMs >= peer.heardMs &+ c.serverSilenceMs:
+                expired.append((conn, .serverSilent(srpID: srpID, silentMs: nowMs - peer.heardMs)))
+            case .serverAwaitingRegistration where nowMs >= peer.heardMs &+ c.serverSilenceMs:
+                expired.append((conn, .serverSilent(srpID: nil, silentMs: nowMs - peer.heardMs)))
+            case .deviceChallenged, .deviceHeld:
+                if nowMs >= peer.connectedMs &+ c.helloTimeoutMs { expired.append((conn, .helloTimedOut)) }
+            case .device(let pin, _) where nowMs >= peer.heardMs &+ c.deviceIdleMs:
+                expired.append((conn, .deviceIdle(pin)))
+            default:
+                break
+            }
         }
-        let maxAge = configuration.storeMaxAgeMs
+        for (conn, event) in expired { actions += [.close(conn), .event(event)] + disconnected(conn) }
+
+        for pin in presenceDue where nowMs >= (presenceSentMs[pin] ?? 0) &+ c.presenceMinIntervalMs {
+            presenceDue.remove(pin)
+            if devices[pin] != nil, let srpID = relayKeys[pin]?.srpID { actions += announce(pin, srpID: srpID, nowMs: nowMs) }
+        }
+        presenceSentMs = presenceSentMs.filter { nowMs < $0.value &+ c.presenceMinIntervalMs }
+
+        let maxAge = c.storeMaxAgeMs
         var dropped = 0
+        var droppedBytes = 0
         func prune(_ items: inout [Stored]) {
             let before = items.count
-            items.removeAll { nowMs >= $0.storedAtMs &+ maxAge }
+            items.removeAll { old in
+                guard nowMs >= old.storedAtMs &+ maxAge else { return false }
+                droppedBytes += old.bytes
+                return true
+            }
             dropped += before - items.count
         }
         for key in toDevice.keys { prune(&toDevice[key]!); if toDevice[key]!.isEmpty { toDevice[key] = nil } }
         for key in toServer.keys { prune(&toServer[key]!); if toServer[key]!.isEmpty { toServer[key] = nil } }
+        storedBytes -= droppedBytes
         if dropped > 0 { actions.append(.event(.storedExpired(count: dropped))) }
         return actions
     }
 
-    // MARK: Handlers
+    // MARK: Devices
 
-    private mutating func deviceHello(_ conn: ConnectionID, pin: PIN, srpID: String) -> [Action] {
+    private mutating func deviceHello(
+        _ conn: ConnectionID, pin: PIN, srpID: String, proof: [UInt8], nonce: [UInt8], nowMs: UInt64
+    ) -> [Action] {
+        guard keys[srpID] != nil else {
+            return refuse(conn, .unknownSRPID, "unknown SRP ID \(srpID)", event: .helloRefused(pin, reason: .unknownSRPID))
+        }
+        if let registered = relayKeys[pin] {
+            return verify(conn, pin: pin, srpID: srpID, proof: proof, nonce: nonce, against: registered, nowMs: nowMs)
+        }
+        if synced.contains(srpID) {
+            return refuse(conn, .unknownDevice, "PIN \(pin) is not registered with the relay", event: .helloRefused(pin, reason: .unknownDevice))
+        }
+        // The SRP ID's keys have not arrived since the relay started: hold the hello.
+        peers[conn]?.role = .deviceHeld(pin, srpID: srpID, nonce: nonce, proof: proof)
+        held[pin, default: []].insert(conn)
+        return []
+    }
+
+    private mutating func verify(
+        _ conn: ConnectionID, pin: PIN, srpID: String, proof: [UInt8], nonce: [UInt8], against registered: RelayKey, nowMs: UInt64
+    ) -> [Action] {
+        guard registered.srpID == srpID, DeviceProof.verify(proof, relayKey: registered.key, nonce: nonce, pin: pin, srpID: srpID) else {
+            return refuse(conn, .authenticationFailed, "device authentication failed", event: .helloRefused(pin, reason: .authenticationFailed))
+        }
+        return admit(conn, pin: pin, srpID: srpID, nowMs: nowMs)
+    }
+
+    private mutating func admit(_ conn: ConnectionID, pin: PIN, srpID: String, nowMs: UInt64) -> [Action] {
         var actions: [Action] = []
         if let old = devices[pin], old != conn {
-            roles[old] = nil
-            actions += [.send(old, .error(code: .displaced, message: "another connection opened for this PIN")), .close(old)]
+            _ = disconnected(old)
+            actions += [.send(old, .error(code: .displaced, message: "another connection proved this PIN")), .close(old)]
         }
-        roles[conn] = .device(pin, srpID: srpID)
+        setAuthenticated(conn, .device(pin, srpID: srpID))
         devices[pin] = conn
-        srpOfPIN[pin] = srpID
         actions += [.send(conn, .deviceWelcome), .event(.deviceOnline(pin))]
         for stored in toDevice.removeValue(forKey: pin) ?? [] {
+            storedBytes -= stored.bytes
             actions.append(.send(conn, .data(stored.frame)))
         }
-        if let session = sessions[srpID] {
-            actions.append(.send(session.conn, .presence(pin: pin, online: true)))
+        return actions + announce(pin, srpID: srpID, nowMs: nowMs)
+    }
+
+    /// Tells the SRP ID's server that the device came online, unless it was told within
+    /// the interval: then it is told when the interval has passed (`tick`).
+    private mutating func announce(_ pin: PIN, srpID: String, nowMs: UInt64) -> [Action] {
+        guard let session = sessions[srpID] else { return [] }
+        if let sent = presenceSentMs[pin], nowMs < sent &+ configuration.presenceMinIntervalMs {
+            presenceDue.insert(pin)
+            return [.event(.presenceDeferred(pin))]
         }
+        presenceSentMs[pin] = nowMs
+        return [.send(session.conn, .presence(pin: pin, online: true))]
+    }
+
+    private mutating func deviceKeys(_ update: DeviceKeyUpdate, from srpID: String, nowMs: UInt64) -> [Action] {
+        var actions: [Action] = []
+        var foreign = 0
+        if update.phase != .update, syncing[srpID] == nil { syncing[srpID] = [] }
+        for entry in update.entries {
+            if let owner = relayKeys[entry.pin]?.srpID, owner != srpID {
+                foreign += 1
+                continue
+            }
+            if entry.key.count != DeviceKeyUpdate.keyLength {
+                syncing[srpID]?.remove(entry.pin)
+                actions += removeDevice(entry.pin, message: "the device was removed")
+                continue
+            }
+            let key = SymmetricKey(data: entry.key)
+            if let old = relayKeys[entry.pin], old.key != key {
+                // The device was provisioned again: its connection proved the old key.
+                actions += removeDevice(entry.pin, message: "the device's key changed")
+            }
+            relayKeys[entry.pin] = RelayKey(srpID: srpID, key: key)
+            syncing[srpID]?.insert(entry.pin)
+            for conn in held.removeValue(forKey: entry.pin) ?? [] {
+                guard case .deviceHeld(let pin, let helloSRPID, let nonce, let proof)? = peers[conn]?.role else { continue }
+                actions += verify(conn, pin: pin, srpID: helloSRPID, proof: proof, nonce: nonce,
+                                  against: relayKeys[entry.pin]!, nowMs: nowMs)
+            }
+        }
+        if update.phase == .syncEnd, let named = syncing.removeValue(forKey: srpID) {
+            for (pin, registered) in relayKeys where registered.srpID == srpID && !named.contains(pin) {
+                actions += removeDevice(pin, message: "the device was removed")
+            }
+            synced.insert(srpID)
+            // Hellos still held name PINs this SRP ID does not have.
+            for (_, conns) in held {
+                for conn in conns {
+                    guard case .deviceHeld(let pin, let helloSRPID, _, _)? = peers[conn]?.role, helloSRPID == srpID else { continue }
+                    actions += refuse(conn, .unknownDevice, "PIN \(pin) is not registered with the relay",
+                                      event: .helloRefused(pin, reason: .unknownDevice))
+                }
+            }
+            actions.append(.event(.deviceKeysSynced(srpID: srpID, count: named.count)))
+        }
+        if foreign > 0 { actions.append(.event(.deviceKeysRefused(srpID: srpID, count: foreign))) }
         return actions
     }
+
+    /// Forgets a PIN's key, what is stored for it, and closes its connection.
+    private mutating func removeDevice(_ pin: PIN, message: String) -> [Action] {
+        relayKeys[pin] = nil
+        for stored in toDevice.removeValue(forKey: pin) ?? [] { storedBytes -= stored.bytes }
+        var actions: [Action] = []
+        if let conn = devices[pin] { actions += refuse(conn, .unknownDevice, message) }
+        for conn in held[pin] ?? [] { actions += refuse(conn, .unknownDevice, message) }
+        return actions
+    }
+
+    // MARK: Servers
 
     private mutating func register(
         _ conn: ConnectionID, srpID: String, epoch: UInt64, proof: [UInt8], nonce: [UInt8], nowMs: UInt64
@@ -200,45 +404,76 @@ public struct RelayCore: Sendable {
         var displacedEpoch: UInt64?
         if let current = sessions[srpID], current.conn != conn {
             displacedEpoch = current.epoch
-            roles[current.conn] = nil
-            serverHeardMs[current.conn] = nil
+            _ = disconnected(current.conn)
             actions += [.send(current.conn, .epochRefused(reason: .displaced, heldEpoch: epoch)),
                         .close(current.conn),
                         .event(.displaced(srpID: srpID, oldEpoch: current.epoch, newEpoch: epoch))]
         }
-        roles[conn] = .server(srpID: srpID, epoch: epoch)
+        setAuthenticated(conn, .server(srpID: srpID, epoch: epoch))
         sessions[srpID] = (conn, epoch)
+        syncing[srpID] = nil  // the new session sends its own set
         highestEpoch[srpID] = epoch
         actions += [.send(conn, .registered(srpID: srpID, epoch: epoch)),
                     .event(.registered(srpID: srpID, epoch: epoch, displacedEpoch: displacedEpoch))]
         for stored in toServer.removeValue(forKey: srpID) ?? [] {
+            storedBytes -= stored.bytes
             actions.append(.send(conn, .data(stored.frame)))
         }
-        for (pin, deviceConn) in devices where srpOfPIN[pin] == srpID && roles[deviceConn] != nil {
+        // A new session resends what is in flight to every device online now.
+        for (pin, _) in devices where relayKeys[pin]?.srpID == srpID {
+            presenceSentMs[pin] = nowMs
+            presenceDue.remove(pin)
             actions.append(.send(conn, .presence(pin: pin, online: true)))
         }
         return actions
     }
 
+    // MARK: Routing and storing
+
     private mutating func deliverToServer(_ srpID: String, _ data: DataFrame, nowMs: UInt64) -> [Action] {
         if let session = sessions[srpID] { return [.send(session.conn, .data(data))] }
-        return store(&toServer[srpID, default: []], data, nowMs: nowMs, event: .storedForServer(srpID: srpID))
+        var queue = toServer.removeValue(forKey: srpID) ?? []
+        defer { if !queue.isEmpty { toServer[srpID] = queue } }
+        return store(&queue, data, nowMs: nowMs, event: .storedForServer(srpID: srpID))
     }
 
     private mutating func deliverToDevice(_ data: DataFrame, nowMs: UInt64) -> [Action] {
         if let conn = devices[data.pin] { return [.send(conn, .data(data))] }
-        return store(&toDevice[data.pin, default: []], data, nowMs: nowMs, event: .storedForDevice(data.pin))
+        var queue = toDevice.removeValue(forKey: data.pin) ?? []
+        defer { if !queue.isEmpty { toDevice[data.pin] = queue } }
+        return store(&queue, data, nowMs: nowMs, event: .storedForDevice(data.pin))
     }
 
-    private func store(_ queue: inout [Stored], _ data: DataFrame, nowMs: UInt64, event: RelayEvent) -> [Action] {
-        queue.append(Stored(frame: data, storedAtMs: nowMs))
+    private mutating func store(_ queue: inout [Stored], _ data: DataFrame, nowMs: UInt64, event: RelayEvent) -> [Action] {
+        let item = Stored(frame: data, storedAtMs: nowMs)
+        guard storedBytes + item.bytes <= configuration.storeMaxBytes else {
+            return [.event(.storeOverflow(dropped: 1))]
+        }
+        queue.append(item)
+        storedBytes += item.bytes
         var actions: [Action] = [.event(event)]
         if queue.count > configuration.storeMaxItems {
             let overflow = queue.count - configuration.storeMaxItems
+            storedBytes -= queue.prefix(overflow).reduce(0) { $0 + $1.bytes }
             queue.removeFirst(overflow)
             actions.append(.event(.storeOverflow(dropped: overflow)))
         }
         return actions
+    }
+
+    // MARK: Bookkeeping
+
+    private mutating func setAuthenticated(_ conn: ConnectionID, _ role: Role) {
+        guard let peer = peers[conn] else { return }
+        if !peer.role.isAuthenticated {
+            unauthenticated -= 1
+            perSource[peer.source]?.unauthenticated -= 1
+        }
+        peers[conn]?.role = role
+    }
+
+    private mutating func refusedData(_ conn: ConnectionID, srpID: String, pin: PIN, _ message: String) -> [Action] {
+        [.send(conn, .error(code: .protocolViolation, message: message)), .event(.refusedData(srpID: srpID, pin: pin))]
     }
 
     private mutating func refuse(
@@ -249,9 +484,8 @@ public struct RelayCore: Sendable {
 
     /// Sends `answer`, closes, and forgets the connection.
     private mutating func refuse(_ conn: ConnectionID, _ answer: Frame, event: RelayEvent? = nil) -> [Action] {
-        _ = disconnected(conn)
-        roles[conn] = nil
-        var actions: [Action] = [.send(conn, answer), .close(conn)]
+        var actions = disconnected(conn)
+        actions += [.send(conn, answer), .close(conn)]
         if let event { actions.append(.event(event)) }
         return actions
     }
@@ -260,6 +494,9 @@ public struct RelayCore: Sendable {
 /// What happened in the relay, for its log and metrics.
 public enum RelayEvent: Equatable, Sendable {
     public enum RefusalReason: String, Sendable { case unknownSRPID, authenticationFailed, lockedOut, staleEpoch }
+    public enum HelloRefusal: String, Sendable { case unknownSRPID, authenticationFailed, unknownDevice }
+    /// Which cap a refused connection met.
+    public enum ConnectionLimit: String, Sendable { case total, perSource, unauthenticated, unauthenticatedPerSource }
     /// `displacedEpoch`: the session this registration took over in the same step, if any.
     case registered(srpID: String, epoch: UInt64, displacedEpoch: UInt64?)
     case unregistered(srpID: String, epoch: UInt64)
@@ -274,4 +511,16 @@ public enum RelayEvent: Equatable, Sendable {
     case storedForServer(srpID: String)
     case storeOverflow(dropped: Int)
     case storedExpired(count: Int)
+    case connectionRefused(ConnectionLimit)
+    case helloRefused(PIN, reason: HelloRefusal)
+    /// A device connection that did not prove a PIN in time was closed.
+    case helloTimedOut
+    /// A device connection silent for longer than `deviceIdleMs` was closed.
+    case deviceIdle(PIN)
+    /// A device's coming online waits for the presence interval.
+    case presenceDeferred(PIN)
+    /// A key sync ended; `count` PINs are registered for the SRP ID.
+    case deviceKeysSynced(srpID: String, count: Int)
+    /// Keys for PINs another SRP ID holds were ignored.
+    case deviceKeysRefused(srpID: String, count: Int)
 }

@@ -16,9 +16,10 @@ extension Frame {
         buffer.writeInteger(Frame.version)
         buffer.writeInteger(type.rawValue)
         switch self {
-        case .deviceHello(let pin, let srpID):
+        case .deviceHello(let pin, let srpID, let proof):
             buffer.writeInteger(pin.value)
             buffer.writeShortString(srpID)
+            buffer.writeBytes(proof)
         case .deviceWelcome:
             break
         case .challenge(let nonce):
@@ -47,6 +48,14 @@ extension Frame {
         case .epochRefused(let reason, let heldEpoch):
             buffer.writeInteger(reason.rawValue)
             buffer.writeInteger(heldEpoch)
+        case .deviceKeys(let update):
+            buffer.writeInteger(update.phase.rawValue)
+            buffer.writeInteger(UInt16(update.entries.count))
+            for entry in update.entries {
+                buffer.writeInteger(entry.pin.value)
+                buffer.writeInteger(UInt8(entry.key.count))
+                buffer.writeBytes(entry.key)
+            }
         }
         let length = buffer.writerIndex - lengthIndex - 4
         buffer.setInteger(UInt32(length), at: lengthIndex)
@@ -87,7 +96,8 @@ extension Frame {
         switch type {
         case .deviceHello:
             let pin = PIN(try body.read("pin") as UInt32)
-            frame = .deviceHello(pin: pin, srpID: try body.readSRPID())
+            let srpID = try body.readSRPID()
+            frame = .deviceHello(pin: pin, srpID: srpID, proof: try body.readFixedBytes(Frame.proofLength, "proof"))
         case .deviceWelcome:
             frame = .deviceWelcome
         case .challenge:
@@ -127,6 +137,20 @@ extension Frame {
             let rawReason: UInt8 = try body.read("reason")
             guard let reason = EpochRefusal(rawValue: rawReason) else { throw WireError(.invalidField("reason")) }
             frame = .epochRefused(reason: reason, heldEpoch: try body.read("held_epoch"))
+        case .deviceKeys:
+            let rawPhase: UInt8 = try body.read("phase")
+            guard let phase = DeviceKeyUpdate.Phase(rawValue: rawPhase) else { throw WireError(.invalidField("phase")) }
+            let count: UInt16 = try body.read("count")
+            guard Int(count) <= DeviceKeyUpdate.maxEntries else { throw WireError(.invalidField("count")) }
+            var entries: [DeviceKeyUpdate.Entry] = []
+            entries.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                let pin = PIN(try body.read("pin") as UInt32)
+                let length: UInt8 = try body.read("key.length")
+                guard length == 0 || Int(length) == DeviceKeyUpdate.keyLength else { throw WireError(.invalidField("key.length")) }
+                entries.append(.init(pin: pin, key: try body.readFixedBytes(Int(length), "key")))
+            }
+            frame = .deviceKeys(DeviceKeyUpdate(phase: phase, entries: entries))
         }
         guard body.readableBytes == 0 else { throw WireError(.trailingBytes(body.readableBytes)) }
         return frame

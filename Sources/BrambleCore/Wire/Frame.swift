@@ -3,11 +3,12 @@
 /// On the wire: `u32 length` (bytes that follow), `u8 version`, `u8 type`, then the
 /// type's fields, all big-endian. See `Frame+Codec.swift`.
 public enum Frame: Equatable, Sendable {
-    /// Device → relay, first frame: who the device is and which BES it belongs to.
-    case deviceHello(pin: PIN, srpID: String)
+    /// Device → relay, the answer to the relay's challenge: who the device is, which BES
+    /// it belongs to, and the proof that it holds the PIN's key (`DeviceProof`).
+    case deviceHello(pin: PIN, srpID: String, proof: [UInt8])
     /// Relay → device: the hello was accepted.
     case deviceWelcome
-    /// Relay → server, first frame on an SRP link: prove you hold the SRP key.
+    /// Relay → server or device, first frame on every link: prove you hold your key.
     case challenge(nonce: [UInt8])
     /// Server → relay: registration of an SRP ID at an epoch, with the HMAC proof.
     case register(srpID: String, epoch: UInt64, proof: [UInt8])
@@ -25,10 +26,12 @@ public enum Frame: Equatable, Sendable {
     /// session is fenced (a registration below it, or a session a registration at
     /// `heldEpoch` displaced). The relay closes the link after it.
     case epochRefused(reason: EpochRefusal, heldEpoch: UInt64)
+    /// Server → relay: the relay keys its devices prove themselves with (`DeviceProof`).
+    case deviceKeys(DeviceKeyUpdate)
 
     public enum FrameType: UInt8, Sendable, CaseIterable {
         case deviceHello = 1, deviceWelcome = 2, challenge = 3, register = 4, registered = 5
-        case data = 6, presence = 7, error = 8, ping = 9, pong = 10, epochRefused = 11
+        case data = 6, presence = 7, error = 8, ping = 9, pong = 10, epochRefused = 11, deviceKeys = 12
     }
 
     public enum ErrorCode: UInt16, Sendable {
@@ -41,6 +44,10 @@ public enum Frame: Equatable, Sendable {
         case displaced = 5
         case unknownSRPID = 6
         case protocolViolation = 7
+        /// A device hello for a PIN its BES has not registered with the relay (or revoked).
+        case unknownDevice = 8
+        /// The relay is at a connection limit; try again later.
+        case overloaded = 9
         case other = 99
     }
 
@@ -57,8 +64,38 @@ public enum Frame: Equatable, Sendable {
         case .ping: .ping
         case .pong: .pong
         case .epochRefused: .epochRefused
+        case .deviceKeys: .deviceKeys
         }
     }
+}
+
+/// Relay keys of devices (`DeviceProof.relayKey`), sent by the serving node over its SRP
+/// link. After each registration the node sends its whole set in `sync` parts ending with
+/// a `syncEnd` part: the relay then forgets the SRP ID's PINs the set left out, and a
+/// hello for a PIN it does not know is refused rather than held. `update` parts carry
+/// devices provisioned or removed since.
+public struct DeviceKeyUpdate: Equatable, Sendable, CustomStringConvertible {
+    public enum Phase: UInt8, Sendable { case update = 0, sync = 1, syncEnd = 2 }
+
+    public struct Entry: Equatable, Sendable {
+        public var pin: PIN
+        /// The 32-byte relay key, or empty: the device is removed.
+        public var key: [UInt8]
+        public init(pin: PIN, key: [UInt8]) { (self.pin, self.key) = (pin, key) }
+        public static func revoked(_ pin: PIN) -> Entry { Entry(pin: pin, key: []) }
+    }
+
+    /// Entries per frame: 1,024 × 37 bytes stays far below a frame's bound.
+    public static let maxEntries = 1_024
+    public static let keyLength = 32
+
+    public var phase: Phase
+    public var entries: [Entry]
+
+    public init(phase: Phase, entries: [Entry]) { (self.phase, self.entries) = (phase, entries) }
+
+    /// Never shows a key.
+    public var description: String { "DeviceKeyUpdate(\(phase), \(entries.count) entries)" }
 }
 
 /// Why the relay fenced a server session (`Frame.epochRefused`).

@@ -8,6 +8,9 @@ import Hummingbird
 struct AdminRoutes {
     let store: ConfigStore
     let srpID: String
+    /// A device was provisioned or removed: the Dispatcher loads the keys (and tells the
+    /// relay) now rather than at the next account count.
+    var devicesChanged: @Sendable () -> Void = {}
 
     func register(on router: Router<BasicRequestContext>) {
         router.post(RouterPath(AdminAPI.users)) { request, context -> EditedResponse<UserRecord> in
@@ -27,6 +30,7 @@ struct AdminRoutes {
         router.delete("/admin/users/{email}") { _, context -> Removed in
             let email = try context.parameters.require("email").lowercased()
             guard try await store.removeUser(email: email) else { throw APIErrorBody(.notFound, "no user \(email)") }
+            devicesChanged()
             return Removed(removed: email)
         }
         router.post(RouterPath(AdminAPI.devices)) { request, context -> EditedResponse<Provisioned> in
@@ -35,6 +39,7 @@ struct AdminRoutes {
             let email = body.email.trimmingCharacters(in: .whitespaces).lowercased()
             let key = SymmetricKey(size: .bits256)
             let device = try await mapped { try await store.provisionDevice(email: email, pin: pin, key: key) }
+            devicesChanged()
             return EditedResponse(status: .created, response: Provisioned(
                 device: device, credential: DeviceCredential(pin: pin, email: email, srpID: srpID, masterKey: key)))
         }

@@ -43,8 +43,17 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     private var keys: [PIN: SymmetricKey] = [:]
     private let envelope = Envelope()
     private let emptyWindow: DeliveryWindow<OutboundItem>
-    /// Work for the service loop: the epoch whose open items to load, keys to refresh.
+    /// PINs with no active device, and when that was looked up: a frame for one of them
+    /// costs no query again within `unknownPINTTLMs` (bounded; emptied when full).
+    private var unknownPINs: [PIN: UInt64] = [:]
+    static let unknownPINTTLMs: UInt64 = 30_000
+    static let maxUnknownPINs = 10_000
+    /// Counts changes to `keys`: a refresh that raced with one only adds.
+    private var keyChanges = 0
+    /// Work for the service loop: the epoch whose open items to load, keys to refresh,
+    /// the epoch whose link wants every device's relay key.
     private var loadWanted: UInt64?
+    private var relaySyncWanted: UInt64?
     private let keysWanted = NIOLockedValueBox(false)
     private let wakes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
@@ -95,12 +104,52 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 guard (try? await clock.sleep(ms: 200)) != nil else { return }
             }
         }
-        if keysWanted.withLockedValue({ $0 }),
-           let loaded = try? await withDeadline(ms: 10_000, clock: clock, { [store] in try await store.deviceKeys() }) {
-            keysWanted.withLockedValue { $0 = false }
-            warm(keys: loaded)
+        if keysWanted.withLockedValue({ $0 }) {
+            let changes = keyChanges
+            if let loaded = try? await withDeadline(ms: 10_000, clock: clock, { [store] in try await store.deviceKeys() }) {
+                keysWanted.withLockedValue { $0 = false }
+                replaceKeys(loaded, removing: changes == keyChanges)
+            }
+        }
+        while let epoch = relaySyncWanted, epoch == servingEpoch, !Task.isCancelled {
+            let changes = keyChanges
+            do {
+                let loaded = try await withDeadline(ms: 10_000, clock: clock) { [store] in try await store.deviceKeys() }
+                replaceKeys(loaded, removing: changes == keyChanges)
+                if relaySyncWanted == epoch { relaySyncWanted = nil }
+                syncRelayKeys(epoch: epoch)
+            } catch {
+                logger.warning("loading device keys for the relay failed; retrying", metadata: ["error": "\(describe(error))"])
+                guard (try? await clock.sleep(ms: 200)) != nil else { return }
+            }
         }
     }
+
+    /// Sends the relay every device's relay key, ending with `syncEnd`: from then on the
+    /// relay refuses hellos of PINs left out. Built from `keys` at this moment, so a key
+    /// learnt after goes as an update behind it.
+    private func syncRelayKeys(epoch: UInt64) {
+        guard servingEpoch == epoch else { return }
+        let entries = keys.sorted { $0.key < $1.key }.map { DeviceKeyUpdate.Entry(pin: $0.key, master: $0.value) }
+        var frames: [Frame] = stride(from: 0, to: entries.count, by: DeviceKeyUpdate.maxEntries).map { start in
+            .deviceKeys(DeviceKeyUpdate(phase: .sync, entries: Array(entries[start..<min(start + DeviceKeyUpdate.maxEntries, entries.count)])))
+        }
+        frames.append(.deviceKeys(DeviceKeyUpdate(phase: .syncEnd, entries: [])))
+        if outbound.send(frames, epoch: epoch) {
+            logger.info("device keys sent to the relay", metadata: ["devices": "\(entries.count)", "epoch": "\(epoch)"])
+        }
+    }
+
+    /// Tells the relay of keys added, changed or removed, while serving (a sync at the next
+    /// registration covers what a link that is down misses).
+    private func updateRelayKeys(_ entries: [DeviceKeyUpdate.Entry]) {
+        guard let epoch = servingEpoch, !entries.isEmpty else { return }
+        let frames: [Frame] = stride(from: 0, to: entries.count, by: DeviceKeyUpdate.maxEntries).map { start in
+            .deviceKeys(DeviceKeyUpdate(phase: .update, entries: Array(entries[start..<min(start + DeviceKeyUpdate.maxEntries, entries.count)])))
+        }
+        outbound.send(frames, epoch: epoch)
+    }
+
 
     // MARK: LeaseFollower
 
@@ -124,11 +173,35 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
 
     // MARK: What the rest of the node calls
 
-    /// Keeps device keys ready (a warm standby, or devices provisioned since).
+    /// Keeps device keys ready (a warm standby, or devices provisioned since); the relay
+    /// learns the new ones before any item for them.
     func warm(keys: [PIN: SymmetricKey]) {
-        self.keys.merge(keys) { _, new in new }
+        var changed: [DeviceKeyUpdate.Entry] = []
+        for (pin, key) in keys where self.keys[pin] != key {
+            self.keys[pin] = key
+            unknownPINs[pin] = nil
+            changed.append(DeviceKeyUpdate.Entry(pin: pin, master: key))
+        }
+        if !changed.isEmpty { keyChanges += 1 }
+        updateRelayKeys(changed)
         let count = self.keys.count
         healthBox.withLockedValue { $0.deviceKeys = count }
+    }
+
+    /// Takes the database's set of active devices: new keys as `warm`, and, unless
+    /// `removing` is false (a key was learnt while the set was loaded), forgets the keys
+    /// of devices no longer active and tells the relay.
+    func replaceKeys(_ loaded: [PIN: SymmetricKey], removing: Bool) {
+        if removing {
+            let gone = self.keys.keys.filter { loaded[$0] == nil }
+            for pin in gone { self.keys[pin] = nil }
+            if !gone.isEmpty {
+                keyChanges += 1
+                logger.info("device keys removed", metadata: ["devices": "\(gone.count)"])
+            }
+            updateRelayKeys(gone.map(DeviceKeyUpdate.Entry.revoked))
+        }
+        warm(keys: loaded)
     }
 
     /// Takes over open items of the outbound queue (on promotion, or after the pair's
@@ -154,6 +227,8 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
 
     public func linkUp(epoch: UInt64) async {
         guard servingEpoch == epoch else { return }
+        relaySyncWanted = epoch
+        wakes.continuation.yield()
         let now = clock.nowMs()
         var sends: [Send<OutboundItem>] = []
         for pin in windows.keys { sends += windows[pin]!.resendAll(nowMs: now) }
@@ -206,10 +281,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     /// Checks one device frame and applies its acknowledgements (returning what the freed
     /// window slots let through) or collects its request.
     private func open(_ frame: DataFrame, requests: inout [PendingRequest]) async -> [Send<OutboundItem>] {
-        if keys[frame.pin] == nil,
-           let key = (try? await withDeadline(ms: 500, clock: clock, { [store] in try await store.deviceKey(frame.pin) })) ?? nil {
-            warm(keys: [frame.pin: key])
-        }
+        if keys[frame.pin] == nil { await lookUpKey(frame.pin) }
         guard let epoch = servingEpoch else { return [] }
         guard let key = keys[frame.pin] else { return reject(frame, reason: "no active device with this PIN") }
         do {
@@ -234,6 +306,23 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
             return reject(frame, reason: error.description)
         } catch {
             return reject(frame, reason: "\(error)")
+        }
+    }
+
+    /// Looks a PIN up that has no key here, unless it was found missing within
+    /// `unknownPINTTLMs`: frames for PINs that do not exist cost one query each, not one per frame.
+    private func lookUpKey(_ pin: PIN) async {
+        let now = clock.nowMs()
+        if let checked = unknownPINs[pin], now < checked &+ Self.unknownPINTTLMs { return }
+        do {
+            if let key = try await withDeadline(ms: 500, clock: clock, { [store] in try await store.deviceKey(pin) }) {
+                warm(keys: [pin: key])
+            } else {
+                if unknownPINs.count >= Self.maxUnknownPINs { unknownPINs.removeAll(keepingCapacity: true) }
+                unknownPINs[pin] = now
+            }
+        } catch {
+            // The lookup failed: nothing learnt, nothing cached.
         }
     }
 

@@ -30,11 +30,12 @@ public final class HealthMonitor: HealthSource {
         (self.link, self.relayProbe, self.dispatcher, self.agent, self.clock, self.limits) = (link, relayProbe, dispatcher, agent, clock, limits)
     }
 
-    /// The database's count of users and active devices; a Dispatcher holding fewer keys
-    /// than there are active devices is asked to load them (in its own task).
+    /// The database's count of users and active devices; a Dispatcher holding another
+    /// number of keys than there are active devices is asked to load them (in its own
+    /// task): devices provisioned, or removed, since.
     public func accountsCounted(_ accounts: HealthFacts.Accounts) {
         counted.withLockedValue { $0.accounts = accounts }
-        if dispatcher.health.deviceKeys < accounts.activeDevices { dispatcher.refreshKeys() }
+        if dispatcher.health.deviceKeys != accounts.activeDevices { dispatcher.refreshKeys() }
         agent?.accountsCounted(activeDevices: accounts.activeDevices)
     }
 

@@ -53,7 +53,8 @@ public struct Node {
         let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
                                     node: c.node, logger: logger)
         let http = Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
-                             link: link, probe: probe, clock: clock, startup: startup, notifier: notifier, logger: logger)
+                             link: link, probe: probe, clock: clock, startup: startup, notifier: notifier,
+                             devicesChanged: { dispatcher.refreshKeys() }, logger: logger)
 
         // The order of this list is the node's dependency order (see above).
         let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, router, listener, probe]
@@ -91,14 +92,14 @@ public struct Node {
     private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent, metrics: NodeMetrics,
                              registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
-                             logger: Logger) -> some Service {
+                             devicesChanged: @escaping @Sendable () -> Void, logger: Logger) -> some Service {
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(token: c.adminToken, mailNotifyToken: c.mail?.notifyToken))
         HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
                      relayProbe: probe, registry: registry, clock: clock).register(on: router)
         PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)
         MailRoutes(agent: agent).register(on: router)
-        AdminRoutes(store: store, srpID: c.srpID).register(on: router)
+        AdminRoutes(store: store, srpID: c.srpID, devicesChanged: devicesChanged).register(on: router)
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(
             router: router,

@@ -126,7 +126,7 @@ extension SRPRouter {
                 case .epochRefused(let reason, let held): throw EpochRefused(reason: reason, heldEpoch: held)
                 case .error(let code, let message):
                     logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                case .deviceHello, .deviceWelcome, .challenge, .register:
+                case .deviceHello, .deviceWelcome, .challenge, .register, .deviceKeys:
                     throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
                 }
             }

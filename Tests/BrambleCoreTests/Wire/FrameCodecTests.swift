@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct FrameCodecTests {
     static let samples: [Frame] = [
-        .deviceHello(pin: PIN(0x2A00_F00D), srpID: "bramble"),
+        .deviceHello(pin: PIN(0x2A00_F00D), srpID: "bramble", proof: Array(repeating: 3, count: Frame.proofLength)),
         .deviceWelcome,
         .challenge(nonce: Array(repeating: 7, count: Frame.nonceLength)),
         .register(srpID: "S1.pair-a_b", epoch: 42, proof: Array(repeating: 9, count: Frame.proofLength)),
@@ -16,6 +16,8 @@ import Testing
         .ping(1), .pong(.max),
         .epochRefused(reason: .stale, heldEpoch: 7),
         .epochRefused(reason: .displaced, heldEpoch: .max),
+        .deviceKeys(DeviceKeyUpdate(phase: .sync, entries: [.init(pin: PIN(9), key: Array(repeating: 4, count: 32)), .revoked(PIN(10))])),
+        .deviceKeys(DeviceKeyUpdate(phase: .syncEnd, entries: [])),
     ]
 
     @Test("every frame type survives encode then decode", arguments: samples)
@@ -89,6 +91,18 @@ import Testing
         #expect(throws: WireError(.invalidField("srp_id"))) { try Frame.decode(from: &buffer) }
         var empty = rawFrame(type: .deviceHello, body: [0, 0, 0, 1, 0])
         #expect(throws: WireError(.invalidField("srp_id"))) { try Frame.decode(from: &empty) }
+    }
+
+    @Test func deviceKeysOfAWrongLengthOrTooManyAreRefused() {
+        var short = rawFrame(type: .deviceKeys, body: [0, 0, 1, 0, 0, 0, 9, 16] + Array(repeating: 1, count: 16))
+        #expect(throws: WireError(.invalidField("key.length"))) { try Frame.decode(from: &short) }
+        let over = DeviceKeyUpdate.maxEntries + 1
+        var many = rawFrame(type: .deviceKeys, body: [0, UInt8(over >> 8), UInt8(over & 0xFF)])
+        #expect(throws: WireError(.invalidField("count"))) { try Frame.decode(from: &many) }
+        var phase = rawFrame(type: .deviceKeys, body: [3, 0, 0])
+        #expect(throws: WireError(.invalidField("phase"))) { try Frame.decode(from: &phase) }
+        #expect(!"\(DeviceKeyUpdate(phase: .update, entries: [.init(pin: PIN(1), key: Array(repeating: 0xAB, count: 32))]))".contains("171"),
+                "a key never shows in a description")
     }
 
     @Test func anOverlongErrorMessageIsRefused() {
