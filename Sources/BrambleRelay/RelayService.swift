@@ -55,7 +55,8 @@ public struct RelayService: Service {
         let logger = self.logger
         func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {
             try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
+                // Devices come back all at once after a relay restart; the kernel caps it at somaxconn.
+                .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
@@ -78,6 +79,7 @@ public struct RelayService: Service {
         let ready = "devices \(configuration.deviceListen), SRP \(configuration.srpListen), HTTP \(configuration.httpListen)"
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
+            server: .bounded(),
             configuration: .init(address: .hostname(configuration.httpListen.host, port: configuration.httpListen.port),
                                  serverName: "bramble-relay"),
             onServerRunning: { _ in systemd.notify(.ready, .status("relaying: " + ready)) },

@@ -42,6 +42,8 @@ final class TestCluster: @unchecked Sendable {
         var mailSweepMs = 30_000
         var mailChunkBytes = 2048
         var mailMaxTextBytes = 32 * 1024
+        /// More `bramble-relay` flags (caps and timeouts).
+        var relayArguments: [String] = []
         public init() {}
     }
 
@@ -171,7 +173,7 @@ final class TestCluster: @unchecked Sendable {
             "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
             "--lockout-window", "\(options.lockoutWindowSeconds)", "--lockout-max-connects", "\(options.lockoutMaxConnects)",
             "--audit-log", dir + "/relay-audit.jsonl",
-        ], logPath: dir + "/relay.log")
+        ] + options.relayArguments, logPath: dir + "/relay.log")
     }
 
     func startNode(_ name: String) throws {

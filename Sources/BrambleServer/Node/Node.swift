@@ -103,6 +103,7 @@ public struct Node {
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(
             router: router,
+            server: .bounded(onRefused: { metrics.httpConnectionRefused() }),
             configuration: .init(address: .hostname(c.httpListen.host, port: c.httpListen.port), serverName: "bramble-server"),
             onServerRunning: { _ in notifier.notify(.ready, .status("node \(c.node) of pair \(c.pair) started")) },
             logger: logger)

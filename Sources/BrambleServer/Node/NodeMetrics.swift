@@ -6,6 +6,7 @@ import CoreMetrics
 public final class NodeMetrics: Sendable {
     private let pushesAcceptedTotal, pushesRejectedTotal, itemsSentTotal, itemsResentTotal, itemsAckedTotal: Counter
     private let itemsExpiredTotal, framesRejectedTotal, srpConnectsTotal, promotionsTotal, demotionsTotal: Counter
+    private let httpConnectionsRefusedTotal: Counter
     private let fencedWritesTotal, transitionsDroppedTotal, idempotentReplaysTotal: Counter
     private let deviceRequestsTotal, deviceRequestsRepeatedTotal, mailsEnqueuedTotal: Counter
     private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
@@ -25,6 +26,8 @@ public final class NodeMetrics: Sendable {
         itemsAckedTotal = c.counter("bramble_items_acked_total", help: "Items acknowledged by devices")
         itemsExpiredTotal = c.counter("bramble_items_expired_total", help: "Items that expired undelivered")
         framesRejectedTotal = c.counter("bramble_device_frames_rejected_total", help: "Device frames that failed authentication or parsing")
+        httpConnectionsRefusedTotal = c.counter("bramble_http_connections_refused_total",
+                                                help: "HTTP connections closed on accept: the API held its maximum of connections")
         srpConnectsTotal = c.counter("bramble_srp_connects_total", help: "SRP connection attempts")
         promotionsTotal = c.counter("bramble_promotions_total", help: "Times this node became primary")
         demotionsTotal = c.counter("bramble_demotions_total", help: "Times this node stopped serving as primary")
@@ -65,6 +68,7 @@ public final class NodeMetrics: Sendable {
     }
     func mailsEnqueued(_ n: Int) { if n > 0 { mailsEnqueuedTotal.increment(by: n) } }
     func frameRejected() { framesRejectedTotal.increment() }
+    func httpConnectionRefused() { httpConnectionsRefusedTotal.increment() }
     func queueDepth(_ n: Int) { queueDepthGauge.set(n) }
     func srpConnect() { srpConnectsTotal.increment() }
     func srpLink(up: Bool) { srpLinkUpGauge.set(up ? 1 : 0) }
