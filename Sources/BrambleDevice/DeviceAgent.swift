@@ -44,7 +44,6 @@ public final class DeviceAgent: @unchecked Sendable {
     // Touched only by the task running `run()`.
     private let envelope = Envelope()
     private let store: ShownStore
-    private var ackNumber: UInt64 = 0
     /// Shared with the session's request sender.
     public let outbox: DeviceOutbox
 
@@ -167,7 +166,7 @@ public final class DeviceAgent: @unchecked Sendable {
             guard !refs.isEmpty else { continue }
             // Persist once per burst, then acknowledge the burst.
             try store.save()
-            try await link.outbound.write(contentsOf: acknowledgements(refs))
+            try await link.outbound.write(contentsOf: try acknowledgements(refs))
         }
     }
 
@@ -208,10 +207,9 @@ public final class DeviceAgent: @unchecked Sendable {
     }
 
     /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.
-    private func acknowledgements(_ refs: [UInt64]) -> [Frame] {
-        stride(from: 0, to: refs.count, by: AckList.maxCount).map { start in
-            ackNumber += 1
-            var ack = DataFrame(pin: pin, service: .ack, ref: ackNumber, flags: [.fromDevice], body: [])
+    private func acknowledgements(_ refs: [UInt64]) throws -> [Frame] {
+        try stride(from: 0, to: refs.count, by: AckList.maxCount).map { start in
+            var ack = DataFrame(pin: pin, service: .ack, ref: try outbox.nextFrameNumber(), flags: [.fromDevice], body: [])
             ack.body = envelope.seal(AckList(refs: Array(refs[start..<min(start + AckList.maxCount, refs.count)])).encoded(),
                                      key: key, header: ack)
             return .data(ack)

@@ -27,11 +27,18 @@ public final class DeviceOutbox: @unchecked Sendable {
     struct State: Codable {
         var nextRef: UInt64 = 1
         var pending: [Entry] = []
+        /// Numbers below this may have been used by acknowledgements, which are not saved
+        /// one by one: a restarted device starts here.
+        var reservedRef: UInt64?
         enum CodingKeys: String, CodingKey {
             case nextRef = "next_ref"
             case pending
+            case reservedRef = "reserved_ref"
         }
     }
+
+    /// Acknowledgement numbers are reserved (saved) this many at a time.
+    static let reservation: UInt64 = 1_000
 
     /// A device holds at most this many unacknowledged requests; the spool waits beyond.
     public static let maxPending = 256
@@ -46,6 +53,11 @@ public final class DeviceOutbox: @unchecked Sendable {
         spool = takesSpool ? statePath.map(Self.spoolDirectory) : nil
         if let path, let data = FileManager.default.contents(atPath: path) {
             state = try JSONDecoder().decode(State.self, from: data)
+            state.nextRef = max(state.nextRef, state.reservedRef ?? 0)
+        } else if path == nil {
+            // Nothing persists: numbers start from the clock (ms × 1,024), so a restarted
+            // device's numbers still go up and the server's replay window takes them.
+            state.nextRef = UInt64(Date().timeIntervalSince1970 * 1000) << 10
         }
         if let spool { try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true) }
     }
@@ -64,6 +76,21 @@ public final class DeviceOutbox: @unchecked Sendable {
             state.pending.append(Entry(ref: ref, messageID: id))
             try save()
             return ref
+        }
+    }
+
+    /// The number of the next acknowledgement frame. Requests and acknowledgements share
+    /// one sequence that never goes back, across restarts too: the server refuses a
+    /// device frame numbered at or below one it has taken (a replay).
+    public func nextFrameNumber() throws -> UInt64 {
+        try lock.withLock {
+            let n = state.nextRef
+            state.nextRef += 1
+            if path != nil, state.nextRef > state.reservedRef ?? 0 {
+                state.reservedRef = state.nextRef + Self.reservation
+                try save()
+            }
+            return n
         }
     }
 

@@ -8,16 +8,7 @@ import Testing
 /// fenced writes fail once the lease has moved on.
 @Suite(.serialized) struct LeaseStoreTests {
     func withStore(_ body: (ConfigStore) async throws -> Void) async throws {
-        try await TestCluster.with { cluster in
-            let logger = Logger(label: "test")
-            let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "bramble",
-                                                             password: nil, database: "bramble", tls: .disable), backgroundLogger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await client.run() }
-                try await body(ConfigStore(client: client, logger: logger))
-                group.cancelAll()
-            }
-        }
+        try await withConfigStore(body)
     }
 
     @Test func ofTwoNodesRacingForTheLeaseExactlyOneWinsAndTheEpochGoesUpByOne() async throws {
@@ -105,6 +96,20 @@ import Testing
                 #expect(writes == 0)
                 group.cancelAll()
             }
+        }
+    }
+}
+
+/// A `ConfigStore` on a test cluster's database (migrated by its node).
+func withConfigStore(_ body: (ConfigStore) async throws -> Void) async throws {
+    try await TestCluster.with { cluster in
+        let logger = Logger(label: "test")
+        let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "bramble",
+                                                         password: nil, database: "bramble", tls: .disable), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            try await body(ConfigStore(client: client, logger: logger))
+            group.cancelAll()
         }
     }
 }

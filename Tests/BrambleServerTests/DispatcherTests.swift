@@ -120,8 +120,9 @@ import Testing
         try frames.map { try PushItem.decode(Envelope().open($0, key: key)).subject }
     }
 
-    func ack(_ refs: [UInt64]) -> DataFrame {
-        var frame = DataFrame(pin: Self.pin, service: .ack, ref: 1, flags: [.fromDevice], body: [])
+    /// An acknowledgement frame numbered `number` (devices number their frames upwards).
+    func ack(_ refs: [UInt64], number: UInt64 = 1) -> DataFrame {
+        var frame = DataFrame(pin: Self.pin, service: .ack, ref: number, flags: [.fromDevice], body: [])
         frame.body = Envelope().seal(AckList(refs: refs).encoded(), key: key, header: frame)
         return frame
     }
@@ -148,6 +149,23 @@ import Testing
             let nextSubjects = try subjects(next)
             #expect(nextSubjects == ["item 6", "item 7"], "two acknowledged, two more let through")
             try await eventually("the recorder wrote the acks and the sends") { delivered.states(.acked) == [1, 2] && delivered.states(.sent).count == 7 }
+        }
+    }
+
+    @Test func aReplayedAcknowledgementFrameIsRejected() async throws {
+        try await running {
+            await dispatcher.serve(epoch: 1)
+            outbound.open(epoch: 1)
+            await dispatcher.linkUp(epoch: 1)
+            var first: [DataFrame] = []
+            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            await dispatcher.received([ack([1], number: 10)])
+            #expect(try await sent().count == 1, "item 6 let through")
+            // The same genuine frame again, and an older one that was never seen: both replays.
+            await dispatcher.received([ack([1], number: 10), ack([2], number: 9)])
+            #expect(try await sent().isEmpty, "item 2's acknowledgement under an old number freed nothing")
+            await dispatcher.received([ack([2], number: 11)])
+            #expect(try await sent().count == 1, "a higher number is taken")
         }
     }
 

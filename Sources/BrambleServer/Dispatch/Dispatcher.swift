@@ -41,6 +41,10 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     private var servingEpoch: UInt64? { didSet { let e = servingEpoch; healthBox.withLockedValue { $0.servingEpoch = e } } }
     private var windows: [PIN: DeliveryWindow<OutboundItem>] = [:]
     private var keys: [PIN: SymmetricKey] = [:]
+    /// The number of the last acknowledgement frame taken from each device: devices number
+    /// their frames upwards and never send an acknowledgement twice, so one at or below
+    /// it is a replay.
+    private var lastAckFrame: [PIN: UInt64] = [:]
     private let envelope = Envelope()
     private let emptyWindow: DeliveryWindow<OutboundItem>
     /// PINs with no active device, and when that was looked up: a frame for one of them
@@ -168,6 +172,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         guard servingEpoch == epoch else { return }
         servingEpoch = nil
         windows = [:]
+        lastAckFrame = [:]
         healthBox.withLockedValue { $0.queueDepth = 0 }
     }
 
@@ -288,6 +293,10 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
             let payload = try envelope.open(frame, key: key)
             switch frame.service {
             case .ack:
+                guard frame.ref > lastAckFrame[frame.pin] ?? 0 else {
+                    return reject(frame, reason: "replayed acknowledgement (number \(frame.ref) taken before)")
+                }
+                lastAckFrame[frame.pin] = frame.ref
                 let acks = try AckList.decode(payload)
                 guard windows[frame.pin] != nil else { return [] }
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: clock.nowMs())

@@ -175,6 +175,12 @@ extension ConfigStore {
             var existing: Set<PendingRequest.Key> = []
             var pending: [PIN: Int] = [:]
             let pins = Array(Set(requests.map { Int64($0.pin.value) }))
+            // At or below a device's floor: answered long ago and pruned, so a repeat (a replay).
+            for try await (p, floor) in try await conn.query(
+                "SELECT pin, request_floor FROM devices WHERE pin = ANY(\(pins)) AND request_floor > 0", logger: logger
+            ).decode((Int64, Int64).self) {
+                for r in requests where Int64(r.pin.value) == p && Int64(r.ref) <= floor { existing.insert(r.key) }
+            }
             for try await (p, ref, state) in try await conn.query("""
                 SELECT pin, ref, state FROM device_requests
                 WHERE pin = ANY(\(pins)) AND (state = 'pending' OR ref = ANY(\(requests.map { Int64($0.ref) })))
@@ -210,9 +216,14 @@ extension ConfigStore {
             DELETE FROM mail_items WHERE (pin, message_id) IN (
                 SELECT pin, message_id FROM mail_items WHERE created_at < now() - \(mailDays) * interval '1 day' LIMIT 5000)
             """, logger: logger)
+        // Each device's floor rises to the highest number forgotten, in the same statement.
         try await client.query("""
-            DELETE FROM device_requests WHERE (pin, ref) IN (
-                SELECT pin, ref FROM device_requests WHERE state <> 'pending' AND done_at < now() - \(requestDays) * interval '1 day' LIMIT 5000)
+            WITH gone AS (
+                DELETE FROM device_requests WHERE (pin, ref) IN (
+                    SELECT pin, ref FROM device_requests WHERE state <> 'pending' AND done_at < now() - \(requestDays) * interval '1 day' LIMIT 5000)
+                RETURNING pin, ref)
+            UPDATE devices d SET request_floor = greatest(d.request_floor, g.top)
+            FROM (SELECT pin, max(ref) AS top FROM gone GROUP BY pin) g WHERE d.pin = g.pin
             """, logger: logger)
     }
 

@@ -188,6 +188,11 @@ enum Migrations {
             )
             """,
         ]),
+        // A device's requests numbered at or below its floor were answered and forgotten:
+        // one that comes again is a replay, acknowledged and not acted on.
+        Migration(version: 6, name: "device request floor", sql: [
+            "ALTER TABLE devices ADD COLUMN request_floor bigint NOT NULL DEFAULT 0",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.
