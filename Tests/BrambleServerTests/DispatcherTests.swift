@@ -154,9 +154,11 @@ import Testing
 
     @Test func aReplayedAcknowledgementFrameIsRejected() async throws {
         try await running {
+            queue.held.update { $0 = true }  // loaded once the link is up: each item is sent once
             await dispatcher.serve(epoch: 1)
             outbound.open(epoch: 1)
             await dispatcher.linkUp(epoch: 1)
+            queue.held.update { $0 = false }
             var first: [DataFrame] = []
             try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
             await dispatcher.received([ack([1], number: 10)])
@@ -171,9 +173,13 @@ import Testing
 
     @Test func anUnacknowledgedItemIsSentAgainAfterTheResendTimeAndWhenTheLinkComesBack() async throws {
         try await running {
+            // The queue loads after the link is up, so the first sends are first sends (a
+            // load that landed before would be sent again by `linkUp`, rightly).
+            queue.held.update { $0 = true }
             await dispatcher.serve(epoch: 3)
             outbound.open(epoch: 3)
             await dispatcher.linkUp(epoch: 3)
+            queue.held.update { $0 = false }
             var first: [DataFrame] = []
             try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
             #expect(first.allSatisfy { !$0.flags.contains(.resend) })
@@ -190,9 +196,11 @@ import Testing
 
     @Test func aTamperedAcknowledgementIsRejectedAndFreesNothing() async throws {
         try await running {
+            queue.held.update { $0 = true }  // loaded once the link is up: each item is sent once
             await dispatcher.serve(epoch: 1)
             outbound.open(epoch: 1)
             await dispatcher.linkUp(epoch: 1)
+            queue.held.update { $0 = false }
             var first: [DataFrame] = []
             try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
             var tampered = ack([1])
