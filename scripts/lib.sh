@@ -15,6 +15,7 @@ ensure_packages() {
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the private CA (deploy/lib/tls.sh, the tests' TestCA)
   command -v jq >/dev/null 2>&1 || missing+=(jq)  # deploy/cluster's status JSON, chaos/drill's reading of it
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # `systemd-analyze verify` of deploy/systemd in make test
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -4,6 +4,7 @@ import BrambleNet
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOSSL
 
 /// A simulated BlackBerry device: stays connected to the relay, opens each item (a push,
 /// a mail, a More chunk) with its master key, shows it once (drops repeats by sequence
@@ -14,6 +15,8 @@ public final class DeviceAgent: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var credential: DeviceCredential
         public var relay: HostPort
+        /// TLS to the relay, whose certificate is verified (nil: plain, asked for by name).
+        public var tls: NIOSSLContext?
         /// Where the shown set survives restarts; nil keeps it in memory only.
         public var statePath: String? = nil
         /// JSON-lines log of shown items (also read back at start).
@@ -28,9 +31,10 @@ public final class DeviceAgent: @unchecked Sendable {
         /// A ping this often keeps the relay from closing the connection as idle (the
         /// relay closes devices silent for three minutes).
         public var keepaliveMs: UInt64 = 60_000
-        public init(credential: DeviceCredential, relay: HostPort) {
+        public init(credential: DeviceCredential, relay: HostPort, tls: NIOSSLContext?) {
             self.credential = credential
             self.relay = relay
+            self.tls = tls
         }
     }
 
@@ -81,7 +85,7 @@ public final class DeviceAgent: @unchecked Sendable {
     }
 
     private func session(onConnected: () -> Void) async throws {
-        try await FrameLink.connect(to: configuration.relay) { link, frames in
+        try await FrameLink.connect(to: configuration.relay, tls: configuration.tls) { link, frames in
             try await hello(link, &frames)
             onConnected()
             logger.info("device connected", metadata: ["device.pin": "\(pin)", "relay": "\(configuration.relay)"])

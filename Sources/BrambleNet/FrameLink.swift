@@ -2,6 +2,7 @@ import BrambleCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A client connection that speaks frames (the Router's SRP link, a device's link, the
 /// relay probe), on `NIOAsyncChannel`: inbound frames arrive in the bursts they were read
@@ -25,10 +26,11 @@ public struct FrameLink: Sendable {
     static let inboundBursts = NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark(lowWatermark: 2, highWatermark: 8)
 
     /// Connects, runs `body` with the link and its reader, and closes the connection when
-    /// `body` returns or throws.
+    /// `body` returns or throws. With `tls`, the link is TLS and the peer's certificate is
+    /// verified for `address` (the first read fails if it does not verify).
     /// `clock` stamps `lastHeardMs`.
     public static func connect<T: Sendable>(
-        to address: HostPort, connectTimeout: TimeAmount = .seconds(2), clock: any NodeClock = SystemClock(),
+        to address: HostPort, tls: NIOSSLContext? = nil, connectTimeout: TimeAmount = .seconds(2), clock: any NodeClock = SystemClock(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (FrameLink, inout FrameReader) async throws -> T
     ) async throws -> T {
@@ -38,6 +40,10 @@ public struct FrameLink: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            try NIOSSLClientHandler(context: tls, serverHostname: tlsServerName(address.host)))
+                    }
                     try channel.pipeline.syncOperations.addFrameCodec()
                     try channel.pipeline.syncOperations.addHandler(FrameBurstHandler(heard: heard, clock: clock))
                     return try NIOAsyncChannel<[Frame], Frame>(
@@ -51,9 +57,19 @@ public struct FrameLink: Sendable {
         }
     }
 
-    /// Opens a connection to `address` and closes it at once: is anything listening?
-    public static func probe(_ address: HostPort, connectTimeout: TimeAmount) async throws {
-        try await connect(to: address, connectTimeout: connectTimeout) { _, _ in }
+    /// Opens a connection to `address` and closes it once the peer has said something (its
+    /// challenge): is the relay there, and, with `tls`, does its certificate verify?
+    public static func probe(_ address: HostPort, tls: NIOSSLContext?, timeoutMs: UInt64, clock: any NodeClock) async throws {
+        try await withDeadline(ms: Int(timeoutMs), clock: clock) {
+            try await connect(to: address, tls: tls, connectTimeout: .milliseconds(Int64(timeoutMs)), clock: clock) { _, reader in
+                guard try await reader.next() != nil else { throw ProbeError.closed }
+            }
+        }
+    }
+
+    enum ProbeError: Error, CustomStringConvertible {
+        case closed
+        var description: String { "the peer closed the connection without a word" }
     }
 }
 

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
@@ -19,6 +20,15 @@ public struct RelayServiceConfiguration: Sendable {
     public var httpListen = HostPort(host: "127.0.0.1", port: 4180)
     /// The SRP key of every SRP ID this relay serves.
     public var keys: [String: SymmetricKey] = [:]
+    /// TLS on the frame listeners (nil: plain, which the operator asked for by name).
+    public var tls: TLS?
+    public struct TLS: Sendable {
+        /// Devices verify the relay; they prove themselves inside the link (`DeviceProof`).
+        public var devices: NIOSSLContext
+        /// Mutual: a node must present a certificate of the private CA.
+        public var srp: NIOSSLContext
+        public init(devices: NIOSSLContext, srp: NIOSSLContext) { (self.devices, self.srp) = (devices, srp) }
+    }
     /// Routing, store-and-forward and lockout behaviour.
     public var relay = RelayConfiguration()
     /// JSON-lines audit log of registrations and of each item's sending epoch (drills).
@@ -53,6 +63,7 @@ public struct RelayService: Service {
         defer { hub.finishAudit() }
         let group = MultiThreadedEventLoopGroup.singleton
         let logger = self.logger
+        let tls = configuration.tls
         func listen(_ at: HostPort, _ listener: RelayConnectionHandler.Listener) async throws -> any Channel {
             try await ServerBootstrap(group: group)
                 // Devices come back all at once after a relay restart; the kernel caps it at somaxconn.
@@ -61,6 +72,9 @@ public struct RelayService: Service {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: listener == .srp ? tls.srp : tls.devices))
+                        }
                         try channel.pipeline.syncOperations.addFrameCodec()
                         try channel.pipeline.syncOperations.addHandler(
                             RelayConnectionHandler(hub: hub, listener: listener, logger: logger))
@@ -73,6 +87,7 @@ public struct RelayService: Service {
         logger.info("relay listening", metadata: [
             "listen.device": "\(configuration.deviceListen)", "listen.srp": "\(configuration.srpListen)",
             "listen.http": "\(configuration.httpListen)", "srp.ids": "\(configuration.keys.keys.sorted())",
+            "tls": "\(configuration.tls == nil ? "off" : "on (SRP: mutual)")",
         ])
 
         let systemd = configuration.systemd

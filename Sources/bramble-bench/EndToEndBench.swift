@@ -16,7 +16,7 @@ struct EndToEndBench: AsyncParsableCommand {
 
     @Option(help: "Node URL.") var url: String
     @Option(help: "File holding the admin token.") var tokenFile: String
-    @Option(help: "Relay device listener, HOST:PORT.") var relay: String
+    @OptionGroup var relay: RelayOptions
     @Option(help: "Directory of device credential files (*.json).") var credentials: String
     @Option(help: "Pushes to send.") var pushes = 20_000
     @Option(help: "Concurrent HTTP requests.") var concurrency = 128
@@ -24,14 +24,14 @@ struct EndToEndBench: AsyncParsableCommand {
     func run() async throws {
         BrambleLogging.bootstrap(level: "warning")
         let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT") }
+        let (relayAddress, relayTLS) = try relay.endpoint()
 
         let shownAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
         var agents: [DeviceAgent] = []
         var pins: [String] = []
         for credential in try CredentialFile.loadDirectory(credentials) {
             pins.append(credential.pin)
-            agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress), logger: Logger(label: "device")) { item in
+            agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress, tls: relayTLS), logger: Logger(label: "device")) { item in
                 let now = ContinuousClock.now
                 if let id = item.pushID { shownAt.withLockedValue { $0[id] = now } }
             })

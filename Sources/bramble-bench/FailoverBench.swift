@@ -23,7 +23,7 @@ struct FailoverBench: AsyncParsableCommand {
     @Option(help: "kill (SIGKILL the primary) or switchover (bramble failover).") var mode: Mode
     @Option(help: "Each node as NAME=URL=PID.") var node: [String]
     @Option(help: "File holding the admin token.") var tokenFile: String
-    @Option(help: "Relay device listener, HOST:PORT.") var relay: String
+    @OptionGroup var relay: RelayOptions
     @Option(help: "Relay health URL (shows the registered epoch).") var relayHealth: String
     @Option(help: "The probe device's credential file.") var credential: String
     @Option(help: "SRP ID whose epoch to watch.") var srpID = "bramble"
@@ -39,13 +39,13 @@ struct FailoverBench: AsyncParsableCommand {
             return Node(name: parts[0], url: parts[1], pid: pid)
         }
         let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let relayAddress = HostPort(relay) else { throw ValidationError("--relay must be HOST:PORT") }
+        let (relayAddress, relayTLS) = try relay.endpoint()
         let probe = try CredentialFile.load(credential)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = http.shutdown() }
 
         let shown = NIOLockedValueBox<[(id: String, at: ContinuousClock.Instant)]>([])
-        let agent = try DeviceAgent(configuration: .init(credential: probe, relay: relayAddress), logger: Logger(label: "probe")) { item in
+        let agent = try DeviceAgent(configuration: .init(credential: probe, relay: relayAddress, tls: relayTLS), logger: Logger(label: "probe")) { item in
             let now = ContinuousClock.now
             if let id = item.pushID { shown.withLockedValue { $0.append((id, now)) } }
         }

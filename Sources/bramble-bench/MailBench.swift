@@ -28,7 +28,7 @@ struct MailBench: AsyncParsableCommand {
             """)
 
     @Option(help: "Postfix's SMTP listener, HOST:PORT.") var smtp: String
-    @Option(help: "Relay device listener, HOST:PORT.") var relay: String
+    @OptionGroup var relay: RelayOptions
     @Option(help: "Directory of device credential files (*.json).") var credentials: String
     @Option(help: "The serving node's URL (its /health says how many mailboxes it watches).") var node: String
     @Option(help: "Mails to send.") var mails = 200
@@ -38,7 +38,8 @@ struct MailBench: AsyncParsableCommand {
 
     func run() async throws {
         BrambleLogging.bootstrap(level: "error")
-        guard let smtpAddress = HostPort(smtp), let relayAddress = HostPort(relay) else { throw ValidationError("--smtp and --relay must be HOST:PORT") }
+        guard let smtpAddress = HostPort(smtp) else { throw ValidationError("--smtp must be HOST:PORT") }
+        let (relayAddress, relayTLS) = try relay.endpoint()
         guard (1...100_000).contains(mails), (0.1...1000).contains(rate) else { throw ValidationError("--mails must be 1…100000, --rate 0.1…1000") }
         let victim: Int32? = try kill.map { spec in
             guard let pid = spec.split(separator: "=").last.flatMap({ Int32($0) }) else { throw ValidationError("--kill must be NAME=URL=PID") }
@@ -51,7 +52,7 @@ struct MailBench: AsyncParsableCommand {
         var users: [String] = []
         for credential in try CredentialFile.loadDirectory(credentials) {
             users.append(credential.email)
-            agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress), logger: Logger(label: "device")) { item in
+            agents.append(try DeviceAgent(configuration: .init(credential: credential, relay: relayAddress, tls: relayTLS), logger: Logger(label: "device")) { item in
                 let now = ContinuousClock.now
                 if item.service == "mail", let id = item.messageID { shownAt.withLockedValue { $0[id] = now } }
             })

@@ -11,11 +11,6 @@ struct BrambleDeviceCommand: AsyncParsableCommand {
         commandName: "bramble-device",
         abstract: "A simulated BlackBerry device, or many of them.",
         subcommands: [Run.self, Load.self, Control.self])
-
-    static func relayAddress(_ text: String) throws -> HostPort {
-        guard let hp = HostPort(text) else { throw ValidationError("--relay must be HOST:PORT, got '\(text)'") }
-        return hp
-    }
 }
 
 struct Run: AsyncParsableCommand {
@@ -29,7 +24,7 @@ struct Run: AsyncParsableCommand {
             """)
 
     @Option(help: "Credential file written by `bramble device provision`.") var credential: String
-    @Option(help: "Relay device listener, HOST:PORT.") var relay = "127.0.0.1:4101"
+    @OptionGroup var relay: RelayOptions
     @Option(help: "State file remembering shown items (default: CREDENTIAL.state).") var state: String?
     @Option(help: "Append one JSON line per shown item to this file.") var log: String?
     @Flag(help: "Print one JSON line per shown item on standard output.") var json = false
@@ -37,9 +32,8 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel)
-        var config = DeviceAgent.Configuration(
-            credential: try CredentialFile.load(credential),
-            relay: try BrambleDeviceCommand.relayAddress(relay))
+        let (address, tls) = try relay.endpoint()
+        var config = DeviceAgent.Configuration(credential: try CredentialFile.load(credential), relay: address, tls: tls)
         config.statePath = state ?? credential + ".state"
         config.logPath = log
         config.printJSON = json
@@ -54,16 +48,16 @@ struct Load: AsyncParsableCommand {
         discussion: "Prints a progress line every few seconds with the number of items shown.")
 
     @Option(help: "Directory of *.json credential files.") var credentials: String
-    @Option(help: "Relay device listener, HOST:PORT.") var relay = "127.0.0.1:4101"
+    @OptionGroup var relay: RelayOptions
     @Option(help: "Directory for each device's JSON-lines log and state (PIN.log, PIN.state).") var logDir: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel ?? "warning")
-        let relayAddress = try BrambleDeviceCommand.relayAddress(relay)
+        let (address, tls) = try relay.endpoint()
         var agents: [DeviceAgent] = []
         for credential in try CredentialFile.loadDirectory(credentials) {
-            var config = DeviceAgent.Configuration(credential: credential, relay: relayAddress)
+            var config = DeviceAgent.Configuration(credential: credential, relay: address, tls: tls)
             config.acceptsControl = false
             if let logDir {
                 config.logPath = "\(logDir)/\(config.credential.pin).log"
@@ -72,7 +66,7 @@ struct Load: AsyncParsableCommand {
             agents.append(try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device")))
         }
         let all = agents
-        print("running \(all.count) devices against \(relayAddress)")
+        print("running \(all.count) devices against \(address)\(tls == nil ? " (no TLS)" : "")")
         try await withSignalCancellation {
             await withDiscardingTaskGroup { group in
                 for agent in all { group.addTask { await agent.run() } }

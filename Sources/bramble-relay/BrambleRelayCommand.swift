@@ -23,6 +23,10 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             age. Connections are capped in all, per source address and while not yet
             authenticated; hellos time out and idle devices are closed.
 
+            Both listeners speak TLS with the relay's certificate (tls-cert, tls-key); on
+            the SRP listener a node must present a certificate of the private CA
+            (tls-ca). plaintext = yes turns TLS off, with a warning.
+
             Each setting comes from its flag, else from the environment variable BRAMBLE_<KEY> (the key in upper case, '-' as '_': BRAMBLE_SRP_LISTEN), else from the settings file (--config or BRAMBLE_CONFIG; keys as the options without dashes), else its default. A key or BRAMBLE_ variable that names no setting is an error. The SRP keys are read from their file, never from a flag, the environment or the settings file, and logs show them as <REDACTED>.
             """)
 
@@ -46,6 +50,10 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a device has to prove its PIN after connecting (default: \(Default.helloTimeoutMs)).") var helloTimeoutMs: Int?
     @Option(help: "Close a device connection silent for this many seconds; devices ping every minute (default: \(Default.deviceIdleTimeout)).") var deviceIdleTimeout: Int?
     @Option(help: "Tell a node a device came online at most once per this many milliseconds; each makes the node resend what is in flight (default: \(Default.presenceIntervalMs)).") var presenceIntervalMs: Int?
+    @Option(help: "The private CA's certificate (PEM): nodes' client certificates must chain to it.") var tlsCa: String?
+    @Option(help: "This relay's certificate (PEM), for its IP address or name; devices and nodes verify it.") var tlsCert: String?
+    @Option(help: "This relay's private key (PEM, mode 0600).") var tlsKey: String?
+    @Option(help: "yes: run the device and SRP listeners without TLS (a warning is logged); no (default) needs tls-ca, tls-cert and tls-key.") var plaintext: String?
     @Option(help: "Append a JSON-lines audit of SRP registrations and of each item's sending epoch to this file (for failover drills; off by default).") var auditLog: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
@@ -81,6 +89,7 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             "max-connections-per-source": maxConnectionsPerSource, "max-unauthenticated": maxUnauthenticated,
             "max-unauthenticated-per-source": maxUnauthenticatedPerSource, "hello-timeout-ms": helloTimeoutMs,
             "device-idle-timeout": deviceIdleTimeout, "presence-interval-ms": presenceIntervalMs,
+            "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
         ]
     }
 
@@ -130,6 +139,14 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         guard (100...3_600_000).contains(srpTimeoutMs) else { throw ValidationError("--srp-timeout-ms must be 100…3600000, got \(srpTimeoutMs)") }
         config.relay.serverSilenceMs = UInt64(srpTimeoutMs)
         config.auditLog = auditLog
+        if let files = try await settings.tlsFiles(logger: Logger(label: "bramble-relay")) {
+            do {
+                config.tls = .init(devices: try files.serverContext(requireClientCertificate: false),
+                                   srp: try files.serverContext(requireClientCertificate: true))
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
 
         func limit(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) async throws -> Int {
             let value = try await settings.int(key, default: fallback)

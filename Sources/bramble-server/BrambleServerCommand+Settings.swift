@@ -52,6 +52,7 @@ extension BrambleServerCommand {
             "resend-after": resendAfter, "log-level": logLevel, "imap": imap, "mail-service-user": mailServiceUser,
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
+            "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
         ]
     }
 
@@ -129,6 +130,9 @@ extension BrambleServerCommand {
         config.dispatcher.maxInFlight = maxInFlight
         config.dispatcher.resendAfter = .seconds(resendAfter)
         config.mail = try await mailConfiguration(settings)
+        if let files = try await settings.tlsFiles(logger: Logger(label: "bramble-server")) {
+            do { config.relayTLS = try files.clientContext() } catch { throw ValidationError("\(error)") }
+        }
         return config
     }
 

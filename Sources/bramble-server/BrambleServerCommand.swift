@@ -17,6 +17,8 @@ struct BrambleServerCommand: AsyncParsableCommand {
             Each setting comes from its flag, else from the environment variable BRAMBLE_<KEY> (the key in upper case, '-' as '_': BRAMBLE_DB_HOST), else from the settings file (--config or BRAMBLE_CONFIG; keys as the options without dashes), else its default. A key or BRAMBLE_ variable that names no setting is an error.
 
             Secrets are read from files, never from flags, the environment or the settings file: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the admin token file, and optionally the database password file. Logs show them as <REDACTED>.
+
+            The SRP link is mutual TLS: the node verifies the relay's certificate against tls-ca (so a fake relay cannot pass the node's proof on) and presents its own (tls-cert, tls-key). plaintext = yes turns TLS off, with a warning.
             """)
 
     // Every setting is optional here, with no ArgumentParser default: a flag given beats
@@ -49,6 +51,10 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Most bytes of one mail's text a device can get, More included (default: \(Default.mailMaxTextBytes)).") var mailMaxTextBytes: Int?
     @Option(help: "Milliseconds between sweeps that check every watched mailbox, which find mail a lost notification missed (default: \(Default.mailSweepMs)).") var mailSweepMs: Int?
     @Option(help: "Mailboxes checked at once (default: \(Default.mailWorkers)).") var mailWorkers: Int?
+    @Option(help: "The private CA's certificate (PEM): the relay's certificate must chain to it.") var tlsCa: String?
+    @Option(help: "This node's certificate (PEM), presented to the relay (mutual TLS on the SRP link).") var tlsCert: String?
+    @Option(help: "This node's private key (PEM, mode 0600).") var tlsKey: String?
+    @Option(help: "yes: the SRP link without TLS (a warning is logged); no (default) needs tls-ca, tls-cert and tls-key.") var plaintext: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
 

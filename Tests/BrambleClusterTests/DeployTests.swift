@@ -87,6 +87,13 @@ import Glibc
             let pair = status["pair"] as? [[String: Any]] ?? []
             #expect(pair.map { $0["role"] as? String } == ["primary", "standby"], "node-a primary, node-b standby: \(pair)")
             #expect(status["admin_token"] is String && status["push_url"] is String && (status["devices"] as? [Any])?.count == 2)
+            // The relay's links are TLS under the cluster's own CA, whose certificate status names.
+            let tls = status["tls"] as? [String: Any]
+            let ca = try #require(tls?["ca"] as? String, "status has tls.ca")
+            #expect(try String(contentsOfFile: ca, encoding: .utf8).contains("BEGIN CERTIFICATE"))
+            #expect((tls?["links"] as? [String: String])?["srp"]?.hasPrefix("mutual TLS") == true)
+            let relayKey = ca.replacingOccurrences(of: "ca.crt", with: "relay/key.pem")
+            #expect(((try FileManager.default.attributesOfItem(atPath: relayKey))[.posixPermissions] as? Int) == 0o600, "TLS keys are 0600")
             let relayEpochBefore = try relayEpoch(deployment, status)
             #expect(relayEpochBefore == 1)
 

@@ -44,7 +44,7 @@ import Glibc
             }
             // Hellos for SRP IDs the relay does not serve, each refused.
             for n in 0..<200 {
-                let refused = try await FrameLink.connect(to: cluster.relayDevices) { link, frames -> Bool in
+                let refused = try await FrameLink.connect(to: cluster.relayDevices, tls: cluster.deviceTLS) { link, frames -> Bool in
                     try await link.outbound.write(TestDevice.hello(pin: PIN(UInt32(n)), master: SymmetricKey(size: .bits256),
                                                                    srpID: "invented\(n)", answering: try await frames.next()))
                     guard case .error(.unknownSRPID, _)? = try await frames.next() else { return false }

@@ -22,7 +22,7 @@ import Testing
 
             // Eve connects as her own PIN and sends: random bytes as a body, an ack sealed
             // under the wrong key, and a genuine-looking ack with one bit flipped.
-            try await FrameLink.connect(to: cluster.relayDevices) { eve, frames in
+            try await FrameLink.connect(to: cluster.relayDevices, tls: cluster.deviceTLS) { eve, frames in
                 try await eve.outbound.write(TestDevice.hello(pin: PIN("EEE00001")!, master: eveKey, answering: try await frames.next()))
                 #expect(try await frames.next() == .deviceWelcome)
                 let envelope = Envelope()
@@ -46,7 +46,7 @@ import Testing
                 var evil = ByteBuffer()
                 evil.writeInteger(UInt32(0xFFFF_FFFF))
                 evil.writeBytes([1, 2, 3])
-                var answer = try await RawTCP.exchange(evil, with: cluster.relayDevices)
+                var answer = try await RawTCP.exchange(evil, with: cluster.relayDevices, tls: cluster.deviceTLS)
                 #expect(try Frame.decode(from: &answer).map(\.type) == .challenge, "the relay challenges every connection")
                 #expect(try Frame.decode(from: &answer).map(\.type) == .error, "the relay answers with an error frame and closes")
             }
@@ -76,7 +76,7 @@ import Testing
                 (eveKey, "invented", .unknownSRPID),
             ]
             for (key, srpID, expected) in attempts {
-                try await FrameLink.connect(to: cluster.relayDevices) { link, frames in
+                try await FrameLink.connect(to: cluster.relayDevices, tls: cluster.deviceTLS) { link, frames in
                     try await link.outbound.write(TestDevice.hello(pin: bob, master: key, srpID: srpID, answering: try await frames.next()))
                     guard case .error(let code, _)? = try await frames.next() else { Issue.record("no refusal"); return }
                     #expect(code == expected)
@@ -84,7 +84,7 @@ import Testing
                 }
             }
             // One connection proves Eve's PIN, then says hello again for Bob's: refused, closed.
-            try await FrameLink.connect(to: cluster.relayDevices) { link, frames in
+            try await FrameLink.connect(to: cluster.relayDevices, tls: cluster.deviceTLS) { link, frames in
                 try await link.outbound.write(TestDevice.hello(pin: eve, master: eveKey, answering: try await frames.next()))
                 #expect(try await frames.next() == .deviceWelcome)
                 try await link.outbound.write(TestDevice.hello(pin: bob, master: eveKey, answering: nil))
@@ -105,7 +105,7 @@ import Testing
 
     @Test func aWrongSRPKeyIsRefusedAndTheServingNodeKeepsItsLink() async throws {
         try await TestCluster.with { cluster in
-            try await FrameLink.connect(to: cluster.relaySRP) { attacker, frames in
+            try await FrameLink.connect(to: cluster.relaySRP, tls: try cluster.nodeTLS()) { attacker, frames in
                 guard case .challenge(let nonce)? = try await frames.next() else { Issue.record("no challenge"); return }
                 let proof = SRPProof.compute(key: SymmetricKey(size: .bits256), nonce: nonce, srpID: "bramble", epoch: 1_000)
                 try await attacker.outbound.write(.register(srpID: "bramble", epoch: 1_000, proof: proof))
@@ -130,7 +130,7 @@ import Testing
         try await TestCluster.with(options) { cluster in
             let key = cluster.srpKeys["lab"]!
             func connectOnce() async throws -> Frame? {
-                try await FrameLink.connect(to: cluster.relaySRP) { c, frames in
+                try await FrameLink.connect(to: cluster.relaySRP, tls: try cluster.nodeTLS()) { c, frames in
                     guard case .challenge(let nonce)? = try await frames.next() else { return nil }
                     try await c.outbound.write(.register(srpID: "lab", epoch: 1, proof: SRPProof.compute(key: key, nonce: nonce, srpID: "lab", epoch: 1)))
                     return try await frames.next()

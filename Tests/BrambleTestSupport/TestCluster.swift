@@ -4,6 +4,7 @@ import BrambleAPI
 import BrambleNet
 @preconcurrency import Crypto
 import Foundation
+import NIOSSL
 import NIOCore
 
 /// A real Bramble installation on loopback for one test: a private PostgreSQL (via
@@ -85,7 +86,16 @@ final class TestCluster: @unchecked Sendable {
         try keys.map { "\($0.key) \($0.value.base64)" }.joined(separator: "\n")
             .write(toFile: dir + "/srp-keys", atomically: true, encoding: .utf8)
         try token.write(toFile: dir + "/admin-token", atomically: true, encoding: .utf8)
+        tls = try TestCA.make(in: dir + "/tls", hosts: ["relay"] + options.nodes)
+        deviceTLS = try tls.deviceContext()
     }
+
+    /// The cluster's private CA and the relay's and nodes' certificates.
+    let tls: TestCA
+    /// What a device (or a test playing one) connects to the relay with.
+    let deviceTLS: NIOSSLContext
+    /// What a test playing a node connects to the relay's SRP listener with (node-a's certificate).
+    func nodeTLS() throws -> NIOSSLContext { try tls.files(options.nodes[0]).clientContext() }
 
     /// Starts everything, runs `body`, and stops everything whether or not `body` throws.
     static func with<T>(_ options: Options = Options(), _ body: (TestCluster) async throws -> T) async throws -> T {
@@ -173,7 +183,7 @@ final class TestCluster: @unchecked Sendable {
             "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
             "--lockout-window", "\(options.lockoutWindowSeconds)", "--lockout-max-connects", "\(options.lockoutMaxConnects)",
             "--audit-log", dir + "/relay-audit.jsonl",
-        ] + options.relayArguments, logPath: dir + "/relay.log")
+        ] + tls.flags("relay") + options.relayArguments, logPath: dir + "/relay.log")
     }
 
     func startNode(_ name: String) throws {
@@ -218,7 +228,7 @@ final class TestCluster: @unchecked Sendable {
             "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token",
             "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
-        ] + database + mailArguments
+        ] + database + mailArguments + tls.flags(name)
     }
 
     private var mailArguments: [String] {
@@ -282,7 +292,7 @@ final class TestCluster: @unchecked Sendable {
 
     func startDevice(pin: String) throws {
         devices[pin] = try ChildProcess(name: "device-\(pin)", executable: Self.bin + "/bramble-device", arguments: [
-            "run", "--credential", "\(dir)/device-\(pin).json", "--relay", "127.0.0.1:\(devicePort)",
+            "run", "--credential", "\(dir)/device-\(pin).json", "--relay", "127.0.0.1:\(devicePort)", "--ca-file", tls.ca,
             "--log", logPath(pin: pin),
         ], logPath: "\(dir)/device-\(pin).out")
     }

@@ -39,6 +39,9 @@ final class TestRelay: @unchecked Sendable {
             "--srp-keys", relay.dir + "/srp-keys", "--device-listen", "127.0.0.1:\(relay.devicePort)",
             "--srp-listen", "127.0.0.1:\(relay.srpPort)", "--http-listen", "127.0.0.1:\(relay.httpPort)",
             "--audit-log", relay.auditPath,
+            // Plain on purpose: these tests write raw frames (a peer that never reads is
+            // a bare socket); TLS is tested through TestCluster.
+            "--plaintext", "yes",
         ], logPath: relay.dir + "/relay.log")
         do {
             try await relay.waitUntilListening()

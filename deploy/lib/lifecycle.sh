@@ -50,6 +50,7 @@ cmd_up() {
     random_token > "$TMP/admin-token"
     random_token > "$TMP/db-password" )
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
+  tls_setup "$TMP/tls"
   # The mail host starts beside the database (it needs nothing else; under a second).
   local mail_starter=""
   if [ "$(id -u)" -eq 0 ]; then

@@ -49,6 +49,9 @@ srp-id = $SRP_ID
 srp-key-file = $TMP/srp-keys
 admin-token-file = $TMP/admin-token
 relay = $(addr relay):$SRP_PORT
+tls-ca = $TMP/tls/ca.crt
+tls-cert = $TMP/tls/$node/cert.pem
+tls-key = $TMP/tls/$node/key.pem
 http-listen = $(addr "$node"):$(node_port "$node")
 db-host = $(addr db1):$PG_PORT,$(addr db2):$((PG_PORT + 1))
 patroni-api = http://$(addr db1):$API_PORT,http://$(addr db2):$((API_PORT + 1))
@@ -83,7 +86,7 @@ start_relay() {
   echo "${BRAMBLE_RELAY_ARGS:-}" > "$RUN/relay-args"
   start_supervised relay relay "$BIN/bramble-relay" --srp-keys "$TMP/srp-keys" --device-listen "$(addr relay):$DEVICE_PORT" \
     --srp-listen "$(addr relay):$SRP_PORT" --http-listen "$(addr relay):$RELAY_HTTP_PORT" --audit-log "$TMP/relay-audit.jsonl" \
-    --max-unauthenticated-per-source 2000 $(cat "$RUN/relay-args")
+    --max-unauthenticated-per-source 2000 $(tls_flags relay) $(cat "$RUN/relay-args")
   wait_http_ok "$(relay_health_url)" 20 "$(ns client)" || { tail -20 "$TMP/relay.log" >&2; die "relay did not start"; }
 }
 
@@ -97,7 +100,7 @@ start_devices() {
     run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
     start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
-      --relay "$(addr relay):$DEVICE_PORT" --log "$TMP/device-$pin.jsonl"
+      --relay "$(addr relay):$DEVICE_PORT" --ca-file "$TMP/tls/ca.crt" --log "$TMP/device-$pin.jsonl"
     i=$((i + 1))
   done
 }

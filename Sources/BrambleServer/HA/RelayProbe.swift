@@ -1,5 +1,6 @@
 import BrambleNet
 import NIOCore
+import NIOSSL
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
@@ -8,12 +9,13 @@ import ServiceLifecycle
 /// count.) Probes once a second; the primary's parameter comes from its own link.
 public final class RelayProbe: Service {
     let relay: HostPort
+    let tls: NIOSSLContext?
     let clock: any NodeClock
     let intervalMs: UInt64
     private let box = NIOLockedValueBox((reachable: false, detail: "not probed yet"))
 
-    public init(relay: HostPort, clock: any NodeClock = SystemClock(), intervalMs: UInt64 = 1_000) {
-        (self.relay, self.clock, self.intervalMs) = (relay, clock, intervalMs)
+    public init(relay: HostPort, tls: NIOSSLContext? = nil, clock: any NodeClock = SystemClock(), intervalMs: UInt64 = 1_000) {
+        (self.relay, self.tls, self.clock, self.intervalMs) = (relay, tls, clock, intervalMs)
     }
 
     public var result: (reachable: Bool, detail: String) { box.withLockedValue { $0 } }
@@ -24,7 +26,7 @@ public final class RelayProbe: Service {
             while !Task.isCancelled {
                 let outcome: (Bool, String)
                 do {
-                    try await FrameLink.probe(self.relay, connectTimeout: .milliseconds(500))
+                    try await FrameLink.probe(self.relay, tls: self.tls, timeoutMs: 500, clock: self.clock)
                     outcome = (true, "relay reachable at \(self.relay)")
                 } catch {
                     outcome = (false, "relay unreachable at \(self.relay): \(error); check the route to it")

@@ -47,9 +47,10 @@ public struct Node {
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
         var routerConfiguration = SRPRouter.Configuration(relay: c.relay, srpID: c.srpID, key: c.srpKey)
         routerConfiguration.linkTimeoutMs = c.relayTimeoutMs
+        routerConfiguration.tls = c.relayTLS
         let router = SRPRouter(configuration: routerConfiguration, delegate: dispatcher, outbound: outbound, status: link, inbox: inbox,
                                clock: clock, metrics: metrics, logger: logger)
-        let probe = RelayProbe(relay: c.relay, clock: clock)
+        let probe = RelayProbe(relay: c.relay, tls: c.relayTLS, clock: clock)
         let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
                                     node: c.node, logger: logger)
         let http = Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,

@@ -1,4 +1,5 @@
 import BrambleNet
+import NIOSSL
 @preconcurrency import Crypto
 
 /// Everything one node needs to run. Each field's default is the one the command line
@@ -42,6 +43,9 @@ public struct NodeConfiguration: Sendable {
     public var srpKey: SymmetricKey
     /// The relay's SRP listener. Default 127.0.0.1:3101.
     public var relay = HostPort(host: "127.0.0.1", port: 3101)
+    /// TLS to the relay: its certificate verified against the private CA, this node's
+    /// presented (nil: plain, which the operator asked for by name).
+    public var relayTLS: NIOSSLContext?
     /// The SRP link counts as lost when the relay sends nothing for this long (the
     /// Router pings every third of it). Default 600 ms.
     public var relayTimeoutMs: UInt64 = 600

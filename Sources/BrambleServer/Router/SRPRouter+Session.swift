@@ -57,7 +57,7 @@ extension SRPRouter {
         // A connect bounded like the link's silence: a stop (demotion) waits for a connect in
         // flight, and a relay that does not answer within the timeout is as good as silent.
         let connectTimeout = TimeAmount.milliseconds(Int64(max(configuration.linkTimeoutMs, 200)))
-        try await FrameLink.connect(to: configuration.relay, connectTimeout: connectTimeout, clock: clock) { link, reader in
+        try await FrameLink.connect(to: configuration.relay, tls: configuration.tls, connectTimeout: connectTimeout, clock: clock) { link, reader in
             try Task.checkCancellation()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.watch(link, ended: ended) }

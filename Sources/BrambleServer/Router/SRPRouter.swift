@@ -2,6 +2,7 @@ import BrambleCore
 import BrambleNet
 @preconcurrency import Crypto
 import Logging
+import NIOSSL
 import ServiceLifecycle
 
 /// The BES Router: while its node is primary it holds the SRP link to the relay — the only
@@ -20,6 +21,8 @@ public final class SRPRouter: Service, LeaseFollower {
         /// Router pings every third of it and the relay answers each ping at once. A
         /// partition drops packets silently, and TCP alone would notice only minutes later.
         public var linkTimeoutMs: UInt64 = 600
+        /// TLS to the relay (mutual); nil: plain.
+        public var tls: NIOSSLContext?
         public init(relay: HostPort, srpID: String, key: SymmetricKey) {
             (self.relay, self.srpID, self.key) = (relay, srpID, key)
         }
