@@ -30,7 +30,9 @@ ensure_mail_packages() {
 #   SMTP_PORT IMAP_PORT LMTP_PORT   LMTP listens on 127.0.0.1 of the mail host only
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
 # MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
-# MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
+# MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default) and
+# MAIL_NOTIFY_CA (the private CA's certificate the nodes' HTTPS certificates chain to;
+# Dovecot's HTTP client trusts it for https:// URLs).
 #
 # New mail: Dovecot's push_notification plugin runs push.lua (Lua driver, from
 # dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL with the
@@ -143,6 +145,8 @@ log_path = $dir/dovecot.log
 protocols = imap lmtp
 listen = $MAIL_ADDR
 ssl = no
+${MAIL_NOTIFY_CA:+# The nodes' HTTPS certificates (push.lua's notifications) chain to this CA.
+ssl_client_ca_file = $MAIL_NOTIFY_CA}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # The service account: LOGIN "USER*$MAIL_SERVICE_USER" with its password opens USER's mailbox.

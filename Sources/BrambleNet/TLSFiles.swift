@@ -18,6 +18,12 @@ public struct TLSFiles: Sendable, Equatable {
     /// address is matched against its subjectAltName), and presents this process's
     /// certificate when it has one. TLS 1.2 at least.
     public func clientContext() throws -> NIOSSLContext {
+        try NIOSSLContext(configuration: try clientConfiguration())
+    }
+
+    /// The configuration behind `clientContext` (for AsyncHTTPClient and postgres-nio,
+    /// which take a configuration).
+    public func clientConfiguration() throws -> TLSConfiguration {
         var c = TLSConfiguration.makeClientConfiguration()
         c.trustRoots = .certificates(try Self.certificates(ca, "CA certificate"))
         c.minimumTLSVersion = .tlsv12
@@ -28,12 +34,17 @@ public struct TLSFiles: Sendable, Equatable {
         }
         // A demotion closes the SRP link first; a silent peer must not hold the close.
         c.shutdownTimeout = .milliseconds(300)
-        return try NIOSSLContext(configuration: c)
+        return c
     }
 
     /// A server's context; with `requireClientCertificate`, a client must present a
     /// certificate the CA signed (mutual TLS).
     public func serverContext(requireClientCertificate: Bool) throws -> NIOSSLContext {
+        try NIOSSLContext(configuration: try serverConfiguration(requireClientCertificate: requireClientCertificate))
+    }
+
+    /// The configuration behind `serverContext` (for Hummingbird, which takes one).
+    public func serverConfiguration(requireClientCertificate: Bool) throws -> TLSConfiguration {
         guard let certificate, let key else { throw TLSFilesError("a TLS server needs its certificate and key files") }
         let chain = try Self.certificates(certificate, "certificate").map { NIOSSLCertificateSource.certificate($0) }
         let privateKey = NIOSSLPrivateKeySource.privateKey(try Self.privateKey(key))
@@ -42,7 +53,7 @@ public struct TLSFiles: Sendable, Equatable {
                                                               trustRoots: .certificates(try Self.certificates(ca, "CA certificate")))
             : TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: privateKey)
         c.minimumTLSVersion = .tlsv12
-        return try NIOSSLContext(configuration: c)
+        return c
     }
 
     static func certificates(_ path: String, _ what: String) throws -> [NIOSSLCertificate] {

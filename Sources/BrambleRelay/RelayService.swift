@@ -3,6 +3,7 @@ import BrambleNet
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -27,7 +28,11 @@ public struct RelayServiceConfiguration: Sendable {
         public var devices: NIOSSLContext
         /// Mutual: a node must present a certificate of the private CA.
         public var srp: NIOSSLContext
-        public init(devices: NIOSSLContext, srp: NIOSSLContext) { (self.devices, self.srp) = (devices, srp) }
+        /// `/health` and `/metrics` over HTTPS with the relay's certificate.
+        public var http: TLSConfiguration
+        public init(devices: NIOSSLContext, srp: NIOSSLContext, http: TLSConfiguration) {
+            (self.devices, self.srp, self.http) = (devices, srp, http)
+        }
     }
     /// Routing, store-and-forward and lockout behaviour.
     public var relay = RelayConfiguration()
@@ -94,7 +99,7 @@ public struct RelayService: Service {
         let ready = "devices \(configuration.deviceListen), SRP \(configuration.srpListen), HTTP \(configuration.httpListen)"
         let app = Application(
             router: Self.router(hub: hub, metrics: metrics),
-            server: .bounded(),
+            server: try configuration.tls.map { try .tls(.bounded(), tlsConfiguration: $0.http) } ?? .bounded(),
             configuration: .init(address: .hostname(configuration.httpListen.host, port: configuration.httpListen.port),
                                  serverName: "bramble-relay"),
             onServerRunning: { _ in systemd.notify(.ready, .status("relaying: " + ready)) },

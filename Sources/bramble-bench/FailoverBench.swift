@@ -41,7 +41,8 @@ struct FailoverBench: AsyncParsableCommand {
         let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let (relayAddress, relayTLS) = try relay.endpoint()
         let probe = try CredentialFile.load(credential)
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton,
+                              configuration: .init(tlsConfiguration: try relay.caFile.map { try TLSFiles(ca: $0).clientConfiguration() }))
         defer { _ = http.shutdown() }
 
         let shown = NIOLockedValueBox<[(id: String, at: ContinuousClock.Instant)]>([])

@@ -58,7 +58,8 @@ struct MailBench: AsyncParsableCommand {
             })
         }
         guard !users.isEmpty else { throw ValidationError("no credentials in \(credentials)") }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton,
+                              configuration: .init(tlsConfiguration: try relay.caFile.map { try TLSFiles(ca: $0).clientConfiguration() }))
         defer { _ = http.shutdown() }
         let all = agents, targets = users
 

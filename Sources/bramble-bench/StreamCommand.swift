@@ -40,6 +40,9 @@ struct StreamCommand: AsyncParsableCommand {
         struct Node: Decodable { var name: String; var push_url: String }
         struct Device: Decodable { var pin: String; var log: String; var email: String? }
         struct Mail: Decodable { var smtp: String }
+        /// The private CA the nodes' HTTPS certificates chain to.
+        struct TLS: Decodable { var ca: String }
+        var tls: TLS?
         var nodes: [Node]
         var admin_token: String
         var devices: [Device]
@@ -55,7 +58,9 @@ struct StreamCommand: AsyncParsableCommand {
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the status file \(path)") }
         let cluster = try JSONDecoder().decode(Status.self, from: data)
         guard !cluster.nodes.isEmpty, !cluster.devices.isEmpty else { throw ValidationError("\(path) lists no nodes or no devices") }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .milliseconds(500))))
+        var httpConfig = HTTPClient.Configuration(timeout: .init(connect: .milliseconds(500)))
+        httpConfig.tlsConfiguration = try cluster.tls.map { try TLSFiles(ca: $0.ca).clientConfiguration() }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
         defer { _ = http.shutdown() }
         let targets = PushTargets(nodes: cluster.nodes.map { .init(name: $0.name, url: String($0.push_url.dropLast("/push".count))) },
                                   token: cluster.admin_token, http: http, skipFor: .milliseconds(500), timeout: .seconds(3))

@@ -23,9 +23,10 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             age. Connections are capped in all, per source address and while not yet
             authenticated; hellos time out and idle devices are closed.
 
-            Both listeners speak TLS with the relay's certificate (tls-cert, tls-key); on
-            the SRP listener a node must present a certificate of the private CA
-            (tls-ca). plaintext = yes turns TLS off, with a warning.
+            All three listeners speak TLS with the relay's certificate (tls-cert, tls-key;
+            HTTPS for /health and /metrics); on the SRP listener a node must present a
+            certificate of the private CA (tls-ca). plaintext = yes turns TLS off, with a
+            warning.
 
             Each setting comes from its flag, else from the environment variable BRAMBLE_<KEY> (the key in upper case, '-' as '_': BRAMBLE_SRP_LISTEN), else from the settings file (--config or BRAMBLE_CONFIG; keys as the options without dashes), else its default. A key or BRAMBLE_ variable that names no setting is an error. The SRP keys are read from their file, never from a flag, the environment or the settings file, and logs show them as <REDACTED>.
             """)
@@ -142,7 +143,8 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         if let files = try await settings.tlsFiles(logger: Logger(label: "bramble-relay")) {
             do {
                 config.tls = .init(devices: try files.serverContext(requireClientCertificate: false),
-                                   srp: try files.serverContext(requireClientCertificate: true))
+                                   srp: try files.serverContext(requireClientCertificate: true),
+                                   http: try files.serverConfiguration(requireClientCertificate: false))
             } catch {
                 throw ValidationError("\(error)")
             }

@@ -131,7 +131,12 @@ extension BrambleServerCommand {
         config.dispatcher.resendAfter = .seconds(resendAfter)
         config.mail = try await mailConfiguration(settings)
         if let files = try await settings.tlsFiles(logger: Logger(label: "bramble-server")) {
-            do { config.relayTLS = try files.clientContext() } catch { throw ValidationError("\(error)") }
+            do {
+                config.relayTLS = try files.clientContext()
+                config.apiTLS = try files.serverConfiguration(requireClientCertificate: false)
+            } catch {
+                throw ValidationError("\(error)")
+            }
         }
         return config
     }

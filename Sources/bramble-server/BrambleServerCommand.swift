@@ -27,7 +27,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "This node's name (default: \(Default.node)).") var node: String?
     @Option(help: "SRP ID of this node's pair (default: \(Default.srpID)).") var srpID: String?
     @Option(help: "HA pair this node belongs to (default: the SRP ID).") var pair: String?
-    @Option(help: "URL at which the peer node and `bramble` reach this node (default: http://HTTP-LISTEN).") var advertiseURL: String?
+    @Option(help: "URL at which the peer node and `bramble` reach this node (default: https://HTTP-LISTEN, or http:// with plaintext = yes).") var advertiseURL: String?
     @Option(help: "Milliseconds the HA lease lasts after each renewal (default: \(Default.leaseMs)).") var leaseMs: Int?
     @Option(help: "Milliseconds between heartbeats: lease renewal, observation, heartbeat row (default: \(Default.heartbeatMs)).") var heartbeatMs: Int?
     @Option(help: "File of 'SRP_ID BASE64_KEY' lines holding this SRP ID's key (required).") var srpKeyFile: String?

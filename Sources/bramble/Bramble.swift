@@ -2,6 +2,7 @@ import ArgumentParser
 import BrambleAPI
 import BrambleCore
 import BrambleNet
+import AsyncHTTPClient
 import Foundation
 import NIOHTTP1
 
@@ -19,14 +20,18 @@ struct Bramble: AsyncParsableCommand {
 
 /// Options every subcommand takes: where the nodes are and how to print.
 struct Connection: ParsableArguments {
-    @Option(help: "Node URL, e.g. http://127.0.0.1:8080; repeat it for each node of the pair.") var url: [String] = []
+    @Option(help: "Node URL, e.g. https://127.0.0.1:8080; repeat it for each node of the pair.") var url: [String] = []
     @Option(help: "File holding the admin token.") var tokenFile: String?
+    @Option(help: "The private CA's certificate (PEM) the nodes' HTTPS certificates must chain to (else BRAMBLE_CA_FILE, else the local cluster's).")
+    var caFile: String?
     @Flag(help: "Print the node's JSON answer.") var json = false
 
     struct LocalStatus: Decodable {
         struct Node: Decodable { var name: String; var push_url: String }
+        struct TLS: Decodable { var ca: String }
         var nodes: [Node]?
         var admin_token: String?
+        var tls: TLS?
     }
 
     /// One client per node URL, in the order to try them.
@@ -53,7 +58,20 @@ struct Connection: ParsableArguments {
         guard let token, !token.isEmpty else {
             throw ValidationError("no admin token: use --token-file or set BRAMBLE_TOKEN")
         }
-        return bases.map { BrambleClient(baseURL: $0, token: token) }
+        let http = try httpClient(ca: caFile ?? env["BRAMBLE_CA_FILE"] ?? local?.tls?.ca, for: bases)
+        return bases.map { BrambleClient(baseURL: $0, token: token, http: http) }
+    }
+
+    /// The client for `bases`: one that trusts only the private CA when one is given (an
+    /// https URL needs it), the shared one for plain http.
+    private func httpClient(ca: String?, for bases: [String]) throws -> HTTPClient {
+        guard let ca else {
+            if let secure = bases.first(where: { $0.hasPrefix("https:") }) {
+                throw ValidationError("\(secure) is HTTPS: give --ca-file (the private CA's certificate) or set BRAMBLE_CA_FILE")
+            }
+            return .shared
+        }
+        do { return try .bramble(caFile: ca) } catch { throw ValidationError("\(error)") }
     }
 
     /// Calls the first node that answers. A request goes to the next node only when it

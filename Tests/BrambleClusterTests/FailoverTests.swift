@@ -124,7 +124,7 @@ import Testing
 
     /// Registrations the relay accepted, from its metrics.
     func relayCounter(_ cluster: TestCluster, _ name: String) async throws -> Double {
-        let text = String(decoding: try await cluster.get("http://127.0.0.1:\(cluster.relayHTTPPort)/metrics").body, as: UTF8.self)
+        let text = String(decoding: try await cluster.get(cluster.relayHTTPURL + "/metrics").body, as: UTF8.self)
         for line in text.split(separator: "\n") where line.hasPrefix(name + " ") { return Double(line.split(separator: " ")[1]) ?? -1 }
         return 0
     }
@@ -158,7 +158,7 @@ import Testing
             #expect((try await cluster.get(cluster.nodeURL("node-a") + "/primary")).status == 503)
             try await cluster.waitFor("node-a to demote itself", seconds: 10) { await role(cluster, "node-a") == "standby" }
             #expect(try await cluster.metric("bramble_demotions_total", node: "node-a") == 1)
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let env = cluster.cliEnvironment(cluster.nodeURL("node-b"))
             let demoted = try demotions(env, of: "node-a")
             #expect(demoted.count == 1 && demoted[0].epoch == 1, "node-a demoted once, from epoch 1: \(demoted)")
             #expect([.leaseLost, .relayReportedHigherEpoch].contains(demoted.first?.reason), "fenced: \(demoted)")
@@ -182,7 +182,7 @@ import Testing
                 await cluster.primaries() == ["node-b"]
             }
             try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let env = cluster.cliEnvironment(cluster.nodeURL("node-b"))
             #expect(try demotions(env, of: "node-a").map(\.reason) == [.lowScoreAndPeerRequest])
             accepted.formUnion(try await stream(cluster, count: 20, everyMs: 10))
             try await expectExactlyOnce(cluster, accepted)
@@ -204,7 +204,7 @@ import Testing
                 await cluster.primaries() == ["node-b"]
             }
             try await cluster.waitFor("node-a standby", seconds: 5) { await role(cluster, "node-a") == "standby" }
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let env = cluster.cliEnvironment(cluster.nodeURL("node-b"))
             let demoted = try demotions(env, of: "node-a")
             #expect(demoted.map(\.reason) == [.lowScoreAndPeerRequest], "\(demoted)")
             #expect(demoted.first?.detail.contains("relay silent") == true, "the Router's watchdog ended the link: \(demoted)")
@@ -214,7 +214,7 @@ import Testing
 
     @Test func aPlannedSwitchoverUnderLoadLosesNothingAndShowsNothingTwice() async throws {
         try await withPair { cluster in
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))"]
+            let env = cluster.cliEnvironment("\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))")
             // The CLI runs beside the stream, so pushes keep coming during the switchover.
             func failover(_ arguments: [String]) -> Task<String, any Error> {
                 Task.detached { try runCommand(TestCluster.bin + "/bramble", ["failover"] + arguments, environment: env) }
@@ -254,7 +254,7 @@ import Testing
         options.lockoutMaxConnects = 2
         options.lockoutWindowSeconds = 15
         try await withPair(options) { cluster in
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))"]
+            let env = cluster.cliEnvironment("\(cluster.nodeURL("node-a")),\(cluster.nodeURL("node-b"))")
             let bramble = TestCluster.bin + "/bramble"
             // node-a registered at epoch 1; node-b registers at 2; node-a's third is refused.
             try runCommand(bramble, ["failover"], environment: env)
@@ -279,11 +279,10 @@ import Testing
         var options = TestCluster.Options()
         options.unreachableRelay = ["node-b"]
         try await withPair(options) { cluster in
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-b"))"]
+            let env = cluster.cliEnvironment("\(cluster.nodeURL("node-b"))")
             // A switchover to a standby that cannot serve is refused up front, saying why.
             let refusal = #expect(throws: CommandFailed.self) {
-                try runCommand(TestCluster.bin + "/bramble", ["failover"], environment: ["BRAMBLE_TOKEN": cluster.token,
-                                                                                        "BRAMBLE_URL": cluster.nodeURL("node-a")])
+                try runCommand(TestCluster.bin + "/bramble", ["failover"], environment: cluster.cliEnvironment(cluster.nodeURL("node-a")))
             }
             #expect(refusal?.output.contains("below the promotion threshold") == true, "\(refusal?.output ?? "")")
             cluster.nodes["node-a"]!.kill()
@@ -339,7 +338,7 @@ import Testing
                 #expect(metrics.contains(expected), "metrics lack \(expected)")
             }
 
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "\(cluster.nodeURL("node-b"))"]
+            let env = cluster.cliEnvironment("\(cluster.nodeURL("node-b"))")
             let human = try runCommand(TestCluster.bin + "/bramble", ["status"], environment: env)
             #expect(human.contains("lease held by node-a at epoch 1"), "\(human)")
             #expect(human.contains("database: reachable"), "\(human)")
@@ -369,7 +368,7 @@ import Testing
             var accepted = try await stream(cluster, count: 20, everyMs: 10)
             cluster.nodes["node-a"]!.stop()
             try await cluster.waitFor("node-b primary", seconds: 5) { await cluster.primaries() == ["node-b"] }
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL("node-b")]
+            let env = cluster.cliEnvironment(cluster.nodeURL("node-b"))
             let events = try pairEvents(env).filter { $0.node == "node-a" }
             let kinds = events.map(\.kind), reasons = try demotions(env, of: "node-a").map(\.reason)
             #expect(reasons == [.shutdown], "the primary demoted first: \(events)")

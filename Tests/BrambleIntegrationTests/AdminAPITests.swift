@@ -99,7 +99,7 @@ import Testing
 
     @Test func theCLIManagesUsersAndDevicesAndFollowsAPush() async throws {
         try await TestCluster.with { cluster in
-            let env = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL]
+            let env = cluster.cliEnvironment(cluster.nodeURL)
             let cli = TestCluster.bin + "/bramble"
             try runCommand(cli, ["user", "add", "--email", "Erin@Example.test", "--name", "Erin"], environment: env)
             #expect(try runCommand(cli, ["user", "list"], environment: env).contains("erin@example.test"))

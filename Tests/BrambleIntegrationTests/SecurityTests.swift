@@ -114,7 +114,7 @@ import Testing
                 #expect(try await frames.next() == nil, "the relay closes the connection")
             }
 
-            let health = String(decoding: try await cluster.get("http://127.0.0.1:\(cluster.relayHTTPPort)/health").body, as: UTF8.self)
+            let health = String(decoding: try await cluster.get(cluster.relayHTTPURL + "/health").body, as: UTF8.self)
             #expect(health.contains("\"bramble\":1"), "the node's session at epoch 1 stands: \(health)")
             try cluster.provision(email: "carol@example.test", pin: "CA201")
             try cluster.startDevice(pin: "CA201")

@@ -47,6 +47,26 @@ import Testing
             #expect(cluster.relay!.isRunning)
         }
     }
+
+    @Test func theAPIIsHTTPSUnderTheCAAndTheCLIAsksForIt() async throws {
+        try await TestCluster.with { cluster in
+            let plainURL = cluster.nodeURL.replacingOccurrences(of: "https:", with: "http:")
+            let plain = try? await BrambleClient(baseURL: plainURL, token: cluster.token, http: .shared).raw(.GET, "/health", timeout: .seconds(2))
+            #expect(plain?.status != 200, "plain HTTP got an answer from the API")
+            // A client trusting only the system's roots refuses the node's certificate.
+            let untrusted = try? await BrambleClient(baseURL: cluster.nodeURL, token: cluster.token, http: .shared).raw(.GET, "/health", timeout: .seconds(2))
+            #expect(untrusted == nil)
+            #expect(try await cluster.get(cluster.nodeURL + "/health").status == 200)
+            #expect(try await cluster.get(cluster.relayHTTPURL + "/health").status == 200, "the relay's /health is HTTPS too")
+            let refusal = #expect(throws: CommandFailed.self) {
+                try runCommand(TestCluster.bin + "/bramble", ["status"],
+                               environment: ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": cluster.nodeURL, "BRAMBLE_STATUS": "/nonexistent"])
+            }
+            #expect(refusal?.output.contains("give --ca-file") == true, "\(refusal?.output ?? "")")
+            let status = try runCommand(TestCluster.bin + "/bramble", ["status"], environment: cluster.cliEnvironment(cluster.nodeURL))
+            #expect(status.contains("node-a"), "\(status)")
+        }
+    }
 }
 
 /// A TLS frame listener with someone else's certificate that challenges whoever connects

@@ -101,6 +101,14 @@ private final class Glue: ChannelDuplexHandler, @unchecked Sendable {
 
     func channelReadComplete(context: ChannelHandlerContext) { context.read() }
 
+    /// The accepted side may become active only after the glue is in place (its first
+    /// `read()` then went nowhere): start reading once it is. A client that speaks first
+    /// (a TLS ClientHello) is heard.
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         partner.close(promise: nil)
         context.fireChannelInactive()

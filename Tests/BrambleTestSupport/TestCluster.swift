@@ -66,7 +66,8 @@ final class TestCluster: @unchecked Sendable {
     private(set) var nodes: [String: ChildProcess] = [:]
     private(set) var cutters: [String: LinkCutter] = [:]
     private var devices: [String: ChildProcess] = [:]
-    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    /// Trusts the cluster's CA (the nodes' and the relay's HTTPS).
+    let http: HTTPClient
 
     private init(options: Options) throws {
         self.options = options
@@ -88,6 +89,8 @@ final class TestCluster: @unchecked Sendable {
         try token.write(toFile: dir + "/admin-token", atomically: true, encoding: .utf8)
         tls = try TestCA.make(in: dir + "/tls", hosts: ["relay"] + options.nodes)
         deviceTLS = try tls.deviceContext()
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton,
+                          configuration: .init(tlsConfiguration: try TLSFiles(ca: tls.ca).clientConfiguration()))
     }
 
     /// The cluster's private CA and the relay's and nodes' certificates.
@@ -114,7 +117,15 @@ final class TestCluster: @unchecked Sendable {
 
     /// The first node's API.
     var nodeURL: String { nodeURL(options.nodes[0]) }
-    func nodeURL(_ name: String) -> String { "http://127.0.0.1:\(nodeHTTPPorts[name]!)" }
+    func nodeURL(_ name: String) -> String { "https://127.0.0.1:\(nodeHTTPPorts[name]!)" }
+    /// What the `bramble` CLI needs to reach `urls` (comma-separated): the token, the URLs
+    /// and the CA their certificates chain to.
+    func cliEnvironment(_ urls: String) -> [String: String] {
+        ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": urls, "BRAMBLE_CA_FILE": tls.ca]
+    }
+
+    /// The relay's `/health` and `/metrics` (HTTPS).
+    var relayHTTPURL: String { "https://127.0.0.1:\(relayHTTPPort)" }
     var node: ChildProcess? { nodes[options.nodes[0]] }
     var admin: BrambleClient { BrambleClient(baseURL: nodeURL, token: token, http: http) }
     func admin(_ name: String) -> BrambleClient { BrambleClient(baseURL: nodeURL(name), token: token, http: http) }
@@ -132,7 +143,7 @@ final class TestCluster: @unchecked Sendable {
         }
         if options.mail { try startMailHost() }
         try startRelay()
-        try await waitFor("relay health") { try await self.get("http://127.0.0.1:\(self.relayHTTPPort)/health").status == 200 }
+        try await waitFor("relay health") { try await self.get(self.relayHTTPURL + "/health").status == 200 }
         for name in options.cuttableLinks {
             cutters[name] = try await LinkCutter.start(forwardingTo: relaySRP)
         }
@@ -150,7 +161,7 @@ final class TestCluster: @unchecked Sendable {
 
     private func startMailHost() throws {
         let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify } : []
-        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls)
+        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls, notifyCA: tls.ca)
     }
 
     /// Sends a mail through Postfix; returns once Postfix answered 250.
@@ -259,7 +270,7 @@ final class TestCluster: @unchecked Sendable {
 
     /// The relay's `/health` (its registered sessions and their epochs).
     func relayHealth() async throws -> String {
-        String(decoding: try await get("http://127.0.0.1:\(relayHTTPPort)/health").body, as: UTF8.self)
+        String(decoding: try await get(relayHTTPURL + "/health").body, as: UTF8.self)
     }
 
     /// What the relay's audit log shows over the whole run (every relay started here
@@ -272,7 +283,7 @@ final class TestCluster: @unchecked Sendable {
     /// Adds a user and provisions a device through the `bramble` CLI; returns its credential path.
     @discardableResult
     func provision(email: String, pin: String) throws -> String {
-        let env = ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL]
+        let env = ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL, "BRAMBLE_CA_FILE": tls.ca]
         _ = try? runCommand(Self.bin + "/bramble", ["user", "add", "--email", email], environment: env)
         let path = "\(dir)/device-\(pin).json"
         try runCommand(Self.bin + "/bramble", ["device", "provision", "--email", email, "--pin", pin, "--out", path], environment: env)
@@ -285,7 +296,7 @@ final class TestCluster: @unchecked Sendable {
 
     @discardableResult
     func bramble(_ arguments: [String]) throws -> String {
-        try runCommand(Self.bin + "/bramble", arguments, environment: ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL])
+        try runCommand(Self.bin + "/bramble", arguments, environment: ["BRAMBLE_TOKEN": token, "BRAMBLE_URL": nodeURL, "BRAMBLE_CA_FILE": tls.ca])
     }
 
     func logPath(pin: String) -> String { "\(dir)/device-\(pin).jsonl" }
@@ -378,7 +389,7 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func relayMetric(_ name: String) async throws -> Double? {
-        try await metric(name, at: "http://127.0.0.1:\(relayHTTPPort)")
+        try await metric(name, at: relayHTTPURL)
     }
 
     private func metric(_ name: String, at base: String) async throws -> Double? {

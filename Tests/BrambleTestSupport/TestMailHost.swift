@@ -18,11 +18,13 @@ struct TestMailHost {
 
     /// Starts it in `dir` (created if missing); `notifyURLs` are the nodes Dovecot tells of
     /// new mail.
-    static func start(in dir: String, notifyURLs: [String] = []) throws -> TestMailHost {
+    /// `notifyCA`: the CA that https notify URLs' certificates chain to.
+    static func start(in dir: String, notifyURLs: [String] = [], notifyCA: String? = nil) throws -> TestMailHost {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let ports = try TestCluster.freePorts(3)
-        let output = try runCommand(script, ["start", dir] + ports.map(String.init),
-                                    environment: ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")])
+        var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")]
+        if let notifyCA { environment["BRAMBLE_MAIL_NOTIFY_CA"] = notifyCA }
+        let output = try runCommand(script, ["start", dir] + ports.map(String.init), environment: environment)
         // The JSON is the last thing printed (an install may say something first).
         guard let json = output.range(of: "{").map({ String(output[$0.lowerBound...]) }),
               let info = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],

@@ -51,6 +51,8 @@ cmd_up() {
     random_token > "$TMP/db-password" )
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
   tls_setup "$TMP/tls"
+  MAIL_NOTIFY_CA=$TMP/tls/ca.crt
+  export CURL_CA_BUNDLE=$TMP/tls/ca.crt  # curl trusts it for the nodes' and the relay's HTTPS
   # The mail host starts beside the database (it needs nothing else; under a second).
   local mail_starter=""
   if [ "$(id -u)" -eq 0 ]; then

@@ -96,8 +96,8 @@ start_devices() {
     read -r email pin <<< "$entry"
     say "adding demo user $email with device $pin"
     # The token from its file, never in an argument list.
-    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" --email "$email" --name "Demo User $i" >/dev/null
-    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --email "$email" --pin "$pin" \
+    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" --email "$email" --name "Demo User $i" >/dev/null
+    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
     start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
       --relay "$(addr relay):$DEVICE_PORT" --ca-file "$TMP/tls/ca.crt" --log "$TMP/device-$pin.jsonl"

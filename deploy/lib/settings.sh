@@ -38,14 +38,15 @@ MODE=$(cat "$RUN/mode" 2>/dev/null || echo "${BRAMBLE_DEPLOY_HOSTS:-}")
 addr() { if [ "$MODE" = netns ]; then echo "$NET.${OCTET[$1]}"; else echo 127.0.0.1; fi; }
 ns() { if [ "$MODE" = netns ]; then echo "$PREFIX-$1"; fi; }
 node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_PORT" ;; *) die "no node '$1' (node-a or node-b)" ;; esac; }
-node_url() { echo "http://$(addr "$1"):$(node_port "$1")"; }
-relay_health_url() { echo "http://$(addr relay):$RELAY_HTTP_PORT/health"; }
+node_url() { echo "https://$(addr "$1"):$(node_port "$1")"; }
+relay_health_url() { echo "https://$(addr relay):$RELAY_HTTP_PORT/health"; }
 
 # The mail host for scripts/mail.sh: its address and namespace, who may send through it,
 # and the nodes its notifications of new mail go to.
 set_mail_host() {
   MAIL_ADDR=$(addr mail) MAIL_NS=$(ns mail)
   MAIL_NOTIFY_URLS=("$(node_url node-a)/mail/notify" "$(node_url node-b)/mail/notify")
+  MAIL_NOTIFY_CA=${TMP:+$TMP/tls/ca.crt}
   if [ "$MODE" = netns ]; then MAIL_CLIENT_NET="$NET.0/24"; else MAIL_CLIENT_NET=127.0.0.0/8; fi
 }
 
@@ -59,6 +60,8 @@ set_db_hosts() {
 require_up() {
   [ -f "$RUN/status.json" ] || die "not up (run \`make up\`)"
   BIN=$(cat "$RUN/bin"); TMP=$(cat "$RUN/tmpdir")
+  # curl trusts the cluster's CA for the nodes' and the relay's HTTPS.
+  export CURL_CA_BUNDLE=$TMP/tls/ca.crt
 }
 
 # The PID in $RUN/NAME.pid (empty if none).

@@ -1,6 +1,7 @@
 import BrambleCore
 import BrambleNet
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import Metrics
 import PostgresNIO
@@ -19,7 +20,7 @@ public struct Node {
     public let registry: PrometheusCollectorRegistry
 
     public init(configuration c: NodeConfiguration, logger: Logger, clock: any NodeClock = SystemClock(),
-                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), notifier: SystemdNotifier = .init()) {
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), notifier: SystemdNotifier = .init()) throws {
         self.registry = registry
         let metrics = NodeMetrics(MetricsCatalog(registry: registry))
         let database = DatabaseHosts(hosts: c.database.hosts, logger: logger) { Self.pool(c, $0, connections: 8) }
@@ -53,7 +54,7 @@ public struct Node {
         let probe = RelayProbe(relay: c.relay, tls: c.relayTLS, clock: clock)
         let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
                                     node: c.node, logger: logger)
-        let http = Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
+        let http = try Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
                              link: link, probe: probe, clock: clock, startup: startup, notifier: notifier,
                              devicesChanged: { dispatcher.refreshKeys() }, logger: logger)
 
@@ -76,7 +77,7 @@ public struct Node {
     public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let node = Node(configuration: configuration, logger: logger, registry: registry)
+        let node = try Node(configuration: configuration, logger: logger, registry: registry)
         var configuration = ServiceGroupConfiguration(services: node.services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Below systemd's TimeoutStopSec (15 s): a stop that hangs (a query on a blackholed
@@ -93,7 +94,7 @@ public struct Node {
     private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent, metrics: NodeMetrics,
                              registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
-                             devicesChanged: @escaping @Sendable () -> Void, logger: Logger) -> some Service {
+                             devicesChanged: @escaping @Sendable () -> Void, logger: Logger) throws -> some Service {
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(token: c.adminToken, mailNotifyToken: c.mail?.notifyToken))
         HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
@@ -104,7 +105,8 @@ public struct Node {
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(
             router: router,
-            server: .bounded(onRefused: { metrics.httpConnectionRefused() }),
+            server: try c.apiTLS.map { try .tls(.bounded(onRefused: { metrics.httpConnectionRefused() }), tlsConfiguration: $0) }
+                ?? .bounded(onRefused: { metrics.httpConnectionRefused() }),
             configuration: .init(address: .hostname(c.httpListen.host, port: c.httpListen.port), serverName: "bramble-server"),
             onServerRunning: { _ in notifier.notify(.ready, .status("node \(c.node) of pair \(c.pair) started")) },
             logger: logger)

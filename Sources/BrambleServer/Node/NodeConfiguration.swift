@@ -32,7 +32,9 @@ public struct NodeConfiguration: Sendable {
     /// The URL at which the other node and `bramble` reach this node's API; default
     /// http://HOST:PORT of `httpListen`.
     public var advertisedURL: String?
-    public var apiURL: String { advertisedURL ?? "http://\(httpListen.host):\(httpListen.port)" }
+    public var apiURL: String { advertisedURL ?? "\(apiTLS == nil ? "http" : "https")://\(httpListen.host):\(httpListen.port)" }
+    /// HTTPS for the API with this node's certificate (nil: plain HTTP, asked for by name).
+    public var apiTLS: TLSConfiguration?
     /// The mail server the Messaging Agent watches; nil: none (the Agent stays idle).
     public var mail: MessagingAgent.Configuration?
     /// How long the lease lasts after each renewal (DESIGN default 1 s).
