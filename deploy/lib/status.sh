@@ -38,7 +38,7 @@ write_status_json() {
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca,
              links: {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
-                     api: "HTTPS (clients verify the node's and the relay's certificates; mail notifications too)", database: "plain (not yet TLS)", imap: "plain (not yet TLS)",
+                     api: "HTTPS (clients verify the node and relay certificates; mail notifications too)", database: "plain (not yet TLS)", imap: "plain (not yet TLS)",
                      etcd: "plain (not yet TLS)", patroni: "plain (not yet TLS)"}},
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
                {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
