@@ -54,9 +54,10 @@ public final class DeviceOutbox: @unchecked Sendable {
         if let path, let data = FileManager.default.contents(atPath: path) {
             state = try JSONDecoder().decode(State.self, from: data)
             state.nextRef = max(state.nextRef, state.reservedRef ?? 0)
-        } else if path == nil {
-            // Nothing persists: numbers start from the clock (ms × 1,024), so a restarted
-            // device's numbers still go up and the server's replay window takes them.
+        } else {
+            // No state yet (or none kept): numbers start from the clock (ms × 1,024), so
+            // they go up past any a run of this device without this state used, and the
+            // server's replay window and request floor take them.
             state.nextRef = UInt64(Date().timeIntervalSince1970 * 1000) << 10
         }
         if let spool { try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true) }

@@ -53,6 +53,9 @@ public struct TLSFiles: Sendable, Equatable {
                                                               trustRoots: .certificates(try Self.certificates(ca, "CA certificate")))
             : TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: privateKey)
         c.minimumTLSVersion = .tlsv12
+        // A closed connection leaves the caps at once; its TLS close must not linger 5 s
+        // for a peer that never answers close_notify.
+        c.shutdownTimeout = .milliseconds(300)
         return c
     }
 

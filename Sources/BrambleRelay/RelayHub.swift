@@ -147,7 +147,8 @@ final class RelayHub: Sendable {
         case .storedForDevice, .storedForServer, .storedExpired, .presenceDeferred, .helloTimedOut, .deviceIdle, .connectionRefused:
             break  // counted in metrics; a line each would let a flood of connections flood the log
         case .helloRefused(let pin, let reason):
-            logger.info("device hello refused", metadata: ["device.pin": "\(pin)", "reason": "\(reason.rawValue)"])
+            // Debug: anyone can send bad hellos; the metric counts them.
+            logger.debug("device hello refused", metadata: ["device.pin": "\(pin)", "reason": "\(reason.rawValue)"])
         case .deviceKeysSynced(let srpID, let count):
             logger.info("device keys registered", metadata: ["srp.id": "\(srpID)", "devices": "\(count)"])
         case .deviceKeysRefused(let srpID, let count):

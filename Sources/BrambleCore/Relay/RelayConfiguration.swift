@@ -26,10 +26,12 @@ public struct RelayConfiguration: Sendable {
     /// A device connection the relay has heard nothing from in this long is closed;
     /// devices ping every minute.
     public var deviceIdleMs: UInt64 = 180_000
-    /// Connections (devices and SRP) in all, per source address, and of them not yet
-    /// authenticated, in all and per source address; a connection past a cap is told
-    /// `overloaded` and closed at once.
+    /// Device connections in all, per source address, and of them not yet authenticated,
+    /// in all and per source address; a connection past a cap is told `overloaded` and
+    /// closed at once. Connections to the SRP listener have their own cap,
+    /// `maxServerConnections`, so nothing on the device side can keep nodes out.
     public var maxConnections: Int = 20_000
+    public var maxServerConnections: Int = 64
     public var maxConnectionsPerSource: Int = 2_000
     public var maxUnauthenticated: Int = 2_000
     public var maxUnauthenticatedPerSource: Int = 100

@@ -51,6 +51,10 @@ public struct RelayCore: Sendable {
     private struct Peer: Sendable {
         var role: Role
         let source: String
+        /// A connection to the SRP listener: counted against `maxServerConnections`, never
+        /// against the device listener's caps, so devices (or a flood on their port)
+        /// cannot keep the nodes from registering.
+        let isServer: Bool
         let connectedMs: UInt64
         /// When the peer last sent a frame.
         var heardMs: UInt64
@@ -72,6 +76,8 @@ public struct RelayCore: Sendable {
     private var peers: [ConnectionID: Peer] = [:]
     private var perSource: [String: (all: Int, unauthenticated: Int)] = [:]
     private var unauthenticated = 0
+    private var deviceConnections = 0
+    private var serverConnections = 0
     private var sessions: [String: (conn: ConnectionID, epoch: UInt64)] = [:]
     private var highestEpoch: [String: UInt64] = [:]
     private var devices: [PIN: ConnectionID] = [:]
@@ -99,6 +105,7 @@ public struct RelayCore: Sendable {
 
     public var connectedDevices: Int { devices.count }
     public var connections: Int { peers.count }
+    /// Device connections not yet authenticated (the SRP listener has its own cap).
     public var unauthenticatedConnections: Int { unauthenticated }
     public var registeredDeviceKeys: Int { relayKeys.count }
     public var registeredSessions: [String: UInt64] { sessions.mapValues(\.epoch) }
@@ -127,7 +134,8 @@ public struct RelayCore: Sendable {
     public mutating func connected(_ conn: ConnectionID, listener: Listener, source: String, nonce: [UInt8], nowMs: UInt64) -> [Action] {
         let counts = perSource[source] ?? (0, 0)
         let refusal: RelayEvent.ConnectionLimit? =
-            if peers.count >= configuration.maxConnections { .total }
+            if listener == .srp { serverConnections >= configuration.maxServerConnections ? .servers : nil }
+            else if deviceConnections >= configuration.maxConnections { .total }
             else if counts.all >= configuration.maxConnectionsPerSource { .perSource }
             else if unauthenticated >= configuration.maxUnauthenticated { .unauthenticated }
             else if counts.unauthenticated >= configuration.maxUnauthenticatedPerSource { .unauthenticatedPerSource }
@@ -136,10 +144,15 @@ public struct RelayCore: Sendable {
             return [.send(conn, .error(code: .overloaded, message: "the relay is at its connection limit; try again later")),
                     .close(conn), .event(.connectionRefused(refusal))]
         }
-        let role: Role = listener == .srp ? .serverAwaitingRegistration(nonce: nonce) : .deviceChallenged(nonce: nonce)
-        peers[conn] = Peer(role: role, source: source, connectedMs: nowMs, heardMs: nowMs)
-        perSource[source] = (counts.all + 1, counts.unauthenticated + 1)
-        unauthenticated += 1
+        if listener == .srp {
+            peers[conn] = Peer(role: .serverAwaitingRegistration(nonce: nonce), source: source, isServer: true, connectedMs: nowMs, heardMs: nowMs)
+            serverConnections += 1
+        } else {
+            peers[conn] = Peer(role: .deviceChallenged(nonce: nonce), source: source, isServer: false, connectedMs: nowMs, heardMs: nowMs)
+            perSource[source] = (counts.all + 1, counts.unauthenticated + 1)
+            unauthenticated += 1
+            deviceConnections += 1
+        }
         return [.send(conn, .challenge(nonce: nonce))]
     }
 
@@ -182,10 +195,15 @@ public struct RelayCore: Sendable {
 
     public mutating func disconnected(_ conn: ConnectionID) -> [Action] {
         guard let peer = peers.removeValue(forKey: conn) else { return [] }
-        let counts = perSource[peer.source] ?? (1, 0)
-        let unauth = peer.role.isAuthenticated ? 0 : 1
-        perSource[peer.source] = counts.all > 1 ? (counts.all - 1, counts.unauthenticated - unauth) : nil
-        unauthenticated -= unauth
+        if peer.isServer {
+            serverConnections -= 1
+        } else {
+            let counts = perSource[peer.source] ?? (1, 0)
+            let unauth = peer.role.isAuthenticated ? 0 : 1
+            perSource[peer.source] = counts.all > 1 ? (counts.all - 1, counts.unauthenticated - unauth) : nil
+            unauthenticated -= unauth
+            deviceConnections -= 1
+        }
         switch peer.role {
         case .device(let pin, let srpID):
             guard devices[pin] == conn else { return [] }
@@ -221,8 +239,9 @@ public struct RelayCore: Sendable {
             switch peer.role {
             case .server(let srpID, _) where nowMs >= peer.heardMs &+ c.serverSilenceMs:
                 expired.append((conn, .serverSilent(srpID: srpID, silentMs: nowMs - peer.heardMs)))
-            case .serverAwaitingRegistration where nowMs >= peer.heardMs &+ c.serverSilenceMs:
-                expired.append((conn, .serverSilent(srpID: nil, silentMs: nowMs - peer.heardMs)))
+            case .serverAwaitingRegistration where nowMs >= peer.connectedMs &+ c.serverSilenceMs:
+                // From the connect, not the last frame: pings do not keep an unregistered link open.
+                expired.append((conn, .serverSilent(srpID: nil, silentMs: nowMs - peer.connectedMs)))
             case .deviceChallenged, .deviceHeld:
                 if nowMs >= peer.connectedMs &+ c.helloTimeoutMs { expired.append((conn, .helloTimedOut)) }
             case .device(let pin, _) where nowMs >= peer.heardMs &+ c.deviceIdleMs:
@@ -465,7 +484,7 @@ public struct RelayCore: Sendable {
 
     private mutating func setAuthenticated(_ conn: ConnectionID, _ role: Role) {
         guard let peer = peers[conn] else { return }
-        if !peer.role.isAuthenticated {
+        if !peer.role.isAuthenticated, !peer.isServer {
             unauthenticated -= 1
             perSource[peer.source]?.unauthenticated -= 1
         }
@@ -496,7 +515,7 @@ public enum RelayEvent: Equatable, Sendable {
     public enum RefusalReason: String, Sendable { case unknownSRPID, authenticationFailed, lockedOut, staleEpoch }
     public enum HelloRefusal: String, Sendable { case unknownSRPID, authenticationFailed, unknownDevice }
     /// Which cap a refused connection met.
-    public enum ConnectionLimit: String, Sendable { case total, perSource, unauthenticated, unauthenticatedPerSource }
+    public enum ConnectionLimit: String, Sendable { case total, perSource, unauthenticated, unauthenticatedPerSource, servers }
     /// `displacedEpoch`: the session this registration took over in the same step, if any.
     case registered(srpID: String, epoch: UInt64, displacedEpoch: UInt64?)
     case unregistered(srpID: String, epoch: UInt64)

@@ -108,18 +108,20 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 guard (try? await clock.sleep(ms: 200)) != nil else { return }
             }
         }
-        if keysWanted.withLockedValue({ $0 }) {
+        // Cleared before the load: a refresh asked for while it runs is another one.
+        if keysWanted.withLockedValue({ wanted in defer { wanted = false }; return wanted }) {
             let changes = keyChanges
             if let loaded = try? await withDeadline(ms: 10_000, clock: clock, { [store] in try await store.deviceKeys() }) {
-                keysWanted.withLockedValue { $0 = false }
-                replaceKeys(loaded, removing: changes == keyChanges)
+                applyLoadedKeys(loaded, unchangedSince: changes)
+            } else {
+                keysWanted.withLockedValue { $0 = true }
             }
         }
         while let epoch = relaySyncWanted, epoch == servingEpoch, !Task.isCancelled {
             let changes = keyChanges
             do {
                 let loaded = try await withDeadline(ms: 10_000, clock: clock) { [store] in try await store.deviceKeys() }
-                replaceKeys(loaded, removing: changes == keyChanges)
+                applyLoadedKeys(loaded, unchangedSince: changes)
                 if relaySyncWanted == epoch { relaySyncWanted = nil }
                 syncRelayKeys(epoch: epoch)
             } catch {
@@ -185,6 +187,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         for (pin, key) in keys where self.keys[pin] != key {
             self.keys[pin] = key
             unknownPINs[pin] = nil
+            lastAckFrame[pin] = nil  // a device provisioned again numbers its frames anew
             changed.append(DeviceKeyUpdate.Entry(pin: pin, master: key))
         }
         if !changed.isEmpty { keyChanges += 1 }
@@ -193,19 +196,30 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         healthBox.withLockedValue { $0.deviceKeys = count }
     }
 
-    /// Takes the database's set of active devices: new keys as `warm`, and, unless
-    /// `removing` is false (a key was learnt while the set was loaded), forgets the keys
-    /// of devices no longer active and tells the relay.
-    func replaceKeys(_ loaded: [PIN: SymmetricKey], removing: Bool) {
-        if removing {
-            let gone = self.keys.keys.filter { loaded[$0] == nil }
-            for pin in gone { self.keys[pin] = nil }
-            if !gone.isEmpty {
-                keyChanges += 1
-                logger.info("device keys removed", metadata: ["devices": "\(gone.count)"])
-            }
-            updateRelayKeys(gone.map(DeviceKeyUpdate.Entry.revoked))
+    /// Takes a set of active devices loaded from the database when `keyChanges` was
+    /// `changes`. If a key was learnt meanwhile the set may be older than it (a device
+    /// provisioned again): it is not applied, and another load is asked for.
+    private func applyLoadedKeys(_ loaded: [PIN: SymmetricKey], unchangedSince changes: Int) {
+        guard changes == keyChanges else {
+            refreshKeys()
+            return
         }
+        replaceKeys(loaded)
+    }
+
+    /// Takes the database's set of active devices: new keys as `warm`; the keys of
+    /// devices no longer active are forgotten and the relay is told.
+    func replaceKeys(_ loaded: [PIN: SymmetricKey]) {
+        let gone = self.keys.keys.filter { loaded[$0] == nil }
+        for pin in gone {
+            self.keys[pin] = nil
+            lastAckFrame[pin] = nil
+        }
+        if !gone.isEmpty {
+            keyChanges += 1
+            logger.info("device keys removed", metadata: ["devices": "\(gone.count)"])
+        }
+        updateRelayKeys(gone.map(DeviceKeyUpdate.Entry.revoked))
         warm(keys: loaded)
     }
 

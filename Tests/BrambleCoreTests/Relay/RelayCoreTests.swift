@@ -311,6 +311,19 @@ import Testing
         #expect(r.connections == 8 && r.unauthenticatedConnections == 8)
     }
 
+    @Test func aFloodOnTheDevicePortCannotKeepNodesOut() {
+        var r = relay { ($0.maxConnections, $0.maxUnauthenticated, $0.maxUnauthenticatedPerSource, $0.serverSilenceMs) = (3, 3, 3, 3_000) }
+        for conn in ConnectionID(10)..<13 { _ = r.deviceConnected(conn, source: "x", nonce: nonce, nowMs: 0) }
+        #expect(r.deviceConnected(13, source: "x", nonce: nonce, nowMs: 0).contains(.close(13)), "the device caps are full")
+        #expect(sentFrames(register(&r, conn: 1, epoch: 1), to: 1) == [.registered(srpID: "bramble", epoch: 1)],
+                "the SRP listener has its own cap")
+        // An SRP connection that never registers is closed from its connect, pings or not.
+        _ = r.serverConnected(2, nonce: nonce, nowMs: 0)
+        _ = r.frameReceived(.ping(1), on: 2, nowMs: 2_900)
+        _ = r.frameReceived(.ping(1), on: 1, nowMs: 2_900)
+        #expect(r.tick(nowMs: 3_000).contains(.close(2)))
+    }
+
     @Test func authenticatedDevicesNoLongerCountAsUnauthenticated() {
         var r = relayWithKeys((0..<5).map { PIN(UInt32($0)) }) { ($0.maxUnauthenticatedPerSource, $0.maxConnectionsPerSource) = (2, 4) }
         for n in 0..<3 {
