@@ -76,14 +76,9 @@ import Testing
 
     @Test func aRequestIsRecordedBeforeItIsAcknowledgedAndARepeatIsAcknowledgedAgainButActsOnce() async throws {
         try await running {
-            await dispatcher.serve(epoch: 1)
-            outbound.open(epoch: 1)
-            // The queue's first five items go out once loaded (or, loaded before the link
-            // opened, when it comes up): take them, so that what is sent from here on answers
-            // the requests alone.
-            await dispatcher.linkUp(epoch: 1)
-            var loaded: [DataFrame] = []
-            try await eventually("five items sent") { loaded += (try? await sent()) ?? []; return loaded.count >= 5 }
+            // The queue's first five items are taken, so that what is sent from here on
+            // answers the requests alone.
+            _ = try await serveWithTheLinkUp(epoch: 1)
             await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
             #expect(delivered.requests.withLockedValue { $0 } == [PendingRequest.Key(pin: Self.pin, ref: 7)], "recorded")
             var acks = try await sent().filter { $0.service == .requestAck }
@@ -120,6 +115,20 @@ import Testing
         try frames.map { try PushItem.decode(Envelope().open($0, key: key)).subject }
     }
 
+    /// Serves at `epoch` with the link registered, the queue loading only once the link is
+    /// up (a load that landed before would be sent again by `linkUp`, rightly), and returns
+    /// the first five sends.
+    func serveWithTheLinkUp(epoch: UInt64) async throws -> [DataFrame] {
+        queue.held.update { $0 = true }
+        await dispatcher.serve(epoch: epoch)
+        outbound.open(epoch: epoch)
+        await dispatcher.linkUp(epoch: epoch)
+        queue.held.update { $0 = false }
+        var first: [DataFrame] = []
+        try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+        return first
+    }
+
     /// An acknowledgement frame numbered `number` (devices number their frames upwards).
     func ack(_ refs: [UInt64], number: UInt64 = 1) -> DataFrame {
         var frame = DataFrame(pin: Self.pin, service: .ack, ref: number, flags: [.fromDevice], body: [])
@@ -154,13 +163,7 @@ import Testing
 
     @Test func aReplayedAcknowledgementFrameIsRejected() async throws {
         try await running {
-            queue.held.update { $0 = true }  // loaded once the link is up: each item is sent once
-            await dispatcher.serve(epoch: 1)
-            outbound.open(epoch: 1)
-            await dispatcher.linkUp(epoch: 1)
-            queue.held.update { $0 = false }
-            var first: [DataFrame] = []
-            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            _ = try await serveWithTheLinkUp(epoch: 1)
             await dispatcher.received([ack([1], number: 10)])
             #expect(try await sent().count == 1, "item 6 let through")
             // The same genuine frame again, and an older one that was never seen: both replays.
@@ -173,15 +176,7 @@ import Testing
 
     @Test func anUnacknowledgedItemIsSentAgainAfterTheResendTimeAndWhenTheLinkComesBack() async throws {
         try await running {
-            // The queue loads after the link is up, so the first sends are first sends (a
-            // load that landed before would be sent again by `linkUp`, rightly).
-            queue.held.update { $0 = true }
-            await dispatcher.serve(epoch: 3)
-            outbound.open(epoch: 3)
-            await dispatcher.linkUp(epoch: 3)
-            queue.held.update { $0 = false }
-            var first: [DataFrame] = []
-            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            let first = try await serveWithTheLinkUp(epoch: 3)
             #expect(first.allSatisfy { !$0.flags.contains(.resend) })
             await dispatcher.received([ack([1, 2, 3, 4])])
             _ = try await sent()
@@ -196,13 +191,7 @@ import Testing
 
     @Test func aTamperedAcknowledgementIsRejectedAndFreesNothing() async throws {
         try await running {
-            queue.held.update { $0 = true }  // loaded once the link is up: each item is sent once
-            await dispatcher.serve(epoch: 1)
-            outbound.open(epoch: 1)
-            await dispatcher.linkUp(epoch: 1)
-            queue.held.update { $0 = false }
-            var first: [DataFrame] = []
-            try await eventually("five items sent") { first += (try? await sent()) ?? []; return first.count >= 5 }
+            _ = try await serveWithTheLinkUp(epoch: 1)
             var tampered = ack([1])
             tampered.body[tampered.body.count - 1] ^= 1
             await dispatcher.received([tampered])
