@@ -29,13 +29,7 @@ public enum DeviceProof {
     }
 
     private static func code(relayKey: SymmetricKey, nonce: [UInt8], pin: PIN, srpID: String) -> HMAC<SHA256>.MAC {
-        var mac = HMAC<SHA256>(key: relayKey)
-        mac.update(data: label)
-        mac.update(data: nonce)
-        mac.update(data: pin.bigEndianBytes)
-        mac.update(data: [UInt8(truncatingIfNeeded: srpID.utf8.count)])
-        mac.update(data: Array(srpID.utf8))
-        return mac.finalize()
+        ChallengeMAC.code(key: relayKey, label + nonce + pin.bigEndianBytes + ChallengeMAC.field(srpID))
     }
 }
 

@@ -16,12 +16,19 @@ public enum SRPProof {
     }
 
     private static func code(key: SymmetricKey, nonce: [UInt8], srpID: String, epoch: UInt64) -> HMAC<SHA256>.MAC {
-        var mac = HMAC<SHA256>(key: key)
-        mac.update(data: label)
-        mac.update(data: nonce)
-        mac.update(data: [UInt8(truncatingIfNeeded: srpID.utf8.count)])
-        mac.update(data: Array(srpID.utf8))
-        mac.update(data: withUnsafeBytes(of: epoch.bigEndian) { Array($0) })
-        return mac.finalize()
+        ChallengeMAC.code(key: key, label + nonce + ChallengeMAC.field(srpID) + withUnsafeBytes(of: epoch.bigEndian) { Array($0) })
+    }
+}
+
+/// The MAC both challenge proofs (`SRPProof`, `DeviceProof`) answer with; its result
+/// compares in constant time.
+enum ChallengeMAC {
+    static func code(key: SymmetricKey, _ message: [UInt8]) -> HMAC<SHA256>.MAC {
+        HMAC<SHA256>.authenticationCode(for: message, using: key)
+    }
+
+    /// An SRP ID as a proof binds it: its length, then its bytes.
+    static func field(_ srpID: String) -> [UInt8] {
+        [UInt8(truncatingIfNeeded: srpID.utf8.count)] + Array(srpID.utf8)
     }
 }
