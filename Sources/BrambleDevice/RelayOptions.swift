@@ -13,6 +13,12 @@ public struct RelayOptions: ParsableArguments, Sendable {
 
     public init() {}
 
+    /// What an HTTP client of the nodes and the relay trusts: the same CA (nil: the
+    /// system's roots, for plain or public URLs).
+    public func httpTLS() throws -> TLSConfiguration? {
+        try caFile.map { try TLSFiles(ca: $0).clientConfiguration() }
+    }
+
     /// The relay's address and the TLS context devices share (one per process: building
     /// one is expensive), or nil for plain links.
     public func endpoint() throws -> (HostPort, NIOSSLContext?) {

@@ -42,7 +42,7 @@ struct EndToEndBench: AsyncParsableCommand {
         // per host would make the client, not the node, the bottleneck.
         var httpConfig = HTTPClient.Configuration()
         httpConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
-        httpConfig.tlsConfiguration = try relay.caFile.map { try TLSFiles(ca: $0).clientConfiguration() }
+        httpConfig.tlsConfiguration = try relay.httpTLS()
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
         defer { _ = http.shutdown() }
         let client = BrambleClient(baseURL: url, token: token, http: http)

@@ -42,7 +42,7 @@ struct FailoverBench: AsyncParsableCommand {
         let (relayAddress, relayTLS) = try relay.endpoint()
         let probe = try CredentialFile.load(credential)
         let http = HTTPClient(eventLoopGroupProvider: .singleton,
-                              configuration: .init(tlsConfiguration: try relay.caFile.map { try TLSFiles(ca: $0).clientConfiguration() }))
+                              configuration: .init(tlsConfiguration: try relay.httpTLS()))
         defer { _ = http.shutdown() }
 
         let shown = NIOLockedValueBox<[(id: String, at: ContinuousClock.Instant)]>([])

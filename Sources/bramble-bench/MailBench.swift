@@ -59,7 +59,7 @@ struct MailBench: AsyncParsableCommand {
         }
         guard !users.isEmpty else { throw ValidationError("no credentials in \(credentials)") }
         let http = HTTPClient(eventLoopGroupProvider: .singleton,
-                              configuration: .init(tlsConfiguration: try relay.caFile.map { try TLSFiles(ca: $0).clientConfiguration() }))
+                              configuration: .init(tlsConfiguration: try relay.httpTLS()))
         defer { _ = http.shutdown() }
         let all = agents, targets = users
 
