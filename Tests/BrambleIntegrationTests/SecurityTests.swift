@@ -1,5 +1,6 @@
 @testable import BrambleTestSupport
 import BrambleCore
+import BrambleDevice
 import BrambleNet
 import Crypto
 import Foundation
@@ -14,8 +15,8 @@ import Testing
             let credentialPath = try cluster.provision(email: "bob@example.test", pin: "B0B00001")
             let evePath = try cluster.provision(email: "eve@example.test", pin: "EEE00001")
             try cluster.startDevice(pin: "B0B00001")
-            let (_, bobKey) = try Self.credential(credentialPath).validated()
-            let (_, eveKey) = try Self.credential(evePath).validated()
+            let (_, bobKey) = try CredentialFile.load(credentialPath).validated()
+            let (_, eveKey) = try CredentialFile.load(evePath).validated()
             try await cluster.waitFor("the node registered both devices' keys with the relay") {
                 try await cluster.relayHealth().contains("\"registered_device_keys\":2")
             }
@@ -64,7 +65,7 @@ import Testing
             let evePath = try cluster.provision(email: "eve@example.test", pin: "EEE00002")
             try cluster.startDevice(pin: "B0B00002")
             let (bob, eve) = (PIN("B0B00002")!, PIN("EEE00002")!)
-            let (_, eveKey) = try Self.credential(evePath).validated()
+            let (_, eveKey) = try CredentialFile.load(evePath).validated()
             let first = try #require(await cluster.pushID(to: "bob@example.test", subject: "before"))
             try await cluster.waitFor("bob's first item") { cluster.shown(pin: "B0B00002").map(\.push_id) == [first] }
             try await cluster.waitFor("eve's key at the relay") { try await cluster.relayHealth().contains("\"registered_device_keys\":2") }
@@ -142,9 +143,5 @@ import Testing
             try await Task.sleep(until: .now + .seconds(max(0, 3.2 - Date().timeIntervalSince(start))))
             #expect(try await connectOnce() == .registered(srpID: "lab", epoch: 1), "the lockout clears after its window")
         }
-    }
-
-    static func credential(_ path: String) throws -> DeviceCredential {
-        try JSONDecoder().decode(DeviceCredential.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 }
