@@ -27,12 +27,16 @@ ensure_mail_packages() {
 #   MAIL_ADDR, MAIL_NS      the mail host's address (SMTP and IMAP listen there) and its
 #                           network namespace ("" = this host)
 #   MAIL_CLIENT_NET         CIDR Postfix relays for (mynetworks): only to MAIL_DOMAIN anyway
-#   SMTP_PORT IMAP_PORT LMTP_PORT   LMTP listens on 127.0.0.1 of the mail host only
+#   SMTP_PORT IMAP_PORT LMTP_PORT   SMTP and IMAP are TLS from the first byte (Postfix's
+#                           wrapper mode, Dovecot's imaps: RFC 8314 implicit TLS; no
+#                           plaintext port); LMTP listens on 127.0.0.1 of the mail host only
+#   MAIL_TLS_CERT MAIL_TLS_KEY  the mail host's certificate and key (PEM; the key 0600,
+#                           read by both masters as root before they drop privileges)
+#   MAIL_TLS_CA             the private CA: Dovecot's HTTP client trusts it for the nodes'
+#                           https:// notify URLs
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
 # MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
-# MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default) and
-# MAIL_NOTIFY_CA (the private CA's certificate the nodes' HTTPS certificates chain to;
-# Dovecot's HTTP client trusts it for https:// URLs).
+# MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
 #
 # New mail: Dovecot's push_notification plugin runs push.lua (Lua driver, from
 # dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL with the
@@ -144,10 +148,15 @@ state_dir = $dir/dovecot/state
 log_path = $dir/dovecot.log
 protocols = imap lmtp
 listen = $MAIL_ADDR
-ssl = no
-${MAIL_NOTIFY_CA:+# The nodes' HTTPS certificates (push.lua's notifications) chain to this CA.
-ssl_client_ca_file = $MAIL_NOTIFY_CA}
-disable_plaintext_auth = no
+# IMAP only over TLS (the imaps listener below); LMTP stays on the host's loopback.
+ssl = required
+ssl_cert = <$MAIL_TLS_CERT
+ssl_key = <$MAIL_TLS_KEY
+ssl_min_protocol = TLSv1.2
+# The nodes' HTTPS certificates (push.lua's notifications) chain to this CA. Not ssl_ca:
+# Dovecot copies that into its client contexts too, and then demands CRLs.
+ssl_client_ca_file = $MAIL_TLS_CA
+disable_plaintext_auth = yes
 auth_mechanisms = plain login
 # The service account: LOGIN "USER*$MAIL_SERVICE_USER" with its password opens USER's mailbox.
 auth_master_user_separator = *
@@ -186,10 +195,11 @@ service imap-login {
   service_count = 0
   process_min_avail = 2
   inet_listener imap {
-    port = $IMAP_PORT
+    port = 0
   }
   inet_listener imaps {
-    port = 0
+    port = $IMAP_PORT
+    ssl = yes
   }
 }
 service lmtp {
@@ -229,6 +239,10 @@ local_recipient_maps =
 smtpd_peername_lookup = no
 smtpd_banner = \$myhostname ESMTP
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+# SMTP only over TLS: the listener is in wrapper mode (master.cf), TLS from the first byte.
+smtpd_tls_chain_files = $MAIL_TLS_KEY, $MAIL_TLS_CERT
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_mandatory_protocols = >=TLSv1.2
 message_size_limit = 52428800
 # A mail Dovecot could not take (restarting) is tried again within seconds, not minutes.
 queue_run_delay = 1s
@@ -245,6 +259,8 @@ CONF
   # Debian's master.cf, less what is not used, no chroot (the queue is private).
   cat > "$dir/postfix/etc/master.cf" <<CONF
 $SMTP_PORT inet n       -       n       -       -       smtpd
+  -o smtpd_tls_wrappermode=yes
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -282,6 +298,8 @@ mail_port_open() { run_in "$MAIL_NS" bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/nul
 # host's namespace; returns when both listen.
 mail_start() {
   local dir=$1 i t0 pid
+  [ -r "${MAIL_TLS_CERT:-}" ] && [ -r "${MAIL_TLS_KEY:-}" ] && [ -r "${MAIL_TLS_CA:-}" ] \
+    || die "the mail host needs MAIL_TLS_CERT, MAIL_TLS_KEY and MAIL_TLS_CA (its certificate, key and the CA)"
   mkdir -p "$dir"
   mail_write_config "$dir"
   t0=$(date +%s%N)
@@ -333,11 +351,11 @@ mail_info_json() {
   local dir=$1
   jq -n --arg domain "$MAIL_DOMAIN" --arg smtp "$MAIL_ADDR:$SMTP_PORT" --arg imap "$MAIL_ADDR:$IMAP_PORT" \
     --arg lmtp "127.0.0.1:$LMTP_PORT" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
-    --arg notify_token_file "$dir/notify-token" \
+    --arg notify_token_file "$dir/notify-token" --arg ca_file "$MAIL_TLS_CA" \
     --arg passwords "$dir/user-passwords" --argjson users "$(printf '%s\n' "${MAIL_USERS[@]}" | jq -R . | jq -s .)" \
     --argjson dovecot "$(mail_dovecot_pid "$dir" | grep . || echo null)" --argjson postfix "$(mail_postfix_pid "$dir" | grep . || echo null)" \
     --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
-    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, users: $users, user_passwords_file: $passwords,
+    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, tls: {smtp: "implicit", imap: "implicit", ca_file: $ca_file}, users: $users, user_passwords_file: $passwords,
      service_account: {user: $user, password_file: $password_file}, notify_token_file: $notify_token_file,
      dovecot_pid: $dovecot, postfix_pid: $postfix, dovecot_log: $dovecot_log, postfix_log: $postfix_log}'
 }

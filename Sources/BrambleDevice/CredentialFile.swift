@@ -1,10 +1,13 @@
 import BrambleCore
+import BrambleNet
 import Foundation
 
 /// Reads the credential files `bramble device provision` writes.
 public enum CredentialFile {
     /// One file, checked field by field; the error names the file and never the key.
     public static func load(_ path: String) throws -> DeviceCredential {
+        // It holds the device's master key: a copy others can read is refused.
+        do { try SecretFilePermissions.check(path, what: "credential") } catch { throw CredentialError("\(error)") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CredentialError("cannot read credential file \(path)")
         }

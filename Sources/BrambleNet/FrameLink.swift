@@ -40,10 +40,7 @@ public struct FrameLink: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(
-                            try NIOSSLClientHandler(context: tls, serverHostname: tlsServerName(address.host)))
-                    }
+                    try channel.addTLSClient(tls, host: address.host)
                     try channel.pipeline.syncOperations.addFrameCodec()
                     try channel.pipeline.syncOperations.addHandler(FrameBurstHandler(heard: heard, clock: clock))
                     return try NIOAsyncChannel<[Frame], Frame>(

@@ -91,3 +91,13 @@ public struct TLSFilesError: Error, CustomStringConvertible, Sendable {
 public func tlsServerName(_ host: String) -> String? {
     (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
 }
+
+extension Channel {
+    /// Makes a new client channel TLS from its first byte (with `tls`; nothing without):
+    /// the peer's certificate is verified for `host` — its IP subjectAltName for an
+    /// address, its DNS name (also sent as SNI) otherwise. Call in the channel initializer.
+    public func addTLSClient(_ tls: NIOSSLContext?, host: String) throws {
+        guard let tls else { return }
+        try pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: tlsServerName(host)))
+    }
+}

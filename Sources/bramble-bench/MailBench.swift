@@ -27,7 +27,7 @@ struct MailBench: AsyncParsableCommand {
             Messaging Agent has checked every mailbox.
             """)
 
-    @Option(help: "Postfix's SMTP listener, HOST:PORT.") var smtp: String
+    @Option(help: "Postfix's SMTP listener, HOST:PORT (TLS from the first byte, verified against --ca-file; plain SMTP with --plaintext).") var smtp: String
     @OptionGroup var relay: RelayOptions
     @Option(help: "Directory of device credential files (*.json).") var credentials: String
     @Option(help: "The serving node's URL (its /health says how many mailboxes it watches).") var node: String
@@ -72,7 +72,9 @@ struct MailBench: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(2))
             print("mail: \(targets.count) devices connected, \(targets.count) mailboxes watched; \(mails) mails at \(rate)/s")
 
-            let stream = MailStream(smtp: smtpAddress, targets: targets.map { (pin: "", email: $0) }, rate: rate,
+            // The mail host's certificate chains to the same CA as the relay's.
+            let smtpTLS = try relay.caFile.map { try TLSFiles(ca: $0).clientContext() }
+            let stream = MailStream(smtp: smtpAddress, tls: smtpTLS, targets: targets.map { (pin: "", email: $0) }, rate: rate,
                                     run: String(UInt32.random(in: .min ... .max), radix: 16), tag: "bench")
             let killedAt = ContinuousClock.now
             if let victim { Foundation.kill(victim, SIGKILL) }

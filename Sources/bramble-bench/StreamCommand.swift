@@ -5,6 +5,7 @@ import BrambleCore
 import BrambleNet
 import Foundation
 import NIOConcurrencyHelpers
+import NIOSSL
 
 /// A steady stream of pushes to a running cluster's devices, judged by evidence outside
 /// the nodes: the ids the push API accepted, the devices' logs of what they showed, the
@@ -78,8 +79,10 @@ struct StreamCommand: AsyncParsableCommand {
         let startUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
         // Beside the pushes, a stream of mail through the mail host (when there is one).
         let mailTargets = cluster.devices.compactMap { d in d.email.map { (pin: d.pin, email: $0) } }
+        // The mail host's certificate chains to the cluster's CA, as the nodes' do.
+        let smtpTLS = try cluster.tls.map { try TLSFiles(ca: $0.ca).clientContext() }
         let mail: MailStream? = cluster.mail.flatMap { HostPort($0.smtp) }.flatMap { smtp in
-            mailRate > 0 && !mailTargets.isEmpty ? MailStream(smtp: smtp, targets: mailTargets, rate: mailRate, run: run) : nil
+            mailRate > 0 && !mailTargets.isEmpty ? MailStream(smtp: smtp, tls: smtpTLS, targets: mailTargets, rate: mailRate, run: run) : nil
         }
         async let mailed: Void = mail?.send(count: Int(duration * mailRate)) ?? ()
         // Each push in its own task, so one stuck on a failing node does not hold back the
@@ -224,14 +227,16 @@ struct StreamCommand: AsyncParsableCommand {
 /// answered 250 to it, at that moment. Message-IDs are `<TAG-RUN-N@bramble.test>`.
 final class MailStream: Sendable {
     let smtp: HostPort
+    /// The mail host's SMTP is TLS from the first byte (nil: plaintext).
+    let tls: NIOSSLContext?
     let targets: [(pin: String, email: String)]
     let rate: Double
     let run: String
     let tag: String
     private let box = NIOLockedValueBox((accepted: [String: ContinuousClock.Instant](), refused: 0))
 
-    init(smtp: HostPort, targets: [(pin: String, email: String)], rate: Double, run: String, tag: String = "drill") {
-        (self.smtp, self.targets, self.rate, self.run, self.tag) = (smtp, targets, rate, run, tag)
+    init(smtp: HostPort, tls: NIOSSLContext?, targets: [(pin: String, email: String)], rate: Double, run: String, tag: String = "drill") {
+        (self.smtp, self.tls, self.targets, self.rate, self.run, self.tag) = (smtp, tls, targets, rate, run, tag)
     }
 
     var accepted: Set<String> { box.withLockedValue { Set($0.accepted.keys) } }
@@ -248,11 +253,11 @@ final class MailStream: Sendable {
                 if due > .now { try? await Task.sleep(until: due) }
                 let target = targets[n % targets.count]
                 let id = "<\(tag)-\(run)-\(n)@bramble.test>"
-                group.addTask { [smtp, box, tag] in
+                group.addTask { [smtp, tls, box, tag] in
                     let message = "From: \(tag)@outside.test\r\nTo: \(target.email)\r\nSubject: \(tag) mail \(n)\r\nMessage-ID: \(id)\r\n\r\nmail \(n)\r\n"
                     // Bounded: a mail host that stops answering costs this mail 10 s, not the stream.
                     let reply = try? await withDeadline(ms: 10_000) {
-                        try await SMTPSession.with(to: smtp, connectTimeout: .seconds(1)) { session in
+                        try await SMTPSession.with(to: smtp, tls: tls, connectTimeout: .seconds(1)) { session in
                             try await session.send(from: "\(tag)@outside.test", to: [target.email], message: message)
                         }
                     }

@@ -36,6 +36,7 @@ extension BrambleServerCommand {
         SecretFile(key: "secret.srp-keys", pathKey: "srp-key-file", what: "SRP key", trimmed: false),
         SecretFile(key: "secret.admin-token", pathKey: "admin-token-file", what: "admin token"),
         SecretFile(key: "secret.db-password", pathKey: "db-password-file", what: "database password"),
+        SecretFile(key: "secret.key-encryption-key", pathKey: "key-encryption-key-file", what: "key-encryption key"),
         SecretFile(key: "secret.mail-service-password", pathKey: "mail-service-password-file", what: "mail service account password"),
         SecretFile(key: "secret.mail-notify-token", pathKey: "mail-notify-token-file", what: "mail notify token"),
     ]
@@ -48,7 +49,7 @@ extension BrambleServerCommand {
             "relay": relay, "relay-timeout-ms": relayTimeoutMs, "http-listen": httpListen,
             "admin-token-file": adminTokenFile, "db-host": dbHost, "db-port": dbPort,
             "patroni-api": patroniApi, "db-user": dbUser, "db-name": dbName,
-            "db-password-file": dbPasswordFile, "max-in-flight": maxInFlight,
+            "db-password-file": dbPasswordFile, "key-encryption-key-file": keyEncryptionKeyFile, "max-in-flight": maxInFlight,
             "resend-after": resendAfter, "log-level": logLevel, "imap": imap, "mail-service-user": mailServiceUser,
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
@@ -88,7 +89,10 @@ extension BrambleServerCommand {
         guard let key = keys[srpID] else { throw ValidationError("\(srpKeyFile) has no key for SRP ID '\(srpID)'") }
         let token = try await settings.requiredSecret("secret.admin-token")
         guard token.count >= 16 else { throw ValidationError("the admin token in \(adminTokenFile) must be at least 16 characters") }
-        var config = NodeConfiguration(srpKey: key, adminToken: token)
+        guard let kek = MasterKeyVault.kek(base64: try await settings.requiredSecret("secret.key-encryption-key")) else {
+            throw ValidationError("the key-encryption key file must hold base64 of 32 bytes (head -c 32 /dev/urandom | base64)")
+        }
+        var config = NodeConfiguration(srpKey: key, adminToken: token, keyEncryptionKey: kek)
         guard Self.isName(node) else { throw ValidationError("--node must be 1–64 letters, digits, '.', '-' or '_', got '\(node)'") }
         config.node = node
         config.srpID = srpID
@@ -130,10 +134,15 @@ extension BrambleServerCommand {
         config.dispatcher.maxInFlight = maxInFlight
         config.dispatcher.resendAfter = .seconds(resendAfter)
         config.mail = try await mailConfiguration(settings)
-        if let files = try await settings.tlsFiles(logger: Logger(label: "bramble-server")) {
+        let tls = try await settings.tlsFiles(logger: Logger(label: "bramble-server"))
+        if let tls {
             do {
-                config.relayTLS = try files.clientContext()
-                config.apiTLS = try files.serverConfiguration(requireClientCertificate: false)
+                config.relayTLS = try tls.clientContext()
+                config.apiTLS = try tls.serverConfiguration(requireClientCertificate: false)
+                // PostgreSQL, Patroni's REST API and IMAP are verified against the same CA;
+                // the node presents no certificate to them (passwords authenticate it).
+                config.database.tls = TLSFiles(ca: tls.ca)
+                config.mail?.tls = try TLSFiles(ca: tls.ca).clientContext()
             } catch {
                 throw ValidationError("\(error)")
             }
@@ -141,7 +150,7 @@ extension BrambleServerCommand {
         return config
     }
 
-    /// The Messaging Agent's settings; nil without `imap`.
+    /// (IMAPS: its `tls` is set with the node's other TLS settings.)
     private func mailConfiguration(_ settings: DaemonSettings) async throws -> MessagingAgent.Configuration? {
         guard let imap = try await settings.string("imap") else {
             var set: [String] = []
@@ -160,7 +169,8 @@ extension BrambleServerCommand {
         guard try await settings.string("mail-service-password-file") != nil else {
             throw ValidationError("--imap needs --mail-service-password-file (the service account's password)")
         }
-        var mail = MessagingAgent.Configuration(imap: address, servicePassword: try await settings.requiredSecret("secret.mail-service-password"))
+        var mail = MessagingAgent.Configuration(imap: address, tls: nil,
+                                                servicePassword: try await settings.requiredSecret("secret.mail-service-password"))
         let user = try await settings.string("mail-service-user", default: Default.mailServiceUser)
         guard Self.isName(user) else { throw ValidationError("--mail-service-user must be 1–64 letters, digits, '.', '-' or '_'") }
         mail.serviceUser = user

@@ -18,7 +18,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
 
             Secrets are read from files, never from flags, the environment or the settings file: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the admin token file, and optionally the database password file. Logs show them as <REDACTED>.
 
-            The SRP link is mutual TLS: the node verifies the relay's certificate against tls-ca (so a fake relay cannot pass the node's proof on) and presents its own (tls-cert, tls-key). plaintext = yes turns TLS off, with a warning.
+            Every link is TLS, verified against tls-ca. The SRP link is mutual TLS: the node verifies the relay's certificate (so a fake relay cannot pass the node's proof on) and presents its own (tls-cert, tls-key), which its HTTPS API also serves. PostgreSQL (verify-full), Patroni's REST API (https:// in patroni-api) and the mail server (IMAPS: TLS from the first byte) must present certificates from the same CA for the addresses dialled. plaintext = yes turns TLS off on every link, with a warning.
             """)
 
     // Every setting is optional here, with no ArgumentParser default: a flag given beats
@@ -41,9 +41,10 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Configuration database role (default: \(Default.dbUser)).") var dbUser: String?
     @Option(help: "Configuration database name (default: \(Default.dbName)).") var dbName: String?
     @Option(help: "File holding the database password, if one is needed.") var dbPasswordFile: String?
+    @Option(help: "File holding the key-encryption key, base64 of 32 random bytes, mode 0600 (required): device master keys are stored sealed under it. Both nodes of a pair use the same one.") var keyEncryptionKeyFile: String?
     @Option(help: "Unacknowledged items in flight per device (default: \(Default.maxInFlight), as BES).") var maxInFlight: Int?
     @Option(help: "Seconds before an unacknowledged item is sent again (default: \(Default.resendAfter), 4 h as BES).") var resendAfter: Int?
-    @Option(help: "The mail server's IMAP listener, HOST:PORT, whose mailboxes the Messaging Agent watches (optional: without it the Agent stays idle).") var imap: String?
+    @Option(help: "The mail server's IMAPS listener (IMAP over TLS from the first byte; plain IMAP with plaintext = yes), HOST:PORT, whose mailboxes the Messaging Agent watches (optional: without it the Agent stays idle).") var imap: String?
     @Option(help: "The mail server's service account, a Dovecot master user: the Agent logs in as USER*ACCOUNT (default: \(Default.mailServiceUser)).") var mailServiceUser: String?
     @Option(help: "File holding the service account's password (required with --imap).") var mailServicePasswordFile: String?
     @Option(help: "File holding the token the mail server's notifications (POST /mail/notify) carry; without it the sweep alone finds new mail.") var mailNotifyTokenFile: String?
@@ -54,7 +55,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "The private CA's certificate (PEM): the relay's certificate must chain to it.") var tlsCa: String?
     @Option(help: "This node's certificate (PEM), presented to the relay (mutual TLS on the SRP link).") var tlsCert: String?
     @Option(help: "This node's private key (PEM, mode 0600).") var tlsKey: String?
-    @Option(help: "yes: the SRP link without TLS (a warning is logged); no (default) needs tls-ca, tls-cert and tls-key.") var plaintext: String?
+    @Option(help: "yes: every link without TLS (relay, API, database, IMAP; a warning is logged); no (default) needs tls-ca, tls-cert and tls-key.") var plaintext: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
 

@@ -12,7 +12,7 @@ struct Bramble: AsyncParsableCommand {
         commandName: "bramble",
         abstract: "Administer a Bramble HA pair: users, devices, mail filters, pushes, status, failover.",
         discussion: """
-            Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) and --token-file, else from BRAMBLE_URL (comma-separated) and BRAMBLE_TOKEN, else from the local cluster that `make up` started (.run/status.json, or $BRAMBLE_STATUS). When a node cannot be reached the next one is asked.
+            Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) or BRAMBLE_URL (comma-separated) with --token-file or BRAMBLE_TOKEN; else both from the local cluster that `make up` started in the checkout this binary was built in (its .run/status.json, or $BRAMBLE_STATUS; never one in the current directory; it must be yours and mode 0600). A token given on the command line or in the environment is never sent to a URL read from a file; token files must be mode 0600. When a node cannot be reached the next one is asked.
             """,
         subcommands: [UserCommand.self, DeviceCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])
@@ -34,22 +34,53 @@ struct Connection: ParsableArguments {
         var tls: TLS?
     }
 
-    /// One client per node URL, in the order to try them.
+    /// The local cluster's status file: $BRAMBLE_STATUS, else the one `make up` wrote in
+    /// the checkout this binary was built in (the nearest `.run/status.json` above the
+    /// binary, e.g. CHECKOUT/.build/x86_64-unknown-linux-gnu/release/bramble). Never one
+    /// found from the current directory: a planted file there must not choose where a
+    /// token goes. It must be the caller's own, mode 0600, like the token it holds.
+    static func localStatus(_ env: [String: String]) throws -> LocalStatus? {
+        var path = env["BRAMBLE_STATUS"]
+        if path == nil {
+            var dir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                          ?? CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+            for _ in 0..<5 where path == nil {
+                dir.deleteLastPathComponent()
+                if FileManager.default.fileExists(atPath: dir.path + "/.run/status.json") { path = dir.path + "/.run/status.json" }
+            }
+        }
+        guard let path, FileManager.default.fileExists(atPath: path) else { return nil }
+        do { try SecretFilePermissions.check(path, what: "local cluster status") } catch { throw ValidationError("\(error)") }
+        guard let owner = (try? FileManager.default.attributesOfItem(atPath: path))?[.ownerAccountID] as? NSNumber,
+              owner.uint32Value == getuid() else {
+            throw ValidationError("\(path) is not yours: the admin token it holds is not read")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(LocalStatus.self, from: data)
+    }
+
+    /// One client per node URL, in the order to try them. The URLs and the token come
+    /// from the same place: the command line or environment, or else the local cluster's
+    /// status file; a token given here never goes to a URL read from that file.
     func clients() throws -> [BrambleClient] {
         let env = ProcessInfo.processInfo.environment
-        let local: LocalStatus? = {
-            let path = env["BRAMBLE_STATUS"] ?? ".run/status.json"
-            guard let data = FileManager.default.contents(atPath: path) else { return nil }
-            return try? JSONDecoder().decode(LocalStatus.self, from: data)
-        }()
         var bases = url
         if bases.isEmpty, let list = env["BRAMBLE_URL"] { bases = list.split(separator: ",").map { String($0) } }
-        if bases.isEmpty { bases = local?.nodes?.map { String($0.push_url.dropLast(PushAPI.path.count)) } ?? [] }
-        guard !bases.isEmpty else {
-            throw ValidationError("no node given: use --url, set BRAMBLE_URL, or start the local cluster with `make up`")
+        var token: String? = env["BRAMBLE_TOKEN"]
+        var local: LocalStatus? = nil
+        if bases.isEmpty {
+            local = try Self.localStatus(env)
+            bases = local?.nodes?.map { String($0.push_url.dropLast(PushAPI.path.count)) } ?? []
+            guard !bases.isEmpty else {
+                throw ValidationError("no node given: use --url, set BRAMBLE_URL, or start the local cluster with `make up`")
+            }
+            guard tokenFile == nil else {
+                throw ValidationError("--token-file needs --url or BRAMBLE_URL: a token is not sent to the local cluster's URLs")
+            }
+            token = local?.admin_token
         }
-        var token: String? = env["BRAMBLE_TOKEN"] ?? local?.admin_token
         if let tokenFile {
+            do { try SecretFilePermissions.check(tokenFile, what: "token") } catch { throw ValidationError("\(error)") }
             guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
                 throw ValidationError("cannot read token file \(tokenFile)")
             }

@@ -35,9 +35,7 @@ struct DeviceCommand: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try encoder.encode(provisioned.credential)
-            guard FileManager.default.createFile(atPath: out, contents: data, attributes: [.posixPermissions: 0o600]) else {
-                throw ValidationError("cannot write \(out)")
-            }
+            do { try SecretFilePermissions.create(out, bytes: data, what: "device credential") } catch { throw ValidationError("\(error)") }
             struct Summary: Encodable { var pin: String; var email: String; var credential: String }
             try connection.show(Summary(pin: provisioned.device.pin, email: provisioned.device.email, credential: out)) {
                 "provisioned device \($0.pin) for \($0.email); credential written to \($0.credential)"

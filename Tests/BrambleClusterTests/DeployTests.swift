@@ -81,17 +81,20 @@ import Glibc
             #expect((try? deployment.run("exec", "curl", "-fsS", "--max-time", "2", nodeBHealth + "/ready")) != nil, "node-b's /health/ready answers 200 after up")
             let members = status["database"] as? [[String: Any]] ?? []
             #expect(Set(members.compactMap { $0["role"] as? String }) == ["master", "replica"], "Patroni: a leader and a replica")
-            #expect(members.allSatisfy { $0["pid"] is Int && ($0["api_url"] as? String)?.hasPrefix("http://") == true })
+            #expect(members.allSatisfy { $0["pid"] is Int && ($0["api_url"] as? String)?.hasPrefix("https://") == true })
             let etcd = status["etcd"] as? [[String: Any]] ?? []
             #expect(etcd.count == 3 && etcd.allSatisfy { $0["healthy"] as? Bool == true })
             let pair = status["pair"] as? [[String: Any]] ?? []
             #expect(pair.map { $0["role"] as? String } == ["primary", "standby"], "node-a primary, node-b standby: \(pair)")
             #expect(status["admin_token"] is String && status["push_url"] is String && (status["devices"] as? [Any])?.count == 2)
-            // The relay's links are TLS under the cluster's own CA, whose certificate status names.
+            // Every link is TLS under the cluster's own CA, whose certificate status names.
             let tls = status["tls"] as? [String: Any]
             let ca = try #require(tls?["ca"] as? String, "status has tls.ca")
             #expect(try String(contentsOfFile: ca, encoding: .utf8).contains("BEGIN CERTIFICATE"))
-            #expect((tls?["links"] as? [String: String])?["srp"]?.hasPrefix("mutual TLS") == true)
+            let links = tls?["links"] as? [String: String] ?? [:]
+            #expect(links["srp"]?.hasPrefix("mutual TLS") == true)
+            #expect(Set(links.keys) == ["srp", "devices", "api", "database", "imap", "smtp", "etcd", "patroni"], "\(links)")
+            #expect(!links.values.contains { $0.lowercased().contains("plain") }, "no plaintext link: \(links)")
             let relayKey = ca.replacingOccurrences(of: "ca.crt", with: "relay/key.pem")
             #expect(((try FileManager.default.attributesOfItem(atPath: relayKey))[.posixPermissions] as? Int) == 0o600, "TLS keys are 0600")
             let relayEpochBefore = try relayEpoch(deployment, status)
@@ -173,7 +176,8 @@ import Glibc
     /// The mail host in status (`mail`: smtp, imap, domain, users with passwords, the
     /// service account's user and password file, never its password), and one message sent
     /// by SMTP from the client host and found over IMAP in demo1's mailbox by the service
-    /// account (python3's smtplib and imaplib, reading the password from its file).
+    /// account (python3's smtplib and imaplib, reading the password from its file), both
+    /// over TLS verified against the cluster's CA (a plaintext SMTP client gets nowhere).
     func checkMail(_ deployment: Deployment, _ status: [String: Any]) throws {
         let mail = try #require(status["mail"] as? [String: Any], "status has mail")
         let smtp = try #require(mail["smtp"] as? String), imap = try #require(mail["imap"] as? String)
@@ -195,15 +199,21 @@ import Glibc
 
         let messageID = "<deploy-\(UUID().uuidString)@bramble.test>"
         let script = """
-            import sys, smtplib, imaplib, time
+            import os, sys, smtplib, imaplib, ssl, time
             smtp, imap, user, password_file, mid = sys.argv[1:]
+            tls = ssl.create_default_context(cafile=os.environ["BRAMBLE_CA_FILE"])
             host, port = smtp.split(":")
-            with smtplib.SMTP(host, int(port), timeout=10) as s:
+            try:
+                smtplib.SMTP(host, int(port), timeout=3)
+                sys.exit("a plaintext SMTP client was greeted")
+            except (OSError, smtplib.SMTPException):
+                pass
+            with smtplib.SMTP_SSL(host, int(port), timeout=10, context=tls) as s:
                 s.sendmail("sender@client.test", ["demo1@example.test"], "From: sender@client.test\\r\\nTo: demo1@example.test\\r\\n"
                            "Subject: deploy test\\r\\nMessage-ID: %s\\r\\n\\r\\nHello.\\r\\n" % mid)
             host, port = imap.split(":")
             for attempt in range(50):
-                m = imaplib.IMAP4(host, int(port), timeout=10)
+                m = imaplib.IMAP4_SSL(host, int(port), timeout=10, ssl_context=tls)
                 m.login("demo1@example.test*" + user, open(password_file).read().strip())
                 m.select("INBOX")
                 typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")

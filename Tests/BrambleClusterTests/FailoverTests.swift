@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import AsyncHTTPClient
 import BrambleAPI
 import BrambleCore
 import BrambleNet
@@ -387,9 +388,21 @@ import Testing
         try await withPair(options) { cluster in
             var switched = false
             let accepted = try await stream(cluster, count: 400, everyMs: 10, midwayAfter: 50) {
+                // Patroni takes a switchover only from a client with a certificate of the CA
+                // and its REST password (what patronictl presents).
                 struct Switchover: Encodable { var leader: String; var candidate: String }
-                let reply = try await BrambleClient(baseURL: cluster.patroniURL(0), token: "", http: cluster.http)
-                    .raw(.POST, "/switchover", body: Switchover(leader: "pg1", candidate: "pg2"), timeout: .seconds(30))
+                let admin = HTTPClient(eventLoopGroupProvider: .singleton,
+                                       configuration: .init(tlsConfiguration: try cluster.tls.files("node-a").clientConfiguration()))
+                defer { _ = admin.shutdown() }
+                let password = try String(contentsOfFile: cluster.databaseDir + "/patroni-api-password", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                let basic = "Basic " + Data("patroni:\(password)".utf8).base64EncodedString()
+                let unauthenticated = try await BrambleClient(baseURL: cluster.patroniURL(0), token: "", http: admin)
+                    .raw(.POST, "/switchover", body: Switchover(leader: "pg1", candidate: "pg2"), timeout: .seconds(5))
+                #expect(unauthenticated.status == 401, "a switchover without Patroni's password is refused")
+                let reply = try await BrambleClient(baseURL: cluster.patroniURL(0), token: "", http: admin)
+                    .raw(.POST, "/switchover", body: Switchover(leader: "pg1", candidate: "pg2"), headers: [("Authorization", basic)],
+                         timeout: .seconds(30))
                 switched = reply.status == 200
                 #expect(switched, "Patroni switchover: HTTP \(reply.status) \(String(decoding: reply.body, as: UTF8.self))")
             }

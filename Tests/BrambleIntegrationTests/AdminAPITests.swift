@@ -1,5 +1,6 @@
 @testable import BrambleTestSupport
 import BrambleAPI
+import BrambleCore
 import BrambleNet
 import NIOHTTP1
 @testable import BrambleServer
@@ -119,14 +120,13 @@ import Testing
 
     @Test func twoNodesMigratingAnEmptyDatabaseAtOnceApplyEachMigrationOnce() async throws {
         try await TestCluster.with { cluster in
-            try runCommand("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(cluster.pgPort)", "-U", "postgres", "-d", "postgres",
+            try runCommand("/usr/bin/psql", ["-h", cluster.dir + "/pg/socket", "-p", "\(cluster.pgPort)", "-U", "postgres", "-d", "postgres",
                                              "-c", "CREATE DATABASE fresh OWNER bramble"])
             let logger = Logger(label: "test")
-            let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "bramble",
-                                                             password: nil, database: "fresh", tls: .disable), backgroundLogger: logger)
+            let client = PostgresClient(configuration: try cluster.databaseConfiguration(database: "fresh"), backgroundLogger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await client.run() }
-                let store = ConfigStore(client: client, logger: logger)
+                let store = ConfigStore(client: client, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
                 try await withThrowingTaskGroup(of: Void.self) { racers in
                     for _ in 0..<4 { racers.addTask { try await store.migrate() } }
                     try await racers.waitForAll()

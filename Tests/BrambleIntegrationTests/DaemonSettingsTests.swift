@@ -106,7 +106,7 @@ struct DaemonSettingsTests {
     func secretsAreRedacted() async throws {
         let dir = try TemporaryDirectory()
         let token = "token-\(UUID().uuidString)"
-        let tokenFile = try dir.write("token", token + "\n")
+        let tokenFile = try dir.writeSecret("token", token + "\n")
         let file = try dir.write("node.conf", "admin-token-file = \(tokenFile)\nlease-ms = soon\n")
         let log = LogCollector()
         let settings = try DaemonSettings(flags: Self.flags(), configFile: file, secretFiles: Self.secretFiles, environment: [:])
@@ -125,15 +125,30 @@ struct DaemonSettingsTests {
         #expect(failure?.contains(token) == false)
     }
 
-    @Test("An unreadable or empty secret file is an error naming the file, not its contents")
+    @Test("An unreadable, empty or world-readable secret file is an error naming the file, not its contents")
     func badSecretFiles() async throws {
         let dir = try TemporaryDirectory()
-        let empty = try dir.write("empty", " \n")
+        let empty = try dir.writeSecret("empty", " \n")
         let settings = try DaemonSettings(flags: Self.flags(tokenFile: empty), configFile: nil, secretFiles: Self.secretFiles, environment: [:])
         #expect(await Self.failure { _ = try await settings.secret("secret.admin-token") } == "the admin token file \(empty) is empty")
         let missing = dir.path + "/missing"
         let unreadable = try DaemonSettings(flags: Self.flags(tokenFile: missing), configFile: nil, secretFiles: Self.secretFiles, environment: [:])
-        #expect(await Self.failure { _ = try await unreadable.secret("secret.admin-token") } == "cannot read the admin token file \(missing)")
+        #expect(await Self.failure { _ = try await unreadable.secret("secret.admin-token") }
+                == "admin token file \(missing) cannot be read (errno 2)")
+        // Readable by others: refused, whatever it holds; made 0600 it is read.
+        let open = try dir.write("open", "0123456789abcdef0123456789abcdef\n")
+        chmod(open, 0o644)
+        let exposed = try DaemonSettings(flags: Self.flags(tokenFile: open), configFile: nil, secretFiles: Self.secretFiles, environment: [:])
+        let failure = await Self.failure { _ = try await exposed.secret("secret.admin-token") }
+        #expect(failure == "admin token file \(open) is readable by others (mode 644); chmod 600 it")
+        #expect(failure?.contains("0123456789abcdef") == false)
+        chmod(open, 0o600)
+        #expect(try await exposed.secret("secret.admin-token") == "0123456789abcdef0123456789abcdef")
+        // A new secret file is never written over an existing one (nor through a symlink).
+        #expect(throws: SecretFileError.self) { try SecretFilePermissions.create(open, bytes: Array("x".utf8), what: "test") }
+        #expect(try String(contentsOfFile: open, encoding: .utf8) == "0123456789abcdef0123456789abcdef\n")
+        let created = try dir.writeSecret("new", "secret")
+        #expect((try FileManager.default.attributesOfItem(atPath: created)[.posixPermissions] as? Int) == 0o600)
     }
 
     @Test("A settings file that cannot be read or parsed is an error naming it")
@@ -164,6 +179,13 @@ final class TemporaryDirectory {
 
     func write(_ name: String, _ text: String) throws -> String {
         try text.write(toFile: path + "/" + name, atomically: true, encoding: .utf8)
+        return path + "/" + name
+    }
+
+    /// A secret file: 0600 from its creation (replacing one of that name).
+    func writeSecret(_ name: String, _ text: String) throws -> String {
+        try? FileManager.default.removeItem(atPath: path + "/" + name)
+        try SecretFilePermissions.create(path + "/" + name, bytes: Array(text.utf8), what: name)
         return path + "/" + name
     }
 }

@@ -61,10 +61,15 @@ import Glibc
             try await cluster.waitFor("carol's item during the flood") { cluster.shown(pin: "CA203").map(\.push_id) == [carols] }
 
             // Every connection past a cap is refused once the listeners have accepted them all.
-            try await cluster.waitFor("the relay and the node to refuse what is past their caps", seconds: 30) {
-                let relayRefused = try await cluster.relayMetric("bramble_relay_connections_refused_total") ?? 0
-                let nodeRefused = try await cluster.metric("bramble_http_connections_refused_total") ?? 0
-                return Int(relayRefused) >= Self.idleAtRelay - 100 * Self.relaySources && Int(nodeRefused) >= Self.idleAtNode - 256
+            var seen = (relay: 0, node: 0)
+            do {
+                try await cluster.waitFor("the relay and the node to refuse what is past their caps", seconds: 30) {
+                    seen.relay = Int(try await cluster.relayMetric("bramble_relay_connections_refused_total") ?? 0)
+                    seen.node = Int(try await cluster.metric("bramble_http_connections_refused_total") ?? 0)
+                    return seen.relay >= Self.idleAtRelay - 100 * Self.relaySources && seen.node >= Self.idleAtNode - 256
+                }
+            } catch {
+                throw SetupError("\(error); refused so far: \(seen.relay) by the relay, \(seen.node) by the node")
             }
             let health = try await cluster.relayHealth()
             let relayHeld = try Self.field(health, "connections")

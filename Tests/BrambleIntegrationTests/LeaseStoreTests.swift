@@ -1,4 +1,6 @@
 @testable import BrambleTestSupport
+import BrambleCore
+import BrambleNet
 import BrambleServer
 import Logging
 import PostgresNIO
@@ -63,16 +65,18 @@ import Testing
             let logger = Logger(label: "test")
             var database = NodeConfiguration.Database()
             database.port = cluster.pgPort
+            database.password = try cluster.databasePassword
+            database.tls = TLSFiles(ca: cluster.tls.ca)
             // Each node as the server configures it, with a 1 s lease.
-            let frozenClient = PostgresClient(configuration: ConfigStore.clientConfiguration(database, leaseMs: 1_000, maximumConnections: 2),
+            let frozenClient = PostgresClient(configuration: try ConfigStore.clientConfiguration(database, leaseMs: 1_000, maximumConnections: 2),
                                               backgroundLogger: logger)
-            let standbyClient = PostgresClient(configuration: ConfigStore.clientConfiguration(database, leaseMs: 1_000, maximumConnections: 2),
+            let standbyClient = PostgresClient(configuration: try ConfigStore.clientConfiguration(database, leaseMs: 1_000, maximumConnections: 2),
                                                backgroundLogger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await frozenClient.run() }
                 group.addTask { await standbyClient.run() }
-                let frozen = ConfigStore(client: frozenClient, logger: logger)
-                let standby = ConfigStore(client: standbyClient, logger: logger)
+                let frozen = ConfigStore(client: frozenClient, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
+                let standby = ConfigStore(client: standbyClient, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
                 let e = try #require(try await frozen.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 1_000))
                 // Node a freezes inside a fenced transaction, holding the lease row FOR SHARE.
                 _ = Task {
@@ -104,11 +108,10 @@ import Testing
 func withConfigStore(_ body: (ConfigStore) async throws -> Void) async throws {
     try await TestCluster.with { cluster in
         let logger = Logger(label: "test")
-        let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "bramble",
-                                                         password: nil, database: "bramble", tls: .disable), backgroundLogger: logger)
+        let client = PostgresClient(configuration: try cluster.databaseConfiguration(), backgroundLogger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
-            try await body(ConfigStore(client: client, logger: logger))
+            try await body(ConfigStore(client: client, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger))
             group.cancelAll()
         }
     }

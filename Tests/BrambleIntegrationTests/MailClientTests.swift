@@ -43,16 +43,16 @@ import Testing
                 JVBERi0xLjQK
                 --b1--
                 """
-            let reply = try await SMTPSession.with(to: host.smtp) { smtp in
+            let reply = try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in
                 try await smtp.send(from: "rene@outside.test", to: ["demo1@example.test"], message: message)
             }
             #expect(reply.code == 250, "Postfix queued it: \(reply.text)")
             // A recipient that does not exist is refused with a permanent failure.
             await #expect(throws: SMTPSession.Refused.self) {
-                try await SMTPSession.with(to: host.smtp) { smtp in try await smtp.send(from: "a@outside.test", to: ["nobody@example.test"], message: "Subject: x\n\nx") }
+                try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in try await smtp.send(from: "a@outside.test", to: ["nobody@example.test"], message: "Subject: x\n\nx") }
             }
 
-            try await IMAPSession.with(to: host.imap) { imap in
+            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
                 try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: try host.servicePassword)
                 var selected = try await imap.select("INBOX", readOnly: true)
                 for _ in 0..<50 where selected.exists == 0 {  // LMTP delivery follows the 250
@@ -79,12 +79,12 @@ import Testing
                 await imap.logout()
             }
             // The user's own password works; a wrong one is refused.
-            try await IMAPSession.with(to: host.imap) { imap in
+            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
                 try await imap.login(user: "demo2@example.test", password: try #require(host.passwords["demo2@example.test"]))
                 await imap.logout()
             }
             await #expect(throws: IMAPSession.Refused.self) {
-                try await IMAPSession.with(to: host.imap) { imap in try await imap.login(user: "demo2@example.test", password: "wrong") }
+                try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in try await imap.login(user: "demo2@example.test", password: "wrong") }
             }
         }
     }

@@ -1,6 +1,7 @@
 @testable import BrambleTestSupport
 import BrambleNet
 import Foundation
+import NIOSSL
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,8 @@ import Glibc
 /// Postfix takes a message by SMTP and delivers it over LMTP to Dovecot, where the
 /// service account (a Dovecot master user) finds it over IMAP by its Message-ID; each
 /// user's own password works and a wrong one is refused; the secrets stay in their files;
-/// `stop` leaves no process.
+/// SMTP and IMAP are TLS from the first byte, verified against the host's CA (a plaintext
+/// client, or one that trusts another CA, gets nowhere); `stop` leaves no process.
 @Suite(.serialized) struct MailServerTests {
     @Test func smtpDeliversToDovecotAndTheServiceAccountReadsEveryMailboxAndStopLeavesNothing() async throws {
         let dir = NSTemporaryDirectory() + "bramble-test-mail-" + UUID().uuidString.prefix(8)
@@ -31,6 +33,8 @@ import Glibc
             let serviceUser = try #require(account["user"] as? String)
             let passwordFile = try #require(account["password_file"] as? String)
             let passwordsFile = try #require(info["user_passwords_file"] as? String)
+            let caFile = try #require((info["tls"] as? [String: Any])?["ca_file"] as? String)
+            let tls = try TLSFiles(ca: caFile).clientContext()
             let dovecot = try #require((info["dovecot_pid"] as? Int).map(Int32.init))
             let postfix = try #require((info["postfix_pid"] as? Int).map(Int32.init))
             sessionPIDs = processes(inSessionsOf: [dovecot, postfix])
@@ -50,13 +54,13 @@ import Glibc
             // SMTP: one message to demo1 (the Agent's own SMTP client).
             let messageID = "<\(UUID().uuidString)@bramble.test>"
             let smtpAddress = HostPort(host: "127.0.0.1", port: ports[0]), imapAddress = HostPort(host: "127.0.0.1", port: ports[1])
-            let queued = try await SMTPSession.with(to: smtpAddress, helo: "client.test") { smtp in
+            let queued = try await SMTPSession.with(to: smtpAddress, tls: tls, helo: "client.test") { smtp in
                 try await smtp.send(from: "sender@outside.test", to: ["demo1@example.test"],
                                     message: "From: sender@outside.test\r\nTo: demo1@example.test\r\nSubject: mail server test\r\nMessage-ID: \(messageID)\r\n\r\nHello.\r\n")
             }
             #expect(queued.code == 250)
             // A mailbox that does not exist is refused at RCPT, and nothing is relayed elsewhere.
-            let refusals = try await SMTPSession.with(to: smtpAddress, helo: "client.test") { smtp in
+            let refusals = try await SMTPSession.with(to: smtpAddress, tls: tls, helo: "client.test") { smtp in
                 try await smtp.command("MAIL FROM:<sender@outside.test>")
                 let nobody = try await smtp.command("RCPT TO:<nobody@example.test>", accept: { _ in true })
                 let elsewhere = try await smtp.command("RCPT TO:<someone@elsewhere.test>", accept: { _ in true })
@@ -65,7 +69,7 @@ import Glibc
             #expect(refusals == [550, 550])
 
             // IMAP as the service account, in demo1's mailbox: the message by its Message-ID.
-            let found = try await IMAPSession.with(to: imapAddress) { imap in
+            let found = try await IMAPSession.with(to: imapAddress, tls: tls) { imap in
                 try await imap.login(user: "demo1@example.test*\(serviceUser)", password: servicePassword)
                 for attempt in 0..<50 {  // LMTP delivery follows the SMTP 250 within milliseconds
                     if attempt > 0 { try await Task.sleep(for: .milliseconds(100)) }
@@ -81,9 +85,23 @@ import Glibc
             #expect(found, "the message \(messageID) reached demo1's INBOX")
 
             // The user's own password works; a wrong one and a service login to no mailbox do not.
-            #expect(try await logsIn("demo1@example.test", passwords["demo1@example.test"] ?? "", at: imapAddress))
-            #expect(try await !logsIn("demo1@example.test", "wrong-password", at: imapAddress))
-            #expect(try await !logsIn("nobody@example.test*\(serviceUser)", servicePassword, at: imapAddress))
+            #expect(try await logsIn("demo1@example.test", passwords["demo1@example.test"] ?? "", at: imapAddress, tls: tls))
+            #expect(try await !logsIn("demo1@example.test", "wrong-password", at: imapAddress, tls: tls))
+            #expect(try await !logsIn("nobody@example.test*\(serviceUser)", servicePassword, at: imapAddress, tls: tls))
+
+            // Nothing in the clear: a plaintext client gets no greeting from either; a client
+            // that trusts another CA refuses the host's certificate.
+            // (Each server waits minutes for a ClientHello that never comes: 3 s is enough.)
+            await #expect(throws: (any Error).self) {
+                try await withDeadline(ms: 3_000) { try await IMAPSession.with(to: imapAddress, tls: nil) { _ in } }
+            }
+            await #expect(throws: (any Error).self) {
+                try await withDeadline(ms: 3_000) { try await SMTPSession.with(to: smtpAddress, tls: nil, helo: "client.test") { _ in } }
+            }
+            let other = try TestCA.make(in: dir + "/other-ca", hosts: [])
+            await #expect(throws: NIOSSLError.self) {
+                try await IMAPSession.with(to: imapAddress, tls: try TLSFiles(ca: other.ca).clientContext()) { _ in }
+            }
 
             // No log holds a password.
             for log in [info["dovecot_log"], info["postfix_log"]].compactMap({ $0 as? String }) {
@@ -102,9 +120,9 @@ import Glibc
     }
 
     /// Whether an IMAP LOGIN on a new connection is accepted (NO: false).
-    func logsIn(_ user: String, _ password: String, at address: HostPort) async throws -> Bool {
+    func logsIn(_ user: String, _ password: String, at address: HostPort, tls: NIOSSLContext) async throws -> Bool {
         do {
-            try await IMAPSession.with(to: address) { imap in try await imap.login(user: user, password: password) }
+            try await IMAPSession.with(to: address, tls: tls) { imap in try await imap.login(user: user, password: password) }
             return true
         } catch let refused as IMAPSession.Refused where refused.status == .no {
             return false

@@ -16,8 +16,7 @@ import Testing
 
     /// Runs `body` with a superuser connection to the cluster's database.
     func asSuperuser(_ cluster: TestCluster, _ body: (PostgresClient) async throws -> Void) async throws {
-        let client = PostgresClient(configuration: .init(host: "127.0.0.1", port: cluster.pgPort, username: "postgres", password: nil,
-                                                         database: "bramble", tls: .disable), backgroundLogger: Logger(label: "test"))
+        let client = PostgresClient(configuration: cluster.superuserConfiguration(), backgroundLogger: Logger(label: "test"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }

@@ -2,9 +2,12 @@
 import BrambleCore
 import BrambleDevice
 import BrambleNet
+import BrambleServer
 import Crypto
 import Foundation
+import Logging
 import NIOCore
+import PostgresNIO
 import Testing
 
 /// Authentication and robustness at the edges: tampered device data, wrong SRP keys,
@@ -100,6 +103,88 @@ import Testing
             try await cluster.waitFor("bob's second item") { cluster.shown(pin: "B0B00002").map(\.push_id) == [first, second] }
             let bobLog = cluster.device("B0B00002")?.log ?? ""
             #expect(bobLog.contains("device connected") && !bobLog.contains("displaced"), "bob's connection was never displaced")
+        }
+    }
+
+    /// The database holds master keys sealed under the nodes' key-encryption key: no
+    /// plain key in the table, a plain one (from before sealing) is sealed when asked, and
+    /// a store with another KEK opens none.
+    @Test func masterKeysAreSealedAtRestUnderTheKeyEncryptionKey() async throws {
+        try await TestCluster.with { cluster in
+            let path = try cluster.provision(email: "kay@example.test", pin: "4B000001")
+            let (pin, key) = try CredentialFile.load(path).validated()
+            let logger = Logger(label: "test")
+            let superuser = PostgresClient(configuration: cluster.superuserConfiguration(), backgroundLogger: logger)
+            let bramble = PostgresClient(configuration: try cluster.databaseConfiguration(), backgroundLogger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await superuser.run() }
+                group.addTask { await bramble.run() }
+                defer { group.cancelAll() }
+                func stored() async throws -> String {
+                    for try await value in try await superuser.query("SELECT master_key FROM devices WHERE pin = \(Int64(pin.value))", logger: logger)
+                        .decode(String.self) { return value }
+                    throw SetupError("no device row")
+                }
+                let sealed = try await stored()
+                #expect(sealed.hasPrefix("v1.") && !sealed.contains(key.base64), "stored sealed, never plain")
+                let store = ConfigStore(client: bramble, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
+                #expect(try await store.deviceKey(pin) == key)
+
+                // A plain key, as stored before keys were sealed: refused until sealed.
+                try await superuser.query("UPDATE devices SET master_key = \(key.base64) WHERE pin = \(Int64(pin.value))", logger: logger)
+                #expect(try await store.deviceKey(pin) == nil, "a plain key in the table is not used")
+                #expect(try await store.sealPlainMasterKeys() == 1)
+                #expect(try await store.sealPlainMasterKeys() == 0, "sealing again finds nothing")
+                let resealed = try await stored()
+                #expect(resealed.hasPrefix("v1.") && resealed != sealed)
+                #expect(try await store.deviceKey(pin) == key)
+
+                // Under another key-encryption key nothing opens.
+                let stranger = ConfigStore(client: bramble, vault: MasterKeyVault(kek: SymmetricKey(size: .bits256)), logger: logger)
+                #expect(try await stranger.deviceKey(pin) == nil)
+                #expect(try await stranger.deviceKeys()[pin] == nil)
+            }
+        }
+    }
+
+    /// The CLI sends a token only where it was told to: never to a URL from a status file
+    /// in the current directory, never the environment's token to a URL read from a file;
+    /// status and token files others can read are refused.
+    @Test func theCLISendsATokenOnlyWhereItWasToldTo() async throws {
+        try await TestCluster.with { cluster in
+            let bramble = TestCluster.bin + "/bramble"
+            func output(_ arguments: [String], _ environment: [String: String], in directory: String? = nil) -> String {
+                let command = (directory.map { "cd '\($0)' && " } ?? "") + "exec \"$0\" \"$@\""
+                do { return try runCommand("/bin/sh", ["-c", command, bramble] + arguments, environment: environment) }
+                catch let failed as CommandFailed { return "failed: " + failed.output } catch { return "failed: \(error)" }
+            }
+            func statusFile(_ path: String, token: String, mode: mode_t = 0o600) throws {
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let json = #"{"nodes": [{"name": "node-a", "push_url": "\#(cluster.nodeURL)/push"}], "admin_token": "\#(token)", "tls": {"ca": "\#(cluster.tls.ca)"}}"#
+                try SecretFilePermissions.create(path, bytes: Array(json.utf8), what: "status")
+                chmod(path, mode)
+            }
+            let nowhere = ["BRAMBLE_STATUS": cluster.dir + "/no-such-status.json"]
+
+            // A status file in the current directory (with the real token even) is not used.
+            try statusFile(cluster.dir + "/cwd/.run/status.json", token: cluster.token)
+            #expect(output(["status"], nowhere, in: cluster.dir + "/cwd").contains("no node given"))
+
+            // A status file's URL gets that file's token, never the environment's.
+            try statusFile(cluster.dir + "/planted.json", token: "not-the-admin-token-0123456789")
+            let planted = output(["user", "list"], ["BRAMBLE_STATUS": cluster.dir + "/planted.json", "BRAMBLE_TOKEN": cluster.token])
+            #expect(planted.hasPrefix("failed:") && planted.contains("401"), "\(planted)")
+            #expect(!output(["user", "list"], cluster.cliEnvironment(cluster.nodeURL)).hasPrefix("failed:"), "told where, the token works")
+            #expect(output(["user", "list", "--token-file", cluster.dir + "/admin-token"], ["BRAMBLE_STATUS": cluster.dir + "/planted.json"])
+                .contains("--token-file needs --url or BRAMBLE_URL"))
+
+            // Files others can read are refused before anything is sent.
+            try statusFile(cluster.dir + "/open.json", token: cluster.token, mode: 0o644)
+            #expect(output(["user", "list"], ["BRAMBLE_STATUS": cluster.dir + "/open.json"]).contains("is readable by others (mode 644)"))
+            chmod(cluster.dir + "/admin-token", 0o644)
+            #expect(output(["user", "list", "--url", cluster.nodeURL, "--ca-file", cluster.tls.ca, "--token-file", cluster.dir + "/admin-token"], nowhere)
+                .contains("is readable by others (mode 644)"))
+            chmod(cluster.dir + "/admin-token", 0o600)
         }
     }
 

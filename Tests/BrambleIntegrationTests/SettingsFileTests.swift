@@ -100,7 +100,7 @@ struct SettingsFileIntegrationTests {
     func badValueTypes() throws {
         let dir = try TemporaryDirectory()
         let file = try Self.nodeFile(in: dir, "lease-ms = soon\n")
-        #expect(Self.run("bramble-server", ["--config", file]).contains("node.conf: line 3: 'lease-ms' takes an integer, got 'soon'"))
+        #expect(Self.run("bramble-server", ["--config", file]).contains("node.conf: line 4: 'lease-ms' takes an integer, got 'soon'"))
         let good = try Self.nodeFile(in: dir, "", name: "good.conf")
         #expect(Self.run("bramble-server", ["--config", good], ["BRAMBLE_DB_PORT": "5432x"])
             .contains("environment variable BRAMBLE_DB_PORT: 'db-port' takes an integer, got '5432x'"))
@@ -127,7 +127,7 @@ struct SettingsFileIntegrationTests {
         }
         // A token too short is refused without being shown.
         let short = "sh0rt-t0ken"
-        let shortFile = try dir.write("short-token", short + "\n")
+        let shortFile = try dir.writeSecret("short-token", short + "\n")
         let refused = Self.run("bramble-server", ["--config", file, "--admin-token-file", shortFile, "--log-level", "debug"])
         #expect(refused.contains("must be at least 16 characters"), "\(refused)")
         #expect(!refused.contains(short))
@@ -145,19 +145,21 @@ struct SettingsFileIntegrationTests {
 
     /// The secret files in `dir` (SRP keys, admin token, database password), by the settings naming them.
     static func secrets(in dir: TemporaryDirectory) throws -> [String: String] {
-        let keys = try dir.write("keys", "bramble \(srpKey.base64EncodedString())\n")
-        let token = try dir.write("token", "token-\(UUID().uuidString)\n")
-        let password = try dir.write("db-password", "password-\(UUID().uuidString)\n")
-        let mail = try dir.write("mail-password", "mail-\(UUID().uuidString)\n")
-        let notify = try dir.write("notify-token", "notify-\(UUID().uuidString)\n")
+        let keys = try dir.writeSecret("keys", "bramble \(srpKey.base64EncodedString())\n")
+        let token = try dir.writeSecret("token", "token-\(UUID().uuidString)\n")
+        let password = try dir.writeSecret("db-password", "password-\(UUID().uuidString)\n")
+        let mail = try dir.writeSecret("mail-password", "mail-\(UUID().uuidString)\n")
+        let notify = try dir.writeSecret("notify-token", "notify-\(UUID().uuidString)\n")
+        let kek = try dir.writeSecret("kek", Data(repeating: 9, count: 32).base64EncodedString() + "\n")
         return ["srp-key-file": keys, "srp-keys": keys, "admin-token-file": token, "db-password-file": password,
-                "mail-service-password-file": mail, "mail-notify-token-file": notify]
+                "mail-service-password-file": mail, "mail-notify-token-file": notify, "key-encryption-key-file": kek]
     }
 
     /// A node's settings file in `dir`: the secret files, then `lines`.
     static func nodeFile(in dir: TemporaryDirectory, _ lines: String, name: String = "node.conf") throws -> String {
         let secrets = try secrets(in: dir)
-        return try dir.write(name, "srp-key-file = \(secrets["srp-key-file"]!)\nadmin-token-file = \(secrets["admin-token-file"]!)\n" + lines)
+        return try dir.write(name, "srp-key-file = \(secrets["srp-key-file"]!)\nadmin-token-file = \(secrets["admin-token-file"]!)\n"
+                             + "key-encryption-key-file = \(secrets["key-encryption-key-file"]!)\n" + lines)
     }
 
     /// Runs a daemon that is expected to stop at a check; its output (or "started").

@@ -14,7 +14,7 @@ import Testing
 @Suite(.serialized) struct TLSTests {
     @Test func nodesAndDevicesSayNothingToARelayTheCADidNotSign() async throws {
         try await TestCluster.with { cluster in
-            let evil = try TestCA.make(in: cluster.dir + "/evil", name: "Evil CA", hosts: ["relay"])
+            let evil = try TestCA.make(in: cluster.dir + "/evil", hosts: ["relay"])
             let fake = try await FakeRelay.start(tls: try evil.files("relay").serverContext(requireClientCertificate: false))
             defer { fake.stop() }
             for (who, context) in [("node", try cluster.nodeTLS()), ("device", cluster.deviceTLS)] {
@@ -32,7 +32,7 @@ import Testing
 
     @Test func theSRPListenerTakesOnlyNodesWithACertificateOfTheCA() async throws {
         try await TestCluster.with { cluster in
-            let evil = try TestCA.make(in: cluster.dir + "/evil", name: "Evil CA", hosts: ["node-x"])
+            let evil = try TestCA.make(in: cluster.dir + "/evil", hosts: ["node-x"])
             // Trusts the real CA (so it would talk to the real relay) but presents the evil CA's certificate.
             let impostor = try TLSFiles(ca: cluster.tls.ca, certificate: evil.certificate("node-x"), key: evil.key("node-x")).clientContext()
             for (who, context) in [("no certificate", cluster.deviceTLS), ("another CA's certificate", impostor)] {

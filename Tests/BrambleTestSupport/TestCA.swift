@@ -2,42 +2,30 @@ import BrambleNet
 import Foundation
 import NIOSSL
 
-/// A private CA made with the `openssl` command for one test run, and certificates it
-/// signed for 127.0.0.1 (relay, nodes); keys are made 0600.
+/// A private CA for one test run, made by scripts/tls.sh (the same code as `make up`'s),
+/// and certificates it signed for 127.0.0.1: DIR/ca.crt, DIR/HOST/{cert.pem,key.pem},
+/// keys 0600 from creation. The scripts that start the database and the mail host issue
+/// their own hosts' certificates from it (BRAMBLE_TLS_DIR).
 struct TestCA: Sendable {
     let dir: String
     var ca: String { dir + "/ca.crt" }
-    func certificate(_ host: String) -> String { "\(dir)/\(host).crt" }
-    func key(_ host: String) -> String { "\(dir)/\(host).key" }
+    func certificate(_ host: String) -> String { "\(dir)/\(host)/cert.pem" }
+    func key(_ host: String) -> String { "\(dir)/\(host)/key.pem" }
     func files(_ host: String) -> TLSFiles { TLSFiles(ca: ca, certificate: certificate(host), key: key(host)) }
 
     /// `relay` flags (or `bramble-server` flags) for `host`'s certificate.
     func flags(_ host: String) -> [String] { ["--tls-ca", ca, "--tls-cert", certificate(host), "--tls-key", key(host)] }
 
-    /// A CA named `name` in `dir`, with a certificate for 127.0.0.1 for each of `hosts`.
-    static func make(in dir: String, name: String = "Bramble test CA", hosts: [String]) throws -> TestCA {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let ca = TestCA(dir: dir)
-        try runCommand("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", dir + "/ca.key",
-            "-out", ca.ca, "-days", "2", "-subj", "/CN=\(name)",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ])
-        try "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
-            .write(toFile: dir + "/host.ext", atomically: true, encoding: .utf8)
-        for host in hosts {
-            try runCommand("/usr/bin/openssl", [
-                "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca.key(host),
-                "-out", "\(dir)/\(host).csr", "-subj", "/CN=\(host).bramble",
-            ])
-            try runCommand("/usr/bin/openssl", [
-                "x509", "-req", "-in", "\(dir)/\(host).csr", "-CA", ca.ca, "-CAkey", dir + "/ca.key", "-CAcreateserial",
-                "-out", ca.certificate(host), "-days", "2", "-extfile", dir + "/host.ext",
-            ])
-            chmod(ca.key(host), 0o600)
-        }
-        chmod(dir + "/ca.key", 0o600)
-        return ca
+    /// What the scripts that start servers (pg-private, pg-patroni, mail-private) need to
+    /// issue their certificates from this CA.
+    var environment: [String: String] { ["BRAMBLE_TLS_DIR": dir] }
+
+    /// A CA in `dir`, with a certificate for 127.0.0.1 for each of `hosts`.
+    static func make(in dir: String, hosts: [String]) throws -> TestCA {
+        let steps = ["tls_ca \"$1\""] + hosts.map { "tls_host \"$1\" '\($0)' 127.0.0.1" }
+        try runCommand("/bin/bash", ["-euc", ". \"$0/scripts/lib.sh\"; . \"$0/scripts/tls.sh\"; " + steps.joined(separator: "; "),
+                                     TestCluster.root, dir])
+        return TestCA(dir: dir)
     }
 
     /// What a device uses: the CA alone.

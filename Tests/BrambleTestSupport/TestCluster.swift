@@ -6,6 +6,7 @@ import BrambleNet
 import Foundation
 import NIOSSL
 import NIOCore
+import PostgresNIO
 
 /// A real Bramble installation on loopback for one test: a private PostgreSQL (via
 /// scripts/pg-private, which installs PostgreSQL 15 if it is missing), a relay, one node
@@ -61,6 +62,9 @@ final class TestCluster: @unchecked Sendable {
     let deadPort: Int
     let token: String
     let srpKeys: [String: SymmetricKey]
+    /// The nodes' key-encryption key (in `dir/kek`): what a test's own `ConfigStore` opens
+    /// the stored master keys with.
+    let keyEncryptionKey: SymmetricKey
     let options: Options
     private(set) var relay: ChildProcess?
     private(set) var nodes: [String: ChildProcess] = [:]
@@ -84,9 +88,11 @@ final class TestCluster: @unchecked Sendable {
         var keys: [String: SymmetricKey] = ["bramble": SymmetricKey(size: .bits256)]
         for id in options.extraSRPIDs { keys[id] = SymmetricKey(size: .bits256) }
         srpKeys = keys
-        try keys.map { "\($0.key) \($0.value.base64)" }.joined(separator: "\n")
-            .write(toFile: dir + "/srp-keys", atomically: true, encoding: .utf8)
-        try token.write(toFile: dir + "/admin-token", atomically: true, encoding: .utf8)
+        try SecretFilePermissions.create(dir + "/srp-keys", bytes: Array(keys.map { "\($0.key) \($0.value.base64)" }.joined(separator: "\n").utf8),
+                                         what: "SRP key")
+        try SecretFilePermissions.create(dir + "/admin-token", bytes: Array(token.utf8), what: "admin token")
+        keyEncryptionKey = SymmetricKey(size: .bits256)
+        try SecretFilePermissions.create(dir + "/kek", bytes: Array(keyEncryptionKey.base64.utf8), what: "key-encryption key")
         tls = try TestCA.make(in: dir + "/tls", hosts: ["relay"] + options.nodes)
         deviceTLS = try tls.deviceContext()
         self.http = HTTPClient(eventLoopGroupProvider: .singleton,
@@ -139,7 +145,7 @@ final class TestCluster: @unchecked Sendable {
         if options.patroni {
             try startPatroni()
         } else {
-            try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"])
+            try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"], environment: tls.environment)
         }
         if options.mail { try startMailHost() }
         try startRelay()
@@ -161,7 +167,7 @@ final class TestCluster: @unchecked Sendable {
 
     private func startMailHost() throws {
         let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify } : []
-        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls, notifyCA: tls.ca)
+        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls, ca: tls)
     }
 
     /// Sends a mail through Postfix; returns once Postfix answered 250.
@@ -180,8 +186,8 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func sendRawMail(to: String, _ message: String) async throws {
-        guard let smtp = mailHost?.smtp else { throw SetupError("this cluster has no mail host (Options.mail)") }
-        let reply = try await SMTPSession.with(to: smtp) { session in
+        guard let mailHost else { throw SetupError("this cluster has no mail host (Options.mail)") }
+        let reply = try await SMTPSession.with(to: mailHost.smtp, tls: mailHost.tls) { session in
             try await session.send(from: "sender@outside.test", to: [to], message: message)
         }
         guard reply.code == 250 else { throw SetupError("Postfix answered \(reply.code) \(reply.text)") }
@@ -205,7 +211,7 @@ final class TestCluster: @unchecked Sendable {
     /// Patroni's ports: PostgreSQL `patroniPGPort` and +1, REST `patroniAPIPort` and +1.
     private(set) var patroniPGPort = 0
     private(set) var patroniAPIPort = 0
-    func patroniURL(_ member: Int) -> String { "http://127.0.0.1:\(patroniAPIPort + member)" }
+    func patroniURL(_ member: Int) -> String { "https://127.0.0.1:\(patroniAPIPort + member)" }
 
     /// scripts/pg-patroni needs runs of adjacent ports; try a few random bases.
     private func startPatroni() throws {
@@ -214,7 +220,7 @@ final class TestCluster: @unchecked Sendable {
             let base = Int.random(in: 20_000...29_000) / 10 * 10
             let env = ["BRAMBLE_ETCD_PORT": "\(base)", "BRAMBLE_PG_PORT": "\(base + 6)", "BRAMBLE_PATRONI_PORT": "\(base + 8)"]
             do {
-                try runCommand(Self.root + "/scripts/pg-patroni", ["start", dir + "/patroni"], environment: env)
+                try runCommand(Self.root + "/scripts/pg-patroni", ["start", dir + "/patroni"], environment: env.merging(tls.environment) { $1 })
                 patroniPGPort = base + 6
                 patroniAPIPort = base + 8
                 patroniEnvironment = env
@@ -229,14 +235,35 @@ final class TestCluster: @unchecked Sendable {
     }
     private var patroniEnvironment: [String: String] = [:]
 
+    /// The database's directory (scripts/pg-private's or scripts/pg-patroni's).
+    var databaseDir: String { dir + (options.patroni ? "/patroni" : "/pg") }
+    /// The file holding the bramble role's password (made by the database's script, 0600).
+    var databasePasswordFile: String { databaseDir + "/bramble-password" }
+    var databasePassword: String {
+        get throws { try String(contentsOfFile: databasePasswordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// How a test connects to the (single, `pg-private`) database as a node does: role
+    /// bramble with its password, over TLS verified against the cluster's CA.
+    func databaseConfiguration(database: String = "bramble") throws -> PostgresClient.Configuration {
+        PostgresClient.Configuration(host: "127.0.0.1", port: pgPort, username: "bramble", password: try databasePassword,
+                                     database: database, tls: .require(try TLSFiles(ca: tls.ca).clientConfiguration()))
+    }
+
+    /// The superuser, over the database's Unix socket (its directory is the database
+    /// user's, mode 0700: the tests run as root); TCP takes no superuser without a password.
+    func superuserConfiguration(database: String = "bramble") -> PostgresClient.Configuration {
+        PostgresClient.Configuration(unixSocketPath: "\(dir)/pg/socket/.s.PGSQL.\(pgPort)", username: "postgres", password: nil, database: database)
+    }
+
     func nodeArguments(_ name: String, httpPort: Int) -> [String] {
-        let database = options.patroni
+        let database = (options.patroni
             ? ["--db-host", "127.0.0.1:\(patroniPGPort),127.0.0.1:\(patroniPGPort + 1)", "--patroni-api", "\(patroniURL(0)),\(patroniURL(1))"]
-            : ["--db-port", "\(pgPort)"]
+            : ["--db-port", "\(pgPort)"]) + ["--db-password-file", databasePasswordFile]
         let relayPort = options.unreachableRelay.contains(name) ? deadPort : cutters[name]?.port ?? srpPort
         return [
             "--node", name, "--srp-key-file", dir + "/srp-keys", "--relay", "127.0.0.1:\(relayPort)",
-            "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token",
+            "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token", "--key-encryption-key-file", dir + "/kek",
             "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
         ] + database + mailArguments + tls.flags(name)

@@ -1,5 +1,6 @@
 import BrambleNet
 import Foundation
+import NIOSSL
 
 /// A private mail host for one test (scripts/mail-private, the same code as deploy/cluster's):
 /// Postfix and Dovecot on free loopback ports, mailboxes demo1…demo4@example.test, the
@@ -13,30 +14,34 @@ struct TestMailHost {
     let notifyTokenFile: String
     /// Each demo mailbox's own password.
     let passwords: [String: String]
+    /// What a client connects to its SMTP and IMAP with (trusts the CA its certificate chains to).
+    let tls: NIOSSLContext
 
     static let script = TestCluster.root + "/scripts/mail-private"
 
     /// Starts it in `dir` (created if missing); `notifyURLs` are the nodes Dovecot tells of
-    /// new mail.
-    /// `notifyCA`: the CA that https notify URLs' certificates chain to.
-    static func start(in dir: String, notifyURLs: [String] = [], notifyCA: String? = nil) throws -> TestMailHost {
+    /// new mail. Its SMTP and IMAP are TLS from the first byte, with a certificate from
+    /// `ca` (which the notify URLs' certificates chain to too), or else from a CA of its own.
+    static func start(in dir: String, notifyURLs: [String] = [], ca: TestCA? = nil) throws -> TestMailHost {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let ports = try TestCluster.freePorts(3)
         var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")]
-        if let notifyCA { environment["BRAMBLE_MAIL_NOTIFY_CA"] = notifyCA }
+        if let ca { environment.merge(ca.environment) { $1 } }
         let output = try runCommand(script, ["start", dir] + ports.map(String.init), environment: environment)
         // The JSON is the last thing printed (an install may say something first).
         guard let json = output.range(of: "{").map({ String(output[$0.lowerBound...]) }),
               let info = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
               let account = info["service_account"] as? [String: Any], let user = account["user"] as? String,
               let passwordFile = account["password_file"] as? String, let tokenFile = info["notify_token_file"] as? String,
-              let passwordsFile = info["user_passwords_file"] as? String else {
+              let passwordsFile = info["user_passwords_file"] as? String,
+              let caFile = (info["tls"] as? [String: Any])?["ca_file"] as? String else {
             throw SetupError("scripts/mail-private printed no mail host: \(output.suffix(500))")
         }
         let passwords = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: passwordsFile, encoding: .utf8)
             .split(separator: "\n").map { line in let f = line.split(separator: " "); return (String(f[0]), String(f[1])) })
         return TestMailHost(dir: dir, smtp: HostPort(host: "127.0.0.1", port: ports[0]), imap: HostPort(host: "127.0.0.1", port: ports[1]),
-                            serviceUser: user, servicePasswordFile: passwordFile, notifyTokenFile: tokenFile, passwords: passwords)
+                            serviceUser: user, servicePasswordFile: passwordFile, notifyTokenFile: tokenFile, passwords: passwords,
+                            tls: try TLSFiles(ca: caFile).clientContext())
     }
 
     /// The Dovecot master user's password.

@@ -25,7 +25,7 @@ final class TestRelay: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let ports = try TestCluster.freePorts(3)
         (devicePort, srpPort, httpPort) = (ports[0], ports[1], ports[2])
-        try "bramble \(key.base64)\n".write(toFile: dir + "/srp-keys", atomically: true, encoding: .utf8)
+        try SecretFilePermissions.create(dir + "/srp-keys", bytes: Array("bramble \(key.base64)\n".utf8), what: "SRP key")
     }
 
     /// Starts a relay (SRP ID `bramble`, audit log on), runs `body`, stops the relay.

@@ -48,16 +48,17 @@ cmd_up() {
   ( umask 077
     echo "$SRP_ID $(random_key)" > "$TMP/srp-keys"
     random_token > "$TMP/admin-token"
-    random_token > "$TMP/db-password" )
+    random_token > "$TMP/db-password"
+    random_key > "$TMP/kek" )  # the key-encryption key both nodes seal master keys under
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
   tls_setup "$TMP/tls"
-  MAIL_NOTIFY_CA=$TMP/tls/ca.crt
+  set_db_hosts; set_mail_host  # again, now that the certificates' paths are known
   export CURL_CA_BUNDLE=$TMP/tls/ca.crt  # curl trusts it for the nodes' and the relay's HTTPS
   # The mail host starts beside the database (it needs nothing else; under a second).
   local mail_starter=""
   if [ "$(id -u)" -eq 0 ]; then
     echo yes > "$RUN/mail-host"
-    say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, IMAP :$IMAP_PORT, LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
+    say "starting mail host on $(addr mail) (SMTPS :$SMTP_PORT, IMAPS :$IMAP_PORT, LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
     ( mail_start "$TMP/mail" ) & mail_starter=$!
   else
     say "mail host: not started (Postfix's master must start as root)"
@@ -91,8 +92,8 @@ accepts pushes. A supervisor restarts a crashed node or relay (at most 10 times 
 MSG
   if mail_host_up; then
     cat >&2 <<MSG
-The mail host takes SMTP at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USERS[*]%%@*}) and serves
-their mailboxes over IMAP at $(addr mail):$IMAP_PORT; \`make status\` has their passwords.
+The mail host takes SMTP over TLS at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USERS[*]%%@*}) and serves
+their mailboxes over IMAPS at $(addr mail):$IMAP_PORT; \`make status\` has their passwords and the CA.
 MSG
   fi
   if [ "$MODE" = netns ]; then

@@ -54,8 +54,9 @@ tls-cert = $TMP/tls/$node/cert.pem
 tls-key = $TMP/tls/$node/key.pem
 http-listen = $(addr "$node"):$(node_port "$node")
 db-host = $(addr db1):$PG_PORT,$(addr db2):$((PG_PORT + 1))
-patroni-api = http://$(addr db1):$API_PORT,http://$(addr db2):$((API_PORT + 1))
+patroni-api = https://$(addr db1):$API_PORT,https://$(addr db2):$((API_PORT + 1))
 db-password-file = $TMP/db-password
+key-encryption-key-file = $TMP/kek
 CONF
   # The Messaging Agent watches the mail host's mailboxes through the service account.
   [ -f "$RUN/mail-host" ] && cat >> "$TMP/$node.conf" <<CONF

@@ -46,7 +46,7 @@ relay_health_url() { echo "https://$(addr relay):$RELAY_HTTP_PORT/health"; }
 set_mail_host() {
   MAIL_ADDR=$(addr mail) MAIL_NS=$(ns mail)
   MAIL_NOTIFY_URLS=("$(node_url node-a)/mail/notify" "$(node_url node-b)/mail/notify")
-  MAIL_NOTIFY_CA=${TMP:+$TMP/tls/ca.crt}
+  MAIL_TLS_CA=${TMP:+$TMP/tls/ca.crt} MAIL_TLS_CERT=${TMP:+$TMP/tls/mail/cert.pem} MAIL_TLS_KEY=${TMP:+$TMP/tls/mail/key.pem}
   if [ "$MODE" = netns ]; then MAIL_CLIENT_NET="$NET.0/24"; else MAIL_CLIENT_NET=127.0.0.0/8; fi
 }
 
@@ -54,6 +54,7 @@ set_db_hosts() {
   ETCD_ADDR=("$(addr db1)" "$(addr db2)" "$(addr db3)") ETCD_NS=("$(ns db1)" "$(ns db2)" "$(ns db3)")
   PG_ADDR=("$(addr db1)" "$(addr db2)") PG_NS=("$(ns db1)" "$(ns db2)")
   if [ "$MODE" = netns ]; then DB_NET="$NET.0/24"; else DB_NET=127.0.0.1/32; fi
+  DB_TLS_DIR=${TMP:+$TMP/tls}
 }
 
 # Dies unless a cluster is up; then BIN and TMP are the running cluster's.

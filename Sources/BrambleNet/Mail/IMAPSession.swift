@@ -1,5 +1,6 @@
 import BrambleCore
 import NIOCore
+import NIOSSL
 import NIOPosix
 
 /// An IMAP client session (the Messaging Agent's, and the tests'), on `NIOAsyncChannel`
@@ -39,14 +40,18 @@ public struct IMAPSession {
     public let greeting: IMAPUntagged
 
     /// Connects, reads the greeting (an `OK` or `PREAUTH`; a `BYE` is refused), runs `body`,
-    /// and closes the connection however `body` ends.
-    public static func with<T: Sendable>(to address: HostPort, connectTimeout: TimeAmount = .seconds(2),
+    /// and closes the connection however `body` ends. With `tls`, the connection is TLS
+    /// from its first byte (IMAPS, RFC 8314) and the server's certificate is verified; a
+    /// STARTTLS upgrade is not offered, so nothing is ever read in the clear. Without it,
+    /// the session is plaintext (only where an operator asked for that).
+    public static func with<T: Sendable>(to address: HostPort, tls: NIOSSLContext?, connectTimeout: TimeAmount = .seconds(2),
                                          limits: IMAPResponseDecoder.Limits = .init(),
                                          _ body: (inout IMAPSession) async throws -> T) async throws -> T {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(connectTimeout)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.addTLSClient(tls, host: address.host)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(IMAPFrameDecoder(limits: limits)))
                     return try NIOAsyncChannel<IMAPResponse, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

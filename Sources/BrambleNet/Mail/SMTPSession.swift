@@ -1,5 +1,6 @@
 import BrambleCore
 import NIOCore
+import NIOSSL
 import NIOPosix
 
 /// An SMTP client session (the Messaging Agent's submission and the drills' mail stream),
@@ -16,12 +17,16 @@ public struct SMTPSession {
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private var replies: NIOAsyncChannelInboundStream<SMTPReply>.AsyncIterator
 
-    public static func with<T: Sendable>(to address: HostPort, helo: String = "bramble", connectTimeout: TimeAmount = .seconds(2),
+    /// With `tls`, the connection is TLS from its first byte (submissions-style wrapper
+    /// mode, RFC 8314) and the server's certificate is verified; without it, plaintext.
+    public static func with<T: Sendable>(to address: HostPort, tls: NIOSSLContext?, helo: String = "bramble",
+                                         connectTimeout: TimeAmount = .seconds(2),
                                          _ body: (inout SMTPSession) async throws -> T) async throws -> T {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(connectTimeout)
             .connect(host: address.host, port: address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.addTLSClient(tls, host: address.host)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPFrameDecoder()))
                     return try NIOAsyncChannel<SMTPReply, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

@@ -44,6 +44,7 @@ public struct SecretFilesProvider: Sendable {
     }
 
     static func read(_ file: SecretFile, at path: String) throws(SettingsFailure) -> String {
+        do { try SecretFilePermissions.check(path, what: file.what) } catch { throw SettingsFailure("\(error)") }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw SettingsFailure("cannot read the \(file.what) file \(path)")
         }

@@ -2,6 +2,7 @@ import BrambleCore
 import BrambleNet
 import Foundation
 import Logging
+import NIOSSL
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
@@ -22,6 +23,9 @@ public actor MessagingAgent: Service, LeaseFollower {
     public struct Configuration: Sendable {
         /// The mail server's IMAP listener.
         public var imap: HostPort
+        /// IMAPS: TLS from the first byte, the server's certificate verified against the
+        /// CA. nil: plaintext IMAP, only where an operator asked for it.
+        public var tls: NIOSSLContext?
         /// The Dovecot master user (LOGIN `USER*serviceUser`) and its password.
         public var serviceUser = "bramble-service"
         public var servicePassword: String
@@ -38,8 +42,9 @@ public actor MessagingAgent: Service, LeaseFollower {
         public var workers = 8
         /// Mails enqueued per check; a mailbox with more is checked again at once.
         public var maxMessagesPerCheck = 50
-        public init(imap: HostPort, servicePassword: String) {
+        public init(imap: HostPort, tls: NIOSSLContext?, servicePassword: String) {
             self.imap = imap
+            self.tls = tls
             self.servicePassword = servicePassword
         }
     }
@@ -165,7 +170,11 @@ public actor MessagingAgent: Service, LeaseFollower {
             } else {
                 let reachable: String?
                 do {
-                    try await IMAPSession.with(to: configuration.imap, connectTimeout: .seconds(2)) { _ in }
+                    // Bounded: a server that accepts but never greets (or never finishes the
+                    // TLS handshake) must not stall the probe loop.
+                    try await withDeadline(ms: 5_000, clock: clock) {
+                        try await IMAPSession.with(to: configuration.imap, tls: configuration.tls, connectTimeout: .seconds(2)) { _ in }
+                    }
                     reachable = nil
                 } catch {
                     reachable = "\(error)"
@@ -446,7 +455,7 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// What is new in the mailbox (nil: nothing; the watermark stands).
     static func fetch(_ m: WatchedMailbox, configuration c: Configuration, store: ConfigStore) async throws
         -> (validity: UInt64, last: UInt64, mails: [FetchedMail], more: Bool)? {
-        try await IMAPSession.with(to: c.imap, connectTimeout: .seconds(2)) { session in
+        try await IMAPSession.with(to: c.imap, tls: c.tls, connectTimeout: .seconds(2)) { session in
             try await session.login(user: "\(m.email)*\(c.serviceUser)", password: c.servicePassword)
             let selected = try await session.select("INBOX", readOnly: true)
             guard let validity = selected.uidValidity, let next = selected.uidNext, validity <= maxIMAPNumber, next <= maxIMAPNumber + 1 else {

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import BrambleCore
 import BrambleNet
 import Hummingbird
@@ -23,15 +24,17 @@ public struct Node {
                 registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), notifier: SystemdNotifier = .init()) throws {
         self.registry = registry
         let metrics = NodeMetrics(MetricsCatalog(registry: registry))
-        let database = DatabaseHosts(hosts: c.database.hosts, logger: logger) { Self.pool(c, $0, connections: 8) }
+        let patroni = try c.database.tls.map { try HTTPClient.bramble(caFile: $0.ca) } ?? .shared
+        let database = try DatabaseHosts(hosts: c.database.hosts, logger: logger, patroni: patroni) { try Self.pool(c, $0, connections: 8) }
         // The heartbeat and the notification listener get their own connections, so a burst
         // of pushes never delays a lease renewal. Their statements give up waiting for a
         // lock after the heartbeat's own deadline, so a timed-out renewal or take does not
         // keep holding a connection.
-        let haDatabase = DatabaseHosts(hosts: c.database.hosts, logger: logger, following: database) {
-            Self.pool(c, $0, connections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
+        let haDatabase = try DatabaseHosts(hosts: c.database.hosts, logger: logger, following: database, patroni: patroni) {
+            try Self.pool(c, $0, connections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
         }
-        let store = ConfigStore(database: database, logger: logger)
+        let vault = MasterKeyVault(kek: c.keyEncryptionKey)
+        let store = ConfigStore(database: database, vault: vault, logger: logger)
         let inbox = HAInbox()
         let snapshot = HASnapshotBox()
         let link = LinkStatus(clock: clock)
@@ -64,7 +67,7 @@ public struct Node {
         ha.leaseMs = c.leaseMs
         ha.heartbeatIntervalMs = c.heartbeatIntervalMs
         let manager = HAController(
-            configuration: ha, store: ConfigStore(database: haDatabase, logger: logger),
+            configuration: ha, store: ConfigStore(database: haDatabase, vault: vault, logger: logger),
             followers: components.compactMap { $0 as? any LeaseFollower }, drained: { await recorder.drained(timeoutMs: 500) },
             health: HealthMonitor(link: link, relayProbe: probe, dispatcher: dispatcher, agent: agent, clock: clock), inbox: inbox, snapshot: snapshot,
             waitUntilStarted: { try await startup.waitUntilStarted() }, clock: clock, metrics: metrics, logger: logger)
@@ -87,8 +90,8 @@ public struct Node {
         try await group.run()
     }
 
-    private static func pool(_ c: NodeConfiguration, _ host: HostPort, connections: Int, extra: [(String, String)] = []) -> PostgresClient.Configuration {
-        ConfigStore.clientConfiguration(c.database, host: host, leaseMs: c.leaseMs, maximumConnections: connections, extra: extra)
+    private static func pool(_ c: NodeConfiguration, _ host: HostPort, connections: Int, extra: [(String, String)] = []) throws -> PostgresClient.Configuration {
+        try ConfigStore.clientConfiguration(c.database, host: host, leaseMs: c.leaseMs, maximumConnections: connections, extra: extra)
     }
 
     private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent, metrics: NodeMetrics,

@@ -20,6 +20,10 @@ public struct NodeConfiguration: Sendable {
         public var password: String? = nil
         /// Database name. Default "bramble".
         public var name = "bramble"
+        /// The CA that PostgreSQL's and Patroni's REST certificates chain to: connections
+        /// are TLS and verified (verify-full: the certificate must name the host dialled).
+        /// nil: plaintext, only where an operator asked for it.
+        public var tls: TLSFiles? = nil
         public init() {}
     }
 
@@ -58,8 +62,12 @@ public struct NodeConfiguration: Sendable {
     public var database = Database()
     public var dispatcher = Dispatcher.Configuration()
 
-    public init(srpKey: SymmetricKey, adminToken: String) {
+    /// Seals the device master keys in the database (both nodes of a pair share it).
+    public var keyEncryptionKey: SymmetricKey
+
+    public init(srpKey: SymmetricKey, adminToken: String, keyEncryptionKey: SymmetricKey) {
         self.srpKey = srpKey
         self.adminToken = adminToken
+        self.keyEncryptionKey = keyEncryptionKey
     }
 }

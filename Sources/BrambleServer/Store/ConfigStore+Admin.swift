@@ -59,7 +59,7 @@ extension ConfigStore {
                     DELETE FROM mailboxes m USING users u WHERE m.user_id = u.id AND u.email = \(email)
                       AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.status = 'active'))
                 INSERT INTO devices (pin, user_id, master_key)
-                SELECT \(pinValue), id, \(key.base64) FROM users WHERE email = \(email)
+                SELECT \(pinValue), id, \(vault.seal(key, pin: pin)) FROM users WHERE email = \(email)
                 RETURNING created_at
                 """, logger: logger)
             for try await created in rows.decode(Date.self) {

@@ -68,7 +68,7 @@ extension ConfigStore {
             var keys: [PIN: SymmetricKey] = [:]
             for try await (p, key) in try await conn.query("""
                 SELECT pin, master_key FROM devices WHERE user_id = \(mailbox.userID) AND status = 'active' ORDER BY pin FOR UPDATE
-                """, logger: logger).decode((Int64, String).self) { keys[PIN(UInt32(p))] = SymmetricKey(base64: key) }
+                """, logger: logger).decode((Int64, String).self) { keys[PIN(UInt32(p))] = masterKey(key, pin: PIN(UInt32(p))) }
             // The filter rules as they are now: a mail they do not forward is passed over
             // (the watermark moves past it all the same), one they mark goes out marked.
             var rules: [MailFilterRule] = []
@@ -278,7 +278,7 @@ extension ConfigStore {
                 UPDATE device_requests SET state = 'done', done_at = now() WHERE pin = \(pin) AND ref = \(Int64(request.ref))
                 """, logger: logger)
             _ = try await notifyOutbound(counts: [request.pin: 1], first: [request.pin: first], origin: origin, conn)
-            return CommittedPushes(outcomes: [], keys: SymmetricKey(base64: key).map { [request.pin: $0] } ?? [:], items: [item])
+            return CommittedPushes(outcomes: [], keys: masterKey(key, pin: request.pin).map { [request.pin: $0] } ?? [:], items: [item])
         }
     }
 }

@@ -34,7 +34,7 @@ extension ConfigStore {
             """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?, String).self) {
             let item = Self.item((p, seq, pushID, subject, body, expires, service, payload))
             items.append(item)
-            keys[item.pin] = SymmetricKey(base64: key)
+            keys[item.pin] = masterKey(key, pin: item.pin)
         }
         return (items, keys)
     }

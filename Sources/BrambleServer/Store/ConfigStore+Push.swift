@@ -53,7 +53,7 @@ extension ConfigStore {
                 """, logger: logger).decode((Int64, String, String).self) {
                 let pin = PIN(UInt32(pinValue))
                 byEmail[email, default: []].append(pin)
-                keys[pin] = SymmetricKey(base64: key)
+                keys[pin] = masterKey(key, pin: pin)
             }
             var plan = PushBatchPlan(requests: requests) { r in
                 if let key = r.idempotencyKey, busy.contains(key) { return [] }

@@ -10,29 +10,72 @@ import PostgresNIO
 public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
     /// The database's hosts; statements go to the writable one.
     public let database: DatabaseHosts
+    /// Seals and opens the devices' master keys (the database holds them sealed).
+    let vault: MasterKeyVault
     let logger: Logger
 
     public var client: PostgresClient { database.client }
 
-    public init(database: DatabaseHosts, logger: Logger) {
+    public init(database: DatabaseHosts, vault: MasterKeyVault, logger: Logger) {
         self.database = database
+        self.vault = vault
         self.logger = logger
     }
 
     /// One database host (tests).
-    public init(client: PostgresClient, logger: Logger) {
-        self.init(database: DatabaseHosts(client: client, logger: logger), logger: logger)
+    public init(client: PostgresClient, vault: MasterKeyVault, logger: Logger) {
+        self.init(database: DatabaseHosts(client: client, logger: logger), vault: vault, logger: logger)
+    }
+
+    /// A device's master key from its stored (sealed) form; nil, and an error in the log,
+    /// when it does not open (a database written under another key-encryption key, or a
+    /// value someone without the KEK put there): that device is not served rather than
+    /// served under a key an intruder chose.
+    func masterKey(_ stored: String, pin: PIN) -> SymmetricKey? {
+        do {
+            return try vault.open(stored, pin: pin)
+        } catch {
+            logger.error("\(error)", metadata: ["device.pin": "\(pin)"])
+            return nil
+        }
+    }
+
+    /// Seals every master key still stored plain (written before keys were sealed at
+    /// rest); run by each node after the migrations. Idempotent, and safe beside the other
+    /// node doing the same (a row is rewritten only if it still holds what was read).
+    /// Returns how many it sealed.
+    @discardableResult
+    public func sealPlainMasterKeys() async throws -> Int {
+        var plain: [(Int64, String)] = []
+        for try await row in try await client.query(
+            "SELECT pin, master_key FROM devices WHERE master_key NOT LIKE \(MasterKeyVault.prefix + "%")", logger: logger
+        ).decode((Int64, String).self) { plain.append(row) }
+        var sealed = 0
+        for (pin, stored) in plain {
+            guard let key = SymmetricKey(base64: stored) else {
+                logger.error("a stored master key is neither sealed nor a plain key; left as it is", metadata: ["device.pin": "\(PIN(UInt32(pin)))"])
+                continue
+            }
+            let rows = try await client.query("""
+                UPDATE devices SET master_key = \(vault.seal(key, pin: PIN(UInt32(pin)))) WHERE pin = \(pin) AND master_key = \(stored) RETURNING pin
+                """, logger: logger)
+            for try await _ in rows.decode(Int64.self) { sealed += 1 }
+        }
+        if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) under the key-encryption key") }
+        return sealed
     }
 
     /// How a node connects. A node paused or cut off in the middle of a transaction must
     /// not keep its locks: a fenced write holds the lease row FOR SHARE, and the standby's
     /// take of the lease would wait for it; so the server ends a session idle in a
-    /// transaction for longer than the lease lasts.
+    /// transaction for longer than the lease lasts. With `d.tls`, the server must speak TLS
+    /// and present a certificate for `host` from the CA (no fallback to plaintext).
     public static func clientConfiguration(_ d: NodeConfiguration.Database, host: HostPort? = nil, leaseMs: Int, maximumConnections: Int,
-                                           extra: [(String, String)] = []) -> PostgresClient.Configuration {
+                                           extra: [(String, String)] = []) throws -> PostgresClient.Configuration {
         let address = host ?? d.hosts[0].address
+        let tls: PostgresClient.Configuration.TLS = try d.tls.map { .require(try $0.clientConfiguration()) } ?? .disable
         var pg = PostgresClient.Configuration(host: address.host, port: address.port, username: d.user, password: d.password,
-                                              database: d.name, tls: .disable)
+                                              database: d.name, tls: tls)
         pg.options.maximumConnections = maximumConnections
         pg.options.connectTimeout = .seconds(2)
         pg.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "\(leaseMs)")] + extra
@@ -72,7 +115,7 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
     public func deviceKey(_ pin: PIN) async throws -> SymmetricKey? {
         let rows = try await client.query(
             "SELECT master_key FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'", logger: logger)
-        for try await key in rows.decode(String.self) { return SymmetricKey(base64: key) }
+        for try await key in rows.decode(String.self) { return masterKey(key, pin: pin) }
         return nil
     }
 
@@ -82,7 +125,7 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
         for try await (pin, key) in try await client.query(
             "SELECT pin, master_key FROM devices WHERE status = 'active'", logger: logger
         ).decode((Int64, String).self) {
-            keys[PIN(UInt32(pin))] = SymmetricKey(base64: key)
+            keys[PIN(UInt32(pin))] = masterKey(key, pin: PIN(UInt32(pin)))
         }
         return keys
     }

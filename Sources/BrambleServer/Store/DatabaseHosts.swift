@@ -38,16 +38,19 @@ public final class DatabaseHosts: Service {
     private let searches: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     private let leads: Bool
     private let logger: Logger
+    /// Asks Patroni's REST API (HTTPS trusting the database's CA, where it has one).
+    private let patroni: HTTPClient
 
     /// `following` shares another set's view of which host is the primary (the same
     /// hosts, other pools): a switch found through either applies to both at once.
-    public init(hosts: [Host], logger: Logger, following other: DatabaseHosts? = nil,
-                configuration: (HostPort) -> PostgresClient.Configuration) {
+    public init(hosts: [Host], logger: Logger, following other: DatabaseHosts? = nil, patroni: HTTPClient = .shared,
+                configuration: (HostPort) throws -> PostgresClient.Configuration) rethrows {
         precondition(!hosts.isEmpty)
         precondition(other.map { $0.hosts.map(\.description) == hosts.map(\.description) } ?? true)
         self.hosts = hosts
-        self.clients = hosts.map { PostgresClient(configuration: configuration($0.address), backgroundLogger: logger) }
+        self.clients = try hosts.map { PostgresClient(configuration: try configuration($0.address), backgroundLogger: logger) }
         self.logger = logger
+        self.patroni = patroni
         // NIOLockedValueBox copies share their storage.
         primary = other?.primary ?? NIOLockedValueBox(Primary())
         searches = other?.searches ?? AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -59,6 +62,7 @@ public final class DatabaseHosts: Service {
         hosts = [Host(address: HostPort(host: "?", port: 0))]
         clients = [client]
         self.logger = logger
+        patroni = .shared
         primary = NIOLockedValueBox(Primary())
         searches = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         leads = true
@@ -210,7 +214,7 @@ public final class DatabaseHosts: Service {
         if let url = hosts[index].patroniURL {
             var request = HTTPClientRequest(url: url + "/primary")
             request.method = .GET
-            let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(400))
+            let response = try await patroni.execute(request, timeout: .milliseconds(400))
             _ = try? await response.body.collect(upTo: 64 << 10)
             guard response.status.code == 200 else { return false }
         }
