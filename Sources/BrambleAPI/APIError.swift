@@ -18,6 +18,9 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
     case badRequest = "bad_request"
     /// 401: missing or wrong bearer token.
     case unauthorized
+    /// 403: a valid token, but not for this (a push application's token on anything but
+    /// `POST /push`).
+    case forbidden
     /// 404: no such user, device, push or recipient.
     case notFound = "not_found"
     /// 409: it exists already (a user, a PIN).
@@ -46,6 +49,7 @@ public enum APIErrorCode: String, Codable, Sendable, CaseIterable {
         switch self {
         case .badRequest: 400
         case .unauthorized: 401
+        case .forbidden: 403
         case .notFound: 404
         case .conflict, .notPrimary, .failoverRefused, .idempotencyKeyInProgress: 409
         case .idempotencyKeyReused: 422

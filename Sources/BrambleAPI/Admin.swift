@@ -139,3 +139,43 @@ public enum Email {
         return !s.contains(where: { $0.isWhitespace || $0 == "*" || $0.isNewline })
     }
 }
+
+/// Push applications: each holds its own bearer token, good only for `POST /push`, and
+/// revocable on its own; the admin token stays with the operators.
+extension AdminAPI {
+    public static let apps = "/admin/apps"
+    public static func app(_ name: String) -> String { apps + "/" + pathEscaped(name) }
+}
+
+public struct NewPushApp: Codable, Sendable, Equatable {
+    public var name: String
+    public init(name: String) { self.name = name }
+    /// 1–64 letters, digits, '.', '-' or '_'.
+    public static func isValidName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2D || c == 0x5F
+        }
+    }
+}
+
+/// What `POST /admin/apps` answers, once: the token is not stored (only its SHA-256) and
+/// cannot be shown again.
+public struct PushAppCreated: Codable, Sendable, Equatable {
+    public var name: String
+    public var token: String
+    public var created_at: Date
+    public init(name: String, token: String, created_at: Date) { (self.name, self.token, self.created_at) = (name, token, created_at) }
+}
+
+public struct PushAppRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var created_at: Date
+    /// When it was revoked; its token has pushed nothing since.
+    public var revoked_at: Date?
+    public init(name: String, created_at: Date, revoked_at: Date?) { (self.name, self.created_at, self.revoked_at) = (name, created_at, revoked_at) }
+}
+
+public struct PushAppList: Codable, Sendable, Equatable {
+    public var apps: [PushAppRecord]
+    public init(apps: [PushAppRecord]) { self.apps = apps }
+}

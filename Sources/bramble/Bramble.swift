@@ -10,11 +10,11 @@ import NIOHTTP1
 struct Bramble: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bramble",
-        abstract: "Administer a Bramble HA pair: users, devices, mail filters, pushes, status, failover.",
+        abstract: "Administer a Bramble HA pair: users, devices, push applications, mail filters, pushes, status, failover.",
         discussion: """
             Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) or BRAMBLE_URL (comma-separated) with --token-file or BRAMBLE_TOKEN; else both from the local cluster that `make up` started in the checkout this binary was built in (its .run/status.json, or $BRAMBLE_STATUS; never one in the current directory; it must be yours and mode 0600). A token given on the command line or in the environment is never sent to a URL read from a file; token files must be mode 0600. When a node cannot be reached the next one is asked.
             """,
-        subcommands: [UserCommand.self, DeviceCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
+        subcommands: [UserCommand.self, DeviceCommand.self, AppCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])
 }
 

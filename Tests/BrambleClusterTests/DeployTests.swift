@@ -87,6 +87,9 @@ import Glibc
             let pair = status["pair"] as? [[String: Any]] ?? []
             #expect(pair.map { $0["role"] as? String } == ["primary", "standby"], "node-a primary, node-b standby: \(pair)")
             #expect(status["admin_token"] is String && status["push_url"] is String && (status["devices"] as? [Any])?.count == 2)
+            // A demo push application's token beside the admin token: a different one, for pushing only.
+            let pushToken = status["push_token"] as? String
+            #expect(pushToken?.hasPrefix("bpa_") == true && pushToken != status["admin_token"] as? String)
             // Every link is TLS under the cluster's own CA, whose certificate status names.
             let tls = status["tls"] as? [String: Any]
             let ca = try #require(tls?["ca"] as? String, "status has tls.ca")

@@ -118,6 +118,43 @@ import Testing
         }
     }
 
+    /// A push application's token pushes and does nothing else; revoking it ends it at
+    /// once; the admin token still does everything; tokens are never listed.
+    @Test func aPushApplicationsTokenOnlyPushesAndIsRevokedAtOnce() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: "erin@example.test", pin: "E7170001")
+            let tokenFile = cluster.dir + "/alpha-token"
+            try cluster.bramble("app", "add", "alpha", "--out", tokenFile)
+            #expect(((try FileManager.default.attributesOfItem(atPath: tokenFile))[.posixPermissions] as? Int) == 0o600)
+            let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(token.hasPrefix("bpa_") && token.count >= 40)
+            let app = BrambleClient(baseURL: cluster.nodeURL, token: token, http: cluster.http)
+
+            let accepted = try await app.push(PushRequestBody(to: "erin@example.test", subject: "from alpha", body: "hi"))
+            #expect(accepted.devices == ["E7170001"])
+            for (method, path) in [(HTTPMethod.GET, "/admin/users"), (.GET, PushAPI.statusPath(accepted.id)), (.GET, "/admin/apps"),
+                                   (.DELETE, "/admin/apps/alpha"), (.POST, "/admin/failover")] {
+                let reply = try await app.raw(method, path)
+                #expect(reply.status == 403 && reply.error?.code == .forbidden, "\(method) \(path) with a push token: \(reply.status)")
+            }
+            let notify = try await app.raw(.POST, MailAPI.notify + "?user=erin@example.test")
+            #expect(notify.status == 401 || notify.status == 404, "the mail notification takes only its own token: \(notify.status)")
+
+            // Listed without its token; a second app of that name is a conflict.
+            let listed = try cluster.bramble("app", "list", "--json")
+            #expect(listed.contains("\"alpha\"") && !listed.contains(token) && !listed.contains("bpa_"))
+            #expect(throws: CommandFailed.self) { try cluster.bramble("app", "add", "alpha") }
+
+            // Revoked: the very next push is refused, as an unknown token; the admin token still pushes.
+            try cluster.bramble("app", "revoke", "alpha")
+            let after = try await app.raw(.POST, PushAPI.path, body: PushRequestBody(to: "erin@example.test", subject: "late"))
+            #expect(after.status == 401 && after.error?.code == .unauthorized)
+            #expect(try cluster.bramble("app", "list").contains("revoked"))
+            _ = try await cluster.admin.push(PushRequestBody(to: "erin@example.test", subject: "from the operator"))
+            #expect(throws: CommandFailed.self) { try cluster.bramble("app", "revoke", "alpha") }
+        }
+    }
+
     @Test func twoNodesMigratingAnEmptyDatabaseAtOnceApplyEachMigrationOnce() async throws {
         try await TestCluster.with { cluster in
             try runCommand("/usr/bin/psql", ["-h", cluster.dir + "/pg/socket", "-p", "\(cluster.pgPort)", "-U", "postgres", "-d", "postgres",

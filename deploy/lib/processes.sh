@@ -93,6 +93,10 @@ start_relay() {
 
 start_devices() {
   local i=1 entry email pin
+  # A push application for the demo, with a token good only for POST /push (status's
+  # push_token; the admin token stays with the operator).
+  run_in "$(ns client)" "$BIN/bramble" app add demo --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" \
+    --out "$TMP/push-token" >/dev/null
   for entry in "${DEMO[@]}"; do
     read -r email pin <<< "$entry"
     say "adding demo user $email with device $pin"

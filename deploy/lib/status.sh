@@ -34,7 +34,7 @@ write_status_json() {
       --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
       --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
-      --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" '
+      --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca,
              links: {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
@@ -46,7 +46,7 @@ write_status_json() {
                      patroni: "HTTPS; basic authentication for changes (switchover, config)"}},
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
                {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
-       push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")),
+       push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")), push_token: ($push_token | rtrimstr("\n")), push_app: "demo",
        relay: {host: "relay", devices: $devices_addr, srp: $srp, health_url: $relay_health, audit_log: $audit},
        devices: $devices,
        mail: (if $mail then $mail + {users: [$passwords | split("\n")[] | select(length > 0) | split(" ") | {email: .[0], password: .[1]}]}

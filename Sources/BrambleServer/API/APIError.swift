@@ -38,6 +38,8 @@ extension PushStatus: ResponseEncodable {}
 extension UserRecord: ResponseEncodable {}
 extension UserList: ResponseEncodable {}
 extension DeviceRecord: ResponseEncodable {}
+extension PushAppCreated: ResponseEncodable {}
+extension PushAppList: ResponseEncodable {}
 extension DeviceList: ResponseEncodable {}
 extension Removed: ResponseEncodable {}
 extension Provisioned: ResponseEncodable {}

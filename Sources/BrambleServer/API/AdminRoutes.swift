@@ -51,6 +51,33 @@ struct AdminRoutes {
             return device
         }
         registerFilters(on: router)
+        registerPushApps(on: router)
+    }
+
+    /// Push applications: a token each, made here and shown once.
+    private func registerPushApps(on router: Router<BasicRequestContext>) {
+        router.post(RouterPath(AdminAPI.apps)) { request, context -> EditedResponse<PushAppCreated> in
+            let body = try await request.decodeJSON(NewPushApp.self, context: context)
+            guard NewPushApp.isValidName(body.name) else {
+                throw APIErrorBody(.badRequest, "an application's name is 1–64 letters, digits, '.', '-' or '_'")
+            }
+            let token = Self.newPushToken()
+            let app = try await mapped { try await store.addPushApp(name: body.name, tokenSHA256: Array(SHA256.hash(data: Array(token.utf8)))) }
+            return EditedResponse(status: .created, response: PushAppCreated(name: app.name, token: token, created_at: app.created_at))
+        }
+        router.get(RouterPath(AdminAPI.apps)) { _, _ in PushAppList(apps: try await store.pushApps()) }
+        router.delete("/admin/apps/{name}") { _, context -> Removed in
+            let name = try context.parameters.require("name")
+            guard try await store.revokePushApp(name: name) else { throw APIErrorBody(.notFound, "no live push application \(name)") }
+            return Removed(removed: name)
+        }
+    }
+
+    /// `bpa_` and 256 random bits, base64url (the prefix tells a leaked token's kind).
+    static func newPushToken() -> String {
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
+        return "bpa_" + bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
     }
 
     private func registerFilters(on router: Router<BasicRequestContext>) {

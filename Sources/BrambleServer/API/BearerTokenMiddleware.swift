@@ -2,28 +2,53 @@ import BrambleAPI
 import Crypto
 import Hummingbird
 
-/// Requires `Authorization: Bearer <token>` on every route except health and metrics:
-/// the admin token, except on the mail server's notification, which takes only the mail
-/// notify token (so the mail host never holds the admin token). A missing or wrong token
-/// is a 401 and the request goes no further.
+/// Requires `Authorization: Bearer <token>` on every route except health and metrics, and
+/// lets each credential do only its own work:
+/// - the admin token (operators, the `bramble` CLI): every route but the mail server's
+///   notification;
+/// - a push application's token (`bramble app add`): `POST /push` only (403 elsewhere),
+///   until the application is revoked — looked up by its SHA-256 at every request, so a
+///   revocation holds at once on both nodes;
+/// - the mail notify token (the mail server): `POST /mail/notify` only, so the mail host
+///   never holds a token that could do more.
+/// A missing or unknown token is a 401 and the request goes no further.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String
+    let adminToken: String
     /// Nil: the node takes no mail notifications.
     let mailNotifyToken: String?
+    /// The live push application whose token has this SHA-256, or nil.
+    let pushApp: @Sendable ([UInt8]) async throws -> String?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         if HealthAPI.openPaths.contains(path) { return try await next(request, context) }
-        if path == MailAPI.notify, mailNotifyToken == nil {
-            throw APIErrorBody(.notFound, "this node takes no mail notifications (no mail-notify-token-file is set)")
+        let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        if path == MailAPI.notify {
+            guard let mailNotifyToken else {
+                throw APIErrorBody(.notFound, "this node takes no mail notifications (no mail-notify-token-file is set)")
+            }
+            guard let presented, Self.equalInConstantTime(presented, mailNotifyToken) else {
+                throw APIErrorBody(.unauthorized, "missing or wrong mail notify token")
+            }
+            return try await next(request, context)
         }
-        let expected = path == MailAPI.notify ? mailNotifyToken : token
-        guard let expected, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              Self.equalInConstantTime(String(header.dropFirst(7)), expected) else {
-            throw APIErrorBody(.unauthorized, path == MailAPI.notify ? "missing or wrong mail notify token"
-                                                                       : "missing or wrong bearer token (see admin_token in `make status`)")
+        guard let presented else { throw Self.unknownToken }
+        if Self.equalInConstantTime(presented, adminToken) { return try await next(request, context) }
+        let app: String?
+        do {
+            app = try await pushApp(Array(SHA256.hash(data: Array(presented.utf8))))
+        } catch {
+            throw APIErrorBody(.unavailable, "the token cannot be checked now (the configuration database does not answer)")
+        }
+        guard app != nil else { throw Self.unknownToken }
+        guard request.method == .post, path == PushAPI.path else {
+            throw APIErrorBody(.forbidden, "a push application's token may only push (POST \(PushAPI.path))")
         }
         return try await next(request, context)
+    }
+
+    static var unknownToken: APIErrorBody {
+        APIErrorBody(.unauthorized, "missing or wrong bearer token (the admin token, or a push application's: see `make status`)")
     }
 
     /// Compares SHA-256 digests so the time taken says nothing about the token.

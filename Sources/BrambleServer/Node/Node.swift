@@ -99,7 +99,8 @@ public struct Node {
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
                              devicesChanged: @escaping @Sendable () -> Void, logger: Logger) throws -> some Service {
         let router = Router()
-        router.add(middleware: BearerTokenMiddleware(token: c.adminToken, mailNotifyToken: c.mail?.notifyToken))
+        router.add(middleware: BearerTokenMiddleware(adminToken: c.adminToken, mailNotifyToken: c.mail?.notifyToken,
+                                                     pushApp: { [store] in try await store.pushApp(tokenSHA256: $0) }))
         HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
                      relayProbe: probe, registry: registry, clock: clock).register(on: router)
         PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)

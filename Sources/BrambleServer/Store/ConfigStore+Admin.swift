@@ -86,4 +86,45 @@ extension ConfigStore {
         }
         return devices
     }
+
+    // MARK: Push applications
+
+    /// Registers a push application under the SHA-256 of its token (the token itself is
+    /// never stored). A name in use, revoked or not, is a conflict.
+    public func addPushApp(name: String, tokenSHA256: [UInt8]) async throws -> PushAppRecord {
+        do {
+            let rows = try await client.query("""
+                INSERT INTO push_apps (name, token_sha256) VALUES (\(name), \(ByteBuffer(bytes: tokenSHA256))) RETURNING created_at
+                """, logger: logger)
+            for try await created in rows.decode(Date.self) { return PushAppRecord(name: name, created_at: created, revoked_at: nil) }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StoreError.conflict("push application \(name) already exists (revoked ones keep their name)")
+        }
+        throw StoreError.notFound("inserted push application")
+    }
+
+    public func pushApps() async throws -> [PushAppRecord] {
+        var apps: [PushAppRecord] = []
+        for try await (name, created, revoked) in try await client.query(
+            "SELECT name, created_at, revoked_at FROM push_apps ORDER BY name", logger: logger
+        ).decode((String, Date, Date?).self) { apps.append(PushAppRecord(name: name, created_at: created, revoked_at: revoked)) }
+        return apps
+    }
+
+    /// Revokes a push application (at once: its token is looked up at every request);
+    /// false if there is none, or it was revoked already.
+    public func revokePushApp(name: String) async throws -> Bool {
+        let rows = try await client.query(
+            "UPDATE push_apps SET revoked_at = now() WHERE name = \(name) AND revoked_at IS NULL RETURNING name", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// The name of the live push application whose token has this SHA-256, or nil.
+    public func pushApp(tokenSHA256: [UInt8]) async throws -> String? {
+        for try await name in try await client.query(
+            "SELECT name FROM push_apps WHERE token_sha256 = \(ByteBuffer(bytes: tokenSHA256)) AND revoked_at IS NULL", logger: logger
+        ).decode(String.self) { return name }
+        return nil
+    }
 }

@@ -193,6 +193,17 @@ enum Migrations {
         Migration(version: 6, name: "device request floor", sql: [
             "ALTER TABLE devices ADD COLUMN request_floor bigint NOT NULL DEFAULT 0",
         ]),
+        // Push applications' tokens: only their SHA-256 is kept; a revoked one stays listed.
+        Migration(version: 7, name: "push applications", sql: [
+            """
+            CREATE TABLE push_apps (
+                name text PRIMARY KEY,
+                token_sha256 bytea NOT NULL UNIQUE CHECK (length(token_sha256) = 32),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                revoked_at timestamptz
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.
