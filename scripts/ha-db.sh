@@ -13,6 +13,8 @@
 #                                   use db$((i+1)); the db1/db2 keys owned by pg_user, 0600
 #   DB_BRAMBLE_PASSWORD             the bramble role's password (required)
 # db_status and db_stop also work without DB_TLS_DIR: db_start records it in DIR/tls-dir.
+# DB_TLS=no (only for measuring what TLS costs: `make bench`) leaves PostgreSQL and
+# Patroni's REST API without TLS (passwords still required); etcd keeps its TLS.
 # Patroni timers: ttl 10, loop_wait 1, retry_timeout 4 (keep loop_wait + 2·retry ≤ ttl).
 #
 # Every link is TLS with our CA and a password: etcd clients and peers (mutual TLS, and
@@ -29,7 +31,8 @@ etcd_client_url() { echo "https://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1))"; }
 etcd_peer_url() { echo "https://${ETCD_ADDR[$1]}:$((ETCD_PORT + 2 * $1 + 1))"; }
 etcd_hosts() { echo "${ETCD_ADDR[0]}:$ETCD_PORT,${ETCD_ADDR[1]}:$((ETCD_PORT + 2)),${ETCD_ADDR[2]}:$((ETCD_PORT + 4))"; }
 etcd_urls() { echo "$(etcd_client_url 0),$(etcd_client_url 1),$(etcd_client_url 2)"; }
-patroni_url() { echo "https://${PG_ADDR[$1]}:$((API_PORT + $1))"; }
+DB_TLS=yes  # deploy/cluster sets it after sourcing this (BRAMBLE_DEPLOY_TLS); nothing else may
+patroni_url() { echo "$([ "$DB_TLS" = no ] && echo http || echo https)://${PG_ADDR[$1]}:$((API_PORT + $1))"; }
 # Host dir of member i's certificate (etcd and Patroni alike).
 db_tls_host() { echo "$DB_TLS_DIR/db$(($1 + 1))"; }
 # AEAD suites only for TLS 1.2 (our keys are EC); TLS 1.3 is negotiated when both ends can.
@@ -95,28 +98,38 @@ write_patroni_config() {  # dir member index
   local dir=$1 name=$2 i=$3 user; user=$(pg_user)
   local addr=${PG_ADDR[$i]} port=$((PG_PORT + i)) api=$((API_PORT + i)) h ca="$DB_TLS_DIR/ca.crt"
   h=$(db_tls_host "$i")
-  local ssl="sslmode: verify-full, sslrootcert: $ca"
+  local ssl="sslmode: verify-full, sslrootcert: $ca" restapi_tls ctl_tls pg_tls hba=hostssl
+  restapi_tls="  certfile: $h/cert.pem
+  keyfile: $h/key.pem
+  cafile: $ca
+  # GETs (/primary, /health: the nodes' and scripts' probes) need no client certificate;
+  # unsafe methods (switchover, config, restart) need a CA-signed one and the password.
+  verify_client: optional"
+  ctl_tls="# patronictl -c this-file: trusts our CA, presents restapi's certificate and password.
+ctl:
+  cacert: $ca
+  certfile: $h/cert.pem
+  keyfile: $h/key.pem"
+  pg_tls="    ssl: \"on\"
+    ssl_cert_file: $h/cert.pem
+    ssl_key_file: $h/key.pem
+    # libpq 15, psycopg2 and postgres-nio (BoringSSL) all speak TLS 1.3.
+    ssl_min_protocol_version: TLSv1.3"
+  if [ "$DB_TLS" = no ]; then
+    ssl="sslmode: disable" restapi_tls="  # no TLS (DB_TLS=no)" ctl_tls="" pg_tls="    ssl: \"off\"" hba=host
+  fi
   mkdir -p "$dir/$name/data" "$dir/$name/socket"
   chown -R "$user" "$dir/$name"; chmod 700 "$dir/$name/data" "$dir/$name/socket"
-  cat > "$dir/$name.yml" <<YML
+  ( umask 077; cat > "$dir/$name.yml" ) <<YML
 scope: bramble
 namespace: /bramble/
 name: $name
 restapi:
   listen: $addr:$api
   connect_address: $addr:$api
-  certfile: $h/cert.pem
-  keyfile: $h/key.pem
-  cafile: $ca
-  # GETs (/primary, /health: the nodes' and scripts' probes) need no client certificate;
-  # unsafe methods (switchover, config, restart) need a CA-signed one and the password.
-  verify_client: optional
+$restapi_tls
   authentication: {username: patroni, password: "$(cat "$dir/patroni-api-password")"}
-# patronictl -c this-file: trusts our CA, presents restapi's certificate and password.
-ctl:
-  cacert: $ca
-  certfile: $h/cert.pem
-  keyfile: $h/key.pem
+$ctl_tls
 etcd3:
   hosts: $(etcd_hosts)
   protocol: https
@@ -165,11 +178,7 @@ postgresql:
     rewind: {username: $user, password: "$(cat "$dir/superuser-password")", $ssl}
   parameters:
     unix_socket_directories: $dir/$name/socket
-    ssl: "on"
-    ssl_cert_file: $h/cert.pem
-    ssl_key_file: $h/key.pem
-    # libpq 15, psycopg2 and postgres-nio (BoringSSL) all speak TLS 1.3.
-    ssl_min_protocol_version: TLSv1.3
+$pg_tls
     password_encryption: scram-sha-256
   # A standby's base backup starts with a checkpoint; the default spread one takes minutes.
   basebackup:
@@ -179,8 +188,8 @@ postgresql:
   pg_hba:
     - local all all trust
     - local replication all trust
-    - hostssl replication replicator $DB_NET scram-sha-256
-    - hostssl all all $DB_NET scram-sha-256
+    - $hba replication replicator $DB_NET scram-sha-256
+    - $hba all all $DB_NET scram-sha-256
     - host replication all 0.0.0.0/0 reject
     - host all all 0.0.0.0/0 reject
 YML

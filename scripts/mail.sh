@@ -34,6 +34,8 @@ ensure_mail_packages() {
 #                           read by both masters as root before they drop privileges)
 #   MAIL_TLS_CA             the private CA: Dovecot's HTTP client trusts it for the nodes'
 #                           https:// notify URLs
+#   MAIL_TLS=no             (only for measuring what TLS costs: `make bench`) plain SMTP and
+#                           IMAP on those ports instead
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
 # MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
 # MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
@@ -52,6 +54,7 @@ ensure_mail_packages() {
 # too, mode 0640, group mail). Dovecot's passwd-files hold only hashes (mode 0640, group
 # dovecot): SHA512-CRYPT for the users, salted SHA-512 for the service account's random token.
 MAIL_DOMAIN=${MAIL_DOMAIN:-example.test}
+MAIL_TLS=yes  # deploy/cluster sets it after sourcing this (BRAMBLE_DEPLOY_TLS); nothing else may
 MAIL_SERVICE_USER=${MAIL_SERVICE_USER:-bramble-service}
 [ -n "${MAIL_USERS+x}" ] || MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
 [ -n "${MAIL_NOTIFY_URLS+x}" ] || MAIL_NOTIFY_URLS=()
@@ -140,6 +143,42 @@ LUA
     while read -r email pw; do echo "$email:$(printf '%s\n' "$pw" | mail_hash)::::::"; done < "$dir/user-passwords" > "$dir/dovecot/users" )
   chgrp dovecot "$dir/dovecot/master-users" "$dir/dovecot/users"
 
+  local dovecot_tls imap_listeners postfix_tls smtpd_wrapper
+  if [ "$MAIL_TLS" = no ]; then
+    dovecot_tls="ssl = no
+disable_plaintext_auth = no"
+    imap_listeners="  inet_listener imap {
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }"
+    postfix_tls="# no TLS (MAIL_TLS=no)"
+    smtpd_wrapper=""
+  else
+    dovecot_tls="# IMAP only over TLS (the imaps listener below); LMTP stays on the host's loopback.
+ssl = required
+ssl_cert = <$MAIL_TLS_CERT
+ssl_key = <$MAIL_TLS_KEY
+ssl_min_protocol = TLSv1.2
+# The nodes' HTTPS certificates (push.lua's notifications) chain to this CA. Not ssl_ca:
+# Dovecot copies that into its client contexts too, and then demands CRLs.
+ssl_client_ca_file = $MAIL_TLS_CA
+disable_plaintext_auth = yes"
+    imap_listeners="  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $IMAP_PORT
+    ssl = yes
+  }"
+    postfix_tls="# SMTP only over TLS: the listener is in wrapper mode (master.cf), TLS from the first byte.
+smtpd_tls_chain_files = $MAIL_TLS_KEY, $MAIL_TLS_CERT
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_mandatory_protocols = >=TLSv1.2"
+    smtpd_wrapper="  -o smtpd_tls_wrappermode=yes
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
+  fi
   cat > "$dir/dovecot.conf" <<CONF
 # Written by scripts/mail.sh: a private Dovecot (IMAP, and LMTP for Postfix's deliveries).
 instance_name = bramble-mail
@@ -148,15 +187,7 @@ state_dir = $dir/dovecot/state
 log_path = $dir/dovecot.log
 protocols = imap lmtp
 listen = $MAIL_ADDR
-# IMAP only over TLS (the imaps listener below); LMTP stays on the host's loopback.
-ssl = required
-ssl_cert = <$MAIL_TLS_CERT
-ssl_key = <$MAIL_TLS_KEY
-ssl_min_protocol = TLSv1.2
-# The nodes' HTTPS certificates (push.lua's notifications) chain to this CA. Not ssl_ca:
-# Dovecot copies that into its client contexts too, and then demands CRLs.
-ssl_client_ca_file = $MAIL_TLS_CA
-disable_plaintext_auth = yes
+$dovecot_tls
 auth_mechanisms = plain login
 # The service account: LOGIN "USER*$MAIL_SERVICE_USER" with its password opens USER's mailbox.
 auth_master_user_separator = *
@@ -194,13 +225,7 @@ service imap {
 service imap-login {
   service_count = 0
   process_min_avail = 2
-  inet_listener imap {
-    port = 0
-  }
-  inet_listener imaps {
-    port = $IMAP_PORT
-    ssl = yes
-  }
+$imap_listeners
 }
 service lmtp {
   inet_listener lmtp {
@@ -239,10 +264,7 @@ local_recipient_maps =
 smtpd_peername_lookup = no
 smtpd_banner = \$myhostname ESMTP
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-# SMTP only over TLS: the listener is in wrapper mode (master.cf), TLS from the first byte.
-smtpd_tls_chain_files = $MAIL_TLS_KEY, $MAIL_TLS_CERT
-smtpd_tls_protocols = >=TLSv1.2
-smtpd_tls_mandatory_protocols = >=TLSv1.2
+$postfix_tls
 message_size_limit = 52428800
 # A mail Dovecot could not take (restarting) is tried again within seconds, not minutes.
 queue_run_delay = 1s
@@ -259,8 +281,7 @@ CONF
   # Debian's master.cf, less what is not used, no chroot (the queue is private).
   cat > "$dir/postfix/etc/master.cf" <<CONF
 $SMTP_PORT inet n       -       n       -       -       smtpd
-  -o smtpd_tls_wrappermode=yes
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+${smtpd_wrapper}
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -298,7 +319,7 @@ mail_port_open() { run_in "$MAIL_NS" bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/nul
 # host's namespace; returns when both listen.
 mail_start() {
   local dir=$1 i t0 pid
-  [ -r "${MAIL_TLS_CERT:-}" ] && [ -r "${MAIL_TLS_KEY:-}" ] && [ -r "${MAIL_TLS_CA:-}" ] \
+  [ "$MAIL_TLS" = no ] || { [ -r "${MAIL_TLS_CERT:-}" ] && [ -r "${MAIL_TLS_KEY:-}" ] && [ -r "${MAIL_TLS_CA:-}" ]; } \
     || die "the mail host needs MAIL_TLS_CERT, MAIL_TLS_KEY and MAIL_TLS_CA (its certificate, key and the CA)"
   mkdir -p "$dir"
   mail_write_config "$dir"
@@ -351,11 +372,11 @@ mail_info_json() {
   local dir=$1
   jq -n --arg domain "$MAIL_DOMAIN" --arg smtp "$MAIL_ADDR:$SMTP_PORT" --arg imap "$MAIL_ADDR:$IMAP_PORT" \
     --arg lmtp "127.0.0.1:$LMTP_PORT" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
-    --arg notify_token_file "$dir/notify-token" --arg ca_file "$MAIL_TLS_CA" \
+    --arg notify_token_file "$dir/notify-token" --arg ca_file "$MAIL_TLS_CA" --arg tls "$MAIL_TLS" \
     --arg passwords "$dir/user-passwords" --argjson users "$(printf '%s\n' "${MAIL_USERS[@]}" | jq -R . | jq -s .)" \
     --argjson dovecot "$(mail_dovecot_pid "$dir" | grep . || echo null)" --argjson postfix "$(mail_postfix_pid "$dir" | grep . || echo null)" \
     --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
-    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, tls: {smtp: "implicit", imap: "implicit", ca_file: $ca_file}, users: $users, user_passwords_file: $passwords,
+    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, tls: (if $tls == "no" then {smtp: "plain", imap: "plain"} else {smtp: "implicit", imap: "implicit", ca_file: $ca_file} end), users: $users, user_passwords_file: $passwords,
      service_account: {user: $user, password_file: $password_file}, notify_token_file: $notify_token_file,
      dovecot_pid: $dovecot, postfix_pid: $postfix, dovecot_log: $dovecot_log, postfix_log: $postfix_log}'
 }

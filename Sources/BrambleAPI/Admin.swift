@@ -147,6 +147,17 @@ extension AdminAPI {
     public static func app(_ name: String) -> String { apps + "/" + pathEscaped(name) }
 }
 
+/// A push application's token: `bpa_` and 256 random bits in unpadded base64url (43
+/// characters); the prefix tells a leaked token's kind.
+public enum PushAppToken {
+    public static let prefix = "bpa_"
+    public static func isWellFormed(_ token: String) -> Bool {
+        token.utf8.count == prefix.utf8.count + 43 && token.hasPrefix(prefix) && token.utf8.dropFirst(prefix.utf8.count).allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F
+        }
+    }
+}
+
 public struct NewPushApp: Codable, Sendable, Equatable {
     public var name: String
     public init(name: String) { self.name = name }
@@ -178,4 +189,16 @@ public struct PushAppRecord: Codable, Sendable, Equatable {
 public struct PushAppList: Codable, Sendable, Equatable {
     public var apps: [PushAppRecord]
     public init(apps: [PushAppRecord]) { self.apps = apps }
+}
+
+/// Device master keys at rest: after a rotation of the key-encryption key, `POST` seals
+/// every key still under the previous KEK under the new one.
+extension AdminAPI {
+    public static let resealKeys = "/admin/keys/reseal"
+}
+
+public struct KeysResealed: Codable, Sendable, Equatable {
+    /// How many master keys were sealed again under the new key-encryption key.
+    public var resealed: Int
+    public init(resealed: Int) { self.resealed = resealed }
 }

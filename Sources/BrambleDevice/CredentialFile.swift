@@ -7,10 +7,8 @@ public enum CredentialFile {
     /// One file, checked field by field; the error names the file and never the key.
     public static func load(_ path: String) throws -> DeviceCredential {
         // It holds the device's master key: a copy others can read is refused.
-        do { try SecretFilePermissions.check(path, what: "credential") } catch { throw CredentialError("\(error)") }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CredentialError("cannot read credential file \(path)")
-        }
+        let data: Data
+        do { data = Data(try SecretFilePermissions.read(path, what: "credential")) } catch { throw CredentialError("\(error)") }
         let credential: DeviceCredential
         do {
             credential = try JSONDecoder().decode(DeviceCredential.self, from: data)

@@ -7,14 +7,41 @@ import Glibc
 /// refused with an error that says what to do. New ones are made 0600 from the first
 /// byte, never over an existing file.
 public enum SecretFilePermissions {
-    public static func check(_ path: String, what: String) throws {
+    /// The most a secret file may hold (keys, tokens, a credential, a status file).
+    public static let maxBytes = 1 << 20
+
+    /// Reads a secret file through one descriptor that is checked as it is read, so the
+    /// file cannot be swapped between the check and the read: opened without following a
+    /// symlink, a regular file of this user's (or root's), readable by no one else.
+    public static func read(_ path: String, what: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno == ELOOP ? "it is a symbolic link" : "errno \(errno)"
+            throw SecretFileError("\(what) file \(path) cannot be read (\(reason))")
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(path, &info) == 0 else { throw SecretFileError("\(what) file \(path) cannot be read (errno \(errno))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SecretFileError("\(what) file \(path) is not a regular file") }
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw SecretFileError("\(what) file \(path) is not a regular file")
+        }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else {
             throw SecretFileError("\(what) file \(path) is readable by others (mode \(String(mode, radix: 8))); chmod 600 it")
         }
+        guard info.st_uid == geteuid() || info.st_uid == 0 else {
+            throw SecretFileError("\(what) file \(path) belongs to another user (uid \(info.st_uid))")
+        }
+        guard info.st_size <= maxBytes else { throw SecretFileError("\(what) file \(path) is larger than \(maxBytes) bytes") }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw SecretFileError("\(what) file \(path) cannot be read (errno \(errno))") }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            guard bytes.count <= maxBytes else { throw SecretFileError("\(what) file \(path) is larger than \(maxBytes) bytes") }
+        }
+        return bytes
     }
 
     /// Writes `bytes` to a new file at `path`, created with mode 0600 (O_EXCL: an existing

@@ -72,9 +72,9 @@ public struct TLSFiles: Sendable, Equatable {
     }
 
     static func privateKey(_ path: String) throws -> NIOSSLPrivateKey {
-        try SecretFilePermissions.check(path, what: "TLS key")
+        let bytes = try SecretFilePermissions.read(path, what: "TLS key")
         do {
-            return try NIOSSLPrivateKey(file: path, format: .pem)
+            return try NIOSSLPrivateKey(bytes: bytes, format: .pem)
         } catch {
             throw TLSFilesError("TLS key file \(path) cannot be read as a PEM private key")
         }

@@ -42,7 +42,11 @@ struct StreamCommand: AsyncParsableCommand {
         struct Device: Decodable { var pin: String; var log: String; var email: String? }
         struct Mail: Decodable { var smtp: String }
         /// The private CA the nodes' HTTPS certificates chain to.
-        struct TLS: Decodable { var ca: String }
+        struct TLS: Decodable {
+            var ca: String
+            /// False for a cluster started with BRAMBLE_DEPLOY_TLS=no (its mail host speaks plain SMTP).
+            var enabled: Bool?
+        }
         var tls: TLS?
         var nodes: [Node]
         var admin_token: String
@@ -80,7 +84,7 @@ struct StreamCommand: AsyncParsableCommand {
         // Beside the pushes, a stream of mail through the mail host (when there is one).
         let mailTargets = cluster.devices.compactMap { d in d.email.map { (pin: d.pin, email: $0) } }
         // The mail host's certificate chains to the cluster's CA, as the nodes' do.
-        let smtpTLS = try cluster.tls.map { try TLSFiles(ca: $0.ca).clientContext() }
+        let smtpTLS = try cluster.tls.flatMap { $0.enabled == false ? nil : try TLSFiles(ca: $0.ca).clientContext() }
         let mail: MailStream? = cluster.mail.flatMap { HostPort($0.smtp) }.flatMap { smtp in
             mailRate > 0 && !mailTargets.isEmpty ? MailStream(smtp: smtp, tls: smtpTLS, targets: mailTargets, rate: mailRate, run: run) : nil
         }

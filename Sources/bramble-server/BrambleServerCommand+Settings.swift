@@ -37,6 +37,7 @@ extension BrambleServerCommand {
         SecretFile(key: "secret.admin-token", pathKey: "admin-token-file", what: "admin token"),
         SecretFile(key: "secret.db-password", pathKey: "db-password-file", what: "database password"),
         SecretFile(key: "secret.key-encryption-key", pathKey: "key-encryption-key-file", what: "key-encryption key"),
+        SecretFile(key: "secret.previous-key-encryption-key", pathKey: "previous-key-encryption-key-file", what: "previous key-encryption key"),
         SecretFile(key: "secret.mail-service-password", pathKey: "mail-service-password-file", what: "mail service account password"),
         SecretFile(key: "secret.mail-notify-token", pathKey: "mail-notify-token-file", what: "mail notify token"),
     ]
@@ -49,7 +50,7 @@ extension BrambleServerCommand {
             "relay": relay, "relay-timeout-ms": relayTimeoutMs, "http-listen": httpListen,
             "admin-token-file": adminTokenFile, "db-host": dbHost, "db-port": dbPort,
             "patroni-api": patroniApi, "db-user": dbUser, "db-name": dbName,
-            "db-password-file": dbPasswordFile, "key-encryption-key-file": keyEncryptionKeyFile, "max-in-flight": maxInFlight,
+            "db-password-file": dbPasswordFile, "key-encryption-key-file": keyEncryptionKeyFile, "previous-key-encryption-key-file": previousKeyEncryptionKeyFile, "max-in-flight": maxInFlight,
             "resend-after": resendAfter, "log-level": logLevel, "imap": imap, "mail-service-user": mailServiceUser,
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
@@ -93,6 +94,12 @@ extension BrambleServerCommand {
             throw ValidationError("the key-encryption key file must hold base64 of 32 bytes (head -c 32 /dev/urandom | base64)")
         }
         var config = NodeConfiguration(srpKey: key, adminToken: token, keyEncryptionKey: kek)
+        if let previous = try await settings.secret("secret.previous-key-encryption-key") {
+            guard let previousKEK = MasterKeyVault.kek(base64: previous) else {
+                throw ValidationError("the previous key-encryption key file must hold base64 of 32 bytes")
+            }
+            config.previousKeyEncryptionKey = previousKEK
+        }
         guard Self.isName(node) else { throw ValidationError("--node must be 1–64 letters, digits, '.', '-' or '_', got '\(node)'") }
         config.node = node
         config.srpID = srpID
@@ -142,6 +149,9 @@ extension BrambleServerCommand {
                 // PostgreSQL, Patroni's REST API and IMAP are verified against the same CA;
                 // the node presents no certificate to them (passwords authenticate it).
                 config.database.tls = TLSFiles(ca: tls.ca)
+                if let plain = config.database.hosts.compactMap(\.patroniURL).first(where: { !$0.hasPrefix("https://") }) {
+                    throw ValidationError("--patroni-api \(plain) is not https://: with TLS on, Patroni's API is asked over HTTPS only (or set plaintext = yes)")
+                }
                 config.mail?.tls = try TLSFiles(ca: tls.ca).clientContext()
             } catch {
                 throw ValidationError("\(error)")

@@ -16,7 +16,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
 
             Each setting comes from its flag, else from the environment variable BRAMBLE_<KEY> (the key in upper case, '-' as '_': BRAMBLE_DB_HOST), else from the settings file (--config or BRAMBLE_CONFIG; keys as the options without dashes), else its default. A key or BRAMBLE_ variable that names no setting is an error.
 
-            Secrets are read from files, never from flags, the environment or the settings file: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the admin token file, and optionally the database password file. Logs show them as <REDACTED>.
+            Secrets are read from files, never from flags, the environment or the settings file: the SRP key file (lines 'SRP_ID BASE64_KEY', as the relay's), the admin token file, the key-encryption key file (and, during its rotation, the previous one), the database password file, and with --imap the mail service password and notify token files. Each must be a regular file of this user's (or root's) that no one else can read (mode 0600), else it is refused. Logs show them as <REDACTED>.
 
             Every link is TLS, verified against tls-ca. The SRP link is mutual TLS: the node verifies the relay's certificate (so a fake relay cannot pass the node's proof on) and presents its own (tls-cert, tls-key), which its HTTPS API also serves. PostgreSQL (verify-full), Patroni's REST API (https:// in patroni-api) and the mail server (IMAPS: TLS from the first byte) must present certificates from the same CA for the addresses dialled. plaintext = yes turns TLS off on every link, with a warning.
             """)
@@ -40,8 +40,9 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Patroni REST API URL of each database host, comma-separated in the same order (optional; makes finding the primary safe when a Patroni dies).") var patroniApi: String?
     @Option(help: "Configuration database role (default: \(Default.dbUser)).") var dbUser: String?
     @Option(help: "Configuration database name (default: \(Default.dbName)).") var dbName: String?
-    @Option(help: "File holding the database password, if one is needed.") var dbPasswordFile: String?
+    @Option(help: "File holding the bramble role's database password (SCRAM; PostgreSQL takes no connection over TCP without one).") var dbPasswordFile: String?
     @Option(help: "File holding the key-encryption key, base64 of 32 random bytes, mode 0600 (required): device master keys are stored sealed under it. Both nodes of a pair use the same one.") var keyEncryptionKeyFile: String?
+    @Option(help: "During a rotation of the key-encryption key: the file holding the previous one. Keys it sealed still open; once both nodes run with the new key, `bramble keys reseal` seals them all under it; then remove this setting.") var previousKeyEncryptionKeyFile: String?
     @Option(help: "Unacknowledged items in flight per device (default: \(Default.maxInFlight), as BES).") var maxInFlight: Int?
     @Option(help: "Seconds before an unacknowledged item is sent again (default: \(Default.resendAfter), 4 h as BES).") var resendAfter: Int?
     @Option(help: "The mail server's IMAPS listener (IMAP over TLS from the first byte; plain IMAP with plaintext = yes), HOST:PORT, whose mailboxes the Messaging Agent watches (optional: without it the Agent stays idle).") var imap: String?

@@ -14,7 +14,7 @@ struct Bramble: AsyncParsableCommand {
         discussion: """
             Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) or BRAMBLE_URL (comma-separated) with --token-file or BRAMBLE_TOKEN; else both from the local cluster that `make up` started in the checkout this binary was built in (its .run/status.json, or $BRAMBLE_STATUS; never one in the current directory; it must be yours and mode 0600). A token given on the command line or in the environment is never sent to a URL read from a file; token files must be mode 0600. When a node cannot be reached the next one is asked.
             """,
-        subcommands: [UserCommand.self, DeviceCommand.self, AppCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
+        subcommands: [UserCommand.self, DeviceCommand.self, AppCommand.self, KeysCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self])
 }
 
@@ -50,12 +50,8 @@ struct Connection: ParsableArguments {
             }
         }
         guard let path, FileManager.default.fileExists(atPath: path) else { return nil }
-        do { try SecretFilePermissions.check(path, what: "local cluster status") } catch { throw ValidationError("\(error)") }
-        guard let owner = (try? FileManager.default.attributesOfItem(atPath: path))?[.ownerAccountID] as? NSNumber,
-              owner.uint32Value == getuid() else {
-            throw ValidationError("\(path) is not yours: the admin token it holds is not read")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let data: Data
+        do { data = Data(try SecretFilePermissions.read(path, what: "local cluster status")) } catch { throw ValidationError("\(error)") }
         return try? JSONDecoder().decode(LocalStatus.self, from: data)
     }
 
@@ -80,9 +76,9 @@ struct Connection: ParsableArguments {
             token = local?.admin_token
         }
         if let tokenFile {
-            do { try SecretFilePermissions.check(tokenFile, what: "token") } catch { throw ValidationError("\(error)") }
-            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
-                throw ValidationError("cannot read token file \(tokenFile)")
+            let text: String
+            do { text = String(decoding: try SecretFilePermissions.read(tokenFile, what: "token"), as: UTF8.self) } catch {
+                throw ValidationError("\(error)")
             }
             token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }

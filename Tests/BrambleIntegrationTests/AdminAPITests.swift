@@ -127,7 +127,7 @@ import Testing
             try cluster.bramble("app", "add", "alpha", "--out", tokenFile)
             #expect(((try FileManager.default.attributesOfItem(atPath: tokenFile))[.posixPermissions] as? Int) == 0o600)
             let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            #expect(token.hasPrefix("bpa_") && token.count >= 40)
+            #expect(PushAppToken.isWellFormed(token), "\(token)")
             let app = BrambleClient(baseURL: cluster.nodeURL, token: token, http: cluster.http)
 
             let accepted = try await app.push(PushRequestBody(to: "erin@example.test", subject: "from alpha", body: "hi"))
@@ -137,6 +137,9 @@ import Testing
                 let reply = try await app.raw(method, path)
                 #expect(reply.status == 403 && reply.error?.code == .forbidden, "\(method) \(path) with a push token: \(reply.status)")
             }
+            // A token that only looks like one, or a push app's token off the push route, costs no lookup.
+            let forged = BrambleClient(baseURL: cluster.nodeURL, token: "bpa_" + String(repeating: "A", count: 43), http: cluster.http)
+            #expect(try await forged.raw(.POST, PushAPI.path, body: PushRequestBody(to: "erin@example.test", subject: "x")).status == 401)
             let notify = try await app.raw(.POST, MailAPI.notify + "?user=erin@example.test")
             #expect(notify.status == 401 || notify.status == 404, "the mail notification takes only its own token: \(notify.status)")
 

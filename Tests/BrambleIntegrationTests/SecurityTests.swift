@@ -1,4 +1,5 @@
 @testable import BrambleTestSupport
+import BrambleAPI
 import BrambleCore
 import BrambleDevice
 import BrambleNet
@@ -107,8 +108,8 @@ import Testing
     }
 
     /// The database holds master keys sealed under the nodes' key-encryption key: no
-    /// plain key in the table, a plain one (from before sealing) is sealed when asked, and
-    /// a store with another KEK opens none.
+    /// plain key in the table; a plain one is sealed only on an upgrade (before any KEK was
+    /// adopted), never used; another KEK opens none and may not start; a rotation reseals.
     @Test func masterKeysAreSealedAtRestUnderTheKeyEncryptionKey() async throws {
         try await TestCluster.with { cluster in
             let path = try cluster.provision(email: "kay@example.test", pin: "4B000001")
@@ -129,20 +130,44 @@ import Testing
                 #expect(sealed.hasPrefix("v1.") && !sealed.contains(key.base64), "stored sealed, never plain")
                 let store = ConfigStore(client: bramble, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
                 #expect(try await store.deviceKey(pin) == key)
+                func setStored(_ value: String) async throws {
+                    try await superuser.query("UPDATE devices SET master_key = \(value) WHERE pin = \(Int64(pin.value))", logger: logger)
+                }
 
-                // A plain key, as stored before keys were sealed: refused until sealed.
-                try await superuser.query("UPDATE devices SET master_key = \(key.base64) WHERE pin = \(Int64(pin.value))", logger: logger)
+                // A plain key written into the table by someone without the KEK is neither
+                // used nor sealed, and a push to its device is not accepted.
+                try await setStored(key.base64)
                 #expect(try await store.deviceKey(pin) == nil, "a plain key in the table is not used")
-                #expect(try await store.sealPlainMasterKeys() == 1)
-                #expect(try await store.sealPlainMasterKeys() == 0, "sealing again finds nothing")
+                #expect(try await store.adoptKeyEncryptionKey() == 0, "nor sealed once the KEK is adopted")
+                let refused = try await cluster.admin.raw(.POST, PushAPI.path, body: PushRequestBody(to: "kay@example.test", subject: "x"))
+                #expect(refused.status == 404, "no device of kay's can be addressed: \(refused.status)")
+
+                // Before any KEK was adopted (an upgrade), plain keys are sealed once.
+                try await superuser.query("DELETE FROM key_encryption", logger: logger)
+                #expect(try await store.adoptKeyEncryptionKey() == 1)
                 let resealed = try await stored()
                 #expect(resealed.hasPrefix("v1.") && resealed != sealed)
                 #expect(try await store.deviceKey(pin) == key)
 
-                // Under another key-encryption key nothing opens.
+                // Another KEK opens nothing and may not start.
                 let stranger = ConfigStore(client: bramble, vault: MasterKeyVault(kek: SymmetricKey(size: .bits256)), logger: logger)
                 #expect(try await stranger.deviceKey(pin) == nil)
                 #expect(try await stranger.deviceKeys()[pin] == nil)
+                await #expect(throws: ConfigStore.KeyEncryptionKeyMismatch.self) { try await stranger.adoptKeyEncryptionKey() }
+
+                // A rotation: new KEK with the old one as previous starts, opens the key, and
+                // `reseal` moves it to the new KEK; then the old KEK opens nothing and may not start.
+                let newKEK = SymmetricKey(size: .bits256)
+                let rotating = ConfigStore(client: bramble, vault: MasterKeyVault(kek: newKEK, previous: cluster.keyEncryptionKey), logger: logger)
+                #expect(try await rotating.adoptKeyEncryptionKey() == 0)
+                #expect(try await rotating.deviceKey(pin) == key)
+                #expect(try await rotating.resealMasterKeys() == 1)
+                #expect(try await rotating.resealMasterKeys() == 0)
+                #expect(try await store.deviceKey(pin) == nil, "the old KEK no longer opens it")
+                await #expect(throws: ConfigStore.KeyEncryptionKeyMismatch.self) { try await store.adoptKeyEncryptionKey() }
+                let rotated = ConfigStore(client: bramble, vault: MasterKeyVault(kek: newKEK), logger: logger)
+                #expect(try await rotated.adoptKeyEncryptionKey() == 0)
+                #expect(try await rotated.deviceKey(pin) == key)
             }
         }
     }

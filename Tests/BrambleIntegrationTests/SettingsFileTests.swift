@@ -152,7 +152,8 @@ struct SettingsFileIntegrationTests {
         let notify = try dir.writeSecret("notify-token", "notify-\(UUID().uuidString)\n")
         let kek = try dir.writeSecret("kek", Data(repeating: 9, count: 32).base64EncodedString() + "\n")
         return ["srp-key-file": keys, "srp-keys": keys, "admin-token-file": token, "db-password-file": password,
-                "mail-service-password-file": mail, "mail-notify-token-file": notify, "key-encryption-key-file": kek]
+                "mail-service-password-file": mail, "mail-notify-token-file": notify, "key-encryption-key-file": kek,
+                "previous-key-encryption-key-file": kek]
     }
 
     /// A node's settings file in `dir`: the secret files, then `lines`.

@@ -1,6 +1,7 @@
 @testable import BrambleTestSupport
 import BrambleCore
 import BrambleNet
+@testable import BrambleServer
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -27,6 +28,14 @@ import Testing
                 }
             }
             #expect(fake.received.isEmpty, "the fake relay heard \(fake.received)")
+            // The node counts a certificate that does not verify as an answer (the path to
+            // the relay works; its certificate is wrong), not as a silent relay.
+            do {
+                try await FrameLink.connect(to: fake.address, tls: try cluster.nodeTLS()) { _, frames in _ = try await frames.next() }
+                Issue.record("the node connected to the fake relay")
+            } catch {
+                #expect(SRPRouter.cause(of: error) == .relayAnswered, "\(error)")
+            }
         }
     }
 

@@ -23,6 +23,10 @@ cmd_up() {
     say "a previous cluster is partly down; cleaning it up first"; cmd_down
     MODE=""
   fi
+  # A new cluster's TLS comes from this command's environment, never from a leftover state file.
+  TLS_MODE=${BRAMBLE_DEPLOY_TLS:-yes}
+  [ "$TLS_MODE" = yes ] || [ "$TLS_MODE" = no ] || die "BRAMBLE_DEPLOY_TLS must be yes or no"
+  DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE
   local started=$SECONDS
   ensure_ha_packages
   [ "$(id -u)" -ne 0 ] || ensure_mail_packages
@@ -40,6 +44,8 @@ cmd_up() {
 
   mkdir -p "$RUN"; chmod 700 "$RUN"
   echo "$MODE" > "$RUN/mode"
+  echo "$TLS_MODE" > "$RUN/tls-mode"
+  [ "$TLS_MODE" = yes ] || say "warning: BRAMBLE_DEPLOY_TLS=no: the relay, nodes, devices, PostgreSQL, Patroni's API and the mail host run without TLS (for measuring its cost only)"
   TMP=$(mktemp -d /tmp/bramble-cluster.XXXXXX)
   chmod 711 "$TMP"  # PostgreSQL runs as an unprivileged user and must reach its data dir
   echo "$TMP" > "$RUN/tmpdir"; echo "$BIN" > "$RUN/bin"
@@ -58,7 +64,7 @@ cmd_up() {
   local mail_starter=""
   if [ "$(id -u)" -eq 0 ]; then
     echo yes > "$RUN/mail-host"
-    say "starting mail host on $(addr mail) (SMTPS :$SMTP_PORT, IMAPS :$IMAP_PORT, LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
+    say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, IMAP :$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", both TLS"), LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
     ( mail_start "$TMP/mail" ) & mail_starter=$!
   else
     say "mail host: not started (Postfix's master must start as root)"
@@ -92,8 +98,8 @@ accepts pushes. A supervisor restarts a crashed node or relay (at most 10 times 
 MSG
   if mail_host_up; then
     cat >&2 <<MSG
-The mail host takes SMTP over TLS at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USERS[*]%%@*}) and serves
-their mailboxes over IMAPS at $(addr mail):$IMAP_PORT; \`make status\` has their passwords and the CA.
+The mail host takes SMTP at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USERS[*]%%@*}) and serves
+their mailboxes over IMAP at $(addr mail):$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", both TLS from the first byte"); \`make status\` has their passwords and the CA.
 MSG
   fi
   if [ "$MODE" = netns ]; then

@@ -49,12 +49,10 @@ srp-id = $SRP_ID
 srp-key-file = $TMP/srp-keys
 admin-token-file = $TMP/admin-token
 relay = $(addr relay):$SRP_PORT
-tls-ca = $TMP/tls/ca.crt
-tls-cert = $TMP/tls/$node/cert.pem
-tls-key = $TMP/tls/$node/key.pem
+$(tls_settings "$node")
 http-listen = $(addr "$node"):$(node_port "$node")
 db-host = $(addr db1):$PG_PORT,$(addr db2):$((PG_PORT + 1))
-patroni-api = https://$(addr db1):$API_PORT,https://$(addr db2):$((API_PORT + 1))
+patroni-api = $(scheme)://$(addr db1):$API_PORT,$(scheme)://$(addr db2):$((API_PORT + 1))
 db-password-file = $TMP/db-password
 key-encryption-key-file = $TMP/kek
 CONF
@@ -105,7 +103,7 @@ start_devices() {
     run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
     start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
-      --relay "$(addr relay):$DEVICE_PORT" --ca-file "$TMP/tls/ca.crt" --log "$TMP/device-$pin.jsonl"
+      --relay "$(addr relay):$DEVICE_PORT" $(client_tls_flag) --log "$TMP/device-$pin.jsonl"
     i=$((i + 1))
   done
 }

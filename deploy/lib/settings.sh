@@ -38,8 +38,25 @@ MODE=$(cat "$RUN/mode" 2>/dev/null || echo "${BRAMBLE_DEPLOY_HOSTS:-}")
 addr() { if [ "$MODE" = netns ]; then echo "$NET.${OCTET[$1]}"; else echo 127.0.0.1; fi; }
 ns() { if [ "$MODE" = netns ]; then echo "$PREFIX-$1"; fi; }
 node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_PORT" ;; *) die "no node '$1' (node-a or node-b)" ;; esac; }
-node_url() { echo "https://$(addr "$1"):$(node_port "$1")"; }
-relay_health_url() { echo "https://$(addr relay):$RELAY_HTTP_PORT/health"; }
+# TLS on every link (yes), or none where Bramble's own links and the database's and mail
+# host's are concerned (no: BRAMBLE_DEPLOY_TLS=no, only to measure what TLS costs, `make
+# bench`; etcd keeps its TLS). Fixed in a running cluster's state.
+TLS_MODE=$(cat "$RUN/tls-mode" 2>/dev/null || echo "${BRAMBLE_DEPLOY_TLS:-yes}")
+[ "$TLS_MODE" = yes ] || [ "$TLS_MODE" = no ] || die "BRAMBLE_DEPLOY_TLS must be yes or no"
+DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE
+scheme() { [ "$TLS_MODE" = yes ] && echo https || echo http; }
+node_url() { echo "$(scheme)://$(addr "$1"):$(node_port "$1")"; }
+relay_health_url() { echo "$(scheme)://$(addr relay):$RELAY_HTTP_PORT/health"; }
+# A daemon's TLS settings for its host's certificate, or the explicit plaintext switch.
+tls_settings() {  # HOST
+  if [ "$TLS_MODE" = yes ]; then
+    printf 'tls-ca = %s\ntls-cert = %s\ntls-key = %s\n' "$TMP/tls/ca.crt" "$TMP/tls/$1/cert.pem" "$TMP/tls/$1/key.pem"
+  else
+    echo "plaintext = yes"
+  fi
+}
+# What a device or the CLI needs to reach a TLS (or a plain) relay or node.
+client_tls_flag() { if [ "$TLS_MODE" = yes ]; then echo "--ca-file $TMP/tls/ca.crt"; else echo "--plaintext"; fi; }
 
 # The mail host for scripts/mail.sh: its address and namespace, who may send through it,
 # and the nodes its notifications of new mail go to.

@@ -34,16 +34,16 @@ write_status_json() {
       --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
       --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
-      --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" '
+      --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" '
       {mode: $mode, hosts: $hosts, exec: $exec,
-       tls: {ca: $ca,
-             links: {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
+       tls: {ca: $ca, enabled: ($tls_mode == "yes"),
+             links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
                      api: "HTTPS (clients verify the node and relay certificates; mail notifications too)",
                      database: "TLS, verify-full from the nodes; scram-sha-256; replication verify-full",
                      imap: "IMAPS (TLS from the first byte; the nodes verify the mail host)",
                      smtp: "TLS from the first byte (wrapper mode); clients verify the mail host",
                      etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)",
-                     patroni: "HTTPS; basic authentication for changes (switchover, config)"}},
+                     patroni: "HTTPS; basic authentication for changes (switchover, config)"} end)},
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
                {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
        push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")), push_token: ($push_token | rtrimstr("\n")), push_app: "demo",

@@ -12,7 +12,12 @@ tls_setup() {  # DIR
   for host in db3 relay node-a node-b mail; do tls_host "$1" "$host" "$(addr "$host")"; done
 }
 
-# The flags that give a daemon its host's certificate.
+# The flags that give a daemon its host's certificate (or, with BRAMBLE_DEPLOY_TLS=no,
+# turn its TLS off).
 tls_flags() {  # HOST
-  echo "--tls-ca $TMP/tls/ca.crt --tls-cert $TMP/tls/$1/cert.pem --tls-key $TMP/tls/$1/key.pem"
+  if [ "$TLS_MODE" = yes ]; then
+    echo "--tls-ca $TMP/tls/ca.crt --tls-cert $TMP/tls/$1/cert.pem --tls-key $TMP/tls/$1/key.pem"
+  else
+    echo "--plaintext yes"
+  fi
 }

@@ -44,9 +44,10 @@ public struct SecretFilesProvider: Sendable {
     }
 
     static func read(_ file: SecretFile, at path: String) throws(SettingsFailure) -> String {
-        do { try SecretFilePermissions.check(path, what: file.what) } catch { throw SettingsFailure("\(error)") }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw SettingsFailure("cannot read the \(file.what) file \(path)")
+        let bytes: [UInt8]
+        do { bytes = try SecretFilePermissions.read(path, what: file.what) } catch { throw SettingsFailure("\(error)") }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw SettingsFailure("the \(file.what) file \(path) is not UTF-8 text")
         }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw SettingsFailure("the \(file.what) file \(path) is empty") }

@@ -40,6 +40,7 @@ extension UserList: ResponseEncodable {}
 extension DeviceRecord: ResponseEncodable {}
 extension PushAppCreated: ResponseEncodable {}
 extension PushAppList: ResponseEncodable {}
+extension KeysResealed: ResponseEncodable {}
 extension DeviceList: ResponseEncodable {}
 extension Removed: ResponseEncodable {}
 extension Provisioned: ResponseEncodable {}

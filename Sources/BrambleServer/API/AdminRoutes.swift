@@ -52,6 +52,7 @@ struct AdminRoutes {
         }
         registerFilters(on: router)
         registerPushApps(on: router)
+        router.post(RouterPath(AdminAPI.resealKeys)) { _, _ in KeysResealed(resealed: try await store.resealMasterKeys()) }
     }
 
     /// Push applications: a token each, made here and shown once.
@@ -76,7 +77,7 @@ struct AdminRoutes {
     /// `bpa_` and 256 random bits, base64url (the prefix tells a leaked token's kind).
     static func newPushToken() -> String {
         let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-        return "bpa_" + bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+        return PushAppToken.prefix + bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
 

@@ -34,6 +34,12 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         guard let presented else { throw Self.unknownToken }
         if Self.equalInConstantTime(presented, adminToken) { return try await next(request, context) }
+        // Only something shaped like a push application's token, where one may be used,
+        // costs a database lookup: junk tokens cannot load the pool pushes commit through.
+        guard PushAppToken.isWellFormed(presented) else { throw Self.unknownToken }
+        guard request.method == .post, path == PushAPI.path else {
+            throw APIErrorBody(.forbidden, "a push application's token may only push (POST \(PushAPI.path))")
+        }
         let app: String?
         do {
             app = try await pushApp(Array(SHA256.hash(data: Array(presented.utf8))))
@@ -41,9 +47,6 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIErrorBody(.unavailable, "the token cannot be checked now (the configuration database does not answer)")
         }
         guard app != nil else { throw Self.unknownToken }
-        guard request.method == .post, path == PushAPI.path else {
-            throw APIErrorBody(.forbidden, "a push application's token may only push (POST \(PushAPI.path))")
-        }
         return try await next(request, context)
     }
 

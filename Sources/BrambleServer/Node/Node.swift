@@ -33,7 +33,7 @@ public struct Node {
         let haDatabase = try DatabaseHosts(hosts: c.database.hosts, logger: logger, following: database, patroni: patroni) {
             try Self.pool(c, $0, connections: 3, extra: [("lock_timeout", "500"), ("statement_timeout", "\(max(2 * c.leaseMs, 2_000))")])
         }
-        let vault = MasterKeyVault(kek: c.keyEncryptionKey)
+        let vault = MasterKeyVault(kek: c.keyEncryptionKey, previous: c.previousKeyEncryptionKey)
         let store = ConfigStore(database: database, vault: vault, logger: logger)
         let inbox = HAInbox()
         let snapshot = HASnapshotBox()

@@ -64,6 +64,9 @@ public struct NodeConfiguration: Sendable {
 
     /// Seals the device master keys in the database (both nodes of a pair share it).
     public var keyEncryptionKey: SymmetricKey
+    /// During a rotation, the KEK before it: what it sealed still opens, and is sealed
+    /// again under `keyEncryptionKey` when the node starts.
+    public var previousKeyEncryptionKey: SymmetricKey?
 
     public init(srpKey: SymmetricKey, adminToken: String, keyEncryptionKey: SymmetricKey) {
         self.srpKey = srpKey

@@ -40,7 +40,7 @@ final class NodeStartup: Service {
             try await cancelWhenGracefulShutdown { [self] in
                 try await waitForDatabase()
                 try await store.migrate()
-                try await store.sealPlainMasterKeys()
+                try await store.adoptKeyEncryptionKey()
                 try await waitForOwnHeartbeatToGoStale()
                 await dispatcher.warm(keys: try await store.deviceKeys())
                 try await store.recordEvent(.init(node: c.node, kind: .start, detail: "node started as standby of pair \(c.pair)"))

@@ -2,6 +2,7 @@ import BrambleCore
 import BrambleNet
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import NIOPosix
 #if canImport(Glibc)
 import Glibc
@@ -38,6 +39,9 @@ extension SRPRouter {
         func answered(_ error: any Error) -> Bool {
             switch error {
             case is RefusedError, is ProtocolError, is WireError, is SRPOutbound.Overflow: return true
+            // A TLS handshake that failed (a certificate that does not verify: an impostor,
+            // or a relay with the wrong certificate) was answered, not silent.
+            case is NIOSSLError, is BoringSSLError, is NIOSSLExtraError: return true
             case let io as IOError: return [ECONNREFUSED, ECONNRESET, EPIPE].contains(io.errnoCode)
             case let connect as NIOConnectionError: return connect.connectionErrors.contains { answered($0.error) }
             default: return false

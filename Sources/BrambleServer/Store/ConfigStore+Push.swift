@@ -52,8 +52,11 @@ extension ConfigStore {
                 ORDER BY d.pin FOR UPDATE OF d
                 """, logger: logger).decode((Int64, String, String).self) {
                 let pin = PIN(UInt32(pinValue))
+                // A device whose key does not open is not addressed at all (not accepted
+                // for it and then held forever).
+                guard let opened = masterKey(key, pin: pin) else { continue }
                 byEmail[email, default: []].append(pin)
-                keys[pin] = masterKey(key, pin: pin)
+                keys[pin] = opened
             }
             var plan = PushBatchPlan(requests: requests) { r in
                 if let key = r.idempotencyKey, busy.contains(key) { return [] }

@@ -3,6 +3,7 @@ import BrambleNet
 @preconcurrency import Crypto
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 
 /// The configuration database: every query the node runs lives in this type and its
@@ -35,33 +36,95 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
         do {
             return try vault.open(stored, pin: pin)
         } catch {
-            logger.error("\(error)", metadata: ["device.pin": "\(pin)"])
+            // Once per PIN and value: the keys are loaded again and again (every account count).
+            let first = Self.unopened.withLockedValue { seen in
+                if seen.count >= 10_000 { seen.removeAll() }
+                return seen.insert("\(pin.value) \(stored.hashValue)").inserted
+            }
+            if first { logger.error("\(error)", metadata: ["device.pin": "\(pin)"]) }
             return nil
         }
     }
+    private static let unopened = NIOLockedValueBox<Set<String>>([])
 
-    /// Seals every master key still stored plain (written before keys were sealed at
-    /// rest); run by each node after the migrations. Idempotent, and safe beside the other
-    /// node doing the same (a row is rewritten only if it still holds what was read).
-    /// Returns how many it sealed.
-    @discardableResult
-    public func sealPlainMasterKeys() async throws -> Int {
-        var plain: [(Int64, String)] = []
-        for try await row in try await client.query(
-            "SELECT pin, master_key FROM devices WHERE master_key NOT LIKE \(MasterKeyVault.prefix + "%")", logger: logger
-        ).decode((Int64, String).self) { plain.append(row) }
-        var sealed = 0
-        for (pin, stored) in plain {
-            guard let key = SymmetricKey(base64: stored) else {
-                logger.error("a stored master key is neither sealed nor a plain key; left as it is", metadata: ["device.pin": "\(PIN(UInt32(pin)))"])
-                continue
-            }
-            let rows = try await client.query("""
-                UPDATE devices SET master_key = \(vault.seal(key, pin: PIN(UInt32(pin)))) WHERE pin = \(pin) AND master_key = \(stored) RETURNING pin
-                """, logger: logger)
-            for try await _ in rows.decode(Int64.self) { sealed += 1 }
+    public struct KeyEncryptionKeyMismatch: Error, CustomStringConvertible {
+        public var description: String {
+            "the key-encryption key (key-encryption-key-file) is not the one this database's device master keys are sealed under, "
+                + "nor previous-key-encryption-key-file: give both nodes the same key"
         }
-        if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) under the key-encryption key") }
+    }
+
+    /// At a node's start, after the migrations: checks that this node's key-encryption key
+    /// is the database's (or, during a rotation, its previous one is), and refuses to start
+    /// otherwise. The first node to start with a KEK seals every master key stored plain
+    /// (written before keys were sealed at rest) and records the KEK's check value; after
+    /// that a plain key in the table is never sealed nor used. Returns how many it sealed.
+    @discardableResult
+    public func adoptKeyEncryptionKey() async throws -> Int {
+        do {
+            return try await adoptKeyEncryptionKeyInTransaction()
+        } catch let error as PostgresTransactionError where error.closureError is KeyEncryptionKeyMismatch {
+            throw KeyEncryptionKeyMismatch()
+        }
+    }
+
+    private func adoptKeyEncryptionKeyInTransaction() async throws -> Int {
+        try await client.withTransaction(logger: logger) { [vault, logger] conn in
+            var recorded: [UInt8]?
+            for try await value in try await conn.query("SELECT kek_check FROM key_encryption FOR UPDATE", logger: logger)
+                .decode(ByteBuffer.self) { recorded = Array(buffer: value) }
+            if let recorded {
+                guard recorded == vault.currentCheck || recorded == vault.previousCheck else { throw KeyEncryptionKeyMismatch() }
+                return 0
+            }
+            // Keys sealed before the check was recorded must open under this KEK.
+            for try await (value, stored) in try await conn.query(
+                "SELECT pin, master_key FROM devices WHERE master_key LIKE \(MasterKeyVault.prefix + "%") LIMIT 1", logger: logger
+            ).decode((Int64, String).self) {
+                guard (try? vault.opened(stored, pin: PIN(UInt32(value)))) != nil else { throw KeyEncryptionKeyMismatch() }
+            }
+            var sealed = 0
+            var plain: [(Int64, String)] = []
+            for try await row in try await conn.query(
+                "SELECT pin, master_key FROM devices WHERE master_key NOT LIKE \(MasterKeyVault.prefix + "%") FOR UPDATE", logger: logger
+            ).decode((Int64, String).self) { plain.append(row) }
+            for (value, stored) in plain {
+                guard let key = SymmetricKey(base64: stored) else { continue }
+                try await conn.query("UPDATE devices SET master_key = \(vault.seal(key, pin: PIN(UInt32(value)))) WHERE pin = \(value)",
+                                     logger: logger)
+                sealed += 1
+            }
+            // Both nodes may start at once: the one that inserts first decides; the other's
+            // insert waits for it and then does nothing (and is checked at its next start).
+            try await conn.query("""
+                INSERT INTO key_encryption (kek_check) VALUES (\(ByteBuffer(bytes: vault.currentCheck))) ON CONFLICT (only_row) DO NOTHING
+                """, logger: logger)
+            if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) under the key-encryption key") }
+            return sealed
+        }
+    }
+
+    /// After a rotation of the key-encryption key, once both nodes hold the new one (and
+    /// the old one as previous): seals under the new KEK every master key still sealed
+    /// under the previous one, and records the new KEK as the database's. Safe beside the
+    /// other node (a row is rewritten only if it still holds what was read). Returns how
+    /// many it sealed again.
+    @discardableResult
+    public func resealMasterKeys() async throws -> Int {
+        var rows: [(Int64, String)] = []
+        for try await row in try await client.query("SELECT pin, master_key FROM devices", logger: logger)
+            .decode((Int64, String).self) { rows.append(row) }
+        var sealed = 0
+        for (value, stored) in rows {
+            let pin = PIN(UInt32(value))
+            guard let opened = try? vault.opened(stored, pin: pin), opened.underPrevious else { continue }
+            let updated = try await client.query("""
+                UPDATE devices SET master_key = \(vault.seal(opened.key, pin: pin)) WHERE pin = \(value) AND master_key = \(stored) RETURNING pin
+                """, logger: logger)
+            for try await _ in updated.decode(Int64.self) { sealed += 1 }
+        }
+        try await client.query("UPDATE key_encryption SET kek_check = \(ByteBuffer(bytes: vault.currentCheck))", logger: logger)
+        if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) again under the new key-encryption key") }
         return sealed
     }
 

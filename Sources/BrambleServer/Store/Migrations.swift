@@ -204,6 +204,16 @@ enum Migrations {
             )
             """,
         ]),
+        // Which key-encryption key the master keys are sealed under (an HMAC of it, not
+        // the key): a node with another KEK refuses to start instead of serving nothing.
+        Migration(version: 8, name: "key-encryption key check", sql: [
+            """
+            CREATE TABLE key_encryption (
+                only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                kek_check bytea NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

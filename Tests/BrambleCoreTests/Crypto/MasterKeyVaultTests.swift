@@ -31,4 +31,17 @@ import Testing
         #expect(throws: MasterKeyVault.OpenFailure.self) { try vault.open("v1.not base64", pin: pin) }
         #expect(throws: MasterKeyVault.OpenFailure.self) { try vault.open("v1.", pin: pin) }
     }
+
+    @Test func duringARotationThePreviousKEKStillOpensAndIsReportedForResealing() throws {
+        let pin = PIN(0x2A00_F00D)
+        let oldKEK = SymmetricKey(size: .bits256), newKEK = SymmetricKey(size: .bits256)
+        let underOld = MasterKeyVault(kek: oldKEK).seal(key, pin: pin)
+        let rotating = MasterKeyVault(kek: newKEK, previous: oldKEK)
+        let opened = try rotating.opened(underOld, pin: pin)
+        #expect(opened.key == key && opened.underPrevious)
+        let resealed = rotating.seal(key, pin: pin)
+        #expect(try rotating.opened(resealed, pin: pin).underPrevious == false)
+        #expect(throws: MasterKeyVault.OpenFailure.self) { try MasterKeyVault(kek: oldKEK).open(resealed, pin: pin) }
+        #expect(throws: MasterKeyVault.OpenFailure.self) { try MasterKeyVault(kek: newKEK).open(underOld, pin: pin) }
+    }
 }
