@@ -99,7 +99,7 @@ local client = nil
 local preferred = 1
 
 function script_init()
-  -- Dovecot 2.3's Lua HTTP client takes these keys (an unknown key such as `timeout` is
+  -- Dovecot 2.3's Lua HTTP client takes these keys (an unknown key such as "timeout" is
   -- silently ignored): half a second to connect and to answer, per node.
   client = dovecot.http.client({ connect_timeout_msecs = 500, request_timeout_msecs = 500, max_attempts = 1 })
   return 0
