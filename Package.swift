@@ -158,11 +158,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // libFuzzer entry point for the frame and envelope decoders; built only by
-        // `make fuzz` with -sanitize=fuzzer (see Makefile).
+        // libFuzzer targets for every decoder of bytes from the network or a file (frames,
+        // envelope, payloads, IMAP, MIME, settings, SMTP, NOTIFY), chosen by
+        // BRAMBLE_FUZZ_TARGET; built only by `make fuzz` / `make fuzz-short` with
+        // -sanitize=fuzzer,address (see Makefile). Pure core only, so the build stays small.
         .executableTarget(
             name: "bramble-fuzz",
-            dependencies: ["BrambleCore"]
+            dependencies: [
+                "BrambleCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "BrambleCoreTests",

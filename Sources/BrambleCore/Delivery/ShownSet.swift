@@ -15,7 +15,8 @@ public struct ShownSet: Codable, Equatable, Sendable {
     public mutating func insert(_ seq: UInt64) -> Bool {
         guard !contains(seq) else { return false }
         above.insert(seq)
-        while above.remove(highWater + 1) != nil { highWater += 1 }
+        // Up to UInt64.max and no further (a state file may hold a mark near the top).
+        while highWater < .max, above.remove(highWater + 1) != nil { highWater += 1 }
         return true
     }
 
