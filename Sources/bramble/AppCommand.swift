@@ -23,7 +23,10 @@ struct AppCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard NewPushApp.isValidName(name) else { throw ValidationError("the name must be 1–64 letters, digits, '.', '-' or '_'") }
-            if let out, FileManager.default.fileExists(atPath: out) { throw ValidationError("\(out) already exists; choose another --out") }
+            // (A dangling symlink counts: the token file is never written through one.)
+            if let out, FileManager.default.fileExists(atPath: out) || (try? FileManager.default.destinationOfSymbolicLink(atPath: out)) != nil {
+                throw ValidationError("\(out) already exists; choose another --out")
+            }
         }
 
         func run() async throws {

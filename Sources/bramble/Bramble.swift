@@ -25,6 +25,8 @@ struct Connection: ParsableArguments {
     @Option(help: "The private CA's certificate (PEM) the nodes' HTTPS certificates must chain to (else BRAMBLE_CA_FILE, else the local cluster's).")
     var caFile: String?
     @Flag(help: "Print the node's JSON answer.") var json = false
+    @Flag(help: "Allow http:// node URLs (also BRAMBLE_PLAINTEXT=yes): the token then crosses the network in the clear.")
+    var plaintext = false
 
     struct LocalStatus: Decodable {
         struct Node: Decodable { var name: String; var push_url: String }
@@ -92,6 +94,10 @@ struct Connection: ParsableArguments {
     /// The client for `bases`: one that trusts only the private CA when one is given (an
     /// https URL needs it), the shared one for plain http.
     private func httpClient(ca: String?, for bases: [String]) throws -> HTTPClient {
+        if let plain = bases.first(where: { !$0.lowercased().hasPrefix("https:") }),
+           !plaintext, ProcessInfo.processInfo.environment["BRAMBLE_PLAINTEXT"] != "yes" {
+            throw ValidationError("\(plain) is not HTTPS: the token would cross the network in the clear; use https://, or --plaintext if you mean it")
+        }
         guard let ca else {
             if let secure = bases.first(where: { $0.hasPrefix("https:") }) {
                 throw ValidationError("\(secure) is HTTPS: give --ca-file (the private CA's certificate) or set BRAMBLE_CA_FILE")

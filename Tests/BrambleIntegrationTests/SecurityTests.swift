@@ -203,6 +203,11 @@ import Testing
             #expect(output(["user", "list", "--token-file", cluster.dir + "/admin-token"], ["BRAMBLE_STATUS": cluster.dir + "/planted.json"])
                 .contains("--token-file needs --url or BRAMBLE_URL"))
 
+            // A token goes over plain http:// only when asked for by name.
+            let plain = ["BRAMBLE_TOKEN": cluster.token, "BRAMBLE_URL": "http://127.0.0.1:\(cluster.deadPort)"].merging(nowhere) { $1 }
+            #expect(output(["user", "list"], plain).contains("is not HTTPS"))
+            #expect(!output(["user", "list", "--plaintext"], plain).contains("is not HTTPS"), "--plaintext allows it (nothing listens there)")
+
             // Files others can read are refused before anything is sent.
             try statusFile(cluster.dir + "/open.json", token: cluster.token, mode: 0o644)
             #expect(output(["user", "list"], ["BRAMBLE_STATUS": cluster.dir + "/open.json"]).contains("is readable by others (mode 644)"))

@@ -21,7 +21,8 @@ cmd_exec() {
   if [ "${1:-}" = --host ]; then host=${2:-}; shift 2; [ -n "${OCTET[$host]:-}" ] || die "no host '$host' (${HOSTS[*]})"; fi
   [ $# -gt 0 ] || die "usage: deploy/cluster exec [--host HOST] COMMAND [ARG…]"
   PATH="$BIN:$PATH" BRAMBLE_URL="$(node_url node-a),$(node_url node-b)" BRAMBLE_TOKEN="$(cat "$TMP/admin-token")" \
-    BRAMBLE_STATUS="$RUN/status.json" BRAMBLE_CA_FILE="$TMP/tls/ca.crt" CURL_CA_BUNDLE="$TMP/tls/ca.crt" run_in "$(ns "$host")" "$@"
+    BRAMBLE_STATUS="$RUN/status.json" BRAMBLE_CA_FILE="$TMP/tls/ca.crt" CURL_CA_BUNDLE="$TMP/tls/ca.crt" \
+    BRAMBLE_PLAINTEXT=$([ "$TLS_MODE" = yes ] && echo no || echo yes) run_in "$(ns "$host")" "$@"
 }
 
 # A supervised daemon the operator starts: running already (perhaps restarted by its

@@ -93,14 +93,14 @@ start_devices() {
   local i=1 entry email pin
   # A push application for the demo, with a token good only for POST /push (status's
   # push_token; the admin token stays with the operator).
-  run_in "$(ns client)" "$BIN/bramble" app add demo --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" \
+  run_in "$(ns client)" "$BIN/bramble" app add demo --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) \
     --out "$TMP/push-token" >/dev/null
   for entry in "${DEMO[@]}"; do
     read -r email pin <<< "$entry"
     say "adding demo user $email with device $pin"
     # The token from its file, never in an argument list.
-    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" --email "$email" --name "Demo User $i" >/dev/null
-    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" --ca-file "$TMP/tls/ca.crt" --email "$email" --pin "$pin" \
+    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --name "Demo User $i" >/dev/null
+    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
     start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
       --relay "$(addr relay):$DEVICE_PORT" $(client_tls_flag) --log "$TMP/device-$pin.jsonl"
