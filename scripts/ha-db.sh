@@ -261,9 +261,9 @@ db_start() {
   done
   db_etcd_auth "$dir"
 
-  # The password reaches psql on stdin (a quoted here-document), never in an argument list;
-  # the script is readable by $user only.
-  local pw_sql=${DB_BRAMBLE_PASSWORD//\'/\'\'}
+  # The password's SCRAM verifier reaches psql on stdin (a quoted here-document): the
+  # password is in no argument list and no SQL text; the script is readable by $user only.
+  local pw_sql; pw_sql=$(printf '%s\n' "$DB_BRAMBLE_PASSWORD" | scram_verifier)
   ( umask 077; cat > "$dir/post-bootstrap.sh" <<SH
 #!/bin/sh
 # Patroni runs this once on the first primary, with a connection string (the socket).

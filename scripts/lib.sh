@@ -126,3 +126,18 @@ stop_pid() { stop_pids "${2:-5}" "$1"; }
 
 random_token() { head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40; }
 random_key() { head -c 32 /dev/urandom | base64; }
+
+# The SCRAM-SHA-256 verifier (RFC 5802/7677, as PostgreSQL stores it) of the password on
+# stdin: `ALTER ROLE … PASSWORD 'SCRAM-SHA-256$…'` then keeps the password itself out of
+# SQL text (pg_stat_activity, the server's log). The password is never an argument.
+scram_verifier() {
+  /usr/bin/python3 -c '
+import base64, hashlib, hmac, os, sys
+password = sys.stdin.readline().rstrip("\n").encode()
+salt, iterations = os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+client = hmac.new(salted, b"Client Key", "sha256").digest()
+server = hmac.new(salted, b"Server Key", "sha256").digest()
+b64 = lambda b: base64.b64encode(b).decode()
+print(f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client).digest())}:{b64(server)}")'
+}
