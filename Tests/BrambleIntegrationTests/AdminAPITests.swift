@@ -143,6 +143,19 @@ import Testing
             let notify = try await app.raw(.POST, MailAPI.notify + "?user=erin@example.test")
             #expect(notify.status == 401 || notify.status == 404, "the mail notification takes only its own token: \(notify.status)")
 
+            // Its Idempotency-Keys are its own: the same key from the operator is another push.
+            let first = try await app.push(PushRequestBody(to: "erin@example.test", subject: "order 1"), idempotencyKey: "order-1")
+            let again = try await app.push(PushRequestBody(to: "erin@example.test", subject: "order 1"), idempotencyKey: "order-1")
+            #expect(again.id == first.id, "a retry with its key is the first push")
+            let operators = try await cluster.admin.push(PushRequestBody(to: "erin@example.test", subject: "something else"), idempotencyKey: "order-1")
+            #expect(operators.id != first.id, "the operator's key 'order-1' is not the application's")
+            // A client cannot claim to be the application to reach its keys: the header is the node's own.
+            let claimed = try await cluster.admin.raw(.POST, PushAPI.path, body: PushRequestBody(to: "erin@example.test", subject: "order 1"),
+                                                      headers: [("Idempotency-Key", "order-1"), ("Bramble-Push-Application", "alpha")])
+            // (In alpha's keys this body would replay its first push; in the operator's, whose
+            // 'order-1' was another push, it is a reused key.)
+            #expect(claimed.status == 422 && claimed.error?.code == .idempotencyKeyReused, "the operator's own key, not alpha's: \(claimed.status)")
+
             // Listed without its token; a second app of that name is a conflict.
             let listed = try cluster.bramble("app", "list", "--json")
             #expect(listed.contains("\"alpha\"") && !listed.contains(token) && !listed.contains("bpa_"))

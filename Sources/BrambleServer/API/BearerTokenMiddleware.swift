@@ -1,5 +1,6 @@
 import BrambleAPI
 import Crypto
+import HTTPTypes
 import Hummingbird
 
 /// Requires `Authorization: Bearer <token>` on every route except health and metrics, and
@@ -19,7 +20,12 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The live push application whose token has this SHA-256, or nil.
     let pushApp: @Sendable ([UInt8]) async throws -> String?
 
+    /// Set by this middleware alone (a client's own copy is dropped): the push application
+    /// a request comes from, so its Idempotency-Keys are its own.
+    static var pushAppHeader: HTTPField.Name { HTTPField.Name("Bramble-Push-Application")! }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let request = Self.with(request, pushApp: nil)
         let path = request.uri.path
         if HealthAPI.openPaths.contains(path) { return try await next(request, context) }
         let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
@@ -46,8 +52,16 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             throw APIErrorBody(.unavailable, "the token cannot be checked now (the configuration database does not answer)")
         }
-        guard app != nil else { throw Self.unknownToken }
-        return try await next(request, context)
+        guard let app else { throw Self.unknownToken }
+        return try await next(Self.with(request, pushApp: app), context)
+    }
+
+    /// `request` with the push-application header set to `pushApp` (or removed).
+    static func with(_ request: Request, pushApp: String?) -> Request {
+        guard pushApp != nil || request.headers[pushAppHeader] != nil else { return request }
+        var head = request.head
+        head.headerFields[pushAppHeader] = pushApp
+        return Request(head: head, body: request.body)
     }
 
     static var unknownToken: APIErrorBody {

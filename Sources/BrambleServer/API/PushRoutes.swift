@@ -21,7 +21,8 @@ struct PushRoutes {
             let body = try await request.decodeJSON(PushRequestBody.self, context: context)
             let push: PushRequest
             do {
-                push = try Self.validate(body, idempotencyKey: request.headers[HTTPField.Name(PushAPI.idempotencyKeyHeader)!])
+                push = try Self.validate(body, idempotencyKey: request.headers[HTTPField.Name(PushAPI.idempotencyKeyHeader)!],
+                                         pushApp: request.headers[BearerTokenMiddleware<BasicRequestContext>.pushAppHeader])
             } catch {
                 metrics.pushRejected()
                 throw error
@@ -54,7 +55,9 @@ struct PushRoutes {
     }
 
     /// Checks a push request; an `APIErrorBody` (400) says which field is wrong.
-    static func validate(_ body: PushRequestBody, idempotencyKey: String? = nil) throws -> PushRequest {
+    /// `pushApp`: the push application the request comes from; its keys are its own (a
+    /// key is stored behind the application's name and a tab, which no key contains).
+    static func validate(_ body: PushRequestBody, idempotencyKey: String? = nil, pushApp: String? = nil) throws -> PushRequest {
         let to = body.to.trimmingCharacters(in: .whitespaces)
         let recipient: PushRequest.Recipient
         if to.contains("@") {
@@ -82,7 +85,7 @@ struct PushRoutes {
             throw APIErrorBody(.badRequest, "the \(PushAPI.idempotencyKeyHeader) header must be 1–255 printable ASCII characters")
         }
         var request = PushRequest(to: recipient, subject: subject, body: text, expiresIn: expiresIn)
-        request.idempotencyKey = idempotencyKey
+        request.idempotencyKey = idempotencyKey.map { key in pushApp.map { "\($0)\t\(key)" } ?? key }
         return request
     }
 }
