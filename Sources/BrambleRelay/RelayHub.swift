@@ -91,35 +91,44 @@ final class RelayHub: Sendable {
         audit?.close()
     }
 
-    /// Applies `event` to the core under the lock, then performs the I/O outside it.
+    /// Applies `event` to the core under the lock and queues its I/O on each channel's
+    /// event loop before the lock is released: two events that both send to a connection
+    /// (its welcome, then an item for it from another thread) reach it in the core's order.
+    /// Queuing only (`execute`) runs nothing of the channel's under the lock, so a close
+    /// whose channelInactive comes back here cannot deadlock. Events are reported after.
     private func run(_ event: (inout RelayCore) -> [RelayCore.Action]) {
-        let (actions, channels) = state.withLockedValue { s -> ([RelayCore.Action], [ConnectionID: any Channel]) in
+        let actions = state.withLockedValue { s -> [RelayCore.Action] in
             let actions = event(&s.core)
-            var involved: [ConnectionID: any Channel] = [:]
+            var writes: [ConnectionID: [Frame]] = [:]
+            var order: [ConnectionID] = []
+            var closing: Set<ConnectionID> = []
             for action in actions {
                 switch action {
-                case .send(let id, _), .close(let id): involved[id] = s.channels[id]
-                case .event(let event): if let audit, let record = RelayAuditRecord.Event(event) { audit.append(record) }
+                case .send(let id, let frame):
+                    if writes[id] == nil { order.append(id) }
+                    writes[id, default: []].append(frame)
+                case .close(let id):
+                    if writes[id] == nil { order.append(id); writes[id] = [] }
+                    closing.insert(id)
+                case .event(let event):
+                    if let audit, let record = RelayAuditRecord.Event(event) { audit.append(record) }
                 }
             }
-            return (actions, involved)
-        }
-        var touched: Set<ConnectionID> = []
-        for action in actions {
-            switch action {
-            case .send(let id, let frame):
-                channels[id]?.write(frame, promise: nil)
-                touched.insert(id)
-            case .close(let id):
-                // Writes queued before the close go out first: both run on the channel's loop in order.
-                channels[id]?.flush()
-                channels[id]?.close(promise: nil)
-                touched.remove(id)
-            case .event(let event):
-                report(event)
+            for id in order {
+                guard let channel = s.channels[id] else { continue }
+                let frames = writes[id] ?? [], close = closing.contains(id)
+                // Writes queued before the close go out first: one task, in order.
+                channel.eventLoop.execute {
+                    for frame in frames { channel.write(frame, promise: nil) }
+                    channel.flush()
+                    if close { channel.close(promise: nil) }
+                }
             }
+            return actions
         }
-        for id in touched { channels[id]?.flush() }
+        for action in actions {
+            if case .event(let event) = action { report(event) }
+        }
     }
 
     /// The log line and metrics of an event (its audit record was queued under the lock).
