@@ -87,8 +87,8 @@ for t in $(FUZZ_TARGETS); do \
 	fi; \
 	awk -v t=$$t -v a=$$start -v b=$$(date +%s.%N) -v n=$$(ls $(1)/$$t | wc -l) \
 		'/DONE/ { d = $$0 } /stat::number_of_executed_units/ { r = $$2 } /stat::peak_rss_mb/ { m = $$2 } \
-		END { match(d, /cov: [0-9]+ ft: [0-9]+/); \
-		printf "fuzz %s: no finding: %d runs in %.1f s (%d exec/s), %s, corpus %d inputs, peak RSS %s MB\n", \
+		END { match(d, /cov: [0-9]+ ft: [0-9]+ corp: [^ ]+/); \
+		printf "fuzz %s: no finding: %d runs in %.1f s (%d exec/s), %s (%d files), peak RSS %s MB\n", \
 			t, r, b - a, r / (b - a), substr(d, RSTART, RLENGTH), n, m }' $$log; \
 done
 endef

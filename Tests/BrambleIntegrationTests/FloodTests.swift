@@ -61,15 +61,19 @@ import Glibc
             try await cluster.waitFor("carol's item during the flood") { cluster.shown(pin: "CA203").map(\.push_id) == [carols] }
 
             // Every connection past a cap is refused once the listeners have accepted them all.
-            var seen = (relay: 0, node: 0)
+            // Each idle socket at the relay is either refused at a cap or held and closed when
+            // its hello times out (3 s here); on a slow machine the flood outlasts the timeout,
+            // so some are held after earlier ones timed out: refused + timed out counts them all.
+            var seen = (relay: 0, timedOut: 0, node: 0)
             do {
                 try await cluster.waitFor("the relay and the node to refuse what is past their caps", seconds: 30) {
                     seen.relay = Int(try await cluster.relayMetric("bramble_relay_connections_refused_total") ?? 0)
+                    seen.timedOut = Int(try await cluster.relayMetric("bramble_relay_device_hellos_timed_out_total") ?? 0)
                     seen.node = Int(try await cluster.metric("bramble_http_connections_refused_total") ?? 0)
-                    return seen.relay >= Self.idleAtRelay - 100 * Self.relaySources && seen.node >= Self.idleAtNode - 256
+                    return seen.relay + seen.timedOut >= Self.idleAtRelay && seen.node >= Self.idleAtNode - 256
                 }
             } catch {
-                throw SetupError("\(error); refused so far: \(seen.relay) by the relay, \(seen.node) by the node")
+                throw SetupError("\(error); so far: \(seen.relay) refused and \(seen.timedOut) timed out by the relay, \(seen.node) refused by the node")
             }
             let health = try await cluster.relayHealth()
             let relayHeld = try Self.field(health, "connections")
@@ -86,7 +90,8 @@ import Glibc
                 """)
             // The caps: 100 unauthenticated per source address at the relay, 256 per address at the API.
             #expect(unauthenticated <= 100 * Self.relaySources)
-            #expect(Int(refused) >= Self.idleAtRelay - 100 * Self.relaySources, "connections past the caps are refused")
+            // Most are refused at once: at most 100 per source are held at a time.
+            #expect(Int(refused) >= Self.idleAtRelay / 2, "connections past the caps are refused")
             #expect(Int(httpRefused) >= Self.idleAtNode - 256, "the API holds at most 256 connections from one address")
             // Loose on purpose (allocator and debug-build noise): a relay holding all ten
             // thousand sockets with their buffers would grow by far more.
