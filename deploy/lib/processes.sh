@@ -11,11 +11,17 @@ start_in() {  # name host command…: start in the background in host's namespac
 # Starts NAME on HOST under a supervisor (its PID in $RUN/NAME.supervisor.pid) and waits
 # until the supervisor has written the daemon's PID. RESET=1 clears the restart count (an
 # operator's start: the 10-a-day limit counts crashes since).
+# `env`'s arguments that unset every BRAMBLE_* variable: the cluster's daemons, devices
+# and CLI calls take their settings from what is written here, never from the caller's
+# environment (a BRAMBLE_PLAINTEXT=no or BRAMBLE_CA_FILE meant for another cluster's CLI
+# would override a node's plaintext = yes, or point the CLI at a CA that is gone).
+no_bramble_env() { local var; for var in ${!BRAMBLE_@}; do printf -- '-u %s ' "$var"; done; }
+
 start_supervised() {  # name host command…
   local name=$1 host=$2 i; shift 2
   [ "${RESET:-}" = 1 ] && rm -f "$RUN/$name.restarts"
   rm -f "$RUN/$name.pid"
-  setsid "$BRAMBLE_ROOT/deploy/lib/supervise" "$name" "$RUN" "$TMP/$name.log" "$(ns "$host")" -- "$@" \
+  setsid "$BRAMBLE_ROOT/deploy/lib/supervise" "$name" "$RUN" "$TMP/$name.log" "$(ns "$host")" -- env $(no_bramble_env) "$@" \
     </dev/null >>"$TMP/supervisor.log" 2>&1 & echo $! > "$RUN/$name.supervisor.pid"
   for i in $(seq 1 50); do [ -s "$RUN/$name.pid" ] && return 0; sleep 0.1; done
   die "the supervisor of $name did not start it (see $TMP/supervisor.log)"
@@ -93,16 +99,16 @@ start_devices() {
   local i=1 entry email pin
   # A push application for the demo, with a token good only for POST /push (status's
   # push_token; the admin token stays with the operator).
-  run_in "$(ns client)" "$BIN/bramble" app add demo --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) \
+  run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" app add demo --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) \
     --out "$TMP/push-token" >/dev/null
   for entry in "${DEMO[@]}"; do
     read -r email pin <<< "$entry"
     say "adding demo user $email with device $pin"
     # The token from its file, never in an argument list.
-    run_in "$(ns client)" "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --name "Demo User $i" >/dev/null
-    run_in "$(ns client)" "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --pin "$pin" \
+    run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --name "Demo User $i" >/dev/null
+    run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" device provision --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" --pin "$pin" \
       --out "$TMP/device-$pin.json" >/dev/null
-    start_in "device-$i" client "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
+    start_in "device-$i" client env $(no_bramble_env) "$BIN/bramble-device" run --credential "$TMP/device-$pin.json" \
       --relay "$(addr relay):$DEVICE_PORT" $(client_tls_flag) --log "$TMP/device-$pin.jsonl"
     i=$((i + 1))
   done
