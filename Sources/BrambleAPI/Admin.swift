@@ -140,8 +140,8 @@ public enum Email {
     }
 }
 
-/// Push applications: each holds its own bearer token, good only for `POST /push`, and
-/// revocable on its own; the admin token stays with the operators.
+/// Push applications: each holds its own bearer token, good only for `POST /push` and its
+/// own pushes' `GET /push/{id}`, and revocable on its own; the admin token stays with the operators.
 extension AdminAPI {
     public static let apps = "/admin/apps"
     public static func app(_ name: String) -> String { apps + "/" + pathEscaped(name) }

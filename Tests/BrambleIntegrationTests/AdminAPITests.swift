@@ -118,8 +118,9 @@ import Testing
         }
     }
 
-    /// A push application's token pushes and does nothing else; revoking it ends it at
-    /// once; the admin token still does everything; tokens are never listed.
+    /// A push application's token pushes and reads back its own pushes' state, and does
+    /// nothing else; revoking it ends it at once; the admin token still does everything;
+    /// tokens are never listed.
     @Test func aPushApplicationsTokenOnlyPushesAndIsRevokedAtOnce() async throws {
         try await TestCluster.with { cluster in
             try cluster.provision(email: "erin@example.test", pin: "E7170001")
@@ -132,11 +133,30 @@ import Testing
 
             let accepted = try await app.push(PushRequestBody(to: "erin@example.test", subject: "from alpha", body: "hi"))
             #expect(accepted.devices == ["E7170001"])
-            for (method, path) in [(HTTPMethod.GET, "/admin/users"), (.GET, PushAPI.statusPath(accepted.id)), (.GET, "/admin/apps"),
-                                   (.DELETE, "/admin/apps/alpha"), (.POST, "/admin/failover")] {
+            for (method, path) in [(HTTPMethod.GET, "/admin/users"), (.GET, "/admin/apps"), (.DELETE, "/admin/apps/alpha"),
+                                   (.POST, "/admin/failover"), (.GET, PushAPI.path), (.DELETE, PushAPI.statusPath(accepted.id)),
+                                   (.GET, PushAPI.statusPath(accepted.id) + "/x")] {
                 let reply = try await app.raw(method, path)
                 #expect(reply.status == 403 && reply.error?.code == .forbidden, "\(method) \(path) with a push token: \(reply.status)")
             }
+            // Its own push's state it reads; the operator's and another application's pushes
+            // are unknown to it (404, as for no push at all), and the operator reads them all.
+            let own = try await app.raw(.GET, PushAPI.statusPath(accepted.id))
+            #expect(own.status == 200, "its own push: \(own.status)")
+            #expect(try own.decode(PushStatus.self).devices.map(\.pin) == ["E7170001"])
+            let operatorsPush = try await cluster.admin.push(PushRequestBody(to: "erin@example.test", subject: "from the operator"))
+            #expect(try await app.raw(.GET, PushAPI.statusPath(operatorsPush.id)).status == 404)
+            let betaFile = cluster.dir + "/beta-token"
+            try cluster.bramble("app", "add", "beta", "--out", betaFile)
+            let beta = BrambleClient(baseURL: cluster.nodeURL, token: try String(contentsOfFile: betaFile, encoding: .utf8)
+                                        .trimmingCharacters(in: .whitespacesAndNewlines), http: cluster.http)
+            let betasPush = try await beta.push(PushRequestBody(to: "erin@example.test", subject: "from beta"))
+            #expect(try await app.raw(.GET, PushAPI.statusPath(betasPush.id)).status == 404, "alpha reads beta's push")
+            #expect(try await beta.raw(.GET, PushAPI.statusPath(accepted.id)).status == 404, "beta reads alpha's push")
+            for id in [accepted.id, betasPush.id] {
+                #expect(try await cluster.admin.call(.GET, PushAPI.statusPath(id), as: PushStatus.self).devices.map(\.pin) == ["E7170001"])
+            }
+
             // A token that only looks like one, or a push app's token off the push route, costs no lookup.
             let forged = BrambleClient(baseURL: cluster.nodeURL, token: "bpa_" + String(repeating: "A", count: 43), http: cluster.http)
             #expect(try await forged.raw(.POST, PushAPI.path, body: PushRequestBody(to: "erin@example.test", subject: "x")).status == 401)

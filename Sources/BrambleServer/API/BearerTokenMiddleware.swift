@@ -7,8 +7,9 @@ import Hummingbird
 /// lets each credential do only its own work:
 /// - the admin token (operators, the `bramble` CLI): every route but the mail server's
 ///   notification;
-/// - a push application's token (`bramble app add`): `POST /push` only (403 elsewhere),
-///   until the application is revoked — looked up by its SHA-256 at every request, so a
+/// - a push application's token (`bramble app add`): `POST /push` and `GET /push/{id}`
+///   (its own pushes' state; another's is a 404) only, 403 elsewhere, until the
+///   application is revoked — looked up by its SHA-256 at every request, so a
 ///   revocation holds at once on both nodes;
 /// - the mail notify token (the mail server): `POST /mail/notify` only, so the mail host
 ///   never holds a token that could do more.
@@ -43,8 +44,8 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         // Only something shaped like a push application's token, where one may be used,
         // costs a database lookup: junk tokens cannot load the pool pushes commit through.
         guard PushAppToken.isWellFormed(presented) else { throw Self.unknownToken }
-        guard request.method == .post, path == PushAPI.path else {
-            throw APIErrorBody(.forbidden, "a push application's token may only push (POST \(PushAPI.path))")
+        guard Self.pushAppMayUse(request.method, path) else {
+            throw APIErrorBody(.forbidden, "a push application's token may only push (POST \(PushAPI.path)) and read its pushes' state (GET \(PushAPI.path)/{id})")
         }
         let app: String?
         do {
@@ -54,6 +55,18 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         guard let app else { throw Self.unknownToken }
         return try await next(Self.with(request, pushApp: app), context)
+    }
+
+    /// `POST /push`, or `GET /push/{id}`: a push application's routes.
+    static func pushAppMayUse(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        switch method {
+        case .post: return path == PushAPI.path
+        case .get:
+            guard path.hasPrefix(PushAPI.path + "/") else { return false }
+            let id = path.dropFirst(PushAPI.path.count + 1)
+            return !id.isEmpty && !id.contains("/")
+        default: return false
+        }
     }
 
     /// `request` with the push-application header set to `pushApp` (or removed).

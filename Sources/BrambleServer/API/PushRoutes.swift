@@ -48,7 +48,8 @@ struct PushRoutes {
         router.get("/push/{id}") { request, context -> PushStatus in
             let text = try context.parameters.require("id")
             guard let id = UUID(uuidString: text) else { throw APIErrorBody(.badRequest, "push id '\(text)' is not a UUID") }
-            let items = try await store.pushStatus(id)
+            // A push application sees its own pushes only; another's is as unknown as none.
+            let items = try await store.pushStatus(id, app: request.headers[BearerTokenMiddleware<BasicRequestContext>.pushAppHeader])
             guard !items.isEmpty else { throw APIErrorBody(.notFound, "no push with id \(text)") }
             return PushStatus(id: text.lowercased(), devices: items)
         }
@@ -86,6 +87,7 @@ struct PushRoutes {
         }
         var request = PushRequest(to: recipient, subject: subject, body: text, expiresIn: expiresIn)
         request.idempotencyKey = idempotencyKey.map { key in pushApp.map { "\($0)\t\(key)" } ?? key }
+        request.pushApp = pushApp
         return request
     }
 }

@@ -82,11 +82,15 @@ extension ConfigStore {
         }
     }
 
-    /// Each device's copy of a push; empty if the id is unknown.
-    public func pushStatus(_ pushID: UUID) async throws -> [PushItemStatus] {
+    /// Each device's copy of a push; empty if the id is unknown, or, for `app` (a push
+    /// application), if the push is not that application's.
+    public func pushStatus(_ pushID: UUID, app: String? = nil) async throws -> [PushItemStatus] {
         var items: [PushItemStatus] = []
-        for try await (p, seq, state) in try await client.query(
-            "SELECT pin, seq, state FROM outbound WHERE push_id = \(pushID) ORDER BY pin", logger: logger
+        for try await (p, seq, state) in try await client.query("""
+            SELECT pin, seq, state FROM outbound WHERE push_id = \(pushID)
+              AND (\(app)::text IS NULL OR EXISTS (SELECT 1 FROM push_owners WHERE push_id = \(pushID) AND app = \(app)))
+            ORDER BY pin
+            """, logger: logger
         ).decode((Int64, Int64, String).self) {
             items.append(PushItemStatus(pin: PIN(UInt32(p)).description, seq: seq, state: DeliveryStateName(rawValue: state) ?? .queued))
         }

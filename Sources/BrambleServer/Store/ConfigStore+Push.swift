@@ -68,8 +68,22 @@ extension ConfigStore {
             for key in busy { plan.inProgress(key: key) }
             try await claimKeys(&plan, conn)
             let items = try await insertItems(&plan, conn, origin: origin, gate: gate)
+            try await recordOwners(requests, plan.outcomes, conn)
             return CommittedPushes(outcomes: plan.outcomes, keys: keys.filter { pin, _ in items.contains { $0.pin == pin } }, items: items)
         }
+    }
+
+    /// Records which push application each new push came from (a replay's owner is
+    /// recorded already: keys are per application), so it can read the push's state back.
+    private func recordOwners(_ requests: [PushRequest], _ outcomes: [PushOutcome], _ conn: PostgresConnection) async throws {
+        let owned = zip(requests, outcomes).compactMap { request, outcome -> (UUID, String)? in
+            guard let app = request.pushApp, case .accepted(let pushID, _, replayed: false) = outcome else { return nil }
+            return (pushID, app)
+        }
+        guard !owned.isEmpty else { return }
+        try await conn.query("""
+            INSERT INTO push_owners (push_id, app) SELECT * FROM unnest(\(owned.map(\.0))::uuid[], \(owned.map(\.1))::text[])
+            """, logger: logger)
     }
 
     /// Records the batch's new Idempotency-Keys; requests whose key was committed before

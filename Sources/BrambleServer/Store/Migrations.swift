@@ -214,6 +214,17 @@ enum Migrations {
             )
             """,
         ]),
+        // Which push application made a push (none: the operator), so that it may read
+        // back the state of its own pushes and of no other.
+        Migration(version: 9, name: "push owners", sql: [
+            """
+            CREATE TABLE push_owners (
+                push_id uuid PRIMARY KEY,
+                app text NOT NULL REFERENCES push_apps(name),
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

@@ -34,6 +34,9 @@ public struct PushRequest: Sendable {
     public var expiresIn: Int
     /// The client's `Idempotency-Key`, if it sent one.
     public var idempotencyKey: String?
+    /// The push application it comes from (nil: the operator's admin token); the
+    /// application may read back its own pushes' state, and only those.
+    public var pushApp: String?
 
     public init(to: Recipient, subject: String, body: String, expiresIn: Int) {
         (self.to, self.subject, self.body, self.expiresIn) = (to, subject, body, expiresIn)
