@@ -12,7 +12,9 @@ import Glibc
 
 /// The relay bounds what it holds for each peer: a device that stops reading is closed
 /// once its outbound buffer passes the bound, and the relay's memory stays flat however
-/// much is pushed at it, while a device that reads keeps being served.
+/// much is pushed at it, while a device that reads keeps being served. Plain (the stalled
+/// peer a bare socket) and with TLS as `make up` runs it (the TLS layer must not buffer
+/// for a peer that does not read either).
 @Suite(.serialized) struct RelaySlowPeerTests {
     static let stalledPIN = PIN(0x5700_0001)
     static let readingPIN = PIN(0x5700_0002)
@@ -20,8 +22,9 @@ import Glibc
     static let floodBytes = 64 << 20
     static let itemBytes = 128 << 10
 
-    @Test func aDeviceThatStopsReadingIsClosedWhileAReadingDeviceKeepsBeingServed() async throws {
-        try await TestRelay.with { relay in
+    @Test(arguments: [false, true])
+    func aDeviceThatStopsReadingIsClosedWhileAReadingDeviceKeepsBeingServed(tls: Bool) async throws {
+        try await TestRelay.with(tls: tls) { relay in
             let server = try await relay.connect(relay.srp)
             let reading = try await relay.connect(relay.devices)
             try await server.executeThenClose { serverIn, serverOut in
@@ -57,10 +60,24 @@ import Glibc
                         #expect(await serverFrames.next() == .presence(pin: Self.readingPIN, online: true))
 
                         // A device that says hello and then never reads (a small receive
-                        // buffer, so the kernel holds little for it).
-                        let stalled = try StalledPeer(port: relay.devicePort, receiveBuffer: 16 << 10)
-                        defer { stalled.close() }
-                        try stalled.send(TestDevice.hello(pin: Self.stalledPIN, master: master, answering: try stalled.receiveFrame()).encoded())
+                        // buffer, so the kernel holds little for it). Over TLS it reads
+                        // no more once the few frames its stream buffers are taken.
+                        var rawStalled: StalledPeer?
+                        defer { rawStalled?.close() }
+                        if tls {
+                            let stalled = try await relay.connect(relay.devices, receiveBuffer: 16 << 10)
+                            group.addTask {
+                                try await stalled.executeThenClose { inbound, outbound in
+                                    var frames = inbound.makeAsyncIterator()
+                                    try await outbound.write(TestDevice.hello(pin: Self.stalledPIN, master: master, answering: try await frames.next()))
+                                    try await Task.sleep(for: .seconds(600))  // until the test ends (cancelled)
+                                }
+                            }
+                        } else {
+                            let stalled = try StalledPeer(port: relay.devicePort, receiveBuffer: 16 << 10)
+                            rawStalled = stalled
+                            try stalled.send(TestDevice.hello(pin: Self.stalledPIN, master: master, answering: try stalled.receiveFrame()).encoded())
+                        }
                         #expect(await serverFrames.next() == .presence(pin: Self.stalledPIN, online: true))
 
                         let before = try relay.memoryKiB()
@@ -98,7 +115,7 @@ import Glibc
                         // device's items were interleaved with it, up to the last one.
                         let after = try relay.memoryKiB()
                         let pushedMiB = (floodItems * Self.itemBytes) >> 20
-                        print("relay memory while \(pushedMiB) MiB were pushed at a device that never read: RSS \(before.rss / 1024) → \(after.rss / 1024) MiB, peak \(before.peak / 1024) → \(after.peak / 1024) MiB")
+                        print("relay memory (\(tls ? "TLS" : "plain")) while \(pushedMiB) MiB were pushed at a device that never read: RSS \(before.rss / 1024) → \(after.rss / 1024) MiB, peak \(before.peak / 1024) → \(after.peak / 1024) MiB")
                         // Loose on purpose (allocator and debug-build noise): holding the flood
                         // would have added all of it.
                         #expect((after.peak - before.peak) / 1024 < pushedMiB / 2,

@@ -14,6 +14,9 @@ final class TestRelay: @unchecked Sendable {
     let srpPort: Int
     let httpPort: Int
     let key = SymmetricKey(size: .bits256)
+    /// The CA of a relay with TLS (nil: plain); the relay's certificate is `relay`'s, the
+    /// node's client certificate for the SRP link `node`'s.
+    private(set) var ca: TestCA?
     private(set) var process: ChildProcess!
 
     var devices: HostPort { HostPort(host: "127.0.0.1", port: devicePort) }
@@ -29,20 +32,20 @@ final class TestRelay: @unchecked Sendable {
     }
 
     /// Starts a relay (SRP ID `bramble`, audit log on), runs `body`, stops the relay.
-    static func with<T>(_ body: (TestRelay) async throws -> T) async throws -> T {
+    /// Plain unless `tls` (then its device, SRP and HTTP listeners are TLS as in `make up`,
+    /// the SRP link mutual): most of these tests write raw frames to a bare socket.
+    static func with<T>(tls: Bool = false, _ body: (TestRelay) async throws -> T) async throws -> T {
         let relay = try TestRelay()
         defer {
             relay.process?.stop()
             try? FileManager.default.removeItem(atPath: relay.dir)
         }
+        if tls { relay.ca = try TestCA.make(in: relay.dir + "/tls", hosts: ["relay", "node"]) }
         relay.process = try ChildProcess(name: "relay", executable: TestCluster.bin + "/bramble-relay", arguments: [
             "--srp-keys", relay.dir + "/srp-keys", "--device-listen", "127.0.0.1:\(relay.devicePort)",
             "--srp-listen", "127.0.0.1:\(relay.srpPort)", "--http-listen", "127.0.0.1:\(relay.httpPort)",
             "--audit-log", relay.auditPath,
-            // Plain on purpose: these tests write raw frames (a peer that never reads is
-            // a bare socket); TLS is tested through TestCluster.
-            "--plaintext", "yes",
-        ], logPath: relay.dir + "/relay.log")
+        ] + (relay.ca?.flags("relay") ?? ["--plaintext", "yes"]), logPath: relay.dir + "/relay.log")
         do {
             try await relay.waitUntilListening()
             return try await body(relay)
@@ -62,21 +65,29 @@ final class TestRelay: @unchecked Sendable {
         throw SetupError("the relay did not come up: \(process.log)")
     }
 
-    /// A frame connection to `address`, for `executeThenClose`.
-    func connect(_ address: HostPort) async throws -> FrameChannel {
-        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: address.host, port: address.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec()
-                    return try FrameChannel(wrappingChannelSynchronously: channel)
-                }
+    /// A frame connection to `address`, for `executeThenClose`: TLS if the relay's is (as
+    /// the node, with its client certificate, on the SRP listener; as a device, verifying
+    /// the relay only, on the device listener). `receiveBuffer`: SO_RCVBUF, set before
+    /// connecting (a small one makes a peer that stops reading stall the relay soon).
+    func connect(_ address: HostPort, receiveBuffer: Int32? = nil) async throws -> FrameChannel {
+        let tls = try ca.map { ca in try (address == srp ? ca.files("node") : TLSFiles(ca: ca.ca)).clientContext() }
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let receiveBuffer { bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer)) }
+        return try await bootstrap.connect(host: address.host, port: address.port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.addTLSClient(tls, host: address.host)
+                try channel.pipeline.syncOperations.addFrameCodec()
+                return try FrameChannel(wrappingChannelSynchronously: channel)
             }
+        }
     }
 
-    /// One counter or gauge from the relay's `/metrics`.
+    /// One counter or gauge from the relay's `/metrics` (over HTTPS, trusting the CA, if
+    /// the relay has TLS).
     func metric(_ name: String) async throws -> Double? {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(httpPort)/metrics"),
-                                                           timeout: .seconds(2))
+        let http = try ca.map { try HTTPClient.bramble(caFile: $0.ca) } ?? HTTPClient.shared
+        let response = try await http.execute(HTTPClientRequest(url: "\(ca == nil ? "http" : "https")://127.0.0.1:\(httpPort)/metrics"),
+                                               timeout: .seconds(2))
         let body = try await response.body.collect(upTo: 1 << 20)
         for line in String(buffer: body).split(separator: "\n") where line.hasPrefix(name + " ") {
             return Double(line.split(separator: " ")[1])
