@@ -76,8 +76,15 @@ public enum MailComposer {
         return id
     }
 
-    /// Text without NUL (which PostgreSQL's text refuses, and no device shows).
-    static func clean(_ s: String) -> String { s.contains("\0") ? s.replacingOccurrences(of: "\0", with: "") : s }
+    /// Text without NUL (which PostgreSQL's text refuses, and no device shows). Scalar by
+    /// scalar: Foundation's `replacingOccurrences` leaves a NUL that a combining mark
+    /// follows (it will not split what it takes for one composed character).
+    static func clean(_ s: String) -> String {
+        guard s.utf8.contains(0) else { return s }
+        var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: s.unicodeScalars.lazy.filter { $0 != "\0" })
+        return String(scalars)
+    }
 }
 
 /// IMAP's INTERNALDATE, `"05-Dec-2026 20:45:38 +0000"` (RFC 9051 `date-time`).
