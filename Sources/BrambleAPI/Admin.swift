@@ -131,13 +131,19 @@ public struct FilterMove: Codable, Sendable, Equatable {
 /// What the API and the CLI accept as an e-mail address.
 public enum Email {
     /// One `@`, a non-empty local part, a dotted domain, no spaces: enough to catch typos.
-    /// No `*` either: the Messaging Agent logs in to a mailbox as `EMAIL*SERVICE`.
+    /// No `*` either: the Messaging Agent logs in to a mailbox as `EMAIL*SERVICE`. No
+    /// control character (NUL included, which the database's text refuses), scalar by scalar.
     public static func isPlausible(_ s: String) -> Bool {
         let parts = s.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
               !parts[1].hasSuffix("."), s.utf8.count <= 254 else { return false }
-        return !s.contains(where: { $0.isWhitespace || $0 == "*" || $0.isNewline })
+        return !s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "*" || $0.properties.isWhitespace }
     }
+
+    /// Free text the API stores (a push's subject and body, a user's name, a filter's
+    /// pattern) holds no NUL: PostgreSQL's text cannot, and one such push would fail the
+    /// whole group commit it was batched in.
+    public static func hasNUL(_ s: String) -> Bool { s.utf8.contains(0) }
 }
 
 /// Push applications: each holds its own bearer token, good only for `POST /push` and its

@@ -39,6 +39,12 @@ import Testing
                                     mentioning: "Idempotency-Key")
             try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: "x"), headers: [("Idempotency-Key", String(repeating: "k", count: 256))],
                                     .badRequest, mentioning: "Idempotency-Key")
+            // NUL, which the database's text cannot hold, is refused before it reaches a batch.
+            try await expectRefused(.POST, "/push", Push(to: "DA7E", subject: "a\u{0}b"), .badRequest, mentioning: "NUL")
+            try await expectRefused(.POST, "/push", PushRequestBody(to: "DA7E", subject: "s", body: "\u{0}\u{308}"), .badRequest, mentioning: "NUL")
+            try await expectRefused(.POST, "/admin/users", ["email": "nul@example.test", "name": "a\u{0}"], .badRequest, mentioning: "NUL")
+            try await expectRefused(.POST, "/admin/users", ["email": "n\u{0}ul@example.test"], .badRequest)
+            try await expectRefused(.POST, "/admin/filters", ["field": "subject", "contains": "x\u{0}", "action": "do_not_forward"], .badRequest, mentioning: "NUL")
             try await expectRefused(.GET, "/push/not-a-uuid", nil, .badRequest)
             try await expectRefused(.GET, "/push/\(UUID())", nil, .notFound)
             try await expectRefused(.POST, "/admin/users", ["email": "dave@example.test"], .conflict)

@@ -19,6 +19,7 @@ struct AdminRoutes {
             guard Email.isPlausible(email) else { throw APIErrorBody(.badRequest, "'\(body.email)' is not a valid e-mail address") }
             let name = body.name ?? ""
             guard name.utf8.count <= 256 else { throw APIErrorBody(.badRequest, "'name' is longer than 256 bytes") }
+            guard !Email.hasNUL(name) else { throw APIErrorBody(.badRequest, "'name' may not contain NUL (\\u0000)") }
             return EditedResponse(status: .created, response: try await mapped { try await store.addUser(email: email, displayName: name) })
         }
         router.get(RouterPath(AdminAPI.users)) { _, _ in UserList(users: try await store.users()) }
@@ -95,6 +96,7 @@ struct AdminRoutes {
             guard !contains.isEmpty, contains.utf8.count <= MailFilterRule.maxPatternLength else {
                 throw APIErrorBody(.badRequest, "'contains' must be 1–\(MailFilterRule.maxPatternLength) bytes")
             }
+            guard !Email.hasNUL(contains) else { throw APIErrorBody(.badRequest, "'contains' may not contain NUL (\\u0000)") }
             if field == .importance, MailImportance(rawValue: contains.lowercased()) == nil {
                 throw APIErrorBody(.badRequest, "for importance, 'contains' must be high, normal or low")
             }

@@ -72,6 +72,7 @@ struct PushRoutes {
         let subject = body.subject ?? ""
         let text = body.body ?? ""
         guard !subject.isEmpty || !text.isEmpty else { throw APIErrorBody(.badRequest, "a push needs a 'subject' or a 'body'") }
+        guard !Email.hasNUL(subject), !Email.hasNUL(text) else { throw APIErrorBody(.badRequest, "'subject' and 'body' may not contain NUL (\\u0000)") }
         guard subject.utf8.count <= PushItem.maxSubjectLength else {
             throw APIErrorBody(.badRequest, "'subject' is longer than \(PushItem.maxSubjectLength) bytes")
         }
