@@ -157,6 +157,12 @@ public enum DeviceRequest: Equatable, Sendable {
         case .more:
             let id = try f.requiredString(2, max: MailItem.maxMessageIDLength, "message_id")
             guard !id.isEmpty else { throw PayloadError("message_id empty") }
+            // As the server gives them (MailComposer.messageID): no space or control
+            // character, NUL above all, which the database's text refuses; such a request
+            // would fail the batch of every device's requests it is recorded with.
+            guard id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+                throw PayloadError("message_id with a space or a control character")
+            }
             return .more(messageID: id)
         }
     }

@@ -52,6 +52,9 @@ import Testing
         unknown.uint(1, 99)
         #expect(throws: PayloadError.self) { try DeviceRequest.decode(unknown.bytes) }
         #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.more(messageID: "").encoded()) }
+        for bad in ["<a\u{0}b@c>", "<a\u{0}\u{308}@c>", "<a b@c>", "<a\u{7F}@c>"] {
+            #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.more(messageID: bad).encoded()) }
+        }
     }
 
     @Test func anItemStaysFarBelowAFrameHoweverManyRecipientsAndAttachments() throws {
