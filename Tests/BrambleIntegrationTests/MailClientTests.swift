@@ -88,4 +88,46 @@ import Testing
             }
         }
     }
+
+    /// A text with CRLF lines, one of them a lone dot followed by SMTP commands, reaches
+    /// the mailbox whole: the lone dot is stuffed, so nothing after it is read as a
+    /// command (before, a split at "\n" missed CRLF lines: Postfix ended the message there
+    /// and took the rest as a second, smuggled message to demo2).
+    @Test func aLoneDotInACRLFTextIsSentAsTextNotAsTheEndOfTheMessage() async throws {
+        try await withMailHost { host in
+            let message = "From: a@outside.test\r\nTo: demo1@example.test\r\nSubject: dots\r\n\r\nbefore\r\n.\r\n"
+                + "MAIL FROM:<smuggled@outside.test>\r\nRCPT TO:<demo2@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nafter\r\n"
+            let reply = try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in
+                try await smtp.send(from: "a@outside.test", to: ["demo1@example.test"], message: message)
+            }
+            #expect(reply.code == 250)
+            // A second message after it on the same connection still works, and is demo2's only one.
+            _ = try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in
+                try await smtp.send(from: "a@outside.test", to: ["demo2@example.test"], message: "Subject: marker\r\n\r\nmarker")
+            }
+            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
+                try await imap.login(user: "demo2@example.test*\(host.serviceUser)", password: try host.servicePassword)
+                var demo2 = try await imap.select("INBOX", readOnly: true)
+                for _ in 0..<50 where demo2.exists == 0 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    demo2 = try await imap.select("INBOX", readOnly: true)
+                }
+                let subjects = try await imap.uidFetch("1:*", "ENVELOPE").compactMap { $0.attributes["ENVELOPE"].flatMap(MailEnvelope.init)?.subject }
+                #expect(subjects == ["marker"], "demo2 got \(subjects)")
+                await imap.logout()
+            }
+            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
+                try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: try host.servicePassword)
+                var demo1 = try await imap.select("INBOX", readOnly: true)
+                for _ in 0..<50 where demo1.exists == 0 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    demo1 = try await imap.select("INBOX", readOnly: true)
+                }
+                #expect(demo1.exists == 1)
+                let text = try #require(try await imap.uidFetch("1", "BODY.PEEK[TEXT]").first?.attributes["BODY[TEXT]"]?.bytes)
+                #expect(String(decoding: text, as: UTF8.self) == "before\r\n.\r\nMAIL FROM:<smuggled@outside.test>\r\nRCPT TO:<demo2@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nafter\r\n")
+                await imap.logout()
+            }
+        }
+    }
 }

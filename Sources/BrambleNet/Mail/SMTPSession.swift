@@ -46,18 +46,14 @@ public struct SMTPSession {
     }
 
     /// Sends one message; returns the server's 250 reply to the data (Postfix names its
-    /// queue id there). `message` is the RFC 5322 text; lines are dot-stuffed here.
+    /// queue id there). `message` is the RFC 5322 text; its lines are made CRLF and
+    /// dot-stuffed here (`SMTPData`).
     @discardableResult
     public mutating func send(from sender: String, to recipients: [String], message: String) async throws -> SMTPReply {
         try await command("MAIL FROM:<\(sender)>")
         for recipient in recipients { try await command("RCPT TO:<\(recipient)>") }
         try await command("DATA", accept: { $0.code == 354 })
-        var data = ""
-        for line in message.split(separator: "\n", omittingEmptySubsequences: false) {
-            let bare = line.hasSuffix("\r") ? line.dropLast() : line
-            data += (bare.hasPrefix(".") ? "." : "") + bare + "\r\n"
-        }
-        try await outbound.write(ByteBuffer(string: data + ".\r\n"))
+        try await outbound.write(ByteBuffer(bytes: SMTPData.encode(message)))
         return try await expect("DATA", { $0.isPositive })
     }
 
