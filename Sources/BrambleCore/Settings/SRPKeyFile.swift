@@ -12,7 +12,7 @@ public enum SRPKeyFile {
     /// The keys in `text`, the contents of the file at `path` (which errors name).
     public static func parse(_ text: String, path: String) throws -> [String: SymmetricKey] {
         var keys: [String: SymmetricKey] = [:]
-        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (number, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = line.split(whereSeparator: \.isWhitespace)
             if fields.isEmpty { continue }
