@@ -30,6 +30,13 @@ ensure_mail_packages() {
 #   SMTP_PORT IMAP_PORT LMTP_PORT   SMTP and IMAP are TLS from the first byte (Postfix's
 #                           wrapper mode, Dovecot's imaps: RFC 8314 implicit TLS; no
 #                           plaintext port); LMTP listens on 127.0.0.1 of the mail host only
+#   SUBMISSION_PORT         (optional; none if empty) mail submission, TLS from the first
+#                           byte too, only after AUTH PLAIN through Dovecot: a user with
+#                           their password, or the service account as a user (authzid =
+#                           the user); From must be the authenticated user, recipients in
+#                           MAIL_DOMAIN; Postfix files a copy in the sender's Sent folder
+#                           (a Bcc to USER+Sent@, delivered there by LMTP), in the same
+#                           queue file as the message: the copy exists once the 250 came
 #   MAIL_TLS_CERT MAIL_TLS_KEY  the mail host's certificate and key (PEM; the key 0600,
 #                           read by both masters as root before they drop privileges)
 #   MAIL_TLS_CA             the private CA: Dovecot's HTTP client trusts it for the nodes'
@@ -59,7 +66,7 @@ MAIL_SERVICE_USER=${MAIL_SERVICE_USER:-bramble-service}
 [ -n "${MAIL_USERS+x}" ] || MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
 [ -n "${MAIL_NOTIFY_URLS+x}" ] || MAIL_NOTIFY_URLS=()
 
-mail_ports() { echo "$SMTP_PORT" "$IMAP_PORT" "$LMTP_PORT"; }
+mail_ports() { echo "$SMTP_PORT" "$IMAP_PORT" "$LMTP_PORT" ${SUBMISSION_PORT:-}; }
 
 # The SHA512-CRYPT hash of the password on stdin (doveadm reads it twice from a non-tty
 # stdin): the password is never an argument, so never in a process list.
@@ -143,7 +150,7 @@ LUA
     while read -r email pw; do echo "$email:$(printf '%s\n' "$pw" | mail_hash)::::::"; done < "$dir/user-passwords" > "$dir/dovecot/users" )
   chgrp dovecot "$dir/dovecot/master-users" "$dir/dovecot/users"
 
-  local dovecot_tls imap_listeners postfix_tls smtpd_wrapper
+  local dovecot_tls imap_listeners postfix_tls smtpd_wrapper submission=""
   if [ "$MAIL_TLS" = no ]; then
     dovecot_tls="ssl = no
 disable_plaintext_auth = no"
@@ -178,6 +185,21 @@ smtpd_tls_protocols = >=TLSv1.2
 smtpd_tls_mandatory_protocols = >=TLSv1.2"
     smtpd_wrapper="  -o smtpd_tls_wrappermode=yes
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
+  fi
+  if [ -n "${SUBMISSION_PORT:-}" ]; then
+    submission="$SUBMISSION_PORT inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix/submission$([ "$MAIL_TLS" = no ] || printf '\n  -o smtpd_tls_wrappermode=yes')
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$dir/dovecot/run/auth-postfix
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_sender_login_maps=regexp:$dir/postfix/etc/sender-logins
+  -o smtpd_sender_restrictions=reject_sender_login_mismatch
+  -o smtpd_recipient_restrictions=
+  -o smtpd_relay_restrictions=reject_unauth_destination
+  -o cleanup_service_name=subcleanup
+subcleanup unix n       -       n       -       0       cleanup
+  -o sender_bcc_maps=regexp:$dir/postfix/etc/sent-bcc"
   fi
   cat > "$dir/dovecot.conf" <<CONF
 # Written by scripts/mail.sh: a private Dovecot (IMAP, and LMTP for Postfix's deliveries).
@@ -235,7 +257,31 @@ service lmtp {
 }
 protocol lmtp {
   postmaster_address = postmaster@$MAIL_DOMAIN
+  # USER+Sent@ (the submission service's copy of what USER sent) goes to USER's Sent.
+  lmtp_save_to_detail_mailbox = yes
+  lda_mailbox_autocreate = yes
+  lda_mailbox_autosubscribe = yes
   $plugins
+}
+# Postfix's submission service authenticates its clients here (SASL).
+service auth {
+  unix_listener auth-postfix {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+# Every user has Sent and Trash, marked for clients (RFC 6154).
+namespace inbox {
+  inbox = yes
+  mailbox Sent {
+    special_use = \\Sent
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = subscribe
+  }
 }
 plugin {
   push_notification_driver = lua:file=$dir/push.lua
@@ -243,6 +289,13 @@ plugin {
 CONF
 
   for email in "${MAIL_USERS[@]}"; do echo "$email ok"; done > "$dir/postfix/etc/virtual-mailboxes"
+  # Submission: each address is owned by the user of that name (From must be the
+  # authenticated user), and its Sent copy goes to USER+Sent@, which only the submission
+  # service may address (the public port refuses any +detail recipient).
+  local domain_re=${MAIL_DOMAIN//./\\.}
+  printf '/^([^@+]+@%s)$/ ${1}\n' "$domain_re" > "$dir/postfix/etc/sender-logins"
+  printf '/^([^@+]+)@%s$/ ${1}+Sent@%s\n' "$domain_re" "$MAIL_DOMAIN" > "$dir/postfix/etc/sent-bcc"
+  printf '/\\+[^@]*@/ REJECT only the submission service files mail into a folder\n' > "$dir/postfix/etc/no-detail"
   cat > "$dir/postfix/etc/main.cf" <<CONF
 # Written by scripts/mail.sh: a private Postfix that delivers $MAIL_DOMAIN to Dovecot over
 # LMTP and nothing else anywhere (every other transport is an error).
@@ -264,6 +317,8 @@ local_recipient_maps =
 smtpd_peername_lookup = no
 smtpd_banner = \$myhostname ESMTP
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = check_recipient_access regexp:$dir/postfix/etc/no-detail
+recipient_delimiter = +
 $postfix_tls
 message_size_limit = 52428800
 # A mail Dovecot could not take (restarting) is tried again within seconds, not minutes.
@@ -282,6 +337,7 @@ CONF
   cat > "$dir/postfix/etc/master.cf" <<CONF
 $SMTP_PORT inet n       -       n       -       -       smtpd
 ${smtpd_wrapper}
+$submission
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -305,7 +361,8 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 CONF
   # Postfix waits until its config files are a second old before it starts (~2 s).
-  touch -d '1 minute ago' "$dir/postfix/etc/main.cf" "$dir/postfix/etc/master.cf" "$dir/postfix/etc/virtual-mailboxes"
+  touch -d '1 minute ago' "$dir/postfix/etc/main.cf" "$dir/postfix/etc/master.cf" "$dir/postfix/etc/virtual-mailboxes" \
+    "$dir/postfix/etc/sender-logins" "$dir/postfix/etc/sent-bcc" "$dir/postfix/etc/no-detail"
 }
 
 # The PIDs of Dovecot's and Postfix's masters (from their own pid files), empty if none.
@@ -342,7 +399,7 @@ mail_start() {
     || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix did not start"; }
   for i in $(seq 0 100); do
     pid=$(mail_postfix_pid "$dir")
-    [ -n "$pid" ] && mail_port_open "$MAIL_ADDR" "$SMTP_PORT" && break
+    [ -n "$pid" ] && mail_port_open "$MAIL_ADDR" "$SMTP_PORT" && { [ -z "${SUBMISSION_PORT:-}" ] || mail_port_open "$MAIL_ADDR" "$SUBMISSION_PORT"; } && break
     sleep 0.05
   done
   [ $i -lt 100 ] || { tail -n 5 "$dir/postfix-start.out" "$dir/postfix.log" >&2 || true; die "Postfix does not listen on $MAIL_ADDR:$SMTP_PORT"; }
@@ -371,12 +428,13 @@ mail_stop() {
 mail_info_json() {
   local dir=$1
   jq -n --arg domain "$MAIL_DOMAIN" --arg smtp "$MAIL_ADDR:$SMTP_PORT" --arg imap "$MAIL_ADDR:$IMAP_PORT" \
+    --arg submission "${SUBMISSION_PORT:+$MAIL_ADDR:$SUBMISSION_PORT}" \
     --arg lmtp "127.0.0.1:$LMTP_PORT" --arg user "$MAIL_SERVICE_USER" --arg password_file "$dir/service-password" \
     --arg notify_token_file "$dir/notify-token" --arg ca_file "$MAIL_TLS_CA" --arg tls "$MAIL_TLS" \
     --arg passwords "$dir/user-passwords" --argjson users "$(printf '%s\n' "${MAIL_USERS[@]}" | jq -R . | jq -s .)" \
     --argjson dovecot "$(mail_dovecot_pid "$dir" | grep . || echo null)" --argjson postfix "$(mail_postfix_pid "$dir" | grep . || echo null)" \
     --arg dovecot_log "$dir/dovecot.log" --arg postfix_log "$dir/postfix.log" '
-    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, tls: (if $tls == "no" then {smtp: "plain", imap: "plain"} else {smtp: "implicit", imap: "implicit", ca_file: $ca_file} end), users: $users, user_passwords_file: $passwords,
+    {domain: $domain, smtp: $smtp, imap: $imap, lmtp: $lmtp, submission: (if $submission == "" then null else $submission end), tls: (if $tls == "no" then {smtp: "plain", imap: "plain"} else {smtp: "implicit", imap: "implicit", ca_file: $ca_file} end), users: $users, user_passwords_file: $passwords,
      service_account: {user: $user, password_file: $password_file}, notify_token_file: $notify_token_file,
      dovecot_pid: $dovecot, postfix_pid: $postfix, dovecot_log: $dovecot_log, postfix_log: $postfix_log}'
 }

@@ -130,4 +130,79 @@ import Testing
             }
         }
     }
+
+    /// The submission service (what the Messaging Agent will send a device's mail
+    /// through): AUTH first, as the user or as the service account for the user; From must
+    /// be the authenticated user and recipients local; Postfix files a copy in the sender's
+    /// Sent, which nobody can address from the public port.
+    @Test func theSubmissionServiceSendsOnlyAsTheAuthenticatedUserAndFilesACopyInSent() async throws {
+        try await withMailHost { host in
+            let messageID = "<\(UUID().uuidString)@example.test>"
+            let mail = "From: demo1@example.test\r\nTo: demo2@example.test\r\nSubject: from the device\r\nMessage-ID: \(messageID)\r\n\r\nhello\r\n"
+            let service = (login: host.serviceUser, password: try host.servicePassword)
+            let queued = try await SMTPSession.with(to: host.submission, tls: host.tls) { smtp in
+                try await smtp.authenticatePlain(as: "demo1@example.test", login: service.login, password: service.password)
+                return try await smtp.send(from: "demo1@example.test", to: ["demo2@example.test"], message: mail)
+            }
+            #expect(queued.code == 250)
+            // A user with their own password sends as themselves.
+            let own = try await SMTPSession.with(to: host.submission, tls: host.tls) { smtp in
+                try await smtp.authenticatePlain(login: "demo3@example.test", password: host.passwords["demo3@example.test"]!)
+                return try await smtp.send(from: "demo3@example.test", to: ["demo4@example.test"], message: "Subject: own\r\n\r\nx")
+            }
+            #expect(own.code == 250)
+
+            // Refused: another sender, another domain, an unknown user, no AUTH, a wrong password.
+            func refusal(as user: String? = "demo1@example.test", password: String? = nil, from: String = "demo1@example.test",
+                         to: String = "demo2@example.test") async throws -> Int {
+                do {
+                    try await SMTPSession.with(to: host.submission, tls: host.tls) { smtp in
+                        if let user { try await smtp.authenticatePlain(as: user, login: service.login, password: password ?? service.password) }
+                        try await smtp.send(from: from, to: [to], message: "Subject: no\r\n\r\nno")
+                    }
+                    return 250
+                } catch let refused as SMTPSession.Refused { return refused.reply.code }
+            }
+            #expect(try await refusal(from: "demo2@example.test") == 553, "another user's address as From")
+            #expect(try await refusal(to: "someone@outside.test") == 554, "relaying")
+            #expect(try await refusal(to: "nobody@example.test") == 550, "an unknown recipient")
+            #expect(try await refusal(as: nil) == 554, "no AUTH")
+            #expect(try await refusal(password: "wrong") == 535, "a wrong password")
+            // The public port will not file into anyone's folder.
+            await #expect(throws: SMTPSession.Refused.self) {
+                try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in
+                    try await smtp.send(from: "a@outside.test", to: ["demo1+Sent@example.test"], message: "Subject: forged\r\n\r\nx")
+                }
+            }
+
+            // The mail reached demo2; its copy is in demo1's Sent (Sent and Trash exist for all).
+            func messageIDs(_ user: String, _ folder: String, waiting: Bool = true) async throws -> [String] {
+                try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
+                    try await imap.login(user: "\(user)*\(host.serviceUser)", password: service.password)
+                    var ids: [String] = []
+                    for _ in 0..<(waiting ? 50 : 1) {
+                        let selected = try await imap.select(folder, readOnly: true)
+                        if selected.exists > 0 {
+                            ids = try await imap.uidFetch("1:*", "ENVELOPE").compactMap { $0.attributes["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID }
+                            break
+                        }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    await imap.logout()
+                    return ids
+                }
+            }
+            #expect(try await messageIDs("demo2@example.test", "INBOX") == [messageID])
+            #expect(try await messageIDs("demo1@example.test", "Sent") == [messageID])
+            #expect(try await messageIDs("demo1@example.test", "INBOX", waiting: false).isEmpty, "delivered already, with its copy")
+            let folders = try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
+                try await imap.login(user: "demo4@example.test*\(host.serviceUser)", password: service.password)
+                let answer = try await imap.run("LIST \"\" \"*\"")
+                await imap.logout()
+                return answer.untagged.compactMap { if case .list(let attributes, _, let name) = $0 { "\(name) \(attributes.sorted())" } else { nil } }
+            }
+            #expect(folders.contains { $0.hasPrefix("Sent ") && $0.contains("\\Sent") }, "\(folders)")
+            #expect(folders.contains { $0.hasPrefix("Trash ") && $0.contains("\\Trash") }, "\(folders)")
+        }
+    }
 }

@@ -9,6 +9,8 @@ struct TestMailHost {
     let dir: String
     let smtp: HostPort
     let imap: HostPort
+    /// Mail submission (AUTH first; a copy goes to the sender's Sent).
+    let submission: HostPort
     let serviceUser: String
     let servicePasswordFile: String
     let notifyTokenFile: String
@@ -24,7 +26,7 @@ struct TestMailHost {
     /// `ca` (which the notify URLs' certificates chain to too), or else from a CA of its own.
     static func start(in dir: String, notifyURLs: [String] = [], ca: TestCA? = nil) throws -> TestMailHost {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        let ports = try TestCluster.freePorts(3)
+        let ports = try TestCluster.freePorts(4)
         var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")]
         if let ca { environment.merge(ca.environment) { $1 } }
         let output = try runCommand(script, ["start", dir] + ports.map(String.init), environment: environment)
@@ -40,6 +42,7 @@ struct TestMailHost {
         let passwords = Dictionary(uniqueKeysWithValues: try String(contentsOfFile: passwordsFile, encoding: .utf8)
             .split(separator: "\n").map { line in let f = line.split(separator: " "); return (String(f[0]), String(f[1])) })
         return TestMailHost(dir: dir, smtp: HostPort(host: "127.0.0.1", port: ports[0]), imap: HostPort(host: "127.0.0.1", port: ports[1]),
+                            submission: HostPort(host: "127.0.0.1", port: ports[3]),
                             serviceUser: user, servicePasswordFile: passwordFile, notifyTokenFile: tokenFile, passwords: passwords,
                             tls: try TLSFiles(ca: caFile).clientContext())
     }

@@ -1,4 +1,5 @@
 import BrambleCore
+import Foundation
 import NIOCore
 import NIOSSL
 import NIOPosix
@@ -43,6 +44,15 @@ public struct SMTPSession {
 
     private init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, replies: NIOAsyncChannelInboundStream<SMTPReply>.AsyncIterator) {
         (self.outbound, self.replies) = (outbound, replies)
+    }
+
+    /// AUTH PLAIN (RFC 4616): `login` with its `password`, acting as `user` (the
+    /// authorization identity; nil: as `login` itself). The Messaging Agent submits as the
+    /// user through the service account, a Dovecot master user. A refusal names the
+    /// command only, never the credentials.
+    public mutating func authenticatePlain(as user: String? = nil, login: String, password: String) async throws {
+        let token = Data(Array("\(user ?? "")\0\(login)\0\(password)".utf8)).base64EncodedString()
+        try await command("AUTH PLAIN \(token)", accept: { $0.code == 235 })
     }
 
     /// Sends one message; returns the server's 250 reply to the data (Postfix names its
