@@ -132,12 +132,23 @@ public struct FilterMove: Codable, Sendable, Equatable {
 public enum Email {
     /// One `@`, a non-empty local part, a dotted domain, no spaces: enough to catch typos.
     /// No `*` either: the Messaging Agent logs in to a mailbox as `EMAIL*SERVICE`. No
-    /// control character (NUL included, which the database's text refuses), scalar by scalar.
+    /// control character (NUL included, which the database's text refuses). Checked on
+    /// bytes and scalars, never Characters: an "@" that a combining mark follows is one
+    /// Character that is not "@", and a second "@" hidden so would reach Dovecot's login.
     public static func isPlausible(_ s: String) -> Bool {
-        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
-              !parts[1].hasSuffix("."), s.utf8.count <= 254 else { return false }
-        return !s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "*" || $0.properties.isWhitespace }
+        let bytes = Array(s.utf8)
+        guard bytes.count <= 254, bytes.count(where: { $0 == 0x40 }) == 1, let at = bytes.firstIndex(of: 0x40) else { return false }
+        let domain = bytes[(at + 1)...]
+        guard at > 0, domain.contains(0x2E), domain.first != 0x2E, domain.last != 0x2E else { return false }
+        return !s.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "*" || $0.properties.isWhitespace }
+    }
+
+    /// The one form an address is stored, looked up and compared in: trimmed, lower-cased,
+    /// Unicode NFC. Two spellings of one address (é as one scalar, or as e and a combining
+    /// accent) are one user, as the database's byte-wise comparisons then agree with
+    /// Swift's canonical equivalence.
+    public static func canonical(_ s: String) -> String {
+        s.trimmingCharacters(in: .whitespaces).lowercased().precomposedStringWithCanonicalMapping
     }
 
     /// Free text the API stores (a push's subject and body, a user's name, a filter's

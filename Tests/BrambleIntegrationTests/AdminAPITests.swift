@@ -61,6 +61,33 @@ import Testing
         }
     }
 
+    /// One address, one user, however it is spelled: an address is stored trimmed,
+    /// lower-case and NFC, so "josé" with é as one scalar or as e and a combining accent
+    /// is the same user (a push to either reaches that user's device and no one else's),
+    /// and an address the CLI percent-encodes in a path is found.
+    @Test func anAddressIsOneUserHoweverItIsSpelled() async throws {
+        try await TestCluster.with { cluster in
+            let decomposed = "Jose\u{301}@example.test", composed = "jos\u{E9}@example.test"
+            try cluster.provision(email: decomposed, pin: "E5E0001")
+            try cluster.provision(email: "other@example.test", pin: "E5E0002")
+            let again = try await cluster.admin.raw(.POST, AdminAPI.users, body: ["email": composed])
+            #expect(again.status == 409, "the other spelling is the same user: \(again.status)")
+            let users = try await cluster.admin.call(.GET, AdminAPI.users, as: UserList.self).users.map(\.email)
+            #expect(users.filter { Array($0.utf8) == Array(composed.utf8) }.count == 1, "\(users.map { Array($0.utf8) })")
+            // Pushes to both spellings in one burst (one group commit, likely): each reaches
+            // that user's device only.
+            async let a = cluster.admin.push(PushRequestBody(to: decomposed, subject: "a"))
+            async let b = cluster.admin.push(PushRequestBody(to: composed, subject: "b"))
+            async let c = cluster.admin.push(PushRequestBody(to: "other@example.test", subject: "c"))
+            let (ra, rb, rc) = try await (a, b, c)
+            #expect(ra.devices == ["0E5E0001"] && rb.devices == ["0E5E0001"] && rc.devices == ["0E5E0002"], "\(ra.devices) \(rb.devices) \(rc.devices)")
+            // Shown and removed by either spelling, through the CLI's percent-encoded path.
+            #expect(try cluster.bramble("user", "show", decomposed).contains("E5E0001"))
+            try cluster.bramble("user", "remove", composed)
+            #expect(try await cluster.admin.call(.GET, AdminAPI.users, as: UserList.self).users.map(\.email) == ["other@example.test"])
+        }
+    }
+
     /// The IETF draft's Idempotency-Key: a retry gets the first answer and adds nothing; the
     /// key used again for another push is refused.
     @Test func aPushRepeatedWithItsIdempotencyKeyIsCommittedOnceAndTheKeyCannotBeReusedForAnotherPush() async throws {

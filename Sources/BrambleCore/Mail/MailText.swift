@@ -226,6 +226,17 @@ public enum MailText {
         return out
     }
 
+    /// `s` with every control character (C0, DEL, C1: NUL and ESC among them) replaced
+    /// by U+FFFD, scalar by scalar: fit for a database's text, a log line or a terminal.
+    public static func printable(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: isControl) else { return s }
+        var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: s.unicodeScalars.lazy.map { isControl($0) ? "\u{FFFD}" : $0 })
+        return String(scalars)
+    }
+
+    private static func isControl(_ c: Unicode.Scalar) -> Bool { c.value < 0x20 || (0x7F...0x9F).contains(c.value) }
+
     /// The first `maxBytes` of `text`'s UTF-8 without cutting a character in two.
     public static func prefix(_ text: String, maxBytes: Int) -> String {
         var used = 0

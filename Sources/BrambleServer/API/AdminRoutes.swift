@@ -15,7 +15,7 @@ struct AdminRoutes {
     func register(on router: Router<BasicRequestContext>) {
         router.post(RouterPath(AdminAPI.users)) { request, context -> EditedResponse<UserRecord> in
             let body = try await request.decodeJSON(NewUser.self, context: context)
-            let email = body.email.trimmingCharacters(in: .whitespaces).lowercased()
+            let email = Email.canonical(body.email)
             guard Email.isPlausible(email) else { throw APIErrorBody(.badRequest, "'\(body.email)' is not a valid e-mail address") }
             let name = body.name ?? ""
             guard name.utf8.count <= 256 else { throw APIErrorBody(.badRequest, "'name' is longer than 256 bytes") }
@@ -24,12 +24,12 @@ struct AdminRoutes {
         }
         router.get(RouterPath(AdminAPI.users)) { _, _ in UserList(users: try await store.users()) }
         router.get("/admin/users/{email}") { _, context -> UserRecord in
-            let email = try context.parameters.require("email").lowercased()
+            let email = try Self.emailParameter(context)
             guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
             return user
         }
         router.delete("/admin/users/{email}") { _, context -> Removed in
-            let email = try context.parameters.require("email").lowercased()
+            let email = try Self.emailParameter(context)
             guard try await store.removeUser(email: email) else { throw APIErrorBody(.notFound, "no user \(email)") }
             devicesChanged()
             return Removed(removed: email)
@@ -37,7 +37,7 @@ struct AdminRoutes {
         router.post(RouterPath(AdminAPI.devices)) { request, context -> EditedResponse<Provisioned> in
             let body = try await request.decodeJSON(NewDevice.self, context: context)
             guard let pin = PIN(body.pin) else { throw APIErrorBody(.badRequest, "PIN '\(body.pin)' is not 1–8 hex digits") }
-            let email = body.email.trimmingCharacters(in: .whitespaces).lowercased()
+            let email = Email.canonical(body.email)
             let key = SymmetricKey(size: .bits256)
             let device = try await mapped { try await store.provisionDevice(email: email, pin: pin, key: key) }
             devicesChanged()
@@ -57,6 +57,14 @@ struct AdminRoutes {
     }
 
     /// Push applications: a token each, made here and shown once.
+    /// The `{email}` of a path, percent-decoded (the router leaves it as sent: the CLI
+    /// escapes what a path may not hold), in its canonical form.
+    static func emailParameter(_ context: some RequestContext) throws -> String {
+        let raw = try context.parameters.require("email")
+        guard let decoded = raw.removingPercentEncoding else { throw APIErrorBody(.badRequest, "'\(raw)' is not a percent-encoded e-mail address") }
+        return Email.canonical(decoded)
+    }
+
     private func registerPushApps(on router: Router<BasicRequestContext>) {
         router.post(RouterPath(AdminAPI.apps)) { request, context -> EditedResponse<PushAppCreated> in
             let body = try await request.decodeJSON(NewPushApp.self, context: context)

@@ -61,9 +61,9 @@ struct PushRoutes {
     static func validate(_ body: PushRequestBody, idempotencyKey: String? = nil, pushApp: String? = nil) throws -> PushRequest {
         let to = body.to.trimmingCharacters(in: .whitespaces)
         let recipient: PushRequest.Recipient
-        if to.contains("@") {
+        if to.utf8.contains(0x40) {
             guard Email.isPlausible(to) else { throw APIErrorBody(.badRequest, "'to' is not a valid e-mail address") }
-            recipient = .email(to.lowercased())
+            recipient = .email(Email.canonical(to))
         } else if let pin = PIN(to) {
             recipient = .pin(pin)
         } else {

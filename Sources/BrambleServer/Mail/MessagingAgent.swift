@@ -1,3 +1,4 @@
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Foundation
@@ -89,7 +90,7 @@ public actor MessagingAgent: Service, LeaseFollower {
 
     private var servingEpoch: UInt64?
     private var mailboxes: [Int64: WatchedMailbox] = [:]
-    private var byEmail: [String: Int64] = [:]
+    private var byEmail: [[UInt8]: Int64] = [:]  // canonical address bytes → user
     /// Mailboxes due for a check, notified ones first; each at most once.
     private var due: [Int64] = []
     private var inProgress: Set<Int64> = []
@@ -242,7 +243,7 @@ public actor MessagingAgent: Service, LeaseFollower {
     public func notify(email: String) -> Bool {
         guard servingEpoch != nil else { return false }
         defer { wakeOne() }
-        guard let id = byEmail[email.lowercased()] else {
+        guard let id = byEmail[Array(Email.canonical(email).utf8)] else {
             // A user added since the last reload, or (far more often) one without a device:
             // at most one reload a second for these.
             let now = clock.nowMs()
@@ -357,7 +358,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         }
         let known = mailboxes
         mailboxes = fresh
-        byEmail = Dictionary(list.map { ($0.email.lowercased(), $0.userID) }, uniquingKeysWith: { a, _ in a })
+        byEmail = Dictionary(list.map { (Array(Email.canonical($0.email).utf8), $0.userID) }, uniquingKeysWith: { a, _ in a })
         failing = failing.filter { fresh[$0.key] != nil }
         reached = reached.filter { fresh[$0] != nil }
         let queued = Set(due)
@@ -535,7 +536,16 @@ public actor MessagingAgent: Service, LeaseFollower {
     }
 
     /// What went wrong, for `bramble user`; and whether the server was out of reach.
+    /// What went wrong with a mailbox, for its `last_error`, the log and `bramble user show`:
+    /// the mail server's own words among it, made printable (a NUL would have the
+    /// database refuse the record, an escape sequence would reach the admin's terminal)
+    /// and bounded.
     static func describeIMAP(_ error: any Error) -> (String, unreachable: Bool) {
+        let (text, unreachable) = describeIMAPError(error)
+        return (MailText.prefix(MailText.printable(text), maxBytes: 1024), unreachable)
+    }
+
+    private static func describeIMAPError(_ error: any Error) -> (String, Bool) {
         switch error {
         case let refused as IMAPSession.Refused: (refused.description, false)
         case let malformed as IMAPError: ("the mail server's answer was refused: \(malformed)", false)

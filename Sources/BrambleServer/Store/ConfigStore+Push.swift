@@ -44,7 +44,9 @@ extension ConfigStore {
             let proceeding = requests.filter { $0.idempotencyKey.map { !busy.contains($0) } ?? true }
             let emails = proceeding.compactMap { if case .email(let e) = $0.to { e } else { nil } }
             let pins = proceeding.compactMap { if case .pin(let p) = $0.to { Int64(p.value) } else { nil } }
-            var byEmail: [String: [PIN]] = [:]
+            // Keyed by the address's bytes, as the database compares them: a String key
+            // would merge two users whose addresses are canonically equivalent.
+            var byEmail: [[UInt8]: [PIN]] = [:]
             var keys: [PIN: SymmetricKey] = [:]
             for try await (pinValue, email, key) in try await conn.query("""
                 SELECT d.pin, u.email, d.master_key FROM devices d JOIN users u ON u.id = d.user_id
@@ -55,13 +57,13 @@ extension ConfigStore {
                 // A device whose key does not open is not addressed at all (not accepted
                 // for it and then held forever).
                 guard let opened = masterKey(key, pin: pin) else { continue }
-                byEmail[email, default: []].append(pin)
+                byEmail[Array(email.utf8), default: []].append(pin)
                 keys[pin] = opened
             }
             var plan = PushBatchPlan(requests: requests) { r in
                 if let key = r.idempotencyKey, busy.contains(key) { return [] }
                 switch r.to {
-                case .email(let e): return byEmail[e] ?? []
+                case .email(let e): return byEmail[Array(e.utf8)] ?? []
                 case .pin(let p): return keys[p] != nil ? [p] : []
                 }
             }
