@@ -158,7 +158,8 @@ public struct DeviceControlRequest: Codable, Sendable {
 
     static func parse(_ data: Data) throws -> DeviceRequest {
         let r = try JSONDecoder().decode(DeviceControlRequest.self, from: data)
-        guard r.verb == "more", !r.messageID.isEmpty, r.messageID.utf8.count <= MailItem.maxMessageIDLength else {
+        // The node's rule (a request it would refuse is never sent, so never retried forever).
+        guard r.verb == "more", MailItem.isValidMessageID(r.messageID) else {
             throw CocoaError(.coderInvalidValue)
         }
         return .more(messageID: r.messageID)

@@ -99,8 +99,8 @@ struct Control: ParsableCommand {
 
     func validate() throws {
         guard verb == "more" else { throw ValidationError("unknown verb '\(verb)'; the only verb is: more MESSAGE_ID") }
-        guard !messageID.isEmpty, messageID.utf8.count <= MailItem.maxMessageIDLength else {
-            throw ValidationError("MESSAGE_ID must be 1–\(MailItem.maxMessageIDLength) bytes")
+        guard MailItem.isValidMessageID(messageID) else {
+            throw ValidationError("MESSAGE_ID must be 1–\(MailItem.maxMessageIDLength) bytes with no space or control character")
         }
     }
 

@@ -3,6 +3,13 @@
 /// and size. Encoded as `PayloadFields`.
 public struct MailItem: Equatable, Sendable {
     public static let maxMessageIDLength = 998  // RFC 5322's line limit
+
+    /// A Message-ID a store may key on and a device may ask about: 1–998 bytes, no space
+    /// and no control character (NUL above all). The Messaging Agent gives every mail such
+    /// an ID (a synthetic one otherwise); the node refuses a request naming another.
+    public static func isValidMessageID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= maxMessageIDLength && id.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+    }
     public static let maxAddressLength = 1024
     public static let maxAddresses = 100
     public static let maxSubjectLength = 2048
@@ -157,12 +164,9 @@ public enum DeviceRequest: Equatable, Sendable {
         case .more:
             let id = try f.requiredString(2, max: MailItem.maxMessageIDLength, "message_id")
             guard !id.isEmpty else { throw PayloadError("message_id empty") }
-            // As the server gives them (MailComposer.messageID): no space or control
-            // character, NUL above all, which the database's text refuses; such a request
+            // As the server gives them: NUL above all, which the database's text refuses,
             // would fail the batch of every device's requests it is recorded with.
-            guard id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
-                throw PayloadError("message_id with a space or a control character")
-            }
+            guard MailItem.isValidMessageID(id) else { throw PayloadError("message_id with a space or a control character") }
             return .more(messageID: id)
         }
     }

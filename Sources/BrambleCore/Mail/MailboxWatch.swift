@@ -71,8 +71,7 @@ public enum MailComposer {
     /// The mail's Message-ID, or a synthetic one when it has none or one no store should
     /// key on: longer than RFC 5322's 998, or with spaces or control characters.
     static func messageID(_ id: String, uidValidity: UInt64, uid: UInt64) -> String {
-        guard !id.isEmpty, id.utf8.count <= MailItem.maxMessageIDLength, id.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F })
-        else { return syntheticMessageID(uidValidity: uidValidity, uid: uid) }
+        guard MailItem.isValidMessageID(id) else { return syntheticMessageID(uidValidity: uidValidity, uid: uid) }
         return id
     }
 

@@ -60,6 +60,10 @@ public struct SMTPSession {
     /// dot-stuffed here (`SMTPData`).
     @discardableResult
     public mutating func send(from sender: String, to recipients: [String], message: String) async throws -> SMTPReply {
+        // An address goes into a command line: one with a line break could add commands.
+        for address in [sender] + recipients where address.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "<" || $0 == ">" }) {
+            throw Refused(command: "MAIL", reply: SMTPReply(code: 501, lines: ["\(address.debugDescription): a space, a control character or an angle bracket in an address (not sent)"]))
+        }
         try await command("MAIL FROM:<\(sender)>")
         for recipient in recipients { try await command("RCPT TO:<\(recipient)>") }
         try await command("DATA", accept: { $0.code == 354 })
