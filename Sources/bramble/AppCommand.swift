@@ -3,10 +3,11 @@ import BrambleAPI
 import BrambleNet
 import Foundation
 
-/// Push applications: each gets its own token, good only for pushing, revocable alone.
+/// Push applications: each gets its own token, good only for pushing (and reading back its
+/// own pushes' state), revocable alone.
 struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "app", abstract: "Add, list and revoke push applications (a token each, good only for POST /push).",
+        commandName: "app", abstract: "Add, list and revoke push applications (a token each, good only for POST /push and its own GET /push/{id}).",
         subcommands: [Add.self, List.self, Revoke.self])
 
     struct Add: AsyncParsableCommand {
@@ -15,7 +16,8 @@ struct AppCommand: AsyncParsableCommand {
             discussion: """
                 The token is shown once (only its SHA-256 is stored): with --out it is written \
                 to a new file of mode 0600 and not printed; otherwise it is printed. It can push \
-                (POST /push) and nothing else; `bramble app revoke NAME` ends it on both nodes at once.
+                (POST /push) and read back the state of its own pushes (GET /push/{id}), nothing \
+                else; `bramble app revoke NAME` ends it on both nodes at once.
                 """)
         @OptionGroup var connection: Connection
         @Argument(help: "The application's name: 1–64 letters, digits, '.', '-' or '_'.") var name: String
