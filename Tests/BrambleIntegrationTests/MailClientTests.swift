@@ -17,6 +17,23 @@ import Testing
         try await body(host)
     }
 
+    /// `body` on `user`'s `folder`, opened as the service account once it holds mail (LMTP
+    /// delivery follows the 250; up to 5 s), or at once unless `waiting`.
+    func inFolder<T: Sendable>(_ host: TestMailHost, _ user: String, _ folder: String = "INBOX", waiting: Bool = true,
+                               _ body: (inout IMAPSession, IMAPSession.Selected) async throws -> T) async throws -> T {
+        try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
+            try await imap.login(user: "\(user)*\(host.serviceUser)", password: try host.servicePassword)
+            var selected = try await imap.select(folder, readOnly: true)
+            for _ in 0..<(waiting ? 50 : 0) where selected.exists == 0 {
+                try await Task.sleep(for: .milliseconds(100))
+                selected = try await imap.select(folder, readOnly: true)
+            }
+            let result = try await body(&imap, selected)
+            await imap.logout()
+            return result
+        }
+    }
+
     @Test func aMessageSentByTheSMTPClientIsReadByTheIMAPClientWithItsEnvelopeStructureAndText() async throws {
         try await withMailHost { host in
             let messageID = "<\(UUID().uuidString)@bramble.test>"
@@ -105,28 +122,14 @@ import Testing
             _ = try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in
                 try await smtp.send(from: "a@outside.test", to: ["demo2@example.test"], message: "Subject: marker\r\n\r\nmarker")
             }
-            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
-                try await imap.login(user: "demo2@example.test*\(host.serviceUser)", password: try host.servicePassword)
-                var demo2 = try await imap.select("INBOX", readOnly: true)
-                for _ in 0..<50 where demo2.exists == 0 {
-                    try await Task.sleep(for: .milliseconds(100))
-                    demo2 = try await imap.select("INBOX", readOnly: true)
-                }
+            try await inFolder(host, "demo2@example.test") { imap, _ in
                 let subjects = try await imap.uidFetch("1:*", "ENVELOPE").compactMap { $0.attributes["ENVELOPE"].flatMap(MailEnvelope.init)?.subject }
                 #expect(subjects == ["marker"], "demo2 got \(subjects)")
-                await imap.logout()
             }
-            try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
-                try await imap.login(user: "demo1@example.test*\(host.serviceUser)", password: try host.servicePassword)
-                var demo1 = try await imap.select("INBOX", readOnly: true)
-                for _ in 0..<50 where demo1.exists == 0 {
-                    try await Task.sleep(for: .milliseconds(100))
-                    demo1 = try await imap.select("INBOX", readOnly: true)
-                }
+            try await inFolder(host, "demo1@example.test") { imap, demo1 in
                 #expect(demo1.exists == 1)
                 let text = try #require(try await imap.uidFetch("1", "BODY.PEEK[TEXT]").first?.attributes["BODY[TEXT]"]?.bytes)
                 #expect(String(decoding: text, as: UTF8.self) == "before\r\n.\r\nMAIL FROM:<smuggled@outside.test>\r\nRCPT TO:<demo2@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nafter\r\n")
-                await imap.logout()
             }
         }
     }
@@ -177,19 +180,9 @@ import Testing
 
             // The mail reached demo2; its copy is in demo1's Sent (Sent and Trash exist for all).
             func messageIDs(_ user: String, _ folder: String, waiting: Bool = true) async throws -> [String] {
-                try await IMAPSession.with(to: host.imap, tls: host.tls) { imap in
-                    try await imap.login(user: "\(user)*\(host.serviceUser)", password: service.password)
-                    var ids: [String] = []
-                    for _ in 0..<(waiting ? 50 : 1) {
-                        let selected = try await imap.select(folder, readOnly: true)
-                        if selected.exists > 0 {
-                            ids = try await imap.uidFetch("1:*", "ENVELOPE").compactMap { $0.attributes["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID }
-                            break
-                        }
-                        try await Task.sleep(for: .milliseconds(100))
-                    }
-                    await imap.logout()
-                    return ids
+                try await inFolder(host, user, folder, waiting: waiting) { imap, selected in
+                    guard selected.exists > 0 else { return [] }
+                    return try await imap.uidFetch("1:*", "ENVELOPE").compactMap { $0.attributes["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID }
                 }
             }
             #expect(try await messageIDs("demo2@example.test", "INBOX") == [messageID])
