@@ -35,6 +35,7 @@ import Glibc
                 "BRAMBLE_RELAY_HTTP_PORT": "\(base + 12)", "BRAMBLE_NODE_HTTP_PORT": "\(base + 13)",
                 "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)", "BRAMBLE_SMTP_PORT": "\(base + 15)",
                 "BRAMBLE_IMAP_PORT": "\(base + 16)", "BRAMBLE_LMTP_PORT": "\(base + 17)",
+                "BRAMBLE_SUBMISSION_PORT": "\(base + 18)",
             ]) { $1 }
             environment = env
         }
@@ -187,6 +188,8 @@ import Glibc
         let address = ((status["hosts"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "mail" })?["address"] as? String
         #expect(smtp == "\(address ?? "?"):\(deployment.environment["BRAMBLE_SMTP_PORT"]!)", "SMTP on the mail host: \(smtp)")
         #expect(imap == "\(address ?? "?"):\(deployment.environment["BRAMBLE_IMAP_PORT"]!)", "IMAP on the mail host: \(imap)")
+        #expect(mail["submission"] as? String == "\(address ?? "?"):\(deployment.environment["BRAMBLE_SUBMISSION_PORT"]!)",
+                "the submission service on the mail host: \(mail["submission"] ?? "none")")
         #expect(mail["domain"] as? String == "example.test")
         let users = mail["users"] as? [[String: Any]] ?? []
         #expect(users.compactMap { $0["email"] as? String } == (1...4).map { "demo\($0)@example.test" }, "four demo mailboxes: \(users)")

@@ -64,7 +64,7 @@ cmd_up() {
   local mail_starter=""
   if [ "$(id -u)" -eq 0 ]; then
     echo yes > "$RUN/mail-host"
-    say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, IMAP :$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", both TLS"), LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
+    say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, submission :$SUBMISSION_PORT, IMAP :$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", all TLS"), LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
     ( mail_start "$TMP/mail" ) & mail_starter=$!
   else
     say "mail host: not started (Postfix's master must start as root)"
