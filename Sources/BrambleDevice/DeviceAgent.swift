@@ -191,9 +191,12 @@ public final class DeviceAgent: @unchecked Sendable {
             case .push: shown = .push(try PushItem.decode(payload), pin: p, ref: ref, at: now)
             case .mail: shown = .mail(try MailItem.decode(payload), pin: p, ref: ref, at: now)
             case .more: shown = .more(try MoreChunk.decode(payload), pin: p, ref: ref, at: now)
+            case .sent: shown = .sent(try SentOutcome.decode(payload), pin: p, seq: ref, at: now)
             default:
-                // The server recorded these requests: they leave the outbox.
-                try outbox.acknowledge(try AckList.decode(payload).refs)
+                // The server recorded these requests: they leave the outbox, each said once.
+                for entry in try outbox.acknowledge(try AckList.decode(payload).refs) {
+                    try store.show(.request(entry.request, pin: p, ref: entry.ref, at: now))
+                }
                 return nil
             }
         } catch let error as EnvelopeError {

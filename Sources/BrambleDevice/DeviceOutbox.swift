@@ -14,14 +14,35 @@ import Glibc
 /// control` writes one file per request there (atomically), and the running device takes
 /// each into the outbox and removes it.
 public final class DeviceOutbox: @unchecked Sendable {
+    /// A request waiting for the server's acknowledgement: its number and its encoded
+    /// `DeviceRequest`. (An outbox saved before sends existed holds `message_id`, a More.)
     public struct Entry: Codable, Equatable, Sendable {
         public var ref: UInt64
-        public var messageID: String
+        public var request: DeviceRequest
         enum CodingKeys: String, CodingKey {
-            case ref
+            case ref, payload
             case messageID = "message_id"
         }
-        public var request: DeviceRequest { .more(messageID: messageID) }
+
+        public init(ref: UInt64, request: DeviceRequest) { (self.ref, self.request) = (ref, request) }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            ref = try c.decode(UInt64.self, forKey: .ref)
+            if let payload = try c.decodeIfPresent(Data.self, forKey: .payload) {
+                do { request = try DeviceRequest.decode(Array(payload)) } catch {
+                    throw DecodingError.dataCorruptedError(forKey: .payload, in: c, debugDescription: "\(error)")
+                }
+            } else {
+                request = .more(messageID: try c.decode(String.self, forKey: .messageID))
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(ref, forKey: .ref)
+            try c.encode(Data(request.encoded()), forKey: .payload)
+        }
     }
 
     struct State: Codable {
@@ -39,6 +60,10 @@ public final class DeviceOutbox: @unchecked Sendable {
 
     /// Acknowledgement numbers are reserved (saved) this many at a time.
     static let reservation: UInt64 = 1_000
+
+    /// A spooled request's file: a 64 KB body with every character escaped, and 200
+    /// addresses, fit.
+    public static let maxSpoolFileBytes = 512 * 1024
 
     /// A device holds at most this many unacknowledged requests; the spool waits beyond.
     public static let maxPending = 256
@@ -71,10 +96,9 @@ public final class DeviceOutbox: @unchecked Sendable {
     @discardableResult
     public func add(_ request: DeviceRequest) throws -> UInt64 {
         try lock.withLock {
-            guard case .more(let id) = request else { return 0 }
             let ref = state.nextRef
             state.nextRef += 1
-            state.pending.append(Entry(ref: ref, messageID: id))
+            state.pending.append(Entry(ref: ref, request: request))
             try save()
             return ref
         }
@@ -95,21 +119,25 @@ public final class DeviceOutbox: @unchecked Sendable {
         }
     }
 
-    /// Drops what the server acknowledged; returns how many were pending.
+    /// Drops what the server acknowledged; returns the entries that were pending (each
+    /// once: a repeated acknowledgement finds nothing).
     @discardableResult
-    public func acknowledge(_ refs: [UInt64]) throws -> Int {
+    public func acknowledge(_ refs: [UInt64]) throws -> [Entry] {
         try lock.withLock {
-            let before = state.pending.count
-            state.pending.removeAll { refs.contains($0.ref) }
-            if state.pending.count != before { try save() }
-            return before - state.pending.count
+            let acknowledged = Set(refs)
+            let dropped = state.pending.filter { acknowledged.contains($0.ref) }
+            guard !dropped.isEmpty else { return [] }
+            state.pending.removeAll { acknowledged.contains($0.ref) }
+            try save()
+            return dropped
         }
     }
 
     /// Moves the spool's requests into the outbox (oldest first), up to `maxPending`.
     /// Each file is first renamed `NAME.taken`, so a crash can lose the file's request
     /// (the user asks again) but never send it twice; a file that is not a request (not
-    /// a regular file of at most 4 KB of JSON) is set aside as `NAME.rejected`.
+    /// a regular file of at most `maxSpoolFileBytes` of JSON the node would take) is set
+    /// aside as `NAME.rejected`.
     public func takeSpooled() throws -> [UInt64] {
         guard let spool else { return [] }
         let names = try FileManager.default.contentsOfDirectory(atPath: spool).filter { $0.hasSuffix(".request") }.sorted()
@@ -117,7 +145,7 @@ public final class DeviceOutbox: @unchecked Sendable {
         for name in names where pending.count < Self.maxPending {
             let file = spool + "/" + name, taken = file + ".taken"
             guard rename(file, taken) == 0 else { continue }
-            guard let data = Self.readSmallRegularFile(taken, max: 4096), let request = try? DeviceControlRequest.parse(data) else {
+            guard let data = Self.readSmallRegularFile(taken, max: Self.maxSpoolFileBytes), let request = try? DeviceControlRequest.parse(data) else {
                 _ = rename(taken, file + ".rejected")
                 continue
             }
@@ -145,24 +173,74 @@ public final class DeviceOutbox: @unchecked Sendable {
     }
 }
 
-/// A request in the control spool: `{"verb": "more", "message_id": "…"}`.
-public struct DeviceControlRequest: Codable, Sendable {
+/// A request in the control spool, as `bramble-device control` writes it:
+/// `{"verb": "more"|"send"|"reply"|"forward", "message_id", "to", "cc", "subject", "body", "all"}`
+/// (each verb with its fields).
+public struct DeviceControlRequest: Codable, Sendable, Equatable {
+    public static let verbs = ["more", "send", "reply", "forward"]
+
     public var verb: String
-    public var messageID: String
+    public var messageID: String?
+    public var to: [String]?
+    public var cc: [String]?
+    public var subject: String?
+    public var body: String?
+    public var all: Bool?
     enum CodingKeys: String, CodingKey {
-        case verb
+        case verb, to, cc, subject, body, all
         case messageID = "message_id"
     }
 
-    public init(more messageID: String) { (verb, self.messageID) = ("more", messageID) }
+    public init(verb: String, messageID: String? = nil, to: [String]? = nil, cc: [String]? = nil,
+                subject: String? = nil, body: String? = nil, all: Bool? = nil) {
+        (self.verb, self.messageID, self.to, self.cc) = (verb, messageID, to, cc)
+        (self.subject, self.body, self.all) = (subject, body, all)
+    }
+
+    public init(more messageID: String) { self.init(verb: "more", messageID: messageID) }
+
+    /// What is wrong with the request, in words for the command line.
+    public struct Invalid: Error, CustomStringConvertible { public let description: String }
+
+    /// The device request, checked by the node's own rules (`DeviceRequest.decode`): a
+    /// request the node would refuse is never sent, so never retried forever. A field
+    /// over its bound is refused here, not cut.
+    public func request() throws(Invalid) -> DeviceRequest {
+        let body = body ?? "", to = to ?? [], cc = cc ?? []
+        func need(_ field: String?, _ name: String) throws(Invalid) -> String {
+            guard let field else { throw Invalid(description: "\(verb) needs \(name)") }
+            return field
+        }
+        func check(_ ok: Bool, _ what: String) throws(Invalid) { if !ok { throw Invalid(description: what) } }
+        try check(body.utf8.count <= DeviceRequest.maxBodyLength, "the body is over \(DeviceRequest.maxBodyLength) bytes")
+        try check((subject ?? "").utf8.count <= MailItem.maxSubjectLength, "the subject is over \(MailItem.maxSubjectLength) bytes")
+        try check(to.count <= MailItem.maxAddresses && cc.count <= MailItem.maxAddresses, "more than \(MailItem.maxAddresses) addresses in to or cc")
+        for a in to + cc { try check(DeviceRequest.isAddressShaped(a) && a.utf8.count <= DeviceRequest.maxAddressLength, "\(a.debugDescription) is not an address") }
+        let request: DeviceRequest
+        switch verb {
+        case "more":
+            request = .more(messageID: try need(messageID, "a MESSAGE_ID"))
+        case "send":
+            try check(!to.isEmpty, "send needs --to")
+            request = .send(to: to, cc: cc, subject: subject ?? "", body: body)
+        case "reply":
+            try check(to.isEmpty && cc.isEmpty, "reply takes no --to or --cc (--all replies to everyone)")
+            request = .reply(messageID: try need(messageID, "a MESSAGE_ID"), body: body, all: all ?? false)
+        case "forward":
+            try check(!to.isEmpty, "forward needs --to")
+            request = .forward(messageID: try need(messageID, "a MESSAGE_ID"), to: to, cc: cc, body: body)
+        default:
+            throw Invalid(description: "unknown verb \(verb.debugDescription); the verbs are: \(Self.verbs.joined(separator: ", "))")
+        }
+        do {
+            return try DeviceRequest.decode(request.encoded())
+        } catch {
+            throw Invalid(description: "\(error)")
+        }
+    }
 
     static func parse(_ data: Data) throws -> DeviceRequest {
-        let r = try JSONDecoder().decode(DeviceControlRequest.self, from: data)
-        // The node's rule (a request it would refuse is never sent, so never retried forever).
-        guard r.verb == "more", MailItem.isValidMessageID(r.messageID) else {
-            throw CocoaError(.coderInvalidValue)
-        }
-        return .more(messageID: r.messageID)
+        try JSONDecoder().decode(DeviceControlRequest.self, from: data).request()
     }
 
     /// Writes the request into a running device's spool (atomically: the device never

@@ -5,7 +5,11 @@ import Foundation
 /// `push_id`, `subject` and `body_length`; a mail (`service` "mail") has `message_id`,
 /// `from`, `to`, `cc`, `subject`, `body` (the text shown so far), `more_available`,
 /// `attachments` and, when a filter rule said so, `priority` "high"; a More chunk (`service` "more") has `message_id`, `offset`, `body` and
-/// `more_available`. Fields a service does not have are left out.
+/// `more_available`. What became of a send, reply or forward (`service` "sent") has `ref`
+/// the device's request number, `seq` the item's delivery number, `message_id` the mail's,
+/// `state` "sent" or "failed" and, when failed, `reason`. When the server has recorded a
+/// request the device made, a line with `service` "request", `ref` its number and `verb`
+/// says so (once). Fields a service does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
     public var ref: UInt64
@@ -24,7 +28,16 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var attachments: [MailItem.Attachment]?
     /// "high" for a mail a filter rule forwarded with high priority.
     public var priority: String?
+    /// The delivery number, where `ref` is another number (the request's, for "sent").
+    public var seq: UInt64?
+    public var state: String?
+    public var reason: String?
+    public var verb: String?
     public var receivedAt: Date
+
+    /// The delivery number this line records as shown; nil for a line that records no
+    /// delivered item (a request the server recorded).
+    public var shownSeq: UInt64? { service == "request" ? nil : seq ?? ref }
 
     public init(pin: String, ref: UInt64, service: String, receivedAt: Date) {
         (self.pin, self.ref, self.service, self.receivedAt) = (pin, ref, service, receivedAt)
@@ -50,8 +63,22 @@ public struct ShownItem: Codable, Sendable, Equatable {
         return s
     }
 
+    public static func sent(_ outcome: SentOutcome, pin: String, seq: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: outcome.requestRef, service: "sent", receivedAt: at)
+        (s.seq, s.messageID, s.state, s.reason) = (seq, outcome.messageID, outcome.state.rawValue, outcome.reason)
+        return s
+    }
+
+    /// The server recorded the device's request `ref`.
+    public static func request(_ request: DeviceRequest, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "request", receivedAt: at)
+        s.verb = request.verb
+        if case .more(let id) = request { s.messageID = id }
+        return s
+    }
+
     enum CodingKeys: String, CodingKey {
-        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority
+        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"

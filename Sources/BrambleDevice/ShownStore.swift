@@ -24,7 +24,7 @@ final class ShownStore {
             let decoder = JSONDecoder()
             for line in existing?.split(separator: UInt8(ascii: "\n")) ?? [] {
                 // A line cut short by a kill holds no complete item: skip it.
-                if let item = try? decoder.decode(RefOnly.self, from: line) { shown.insert(item.ref) }
+                if let item = try? decoder.decode(RefOnly.self, from: line), let seq = item.shownSeq { shown.insert(seq) }
             }
             if existing == nil { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
             guard let handle = FileHandle(forWritingAtPath: logPath) else {
@@ -41,17 +41,24 @@ final class ShownStore {
         }
     }
 
-    private struct RefOnly: Decodable { var ref: UInt64 }
+    /// A line's numbers: a delivered item's is `seq`, else `ref`; a request line has none.
+    private struct RefOnly: Decodable {
+        var ref: UInt64
+        var seq: UInt64?
+        var service: String?
+        var shownSeq: UInt64? { service == "request" ? nil : seq ?? ref }
+    }
 
     func contains(_ seq: UInt64) -> Bool { shown.contains(seq) }
 
-    /// Shows the item (one write of one line), then records it.
+    /// Shows the item (one write of one line), then records it as shown (a request
+    /// line shows no delivered item).
     func show(_ item: ShownItem) throws {
         var line = try ShownItem.encoder.encode(item)
         line.append(UInt8(ascii: "\n"))
         if let log { try log.write(contentsOf: line) }
         if printToStdout { FileHandle.standardOutput.write(line) }
-        shown.insert(item.ref)
+        if let seq = item.shownSeq { shown.insert(seq) }
     }
 
     /// Persists the shown set; called after a burst of items, before acknowledging them.

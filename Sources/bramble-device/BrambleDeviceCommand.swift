@@ -83,31 +83,85 @@ struct Load: AsyncParsableCommand {
 
 struct Control: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Drive a running device: `more MESSAGE_ID` asks for the next chunk of a mail.",
+        abstract: "Drive a running device: ask for more of a mail, or send, reply to and forward mail.",
         discussion: """
+            Verbs:
+              more MESSAGE_ID                              the next chunk of a mail's text
+              send --to ADDR [--to …] [--cc ADDR …] --subject S (--body T | --body-file F)
+              reply MESSAGE_ID (--body T | --body-file F) [--all]
+              forward MESSAGE_ID --to ADDR [--to …] [--cc …] (--body T | --body-file F)
+            A reply quotes the original's full text from the mailbox and goes to its sender
+            (--all: and to everyone it was sent to); a forward carries the original's full
+            text and attachments. The mail goes out as the device's user, and a copy is kept
+            in the user's Sent folder.
+
             Writes the request into the device's control spool (STATE.control/); the running
             device takes it into its outbox, sends it, and retries until the server has
-            recorded it. The chunk arrives as a JSON line with service "more", message_id,
-            offset, body and more_available. `make status` gives each device's control
-            command as its `control` field. Exits 2 on bad input, 1 if the device's state
-            has no spool (never run with this state file).
+            recorded it, which its log says once with a line: service "request", ref (the
+            request's number), verb. A More chunk arrives as a line with service "more",
+            message_id, offset, body and more_available; what became of a send, reply or
+            forward as a line with service "sent", ref (the request's number), seq,
+            message_id and state "sent", or "failed" with a reason (unknown recipient,
+            message too large, original not found, …). `make status` gives each device's
+            control command as its `control` field. Exits 2 on bad input, 1 if the device's
+            state has no spool (never run with this state file). --body-file keeps the text
+            out of the process list; - reads standard input.
             """)
 
     @Option(help: "The running device's state file (run --state; default CREDENTIAL.state).") var state: String
-    @Argument(help: "The verb: more.") var verb: String
-    @Argument(help: "The mail's Message-ID, as its JSON line gives it.") var messageID: String
+    @Argument(help: "The verb, and for more, reply and forward the mail's Message-ID as its JSON line gives it.") var words: [String]
+    @Option(help: "A recipient (send, forward); repeat for more.") var to: [String] = []
+    @Option(help: "A copy recipient (send, forward); repeat for more.") var cc: [String] = []
+    @Option(help: "The subject (send).") var subject: String?
+    @Option(help: "The text (send, reply, forward).") var body: String?
+    @Option(help: "Read the text from this file ('-': standard input).") var bodyFile: String?
+    @Flag(help: "Reply to the sender and everyone the mail went to (reply).") var all = false
 
     func validate() throws {
-        guard verb == "more" else { throw ValidationError("unknown verb '\(verb)'; the only verb is: more MESSAGE_ID") }
-        guard MailItem.isValidMessageID(messageID) else {
+        _ = try request(body: body ?? (bodyFile == nil ? nil : ""))
+    }
+
+    /// The spool request, checked with the node's rules.
+    func request(body: String?) throws -> DeviceControlRequest {
+        guard let verb = words.first else { throw ValidationError("a verb is needed: \(DeviceControlRequest.verbs.joined(separator: ", "))") }
+        let wantsID = verb != "send"
+        guard words.count == (wantsID ? 2 : 1) else {
+            throw ValidationError(wantsID ? "\(verb) takes one MESSAGE_ID" : "send takes no MESSAGE_ID (its recipients are --to)")
+        }
+        if wantsID, !MailItem.isValidMessageID(words[1]) {
             throw ValidationError("MESSAGE_ID must be 1–\(MailItem.maxMessageIDLength) bytes with no space or control character")
         }
+        guard self.body == nil || bodyFile == nil else { throw ValidationError("--body and --body-file: give one") }
+        if verb == "more", body != nil || !to.isEmpty || !cc.isEmpty || subject != nil || all {
+            throw ValidationError("more takes only a MESSAGE_ID")
+        }
+        if verb != "more", body == nil { throw ValidationError("\(verb) needs --body or --body-file") }
+        if all, verb != "reply" { throw ValidationError("--all is for reply") }
+        if subject != nil, verb != "send" { throw ValidationError("--subject is for send (a reply or forward takes the original's)") }
+        let r = DeviceControlRequest(verb: verb, messageID: wantsID ? words[1] : nil, to: to.isEmpty ? nil : to, cc: cc.isEmpty ? nil : cc,
+                                     subject: subject, body: body, all: all ? true : nil)
+        do { _ = try r.request() } catch { throw ValidationError(error.description) }
+        return r
     }
 
     func run() throws {
+        var text = body
+        if let bodyFile {
+            guard let data = bodyFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: bodyFile),
+                  let s = String(data: data, encoding: .utf8) else {
+                FileHandle.standardError.write(Data("bramble-device control: cannot read UTF-8 text from \(bodyFile)\n".utf8))
+                throw ExitCode.validationFailure
+            }
+            text = s
+        }
+        let request: DeviceControlRequest
+        do { request = try self.request(body: text) } catch {
+            FileHandle.standardError.write(Data("bramble-device control: \(error)\n".utf8))
+            throw ExitCode.validationFailure
+        }
         do {
-            let file = try DeviceControlRequest(more: messageID).submit(statePath: state)
-            print("queued: more \(messageID) (\(file))")
+            let file = try request.submit(statePath: state)
+            print("queued: \(words.joined(separator: " ")) (\(file))")
         } catch {
             FileHandle.standardError.write(Data("bramble-device control: no running device with state \(state) (\(error.localizedDescription))\n".utf8))
             throw ExitCode.failure

@@ -7,7 +7,7 @@ import BrambleCore
 enum PayloadsTarget {
     static let target = FuzzTarget(
         name: "payloads",
-        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest, PayloadFields: decode, re-encode, decode",
+        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest (every kind), SentOutcome, PayloadFields: decode, re-encode, decode",
         run: run, seeds: seeds)
 
     static func run(_ bytes: [UInt8]) {
@@ -37,6 +37,10 @@ enum PayloadsTarget {
         }
         if let request = try? DeviceRequest.decode(bytes) {
             require((try? DeviceRequest.decode(request.encoded())) == request, "re-encoding changed the device request")
+            for a in request.recipients { require(DeviceRequest.isAddressShaped(a), "a recipient that is no address was decoded") }
+        }
+        if let outcome = try? SentOutcome.decode(bytes) {
+            require((try? SentOutcome.decode(outcome.encoded())) == outcome, "re-encoding changed the send outcome")
         }
 
         // The field reader itself, every accessor on every tag present, one level of records.
@@ -84,6 +88,13 @@ enum PayloadsTarget {
                                           moreAvailable: false, attachments: []).encoded()),
             ("more.bin", MoreChunk(messageID: "<CAF=4x+kq@mail.example.com>", offset: 2048, body: "…the rest of the text.", moreAvailable: false).encoded()),
             ("request-more.bin", DeviceRequest.more(messageID: "<CAF=4x+kq@mail.example.com>").encoded()),
+            ("request-send.bin", DeviceRequest.send(to: ["bob@example.com", "carol@example.net"], cc: ["ops@example.com"],
+                                                    subject: "Grüße", body: "On my way.\r\n.\r\nAnn").encoded()),
+            ("request-reply.bin", DeviceRequest.reply(messageID: "<CAF=4x+kq@mail.example.com>", body: "Yes.", all: true).encoded()),
+            ("request-forward.bin", DeviceRequest.forward(messageID: "<CAF=4x+kq@mail.example.com>", to: ["dan@example.org"], cc: [],
+                                                          body: "FYI").encoded()),
+            ("sent.bin", SentOutcome(requestRef: 1_800_000_000_000, messageID: "<bramble.2A00F00D.1800000000000@example.com>",
+                                     state: .failed, reason: "unknown recipient <nobody@example.com>").encoded()),
         ]
     }
 }

@@ -139,10 +139,13 @@ public struct DataFrame: Equatable, Sendable {
         case request = 5
         /// The request numbers the server recorded, an `AckList` (server → device).
         case requestAck = 6
+        /// What became of a device's send, reply or forward, `SentOutcome` (server →
+        /// device; delivered and acknowledged like a mail).
+        case sent = 7
 
         /// The services the server delivers through a device's window (sequence numbered,
         /// acknowledged with `ack`).
-        public var isDelivered: Bool { self == .push || self == .mail || self == .more }
+        public var isDelivered: Bool { self == .push || self == .mail || self == .more || self == .sent }
     }
 
     public struct Flags: OptionSet, Sendable, Hashable {

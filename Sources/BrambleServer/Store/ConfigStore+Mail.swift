@@ -198,12 +198,28 @@ extension ConfigStore {
                 fresh.append(r)
             }
             if !fresh.isEmpty {
+                // A More keeps its old form (no payload); everything else is recorded whole.
                 try await conn.query("""
-                    INSERT INTO device_requests (pin, ref, kind, message_id)
-                    SELECT * FROM unnest(\(fresh.map { Int64($0.pin.value) })::bigint[], \(fresh.map { Int64($0.ref) })::bigint[],
-                                         \(fresh.map { Int16($0.request.kind.rawValue) })::smallint[], \(fresh.map(\.messageID))::text[])
+                    INSERT INTO device_requests (pin, ref, kind, message_id, payload)
+                    SELECT t.pin, t.ref, t.kind, t.id, NULLIF(t.payload, ''::bytea)
+                    FROM unnest(\(fresh.map { Int64($0.pin.value) })::bigint[], \(fresh.map { Int64($0.ref) })::bigint[],
+                                \(fresh.map { Int16($0.request.kind.rawValue) })::smallint[], \(fresh.map { $0.request.messageID ?? "" })::text[],
+                                \(fresh.map { ByteBuffer(bytes: $0.request.kind == .more ? [] : $0.request.encoded()) })::bytea[])
+                         AS t(pin, ref, kind, id, payload)
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
+                // A mail to send gets its row, and its Message-ID, in the same transaction.
+                let sends = fresh.filter(\.request.sendsMail)
+                if !sends.isEmpty {
+                    try await conn.query("""
+                        INSERT INTO outgoing_mail (pin, ref, user_id, message_id)
+                        SELECT t.pin, t.ref, d.user_id, '<' || t.local || '@' || split_part(u.email, '@', 2) || '>'
+                        FROM unnest(\(sends.map { Int64($0.pin.value) })::bigint[], \(sends.map { Int64($0.ref) })::bigint[],
+                                    \(sends.map { OutgoingMessageID.localPart(pin: $0.pin, ref: $0.ref) })::text[]) AS t(pin, ref, local)
+                        JOIN devices d ON d.pin = t.pin JOIN users u ON u.id = d.user_id
+                        ON CONFLICT DO NOTHING
+                        """, logger: logger)
+                }
             }
             return (existing, refused)
         }
@@ -227,13 +243,14 @@ extension ConfigStore {
             """, logger: logger)
     }
 
-    /// Requests recorded and not yet acted on, oldest first.
+    /// More requests recorded and not yet answered, oldest first. (Mail to send is the
+    /// outgoing queue's: `openOutgoingMail`.)
     public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
         var out: [PendingRequest] = []
-        for try await (p, ref, kind, id) in try await client.query("""
-            SELECT pin, ref, kind, message_id FROM device_requests WHERE state = 'pending' ORDER BY received_at, pin, ref LIMIT \(limit)
-            """, logger: logger).decode((Int64, Int64, Int16, String).self) {
-            guard DeviceRequest.Kind(rawValue: UInt64(kind)) == .more else { continue }
+        for try await (p, ref, id) in try await client.query("""
+            SELECT pin, ref, message_id FROM device_requests WHERE state = 'pending' AND kind = \(Int16(DeviceRequest.Kind.more.rawValue))
+            ORDER BY received_at, pin, ref LIMIT \(limit)
+            """, logger: logger).decode((Int64, Int64, String).self) {
             out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: .more(messageID: id)))
         }
         return out
@@ -289,9 +306,7 @@ extension PendingRequest {
         public var ref: UInt64
     }
     public var key: Key { Key(pin: pin, ref: ref) }
-    var messageID: String {
-        switch request { case .more(let id): id }
-    }
+    var messageID: String { request.messageID ?? "" }
 }
 
 // MARK: Filter rules

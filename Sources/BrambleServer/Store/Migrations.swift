@@ -225,6 +225,38 @@ enum Migrations {
             )
             """,
         ]),
+        // A device's sends, replies and forwards: the request's own encoding (NULL: a More
+        // of message_id, as recorded before), and one row per mail to send, recorded with
+        // the request before it is acknowledged. Its Message-ID is derived from (PIN, ref)
+        // (`OutgoingMessageID`), so a new primary can look for a send the old one may have
+        // completed. States: pending → submitting (an attempt under attempt_epoch, which
+        // must end by deadline_at) → sent | failed; a submitting row whose attempt ended
+        // without an answer is in doubt until the user's Sent folder settles it.
+        Migration(version: 10, name: "device request payloads; outgoing mail", sql: [
+            "ALTER TABLE device_requests ADD COLUMN payload bytea",
+            """
+            CREATE TABLE outgoing_mail (
+                pin bigint NOT NULL,
+                ref bigint NOT NULL,
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                message_id text NOT NULL UNIQUE,
+                state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'submitting', 'sent', 'failed')),
+                attempts int NOT NULL DEFAULT 0,
+                attempt_epoch bigint,
+                attempt_node text,
+                deadline_at timestamptz,
+                next_attempt_at timestamptz NOT NULL DEFAULT now(),
+                detail text NOT NULL DEFAULT '',
+                resolution text CHECK (resolution IN ('accepted', 'witness', 'refused', 'abandoned')),
+                filed boolean NOT NULL DEFAULT false,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                done_at timestamptz,
+                PRIMARY KEY (pin, ref),
+                FOREIGN KEY (pin, ref) REFERENCES device_requests(pin, ref) ON DELETE CASCADE
+            )
+            """,
+            "CREATE INDEX outgoing_mail_open ON outgoing_mail(next_attempt_at) WHERE state IN ('pending', 'submitting') OR (state = 'sent' AND NOT filed)",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

@@ -16,6 +16,54 @@ import Testing
         #expect(try DeviceRequest.decode(DeviceRequest.more(messageID: "<a@b>").encoded()) == .more(messageID: "<a@b>"))
     }
 
+    /// Every kind of device request and the outcome of a send round-trip; a send at its
+    /// bounds (200 longest addresses, a 64 KB text) stays below a frame's 256 KB.
+    @Test func sendRequestsAndOutcomesRoundTrip() throws {
+        let kinds: [DeviceRequest] = [
+            .send(to: ["demo2@example.test", "x@y.test"], cc: ["c@y.test"], subject: "Grüße 👋", body: "Hi\r\n.\r\nthere"),
+            .send(to: ["a@b"], cc: [], subject: "", body: ""),
+            .reply(messageID: "<a@b>", body: "yes", all: false),
+            .reply(messageID: "<a@b>", body: "", all: true),
+            .forward(messageID: "<a@b>", to: ["d@e"], cc: ["f@g"], body: "fyi"),
+        ]
+        for k in kinds { #expect(try DeviceRequest.decode(k.encoded()) == k) }
+        let address = String(repeating: "a", count: 64) + "@" + String(repeating: "d", count: DeviceRequest.maxAddressLength - 65)
+        let big = DeviceRequest.send(to: Array(repeating: address, count: MailItem.maxAddresses), cc: Array(repeating: address, count: MailItem.maxAddresses),
+                                     subject: String(repeating: "s", count: MailItem.maxSubjectLength), body: String(repeating: "b", count: DeviceRequest.maxBodyLength))
+        #expect(big.encoded().count < 256 * 1024 - 1024)
+        #expect(try DeviceRequest.decode(big.encoded()) == big)
+        for outcome in [SentOutcome(requestRef: 1 << 50, messageID: "<bramble.2A00F00D.7@example.test>", state: .sent),
+                        SentOutcome(requestRef: 8, messageID: "<bramble.2A00F00D.8@example.test>", state: .failed, reason: "unknown recipient <nobody@example.test>")] {
+            #expect(try SentOutcome.decode(outcome.encoded()) == outcome)
+        }
+        #expect(OutgoingMessageID.make(pin: PIN(0x2A00F00D), ref: 123, domain: "example.test") == "<bramble.2A00F00D.123@example.test>")
+    }
+
+    /// What the node must never record: a send without recipients, an address that could
+    /// add an SMTP command or is no address, a reply without its mail, an unknown state.
+    @Test func malformedSendRequestsAreTypedErrors() {
+        var noKind = PayloadWriter()
+        noKind.string(3, "a@b", max: 100)
+        let bad: [[UInt8]] = [
+            DeviceRequest.send(to: [], cc: [], subject: "s", body: "b").encoded(),
+            DeviceRequest.send(to: ["a@b\r\nDATA"], cc: [], subject: "", body: "").encoded(),
+            DeviceRequest.send(to: ["a@b"], cc: ["<c@d>"], subject: "", body: "").encoded(),
+            DeviceRequest.send(to: ["no-at-sign"], cc: [], subject: "", body: "").encoded(),
+            DeviceRequest.send(to: ["a@b@c"], cc: [], subject: "", body: "").encoded(),
+            DeviceRequest.send(to: ["a b@c"], cc: [], subject: "", body: "").encoded(),
+            DeviceRequest.forward(messageID: "<a@b>", to: [], cc: [], body: "").encoded(),
+            DeviceRequest.reply(messageID: "", body: "x", all: false).encoded(),
+            DeviceRequest.reply(messageID: "<a\u{0}@b>", body: "x", all: false).encoded(),
+            noKind.bytes,
+        ]
+        for bytes in bad { #expect(throws: PayloadError.self) { try DeviceRequest.decode(bytes) } }
+        var w = PayloadWriter()
+        w.uint(1, 1)
+        w.string(2, "<a@b>", max: 100)
+        w.string(3, "lost", max: 100)
+        #expect(throws: PayloadError.self) { try SentOutcome.decode(w.bytes) }
+    }
+
     @Test func unknownFieldsAreSkippedSoPayloadsCanGrow() throws {
         var w = PayloadWriter()
         w.string(1, "<a@b>", max: 100)

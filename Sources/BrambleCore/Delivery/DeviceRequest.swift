@@ -1,0 +1,190 @@
+/// What a device asks of its server (service `request`), under its own request number
+/// (`DataFrame.ref`): the server records it under (PIN, ref) before acknowledging
+/// (service `requestAck`, an `AckList` of request numbers), so a retry acts once.
+///
+/// Tags: 1 kind, 2 message_id (the mail asked about, replied to or forwarded), 3 to
+/// (repeated), 4 cc (repeated), 5 subject, 6 body (the device user's text), 7 all (reply
+/// to all).
+public enum DeviceRequest: Equatable, Sendable {
+    /// The next chunk of a mail's text.
+    case more(messageID: String)
+    /// A new mail from the device's user.
+    case send(to: [String], cc: [String], subject: String, body: String)
+    /// A reply to a mail the device has; the server quotes the original's full text.
+    case reply(messageID: String, body: String, all: Bool)
+    /// A mail the device has, forwarded whole (text and attachments) with the user's text.
+    case forward(messageID: String, to: [String], cc: [String], body: String)
+
+    public enum Kind: UInt64, Sendable {
+        case more = 1, send = 2, reply = 3, forward = 4
+    }
+
+    /// A device's text: well above what a handheld's user types, far below a frame's 256 KB.
+    public static let maxBodyLength = 64 * 1024
+    /// An address as SMTP carries it (RFC 5321: 64 + 1 + 255, less the brackets).
+    public static let maxAddressLength = 254
+
+    public var kind: Kind {
+        switch self {
+        case .more: .more
+        case .send: .send
+        case .reply: .reply
+        case .forward: .forward
+        }
+    }
+
+    /// The mail the request is about, for `more`, `reply` and `forward`.
+    public var messageID: String? {
+        switch self {
+        case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _): id
+        case .send: nil
+        }
+    }
+
+    /// The word for it on the command line and in the device's log.
+    public var verb: String {
+        switch kind {
+        case .more: "more"
+        case .send: "send"
+        case .reply: "reply"
+        case .forward: "forward"
+        }
+    }
+
+    /// Whom a send or forward goes to (To, then Cc); a reply's come from the original.
+    public var recipients: [String] {
+        switch self {
+        case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
+        case .more, .reply: []
+        }
+    }
+
+    /// Whether the server sends mail for it.
+    public var sendsMail: Bool { kind != .more }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.uint(1, kind.rawValue)
+        if let messageID { w.string(2, messageID, max: MailItem.maxMessageIDLength) }
+        switch self {
+        case .more: break
+        case .send(let to, let cc, let subject, let body):
+            Self.write(&w, to: to, cc: cc)
+            w.string(5, subject, max: MailItem.maxSubjectLength)
+            w.string(6, body, max: Self.maxBodyLength)
+        case .reply(_, let body, let all):
+            w.string(6, body, max: Self.maxBodyLength)
+            w.bool(7, all)
+        case .forward(_, let to, let cc, let body):
+            Self.write(&w, to: to, cc: cc)
+            w.string(6, body, max: Self.maxBodyLength)
+        }
+        return w.bytes
+    }
+
+    private static func write(_ w: inout PayloadWriter, to: [String], cc: [String]) {
+        for a in to.prefix(MailItem.maxAddresses) { w.string(3, a, max: maxAddressLength) }
+        for a in cc.prefix(MailItem.maxAddresses) { w.string(4, a, max: maxAddressLength) }
+    }
+
+    /// Checks each kind's fields: what the node records it must be able to act on, and
+    /// nothing in it may break the record (a NUL in a Message-ID would fail the database
+    /// batch it is written with) or a command line later (an address with a line break).
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> DeviceRequest {
+        let f = try PayloadFields(bytes)
+        let raw = try f.requiredUInt(1, "kind")
+        guard let kind = Kind(rawValue: raw) else { throw PayloadError("unknown request kind \(raw)") }
+        switch kind {
+        case .more:
+            return .more(messageID: try messageID(f))
+        case .send:
+            let (to, cc) = try recipients(f)
+            let subject = try f.string(5, max: MailItem.maxSubjectLength, "subject") ?? ""
+            return .send(to: to, cc: cc, subject: subject, body: try f.string(6, max: maxBodyLength, "body") ?? "")
+        case .reply:
+            return .reply(messageID: try messageID(f), body: try f.string(6, max: maxBodyLength, "body") ?? "", all: try f.bool(7, "all"))
+        case .forward:
+            let id = try messageID(f)
+            let (to, cc) = try recipients(f)
+            return .forward(messageID: id, to: to, cc: cc, body: try f.string(6, max: maxBodyLength, "body") ?? "")
+        }
+    }
+
+    private static func messageID(_ f: PayloadFields) throws(PayloadError) -> String {
+        let id = try f.requiredString(2, max: MailItem.maxMessageIDLength, "message_id")
+        guard !id.isEmpty else { throw PayloadError("message_id empty") }
+        // As the server gives them: NUL above all, which the database's text refuses,
+        // would fail the batch of every device's requests it is recorded with.
+        guard MailItem.isValidMessageID(id) else { throw PayloadError("message_id with a space or a control character") }
+        return id
+    }
+
+    private static func recipients(_ f: PayloadFields) throws(PayloadError) -> (to: [String], cc: [String]) {
+        let to = try f.strings(3, max: maxAddressLength, maxCount: MailItem.maxAddresses, "to")
+        let cc = try f.strings(4, max: maxAddressLength, maxCount: MailItem.maxAddresses, "cc")
+        guard !to.isEmpty else { throw PayloadError("no recipient (to)") }
+        for a in to + cc where !isAddressShaped(a) {
+            throw PayloadError("recipient \(MailText.printable(String(a.prefix(64))).debugDescription) is not an address")
+        }
+        return (to, cc)
+    }
+
+    /// The wire's rule for an address: one '@' between non-empty parts, no space, control
+    /// character or angle bracket (it goes into an SMTP command line). The Messaging Agent
+    /// checks the full syntax and answers a bad address with a "failed" outcome.
+    public static func isAddressShaped(_ a: String) -> Bool {
+        let bytes = Array(a.utf8)
+        guard let at = bytes.firstIndex(of: UInt8(ascii: "@")), at > 0, at < bytes.count - 1,
+              bytes.lastIndex(of: UInt8(ascii: "@")) == at else { return false }
+        return bytes.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">") }
+    }
+}
+
+/// What became of a device's send, reply or forward (service `sent`, server → device,
+/// delivered and acknowledged like a mail): its request number, the Message-ID the mail
+/// went out with, and "sent", or "failed" with a reason (unknown recipient, message too
+/// large, original not found, …). Tags: 1 request_ref, 2 message_id, 3 state, 4 reason.
+public struct SentOutcome: Equatable, Sendable {
+    public enum State: String, Sendable { case sent, failed }
+    public static let maxReasonLength = 1024
+
+    public var requestRef: UInt64
+    public var messageID: String
+    public var state: State
+    public var reason: String?
+
+    public init(requestRef: UInt64, messageID: String, state: State, reason: String? = nil) {
+        (self.requestRef, self.messageID, self.state, self.reason) = (requestRef, messageID, state, reason)
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.uint(1, requestRef)
+        w.string(2, messageID, max: MailItem.maxMessageIDLength)
+        w.string(3, state.rawValue, max: 16)
+        if let reason { w.string(4, reason, max: Self.maxReasonLength) }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> SentOutcome {
+        let f = try PayloadFields(bytes)
+        let raw = try f.requiredString(3, max: 16, "state")
+        guard let state = State(rawValue: raw) else { throw PayloadError("unknown state \(raw.debugDescription)") }
+        return SentOutcome(requestRef: try f.requiredUInt(1, "request_ref"),
+                           messageID: try f.requiredString(2, max: MailItem.maxMessageIDLength, "message_id"),
+                           state: state, reason: try f.string(4, max: maxReasonLength, "reason"))
+    }
+}
+
+/// The Message-ID of the mail a device's request sends: derived from (PIN, request
+/// number) alone, so every node (and a drill counting from outside) names the same mail,
+/// and a new primary can look for a send the old one may have completed (in the user's
+/// Sent folder) instead of sending it twice. `<bramble.2A00F00D.1234@example.test>`:
+/// the '@domain' ends the key, so ref 123 never matches a search for ref 1234's ID.
+public enum OutgoingMessageID {
+    public static func make(pin: PIN, ref: UInt64, domain: String) -> String {
+        "<\(localPart(pin: pin, ref: ref))@\(domain)>"
+    }
+
+    public static func localPart(pin: PIN, ref: UInt64) -> String { "bramble.\(pin).\(ref)" }
+}
