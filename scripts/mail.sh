@@ -43,6 +43,9 @@ ensure_mail_packages() {
 #                           https:// notify URLs
 #   MAIL_TLS=no             (only for measuring what TLS costs: `make bench`) plain SMTP and
 #                           IMAP on those ports instead
+#   MAIL_SUBMISSION_SIZE_LIMIT  the largest message the submission service takes (bytes,
+#                           EHLO SIZE; 50 MiB as the public port unless the caller lowers it:
+#                           scripts/mail-private for the tests)
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
 # MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
 # MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
@@ -62,6 +65,7 @@ ensure_mail_packages() {
 # dovecot): SHA512-CRYPT for the users, salted SHA-512 for the service account's random token.
 MAIL_DOMAIN=${MAIL_DOMAIN:-example.test}
 MAIL_TLS=yes  # deploy/cluster sets it after sourcing this (BRAMBLE_DEPLOY_TLS); nothing else may
+MAIL_SUBMISSION_SIZE_LIMIT=52428800  # scripts/mail-private may lower it after sourcing this
 MAIL_SERVICE_USER=${MAIL_SERVICE_USER:-bramble-service}
 [ -n "${MAIL_USERS+x}" ] || MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
 [ -n "${MAIL_NOTIFY_URLS+x}" ] || MAIL_NOTIFY_URLS=()
@@ -197,9 +201,11 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
   -o smtpd_sender_restrictions=reject_sender_login_mismatch
   -o smtpd_recipient_restrictions=
   -o smtpd_relay_restrictions=reject_unauth_destination
+  -o message_size_limit=$MAIL_SUBMISSION_SIZE_LIMIT
   -o cleanup_service_name=subcleanup
 subcleanup unix n       -       n       -       0       cleanup
-  -o sender_bcc_maps=regexp:$dir/postfix/etc/sent-bcc"
+  -o sender_bcc_maps=regexp:$dir/postfix/etc/sent-bcc
+  -o message_size_limit=$MAIL_SUBMISSION_SIZE_LIMIT"
   fi
   cat > "$dir/dovecot.conf" <<CONF
 # Written by scripts/mail.sh: a private Dovecot (IMAP, and LMTP for Postfix's deliveries).

@@ -5,11 +5,13 @@ import NIOCore
 /// `imap`: the IMAP response decoder, as the Messaging Agent reads a mail server's bytes:
 /// a stream of responses with small limits (so every limit is reached) whole and in two
 /// reads, the same with the Agent's limits, and the input as a literal's and a quoted
-/// string's contents, which must come back byte for byte.
+/// string's contents, which must come back byte for byte; then the input as a mailbox name
+/// in modified UTF-7 (what decodes encodes back to the same bytes, and the reverse) and as
+/// a UID set (bounded expansion).
 enum IMAPTarget {
     static let target = FuzzTarget(
         name: "imap",
-        covers: "IMAPResponseDecoder: responses (small limits: whole vs two reads; default limits), literals, quoted strings",
+        covers: "IMAPResponseDecoder: responses (small limits: whole vs two reads; default limits), literals, quoted strings; MailboxName; IMAPUIDSet",
         run: run)
 
     static let small: IMAPResponseDecoder.Limits = {
@@ -66,6 +68,26 @@ enum IMAPTarget {
             let response = try? IMAPResponseDecoder.decode(from: &quoted)
             require(response == .untagged(.fetch(sequence: 2, attributes: [IMAPFetchAttribute(name: "INTERNALDATE", value: .string(bytes))])),
                     "a quoted string did not come back whole: \(String(describing: response))")
+        }
+
+        names(bytes)
+    }
+
+    /// 5. Modified UTF-7: a name that decodes is in its one canonical form; any text
+    ///    encodes to a name that decodes back to it. 6. UID sets expand within their bound.
+    static func names(_ bytes: [UInt8]) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let name = MailboxName.decode(text) {
+            require(MailboxName.encode(name) == text, "\(text.debugDescription) decoded to \(name.debugDescription), which encodes otherwise")
+        }
+        if text.utf8.count <= MailboxName.maxEncodedBytes / 8 {
+            let encoded = MailboxName.encode(text)
+            require(MailboxName.decode(encoded) == text, "\(text.debugDescription) encoded to \(encoded.debugDescription), which does not decode back")
+        }
+        if let uids = IMAPUIDSet.expand(text, maxCount: 1_000) {
+            require(uids.count <= 1_000 && uids.allSatisfy { $0 >= 1 && $0 <= UInt64(UInt32.max) }, "a UID set expanded out of bounds")
+            require(IMAPUIDSet.string(uids).flatMap { IMAPUIDSet.expand($0, maxCount: 1_000) }.map(Set.init) == Set(uids),
+                    "a UID set written back is another set")
         }
     }
 

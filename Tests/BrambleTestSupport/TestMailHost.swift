@@ -20,14 +20,19 @@ struct TestMailHost {
     let tls: NIOSSLContext
 
     static let script = TestCluster.root + "/scripts/mail-private"
+    /// The tests' submission size limit: 1 MiB, so "too large" is quick to reach.
+    static let submissionSizeLimit = 1 << 20
 
     /// Starts it in `dir` (created if missing); `notifyURLs` are the nodes Dovecot tells of
     /// new mail. Its SMTP and IMAP are TLS from the first byte, with a certificate from
     /// `ca` (which the notify URLs' certificates chain to too), or else from a CA of its own.
-    static func start(in dir: String, notifyURLs: [String] = [], ca: TestCA? = nil) throws -> TestMailHost {
+    /// The submission service takes messages up to `submissionSizeLimit` bytes (EHLO SIZE).
+    static func start(in dir: String, notifyURLs: [String] = [], ca: TestCA? = nil,
+                      submissionSizeLimit: Int = submissionSizeLimit) throws -> TestMailHost {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let ports = try TestCluster.freePorts(4)
-        var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " ")]
+        var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " "),
+                           "BRAMBLE_MAIL_SUBMISSION_SIZE_LIMIT": String(submissionSizeLimit)]
         if let ca { environment.merge(ca.environment) { $1 } }
         let output = try runCommand(script, ["start", dir] + ports.map(String.init), environment: environment)
         // The JSON is the last thing printed (an install may say something first).

@@ -4,14 +4,22 @@
 /// and a "\r\n.\r\n" in the text would end the message early and turn the rest into
 /// commands (SMTP smuggling).
 public enum SMTPData {
+    /// The line that ends the data, written after `body(_:)`.
+    public static let end: [UInt8] = [0x2E, 0x0D, 0x0A]
+
     /// `message`'s bytes with each line ending (CRLF, or a bare LF or CR) as CRLF, dot-
     /// stuffed, and the terminating ".\r\n" after a last line that lacked its ending.
-    public static func encode(_ message: String) -> [UInt8] {
+    public static func encode(_ message: String) -> [UInt8] { body(message.utf8) + end }
+
+    /// The data without its terminating ".\r\n" (`end`), so the two can be written
+    /// separately: every line ending as CRLF, dot-stuffed, the last line ended. The
+    /// message is bytes (8-bit parts need not be UTF-8); an empty one is one empty line.
+    public static func body(_ message: some Sequence<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count + message.utf8.count / 40 + 8)
+        out.reserveCapacity(message.underestimatedCount + message.underestimatedCount / 40 + 8)
         var atLineStart = true
         var afterCR = false
-        for byte in message.utf8 {
+        for byte in message {
             if afterCR {
                 afterCR = false
                 if byte == 0x0A { continue }  // the LF of a CRLF, written already
@@ -28,6 +36,6 @@ public enum SMTPData {
             }
         }
         if !atLineStart || out.isEmpty { out += [0x0D, 0x0A] }
-        return out + [0x2E, 0x0D, 0x0A]
+        return out
     }
 }

@@ -111,10 +111,16 @@ public struct IMAPSession {
         try await run("LOGIN \(Self.astring(user)) \(Self.astring(password))")
     }
 
+    /// `SELECT` (or `EXAMINE`, `readOnly`) `mailbox`, a name as the user reads it (sent in
+    /// modified UTF-7, `MailboxName`), and its watermarks.
     public mutating func select(_ mailbox: String, readOnly: Bool = false) async throws -> Selected {
-        let answer = try await run("\(readOnly ? "EXAMINE" : "SELECT") \(Self.astring(mailbox))")
+        Self.selected(from: try await run("\(readOnly ? "EXAMINE" : "SELECT") \(Self.mailbox(mailbox))").untagged)
+    }
+
+    /// The watermarks in a SELECT's untagged responses.
+    static func selected(from untagged: [IMAPUntagged]) -> Selected {
         var selected = Selected(exists: 0)
-        for u in answer.untagged {
+        for u in untagged {
             switch u {
             case .exists(let n): selected.exists = n
             case .status(.ok, let code?, _):
@@ -129,6 +135,9 @@ public struct IMAPSession {
         }
         return selected
     }
+
+    /// A mailbox name as a command argument: modified UTF-7, then an astring.
+    static func mailbox(_ name: String) -> String { astring(MailboxName.encode(name)) }
 
     /// `UID FETCH set (items)`: each message's attributes, by UID.
     public mutating func uidFetch(_ set: String, _ items: String) async throws -> [(uid: UInt64, attributes: [IMAPFetchAttribute])] {

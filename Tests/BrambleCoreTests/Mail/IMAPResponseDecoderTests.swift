@@ -82,6 +82,39 @@ import Testing
         #expect(r[6] == .continuation("idling"))
     }
 
+    /// As Dovecot 2.3.19 answers with QRESYNC enabled (measured by IMAPWriteTests): a
+    /// SELECT's changes, a MOVE's COPYUID and VANISHED, a LIST with a modified UTF-7 name.
+    @Test func qresyncSelectMoveAndListAreReadAsDovecotSendsThem() throws {
+        let r = try decodeAll("""
+            * OK [HIGHESTMODSEQ 6] Highest\r
+            * VANISHED (EARLIER) 2,5:7\r
+            * 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (4))\r
+            B7 OK [READ-WRITE] Select completed (0.001 + 0.000 secs).\r
+            * OK [COPYUID 1796550268 1 2] Moved UIDs.\r
+            * VANISHED 1\r
+            B8 OK [HIGHESTMODSEQ 7] Move completed (0.002 + 0.000 + 0.001 secs).\r
+            * LIST (\\HasNoChildren) "." Entw&APw-rfe\r
+            * LIST (\\HasNoChildren \\Trash) "." Trash\r
+
+            """)
+        #expect(r[1] == .untagged(.vanished(earlier: true, uids: "2,5:7")))
+        #expect(IMAPUIDSet.expand("2,5:7", maxCount: 10) == [2, 5, 6, 7])
+        #expect(r[2] == .untagged(.fetch(sequence: 1, attributes: [
+            IMAPFetchAttribute(name: "UID", value: .number(1)), IMAPFetchAttribute(name: "FLAGS", value: .list([.atom("\\Seen")])),
+            IMAPFetchAttribute(name: "MODSEQ", value: .list([.number(4)])),
+        ])))
+        #expect(r[4] == .untagged(.status(.ok, code: IMAPResponseCode(name: "COPYUID", values: [.number(1796550268), .number(1), .number(2)]), text: "Moved UIDs.")))
+        #expect(r[5] == .untagged(.vanished(earlier: false, uids: "1")))
+        guard case .tagged("B8", .ok, let code?, _) = r[6] else { Issue.record("\(r[6])"); return }
+        #expect(code.name == "HIGHESTMODSEQ" && code.number == 7)
+        #expect(r[7] == .untagged(.list(attributes: ["\\HasNoChildren"], delimiter: ".", mailbox: "Entw&APw-rfe")))
+        #expect(MailboxName.decode("Entw&APw-rfe") == "Entwürfe")
+        // A COPYUID of several: sets as atoms.
+        let several = try decodeAll("* OK [COPYUID 9 1:3,8 10:13] Moved UIDs.\r\n")
+        guard case .untagged(.status(.ok, let copy?, _)) = several[0] else { Issue.record("\(several)"); return }
+        #expect(copy.values == [.number(9), .atom("1:3,8"), .atom("10:13")])
+    }
+
     @Test func aResponseCutAtEveryByteIsReadOnlyWhenWhole() throws {
         let text = "* 1 FETCH (UID 3 BODY[] {11}\r\nhello\r\nbye!)\r\nA1 OK done\r\n"
         let bytes = Array(text.utf8)

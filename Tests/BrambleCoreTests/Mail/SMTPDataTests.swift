@@ -31,3 +31,18 @@ import Testing
         }
     }
 }
+
+/// The data and its final dot apart (a submission checks its deadline between them).
+@Suite struct SMTPDataBodyTests {
+    @Test func theBodyIsTheEncodingWithoutItsFinalDot() {
+        for text in ["", "x", "a\n.\n", "Subject: x\r\n\r\nbefore\r\n.\r\nafter", ".\r\n.\r\n"] {
+            #expect(SMTPData.body(Array(text.utf8)) + SMTPData.end == SMTPData.encode(text), "\(text.debugDescription)")
+        }
+        #expect(SMTPData.end == Array(".\r\n".utf8))
+    }
+
+    @Test func bytesThatAreNotUTF8PassUnchanged() {
+        let latin1: [UInt8] = [0x63, 0x61, 0x66, 0xE9, 0x0A, 0x2E, 0xFF]  // "café\n.ÿ" in Latin-1
+        #expect(SMTPData.body(latin1) == [0x63, 0x61, 0x66, 0xE9, 0x0D, 0x0A, 0x2E, 0x2E, 0xFF, 0x0D, 0x0A])
+    }
+}
