@@ -202,6 +202,7 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
   -o smtpd_recipient_restrictions=
   -o smtpd_relay_restrictions=reject_unauth_destination
   -o message_size_limit=$MAIL_SUBMISSION_SIZE_LIMIT
+  -o smtpd_timeout=5s
   -o cleanup_service_name=subcleanup
 subcleanup unix n       -       n       -       0       cleanup
   -o sender_bcc_maps=regexp:$dir/postfix/etc/sent-bcc

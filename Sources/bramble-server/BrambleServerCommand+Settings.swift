@@ -29,6 +29,8 @@ extension BrambleServerCommand {
         static let mailMaxTextBytes = 32 * 1024
         static let mailSweepMs = 30_000
         static let mailWorkers = 8
+        static let mailSendDeadlineMs = 10_000
+        static let mailSubmissionTimeoutMs = 5_000
     }
 
     /// The secrets, each read from the file its setting names.
@@ -54,6 +56,7 @@ extension BrambleServerCommand {
             "resend-after": resendAfter, "log-level": logLevel, "imap": imap, "mail-service-user": mailServiceUser,
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
+            "smtp-submission": smtpSubmission, "mail-send-deadline-ms": mailSendDeadlineMs, "mail-submission-timeout-ms": mailSubmissionTimeoutMs,
             "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
         ]
     }
@@ -164,10 +167,11 @@ extension BrambleServerCommand {
     private func mailConfiguration(_ settings: DaemonSettings) async throws -> MessagingAgent.Configuration? {
         guard let imap = try await settings.string("imap") else {
             var set: [String] = []
-            for key in ["mail-service-password-file", "mail-notify-token-file", "mail-service-user"] where try await settings.string(key) != nil {
+            for key in ["mail-service-password-file", "mail-notify-token-file", "mail-service-user", "smtp-submission"] where try await settings.string(key) != nil {
                 set.append(key)
             }
-            for key in ["mail-chunk-bytes", "mail-max-text-bytes", "mail-sweep-ms", "mail-workers"] where try await settings.int(key) != nil {
+            for key in ["mail-chunk-bytes", "mail-max-text-bytes", "mail-sweep-ms", "mail-workers", "mail-send-deadline-ms", "mail-submission-timeout-ms"]
+            where try await settings.int(key) != nil {
                 set.append(key)
             }
             if let key = set.first {
@@ -193,6 +197,15 @@ extension BrambleServerCommand {
         let workers = try await settings.int("mail-workers", default: Default.mailWorkers)
         guard (1...64).contains(workers) else { throw ValidationError("--mail-workers must be 1…64") }
         (mail.chunkBytes, mail.maxTextBytes, mail.sweepIntervalMs, mail.workers) = (chunk, maxText, UInt64(sweep), workers)
+        if let submission = try await settings.string("smtp-submission") {
+            guard let address = HostPort(submission) else { throw ValidationError("--smtp-submission must be HOST:PORT, got '\(submission)'") }
+            mail.submission = address
+        }
+        let deadline = try await settings.int("mail-send-deadline-ms", default: Default.mailSendDeadlineMs)
+        guard (1_000...300_000).contains(deadline) else { throw ValidationError("--mail-send-deadline-ms must be 1000…300000") }
+        let serverTimeout = try await settings.int("mail-submission-timeout-ms", default: Default.mailSubmissionTimeoutMs)
+        guard (1_000...3_600_000).contains(serverTimeout) else { throw ValidationError("--mail-submission-timeout-ms must be 1000…3600000") }
+        (mail.sendDeadlineMs, mail.submissionServerTimeoutMs) = (deadline, serverTimeout)
         if let token = try await settings.secret("secret.mail-notify-token") {
             guard token.count >= 16 else { throw ValidationError("the mail notify token must be at least 16 characters") }
             mail.notifyToken = token

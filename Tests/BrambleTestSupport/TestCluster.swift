@@ -185,6 +185,7 @@ final class TestCluster: @unchecked Sendable {
         try await sendRawMail(to: to, message)
     }
 
+    /// Sends a message as it is (its own headers) through Postfix's public port.
     func sendRawMail(to: String, _ message: String) async throws {
         guard let mailHost else { throw SetupError("this cluster has no mail host (Options.mail)") }
         let reply = try await SMTPSession.with(to: mailHost.smtp, tls: mailHost.tls) { session in
@@ -271,7 +272,7 @@ final class TestCluster: @unchecked Sendable {
 
     private var mailArguments: [String] {
         guard let mail = mailHost else { return [] }
-        return ["--imap", mail.imap.description, "--mail-service-password-file", mail.servicePasswordFile,
+        return ["--imap", mail.imap.description, "--smtp-submission", mail.submission.description, "--mail-service-password-file", mail.servicePasswordFile,
                 "--mail-notify-token-file", mail.notifyTokenFile, "--mail-sweep-ms", "\(options.mailSweepMs)",
                 "--mail-chunk-bytes", "\(options.mailChunkBytes)", "--mail-max-text-bytes", "\(options.mailMaxTextBytes)"]
     }

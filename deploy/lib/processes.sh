@@ -65,6 +65,7 @@ CONF
   # The Messaging Agent watches the mail host's mailboxes through the service account.
   [ -f "$RUN/mail-host" ] && cat >> "$TMP/$node.conf" <<CONF
 imap = $(addr mail):$IMAP_PORT
+smtp-submission = $(addr mail):$SUBMISSION_PORT
 mail-service-user = $MAIL_SERVICE_USER
 mail-service-password-file = $TMP/mail/service-password
 mail-notify-token-file = $TMP/mail/notify-token

@@ -26,6 +26,16 @@ public struct MailEnvelope: Equatable, Sendable {
         messageID = fields[9].text ?? ""
     }
 
+    /// The bare addresses (`mailbox@host`) of one of an `ENVELOPE`'s address lists:
+    /// `field` 2 From, 4 Reply-To, 5 To, 6 Cc. What a reply goes to.
+    public static func addressSpecs(_ envelope: IMAPValue, field: Int) -> [String] {
+        guard let fields = envelope.list, fields.count >= 10, (2...7).contains(field) else { return [] }
+        return (fields[field].list ?? []).compactMap { entry in
+            guard let a = entry.list, a.count >= 4, let mailbox = a[2].text, let host = a[3].text else { return nil }
+            return "\(mailbox)@\(host)"
+        }
+    }
+
     /// `Name <mailbox@host>` (or the bare address) for each address of a list; group
     /// markers (RFC 9051's NIL-host entries) are skipped.
     static func addresses(_ value: IMAPValue) -> [String] {

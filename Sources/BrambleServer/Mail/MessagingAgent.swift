@@ -43,6 +43,22 @@ public actor MessagingAgent: Service, LeaseFollower {
         public var workers = 8
         /// Mails enqueued per check; a mailbox with more is checked again at once.
         public var maxMessagesPerCheck = 50
+        /// The mail server's submission service (SMTP, TLS as `tls`, SASL PLAIN as the
+        /// user through the service account); nil: devices' mail fails ("sends no mail").
+        public var submission: HostPort?
+        /// An attempt at sending must have sent its final dot by then, or it sends none.
+        public var sendDeadlineMs = 10_000
+        /// The submission service's timeout (Postfix's smtpd_timeout there): how long after
+        /// an attempt's deadline the server may still take its dot. At least the server's.
+        public var submissionServerTimeoutMs = 5_000
+        /// How long a message the server accepted may take to reach Sent.
+        public var witnessGraceMs = 15_000
+        /// The most of an original's text a reply quotes or a forward carries.
+        public var maxQuoteBytes = 1 << 20
+        /// The most a forward reads of an original (text and attachments, as stored).
+        public var maxOriginalBytes = 50 << 20
+        /// Where the submission service files the user's copy (special-use \Sent).
+        public var sentFolder = "Sent"
         public init(imap: HostPort, tls: NIOSSLContext?, servicePassword: String) {
             self.imap = imap
             self.tls = tls
@@ -55,6 +71,8 @@ public actor MessagingAgent: Service, LeaseFollower {
         /// else only those new to the list.
         case reload(epoch: UInt64, checkAll: Bool)
         case requests(epoch: UInt64)
+        /// One pass over the outgoing mail: submit, settle what is in doubt, file.
+        case outgoing(epoch: UInt64)
         case check(WatchedMailbox, epoch: UInt64)
     }
 
@@ -102,6 +120,9 @@ public actor MessagingAgent: Service, LeaseFollower {
     /// When a notification for a user not in the list last caused a reload.
     private var unknownReloadMs: UInt64 = 0
     private var requestsWanted = false
+    private var outgoingWanted = false
+    /// One pass over the outgoing mail at a time: two would race for the same rows.
+    private var outgoingRunning = false
     private var waiters: [CheckedContinuation<Job?, Never>] = []
     private var finished = false
 
@@ -163,6 +184,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         var lastPruneMs: UInt64 = 0
         while !finished, !Task.isCancelled {
             if let epoch = servingEpoch {
+                outgoingWanted = true
                 wantReload(checkAll: true)
                 if clock.nowMs() &- lastPruneMs >= 3_600_000 {
                     lastPruneMs = clock.nowMs()
@@ -220,6 +242,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         reloadWanted = true
         checkAllWanted = true
         requestsWanted = true
+        outgoingWanted = true
         healthBox.withLockedValue { $0.servingEpoch = epoch; $0.watched = 0; $0.total = 0; $0.failingCount = 0; $0.unreachableCount = 0 }
         wakeAll()
     }
@@ -280,10 +303,31 @@ public actor MessagingAgent: Service, LeaseFollower {
         wakeOne()
     }
 
-    /// Device requests were recorded: act on them.
+    /// Device requests were recorded: act on them (mail to send among them).
     func requestsRecorded() {
         guard servingEpoch != nil else { return }
         requestsWanted = true
+        outgoingWanted = true
+        wakeAll()
+    }
+
+    func isServing(_ epoch: UInt64) -> Bool { servingEpoch == epoch }
+
+    /// A pass over the outgoing mail ended; `again`: something is due soon (a retry, an
+    /// attempt in doubt, a copy to file), so look again in a second.
+    private func outgoingPassed(epoch: UInt64, again: Bool) async {
+        outgoingRunning = false
+        guard again, servingEpoch == epoch else { wakeAll(); return }
+        Task { [weak self] in
+            try? await self?.clock.sleep(ms: 1_000)
+            await self?.wantOutgoing(epoch: epoch)
+        }
+        wakeAll()
+    }
+
+    private func wantOutgoing(epoch: UInt64) {
+        guard servingEpoch == epoch else { return }
+        outgoingWanted = true
         wakeOne()
     }
 
@@ -316,6 +360,10 @@ public actor MessagingAgent: Service, LeaseFollower {
             return .reload(epoch: epoch, checkAll: checkAllWanted)
         }
         if requestsWanted { requestsWanted = false; return .requests(epoch: epoch) }
+        if outgoingWanted, !outgoingRunning {
+            (outgoingWanted, outgoingRunning) = (false, true)
+            return .outgoing(epoch: epoch)
+        }
         while let i = due.firstIndex(where: { !inProgress.contains($0) }) {
             let id = due.remove(at: i)
             guard let mailbox = mailboxes[id] else { continue }
@@ -338,6 +386,9 @@ public actor MessagingAgent: Service, LeaseFollower {
             }
         case .requests(let epoch):
             await answerRequests(epoch: epoch, configuration)
+        case .outgoing(let epoch):
+            let again = await processOutgoing(epoch: epoch, configuration)
+            await outgoingPassed(epoch: epoch, again: again)
         case .check(let mailbox, let epoch):
             let outcome = await Self.check(mailbox, epoch: epoch, configuration: configuration, store: store, pair: pair, node: node,
                                            clock: clock, metrics: metrics)

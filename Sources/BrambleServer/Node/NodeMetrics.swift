@@ -9,6 +9,9 @@ public final class NodeMetrics: Sendable {
     private let httpConnectionsRefusedTotal: Counter
     private let fencedWritesTotal, transitionsDroppedTotal, idempotentReplaysTotal: Counter
     private let deviceRequestsTotal, deviceRequestsRepeatedTotal, mailsEnqueuedTotal: Counter
+    /// Mail sent for devices, by what became of each attempt; in-doubt sends, by how
+    /// they were settled.
+    private let submissions: [String: Counter], inDoubt: [String: Counter]
     private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
     /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
     private let roles: [NodeRole: Meter]
@@ -38,6 +41,14 @@ public final class NodeMetrics: Sendable {
         deviceRequestsRepeatedTotal = c.counter("bramble_device_requests_repeated_total",
                                                 help: "Device requests that arrived again (a retry or a replay): acknowledged, not acted on")
         mailsEnqueuedTotal = c.counter("bramble_mail_items_enqueued_total", help: "Mail items enqueued for devices by the Messaging Agent")
+        submissions = Dictionary(uniqueKeysWithValues: ["accepted", "refused", "retried", "unknown"].map { outcome in
+            (outcome, c.counter("bramble_mail_submissions_total", help: "Device mail submitted to the mail server, by outcome (accepted, refused, retried later, unknown: no answer after the message was sent)",
+                                labels: [("outcome", outcome)]))
+        })
+        inDoubt = Dictionary(uniqueKeysWithValues: ["witness", "resent"].map { resolution in
+            (resolution, c.counter("bramble_mail_in_doubt_total", help: "Device mail whose submission had no answer, by how it was settled (witness: its copy found in Sent; resent: none after the attempt could no longer complete)",
+                                   labels: [("resolution", resolution)]))
+        })
         queueDepthGauge = c.gauge("bramble_queue_depth", help: "Items queued or in flight, not yet acknowledged")
         srpLinkUpGauge = c.gauge("bramble_srp_link_up", help: "1 while the SRP link to the relay is registered")
         epochGauge = c.gauge("bramble_epoch", help: "Lease epoch this node serves at (0 while standby)")
@@ -67,6 +78,8 @@ public final class NodeMetrics: Sendable {
         if repeated > 0 { deviceRequestsRepeatedTotal.increment(by: repeated) }
     }
     func mailsEnqueued(_ n: Int) { if n > 0 { mailsEnqueuedTotal.increment(by: n) } }
+    func mailSubmitted(_ outcome: String) { submissions[outcome]?.increment() }
+    func mailInDoubtSettled(_ resolution: String) { inDoubt[resolution]?.increment() }
     func frameRejected() { framesRejectedTotal.increment() }
     func httpConnectionRefused() { httpConnectionsRefusedTotal.increment() }
     func queueDepth(_ n: Int) { queueDepthGauge.set(n) }
