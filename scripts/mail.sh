@@ -46,6 +46,11 @@ ensure_mail_packages() {
 #   MAIL_SUBMISSION_SIZE_LIMIT  the largest message the submission service takes (bytes,
 #                           EHLO SIZE; 50 MiB as the public port unless the caller lowers it:
 #                           scripts/mail-private for the tests)
+#   MAIL_SUBMISSION_POLICY  (optional) a Postfix policy service (inet:HOST:PORT) the
+#                           submission service asks at the end of each message, before it
+#                           answers the final dot: the tests hold that answer with it to
+#                           kill a node while its mail is in doubt. Its smtpd_timeout is
+#                           5 s, which the nodes' mail-submission-timeout-ms must cover.
 # and may set MAIL_DOMAIN (example.test), MAIL_USERS (the mailboxes, every one in
 # MAIL_DOMAIN; default demo1…demo4), MAIL_SERVICE_USER (bramble-service) and
 # MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
@@ -202,7 +207,8 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
   -o smtpd_recipient_restrictions=
   -o smtpd_relay_restrictions=reject_unauth_destination
   -o message_size_limit=$MAIL_SUBMISSION_SIZE_LIMIT
-  -o smtpd_timeout=5s
+  -o smtpd_timeout=5s${MAIL_SUBMISSION_POLICY:+
+  -o smtpd_end_of_data_restrictions=check_policy_service,$MAIL_SUBMISSION_POLICY}
   -o cleanup_service_name=subcleanup
 subcleanup unix n       -       n       -       0       cleanup
   -o sender_bcc_maps=regexp:$dir/postfix/etc/sent-bcc

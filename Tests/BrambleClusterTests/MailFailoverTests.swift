@@ -9,10 +9,11 @@ import Testing
     /// Two mailboxes with a device each.
     static let users = [("demo1@example.test", "2A00F00D"), ("demo2@example.test", "2A00F00E")]
 
-    func withMailPair(_ body: (TestCluster) async throws -> Void) async throws {
+    func withMailPair(policy: SubmissionPolicy? = nil, _ body: (TestCluster) async throws -> Void) async throws {
         var options = TestCluster.Options()
         options.nodes = ["node-a", "node-b"]
         options.mail = true
+        options.submissionPolicy = policy
         try await TestCluster.with(options) { cluster in
             for (email, pin) in Self.users {
                 try cluster.provision(email: email, pin: pin)
@@ -99,5 +100,62 @@ import Testing
             #expect(accepted.count == 40, "Postfix accepted every mail")
             try await expectEachMailOnce(cluster, accepted)
         }
+    }
+
+    // MARK: A device's mail in doubt
+
+    /// demo1's device sends one mail to demo2; the mail server holds its answer to the
+    /// final dot (`answer`), node-a is SIGKILLed while it waits, node-b takes over. Returns
+    /// the device's `sent` line once it came, after checking the invariants: one copy in
+    /// demo2's INBOX and one in demo1's Sent, one outcome line, never two primaries.
+    func sendWhileThePrimaryDies(_ answer: SubmissionPolicy.Answer) async throws -> (TestCluster.RequestLine, inDoubt: [String: Double]) {
+        let policy = try await SubmissionPolicy.start(plan: [answer])
+        defer { policy.stop() }
+        var result: (TestCluster.RequestLine, [String: Double])?
+        try await withMailPair(policy: policy) { cluster in
+            let (email, pin) = Self.users[0]
+            try cluster.control(pin: pin, ["send", "--to", Self.users[1].0, "--subject", "in doubt", "--body", "sent as node-a died"])
+            try await cluster.waitFor("the mail server asked about the message", seconds: 20) { policy.requests >= 1 }
+            cluster.nodes["node-a"]!.kill()  // while the server holds its answer to the final dot
+            try await cluster.waitFor("node-b primary", seconds: 10) { await cluster.primaries() == ["node-b"] }
+            var sent: TestCluster.RequestLine?
+            try await cluster.waitFor("the device hears what became of its mail", seconds: 60) {
+                sent = cluster.requestLines(pin: pin).first { $0.service == "sent" }
+                return sent != nil
+            }
+            let line = try #require(sent)
+            let id = try #require(line.message_id)
+            #expect(line.state == "sent", "\(line.reason ?? "")")
+            try await cluster.waitFor("the mail in demo2's INBOX and demo1's Sent") {
+                let inbox = try await cluster.messages(Self.users[1].0), sentFolder = try await cluster.messages(email, in: "Sent")
+                return inbox.contains { $0.messageID == id } && sentFolder.contains { $0.messageID == id }
+            }
+            try await Task.sleep(for: .seconds(3))  // room for a second copy, or a second outcome
+            #expect(try await cluster.messages(Self.users[1].0).filter { $0.messageID == id }.count == 1, "delivered once")
+            #expect(try await cluster.messages(email, in: "Sent").filter { $0.messageID == id }.count == 1, "one copy in Sent")
+            #expect(cluster.requestLines(pin: pin).filter { $0.service == "sent" }.count == 1, "one outcome line")
+            #expect(cluster.relayAudit().maxServingPrimaries <= 1, "one primary at a time")
+            var settled: [String: Double] = [:]
+            for resolution in ["witness", "resent"] {
+                settled[resolution] = try await cluster.metric("bramble_mail_in_doubt_total{resolution=\"\(resolution)\"}", node: "node-b") ?? 0
+            }
+            result = (line, settled)
+        }
+        return try #require(result)
+    }
+
+    /// Killed after the final dot, before the answer: the server accepted the mail, and
+    /// node-b finds its copy in Sent (the witness), records it sent, and never sends it again.
+    @Test func aPrimaryKilledBeforeTheAnswerToItsFinalDotLeavesAMailThatIsSentOnce() async throws {
+        let (_, inDoubt) = try await sendWhileThePrimaryDies(.init(holdMs: 4_000, action: "DUNNO"))
+        #expect(inDoubt == ["witness": 1, "resent": 0], "settled by its copy in Sent: \(inDoubt)")
+    }
+
+    /// Killed after the final dot, and the server then refused the mail: no copy in Sent,
+    /// so once the attempt can no longer complete (its deadline, the server's timeout and
+    /// delivery's grace past) node-b sends it again, under the same Message-ID, once.
+    @Test func aPrimaryKilledBeforeARefusalOfItsFinalDotLeavesAMailThatIsSentAgainOnce() async throws {
+        let (_, inDoubt) = try await sendWhileThePrimaryDies(.init(holdMs: 3_000, action: "REJECT refused while its sender died (test)"))
+        #expect(inDoubt == ["witness": 0, "resent": 1], "settled by the missing copy: \(inDoubt)")
     }
 }

@@ -44,6 +44,8 @@ final class TestCluster: @unchecked Sendable {
         var mailSweepMs = 30_000
         var mailChunkBytes = 2048
         var mailMaxTextBytes = 32 * 1024
+        /// A policy service the submission service asks before it answers a final dot.
+        var submissionPolicy: SubmissionPolicy?
         /// More `bramble-relay` flags (caps and timeouts).
         var relayArguments: [String] = []
         public init() {}
@@ -167,7 +169,7 @@ final class TestCluster: @unchecked Sendable {
 
     private func startMailHost() throws {
         let urls = options.mailNotifications ? options.nodes.map { nodeURL($0) + MailAPI.notify } : []
-        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls, ca: tls)
+        mailHost = try TestMailHost.start(in: dir + "/mail", notifyURLs: urls, ca: tls, submissionPolicy: options.submissionPolicy?.postfixAddress)
     }
 
     /// Sends a mail through Postfix; returns once Postfix answered 250.

@@ -28,11 +28,12 @@ struct TestMailHost {
     /// `ca` (which the notify URLs' certificates chain to too), or else from a CA of its own.
     /// The submission service takes messages up to `submissionSizeLimit` bytes (EHLO SIZE).
     static func start(in dir: String, notifyURLs: [String] = [], ca: TestCA? = nil,
-                      submissionSizeLimit: Int = submissionSizeLimit) throws -> TestMailHost {
+                      submissionSizeLimit: Int = submissionSizeLimit, submissionPolicy: String? = nil) throws -> TestMailHost {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let ports = try TestCluster.freePorts(4)
         var environment = ["BRAMBLE_MAIL_NOTIFY_URLS": notifyURLs.joined(separator: " "),
                            "BRAMBLE_MAIL_SUBMISSION_SIZE_LIMIT": String(submissionSizeLimit)]
+        if let submissionPolicy { environment["BRAMBLE_MAIL_SUBMISSION_POLICY"] = submissionPolicy }
         if let ca { environment.merge(ca.environment) { $1 } }
         let output = try runCommand(script, ["start", dir] + ports.map(String.init), environment: environment)
         // The JSON is the last thing printed (an install may say something first).
