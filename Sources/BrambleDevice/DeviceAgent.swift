@@ -64,6 +64,18 @@ public final class DeviceAgent: @unchecked Sendable {
 
     private let shownTotal = NIOLockedValueBox(0)
 
+    /// Rung when a request is added in process (`request`), so it goes out at once.
+    private let doorbell = Doorbell()
+
+    /// Makes a request at once, as `bramble-device control` does through the spool but
+    /// without waiting for the spool's next reading; returns its number.
+    @discardableResult
+    public func request(_ request: DeviceRequest) throws -> UInt64 {
+        let ref = try outbox.add(request)
+        doorbell.ring()
+        return ref
+    }
+
     /// Items shown since this agent started (safe to read from any task).
     public var shownCount: Int { shownTotal.withLockedValue { $0 } }
 
@@ -128,6 +140,7 @@ public final class DeviceAgent: @unchecked Sendable {
     private func sendRequests(on link: FrameLink) async throws {
         let retryMs = configuration.requestRetryMs
         var sinceRetryMs: UInt64 = retryMs
+        var sentOnce: Set<UInt64> = []
         while !Task.isCancelled {
             let fresh: [UInt64]
             do {
@@ -137,8 +150,10 @@ public final class DeviceAgent: @unchecked Sendable {
                 logger.warning("control spool not read", metadata: ["device.pin": "\(pin)", "error": "\(error)"])
                 fresh = []
             }
-            let due = sinceRetryMs >= retryMs ? outbox.pending : outbox.pending.filter { fresh.contains($0.ref) }
+            // New ones at once (from the spool, or `request`); all of them every retryMs.
+            let due = sinceRetryMs >= retryMs ? outbox.pending : outbox.pending.filter { fresh.contains($0.ref) || !sentOnce.contains($0.ref) }
             if sinceRetryMs >= retryMs { sinceRetryMs = 0 }
+            sentOnce.formUnion(due.map(\.ref))
             if !due.isEmpty {
                 try await link.outbound.write(contentsOf: due.map { entry in
                     var frame = DataFrame(pin: pin, service: .request, ref: entry.ref, flags: [.fromDevice], body: [])
@@ -148,8 +163,10 @@ public final class DeviceAgent: @unchecked Sendable {
             }
             // Cancelled when the session ends: return, so the session's end is the
             // receiver's (a CancellationError here would read as the device being stopped).
-            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return }
-            sinceRetryMs += 100
+            let started = ContinuousClock.now
+            await doorbell.wait(ms: 100)
+            guard !Task.isCancelled else { return }
+            sinceRetryMs += UInt64((ContinuousClock.now - started) / .milliseconds(1))
         }
     }
 
@@ -228,4 +245,49 @@ public final class DeviceAgent: @unchecked Sendable {
 public struct RelayRefusal: Error, CustomStringConvertible, Sendable {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Wakes one waiter at once, or the next one to wait; a wait ends after `ms` anyway.
+final class Doorbell: Sendable {
+    private struct State {
+        var rung = false
+        var waiter: (number: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var waits: UInt64 = 0
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func ring() {
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            guard let w = s.waiter else { s.rung = true; return nil }
+            s.waiter = nil
+            return w.continuation
+        }
+        waiter?.resume()
+    }
+
+    func wait(ms: UInt64) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let number = state.withLockedValue { s -> UInt64? in
+                if s.rung { s.rung = false; return nil }
+                s.waits += 1
+                s.waiter = (s.waits, c)
+                return s.waits
+            }
+            guard let number else { c.resume(); return }
+            Task { [weak self] in
+                try? await Task.sleep(for: .milliseconds(ms))
+                self?.endWait(number)
+            }
+        }
+    }
+
+    /// Ends wait `number` if it is still waiting (its timer must not end a later one).
+    private func endWait(_ number: UInt64) {
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            guard let w = s.waiter, w.number == number else { return nil }
+            s.waiter = nil
+            return w.continuation
+        }
+        waiter?.resume()
+    }
 }
