@@ -61,10 +61,29 @@ final class DeviceMailStream: Sendable {
         }
     }
 
-    /// What the devices' logs say of this stream's sends: those acknowledged (a `request`
-    /// line, verb send, since the stream began) and the outcome the server told the device
-    /// of each mail (its `sent` line: "sent", or "failed" and why), by Message-ID.
-    func acknowledged() -> (acked: [SentMailAudit.Acked], outcomes: [String: String]) {
+    /// What the devices' logs say of this stream's sends.
+    struct Reading {
+        /// Acknowledged: a `request` line, verb send, since the stream began.
+        var acked: [SentMailAudit.Acked] = []
+        /// When each was acknowledged, by Message-ID.
+        var ackedAt: [String: Date] = [:]
+        /// The outcome the server told the device of each mail (its `sent` line: "sent", or
+        /// "failed: why") and when, by Message-ID.
+        var outcomes: [String: (state: String, at: Date)] = [:]
+
+        /// Every acknowledged send told its outcome: no resend is still to come.
+        var settled: Bool { acked.allSatisfy { outcomes[$0.messageID] != nil } }
+        /// The longest an acknowledged send waited for its outcome, in ms.
+        var slowestOutcomeMs: Int {
+            acked.compactMap { a in
+                guard let from = ackedAt[a.messageID], let to = outcomes[a.messageID]?.at else { return nil }
+                return Int((to.timeIntervalSince(from) * 1000).rounded())
+            }.max() ?? 0
+        }
+        var failures: [String: String] { outcomes.filter { ackedAt[$0.key] != nil && $0.value.state.hasPrefix("failed") }.mapValues(\.state) }
+    }
+
+    func read() -> Reading {
         struct Line: Decodable {
             var service: String
             var ref: UInt64?
@@ -75,43 +94,39 @@ final class DeviceMailStream: Sendable {
             var received_at: String?
         }
         let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
-        var acked: [SentMailAudit.Acked] = [], outcomes: [String: String] = [:]
+        var reading = Reading()
         for (i, device) in devices.enumerated() {
             guard let data = FileManager.default.contents(atPath: device.log) else { continue }
             let recipient = devices[(i + 1) % devices.count].email
             let domain = device.email.split(separator: "@").last.map(String.init) ?? ""
             for raw in data.split(separator: UInt8(ascii: "\n")) {
-                guard let line = try? JSONDecoder().decode(Line.self, from: raw) else { continue }
-                if line.service == "request", line.verb == "send", let ref = line.ref,
-                   let at = line.received_at.flatMap({ try? style.parse($0) }), at >= startedAt {
-                    acked.append(.init(messageID: OutgoingMessageID.make(pin: device.pin, ref: ref, domain: domain),
-                                       sender: device.email, recipient: recipient))
+                guard let line = try? JSONDecoder().decode(Line.self, from: raw),
+                      let at = line.received_at.flatMap({ try? style.parse($0) }) else { continue }
+                if line.service == "request", line.verb == "send", let ref = line.ref, at >= startedAt {
+                    let id = OutgoingMessageID.make(pin: device.pin, ref: ref, domain: domain)
+                    reading.acked.append(.init(messageID: id, sender: device.email, recipient: recipient))
+                    reading.ackedAt[id] = at
                 } else if line.service == "sent", let id = line.message_id, let state = line.state {
-                    outcomes[id] = state == "failed" ? "failed: \(line.reason ?? "")" : state
+                    reading.outcomes[id] = (state == "failed" ? "failed: \(line.reason ?? "")" : state, at)
                 }
             }
         }
-        return (acked, outcomes)
+        return reading
     }
 
     /// Polls the logs and the mailboxes until every request written was acknowledged, told
-    /// its outcome (so no resend is still to come) and found in both folders, or until
-    /// `deadline`; the last reading, and the failures the devices were told of.
-    func audit(until deadline: ContinuousClock.Instant) async -> (audit: SentMailAudit, failed: [String: String]) {
+    /// its outcome and found in both folders, or until `deadline`; the last readings.
+    func audit(until deadline: ContinuousClock.Instant) async -> (audit: SentMailAudit, reading: Reading) {
         while true {
-            let (acked, outcomes) = acknowledged()
-            var audit = SentMailAudit(acked: acked, inbox: [:], sent: [:])
+            let reading = read()
+            var audit = SentMailAudit(acked: reading.acked, inbox: [:], sent: [:])
             do {
-                let (inbox, sent) = try await scan(acked)
-                audit = SentMailAudit(acked: acked, inbox: inbox, sent: sent)
+                let (inbox, sent) = try await scan(reading.acked)
+                audit = SentMailAudit(acked: reading.acked, inbox: inbox, sent: sent)
             } catch {
                 FileHandle.standardError.write(Data("stream: reading the demo mailboxes failed (again in 1 s): \(error)\n".utf8))
             }
-            let settled = acked.allSatisfy { outcomes[$0.messageID] != nil }
-            if (audit.acked >= submitted && settled && audit.lost == 0) || ContinuousClock.now >= deadline {
-                let ids = Set(acked.map(\.messageID))
-                return (audit, outcomes.filter { ids.contains($0.key) && $0.value.hasPrefix("failed") })
-            }
+            if (audit.acked >= submitted && reading.settled && audit.lost == 0) || ContinuousClock.now >= deadline { return (audit, reading) }
             try? await Task.sleep(for: .seconds(1))
         }
     }

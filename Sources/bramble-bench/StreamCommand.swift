@@ -145,7 +145,8 @@ struct StreamCommand: AsyncParsableCommand {
         let mailIDs = mail?.accepted ?? []
         var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
         var mailAudit = DeliveryAudit(accepted: mailIDs, shown: [], intervalMs: 1000 / max(mailRate, 1))
-        let settleDeadline = ContinuousClock.now + .seconds(settle)
+        let streamEnded = ContinuousClock.now
+        let settleDeadline = streamEnded + .seconds(settle)
         repeat {
             let logs = cluster.devices.map { Self.shown(logPath: $0.log) }
             audit = DeliveryAudit(accepted: ids, shown: logs.flatMap(\.pushes), intervalMs: 1000 / rate, notAccepted: notAccepted)
@@ -157,6 +158,7 @@ struct StreamCommand: AsyncParsableCommand {
         } while ContinuousClock.now < settleDeadline
         // The devices' mail, within what is left of the settle.
         let sentAudit = await deviceMail?.audit(until: settleDeadline)
+        let sentSettleMs = Int(((ContinuousClock.now - streamEnded).seconds * 1000).rounded())
         // The longest time no push was accepted, and when it ended (Unix ms): a caller
         // compares it with when the database's new primary was ready.
         let times = accepted.withLockedValue { $0.values }.sorted()
@@ -203,9 +205,13 @@ struct StreamCommand: AsyncParsableCommand {
         // its sender's Sent, once.
         var sentHeld = true
         if let deviceMail, let sentAudit {
-            let (sent, failed) = sentAudit
+            let (sent, reading) = sentAudit
+            let failed = reading.failures
+            // Beside the counts, how long the slowest send took from its acknowledgement to
+            // its outcome, and how long after the streams ended every one was found.
             result.merge(["sent_acked": sent.acked, "sent_delivered": sent.delivered, "sent_lost": sent.lost,
-                          "sent_duplicates": sent.duplicates, "sent_requested": deviceMail.submitted, "sent_failed": failed.count]) { $1 }
+                          "sent_duplicates": sent.duplicates, "sent_requested": deviceMail.submitted, "sent_failed": failed.count,
+                          "sent_outcome_max_ms": reading.slowestOutcomeMs, "sent_settle_ms": sentSettleMs]) { $1 }
             if !sent.missing.isEmpty { result["sent_missing"] = Array(sent.missing.prefix(10)) }
             for (id, why) in failed.sorted(by: { $0.key < $1.key }).prefix(10) {
                 FileHandle.standardError.write(Data("stream: the device was told \(id) \(why)\n".utf8))
