@@ -15,10 +15,13 @@ struct DrillVerdictCommand: ParsableCommand {
             drill, accepted, shown, lost, duplicates, stale_deliveries, max_serving_primaries, \
             outage_ms, not_accepted, registrations, shared_epochs, phantoms (when the stream \
             counted them), mail_accepted, mail_shown, mail_lost, mail_duplicates and \
-            mail_outage_ms (when the stream carried mail), passed, and error when there is one. \
+            mail_outage_ms (when the stream carried mail), sent_acked, sent_delivered, sent_lost \
+            and sent_duplicates (the devices' own mail, when the stream had them send it), \
+            passed, and error when there is one. \
             It passes only when the stream passed, something was accepted, nothing shown was a \
             phantom (a push answered "not accepted" that arrived anyway), no mail was lost or \
-            shown twice, and the fault left its trace: as many new relay registrations as the \
+            shown twice, every device mail acknowledged (at least one) is in its recipient's \
+            INBOX and its sender's Sent once, and the fault left its trace: as many new relay registrations as the \
             drill causes (kill-primary 1, flap 3, …), for kill-db-primary a new database \
             leader, for restart-mail a new Dovecot, for partition-primary-mail mail held back \
             for at least a second. Exits 0 only when it passed. See chaos/README.md.
@@ -52,7 +55,9 @@ struct DrillTableCommand: ParsableCommand {
         discussion: """
             One row per verdict: accepted, lost, dup(licates), stale, prim(aries at most), \
             shared (epochs), phantoms, outage_ms, and issue 5's outage goal where it sets one, \
-            marked met or MISSED (a measurement, not part of passed), then passed. Lines that \
+            marked met or MISSED (a measurement, not part of passed); the mail stream's mails, \
+            m_lost, m_dup and m_outage and the devices' mail's sent, s_deliv, s_lost and s_dup \
+            when the verdicts have them; then passed. Lines that \
             are not a verdict are skipped and counted on standard error.
             """)
 

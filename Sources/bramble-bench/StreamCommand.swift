@@ -25,9 +25,15 @@ struct StreamCommand: AsyncParsableCommand {
             accepted" that a device showed anyway), outage_ms, not_accepted, outcome_unknown and passed; with \
             --relay-audit also max_serving_primaries, stale_deliveries and registrations; and \
             from the pair's event log (GET /admin/pair/events) promotions, shared_epochs \
-            (epochs more than one node promoted at) and epochs_out_of_order. Exits 0 only \
+            (epochs more than one node promoted at) and epochs_out_of_order. With a mail host, \
+            also the mail stream by SMTP (mail_*) and the devices' own mail: every \
+            1/--device-mail-rate s a device asks to mail the next device's user, and after the \
+            stream sent_acked (sends acknowledged to the devices, by their logs), \
+            sent_delivered (found by Message-ID in the recipient's INBOX and the sender's Sent, \
+            read over IMAP as each user), sent_lost and sent_duplicates. Exits 0 only \
             when nothing accepted was lost or shown twice, at most one primary served at a \
-            time, nothing came from a fenced epoch, and every epoch had one node.
+            time, nothing came from a fenced epoch, every epoch had one node, and every \
+            device mail acknowledged is in both folders once.
             """)
 
     @Option(help: "The cluster's status.json (deploy/cluster writes it; BRAMBLE_STATUS).") var status: String?
@@ -36,11 +42,28 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
     @Option(help: "The relay's audit log (bramble-relay --audit-log): adds max_serving_primaries and stale_deliveries over the stream's window.") var relayAudit: String?
     @Option(help: "Mails per second sent by SMTP to the devices' users beside the pushes, when the status file has a mail host (0: none).") var mailRate: Double = 4
+    @Option(help: "Mails per second the demo devices send each other (a `send` request in turn, each to the next device's user), when the status file has a mail host (0: none).") var deviceMailRate: Double = 1
 
     struct Status: Decodable {
         struct Node: Decodable { var name: String; var push_url: String }
-        struct Device: Decodable { var pin: String; var log: String; var email: String? }
-        struct Mail: Decodable { var smtp: String }
+        struct Device: Decodable {
+            var pin: String
+            var log: String
+            var email: String?
+            /// The argv prefix that drives the running device: `[bin, "control", "--state", STATE]`.
+            var control: [String]?
+            var statePath: String? {
+                guard let control, let i = control.firstIndex(of: "--state"), i + 1 < control.count else { return nil }
+                return control[i + 1]
+            }
+        }
+        struct Mail: Decodable {
+            struct User: Decodable { var email: String; var password: String }
+            var smtp: String
+            var imap: String?
+            /// The demo mailboxes' passwords.
+            var users: [User]?
+        }
         /// The private CA the nodes' HTTPS certificates chain to.
         struct TLS: Decodable {
             var ca: String
@@ -56,8 +79,9 @@ struct StreamCommand: AsyncParsableCommand {
 
     func run() async throws {
         BrambleLogging.bootstrap(level: "error")
-        guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle), (0...100).contains(mailRate) else {
-            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s, --mail-rate 0…100 per second")
+        guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle), (0...100).contains(mailRate),
+              (0...100).contains(deviceMailRate) else {
+            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s, --mail-rate and --device-mail-rate 0…100 per second")
         }
         let path = status ?? ProcessInfo.processInfo.environment["BRAMBLE_STATUS"] ?? ".run/status.json"
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the status file \(path)") }
@@ -89,6 +113,9 @@ struct StreamCommand: AsyncParsableCommand {
             mailRate > 0 && !mailTargets.isEmpty ? MailStream(smtp: smtp, tls: smtpTLS, targets: mailTargets, rate: mailRate, run: run) : nil
         }
         async let mailed: Void = mail?.send(count: Int(duration * mailRate)) ?? ()
+        // And the devices mailing each other: sends acknowledged to them, found in INBOX and Sent.
+        let deviceMail = deviceMailRate > 0 ? Self.deviceMailStream(cluster, rate: deviceMailRate, run: run, tls: smtpTLS) : nil
+        async let deviceMailed: Void = deviceMail?.send(count: max(1, Int(duration * deviceMailRate))) ?? ()
         // Each push in its own task, so one stuck on a failing node does not hold back the
         // ones after it; the schedule is absolute, so the rate holds.
         await withDiscardingTaskGroup { pushes in
@@ -112,12 +139,14 @@ struct StreamCommand: AsyncParsableCommand {
             }
         }
         await mailed
+        await deviceMailed
         let ids = Set(accepted.withLockedValue { $0.keys })
         let notAccepted = refused.withLockedValue { $0 }
         let mailIDs = mail?.accepted ?? []
         var audit = DeliveryAudit(accepted: ids, shown: [], intervalMs: 1000 / rate)
         var mailAudit = DeliveryAudit(accepted: mailIDs, shown: [], intervalMs: 1000 / max(mailRate, 1))
-        let settleDeadline = ContinuousClock.now + .seconds(settle)
+        let streamEnded = ContinuousClock.now
+        let settleDeadline = streamEnded + .seconds(settle)
         repeat {
             let logs = cluster.devices.map { Self.shown(logPath: $0.log) }
             audit = DeliveryAudit(accepted: ids, shown: logs.flatMap(\.pushes), intervalMs: 1000 / rate, notAccepted: notAccepted)
@@ -127,6 +156,9 @@ struct StreamCommand: AsyncParsableCommand {
             if audit.lost == 0 && (mail == nil || mailAudit.lost == 0) { break }
             try await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < settleDeadline
+        // The devices' mail, within what is left of the settle.
+        let sentAudit = await deviceMail?.audit(until: settleDeadline)
+        let sentSettleMs = Int(((ContinuousClock.now - streamEnded).seconds * 1000).rounded())
         // The longest time no push was accepted, and when it ended (Unix ms): a caller
         // compares it with when the database's new primary was ready.
         let times = accepted.withLockedValue { $0.values }.sorted()
@@ -169,10 +201,39 @@ struct StreamCommand: AsyncParsableCommand {
                           "mail_not_accepted": mail.refusedCount, "mail_sent": Int(duration * mailRate)]) { $1 }
             mailHeld = mailAudit.accepted > 0 && mailAudit.lost == 0 && mailAudit.duplicates == 0
         }
-        let passed = audit.passed && invariantsHeld && mailHeld
+        // The devices' mail: every send acknowledged to a device in its recipient's INBOX and
+        // its sender's Sent, once.
+        var sentHeld = true
+        if let deviceMail, let sentAudit {
+            let (sent, reading) = sentAudit
+            let failed = reading.failures
+            // Beside the counts, how long the slowest send took from its acknowledgement to
+            // its outcome, and how long after the streams ended every one was found.
+            result.merge(["sent_acked": sent.acked, "sent_delivered": sent.delivered, "sent_lost": sent.lost,
+                          "sent_duplicates": sent.duplicates, "sent_requested": deviceMail.submitted, "sent_failed": failed.count,
+                          "sent_outcome_max_ms": reading.slowestOutcomeMs, "sent_settle_ms": sentSettleMs]) { $1 }
+            if !sent.missing.isEmpty { result["sent_missing"] = Array(sent.missing.prefix(10)) }
+            for (id, why) in failed.sorted(by: { $0.key < $1.key }).prefix(10) {
+                FileHandle.standardError.write(Data("stream: the device was told \(id) \(why)\n".utf8))
+            }
+            sentHeld = sent.passed
+        }
+        let passed = audit.passed && invariantsHeld && mailHeld && sentHeld
         result["passed"] = passed
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
         if !passed { throw ExitCode(1) }
+    }
+
+    /// The devices' mail stream, when the cluster has a mail host with IMAP and at least two
+    /// devices with a user (and its password) and a control spool.
+    static func deviceMailStream(_ cluster: Status, rate: Double, run: String, tls: NIOSSLContext?) -> DeviceMailStream? {
+        guard let mail = cluster.mail, let imap = mail.imap.flatMap(HostPort.init) else { return nil }
+        let passwords = Dictionary((mail.users ?? []).map { ($0.email, $0.password) }) { first, _ in first }
+        let devices: [DeviceMailStream.Device] = cluster.devices.compactMap { d in
+            guard let email = d.email, let password = passwords[email], let state = d.statePath, let pin = PIN(d.pin) else { return nil }
+            return .init(pin: pin, email: email, statePath: state, log: d.log, password: password)
+        }
+        return DeviceMailStream(devices: devices, rate: rate, run: run, imap: imap, tls: tls)
     }
 
     /// The pair's event log since `sinceUnixMs`, audited, from the first node that answers.
@@ -198,7 +259,9 @@ struct StreamCommand: AsyncParsableCommand {
 
     /// A device log's items (bramble-device --log: one JSON object per line; a line cut
     /// short by a kill is skipped, as the device itself does): the pushes by push id, and
-    /// the mails (their `mail` lines, not More chunks) by Message-ID.
+    /// the mails (their `mail` lines, not More chunks) by Message-ID. The audits count only
+    /// the ids the stream sent: mail the devices sent each other (`<bramble.…>`), shown on
+    /// the recipient's device too, is not the SMTP stream's.
     static func shown(logPath: String) -> (pushes: [DeliveryAudit.Shown], mails: [DeliveryAudit.Shown]) {
         guard let data = FileManager.default.contents(atPath: logPath) else { return ([], []) }
         struct Line: Decodable {

@@ -158,6 +158,10 @@ import Glibc
             #expect(Set(drills.keys) == Set(expected), "every drill of the short set ran: \(drills.keys.sorted())")
             for (name, verdict) in drills.sorted(by: { $0.key < $1.key }) {
                 #expect(verdict["passed"] as? Bool == true, "drill \(name) passed: \(verdict)")
+                // The devices mailed each other through the drill: every send acknowledged to
+                // a device is in its recipient's INBOX and its sender's Sent, once.
+                #expect((verdict["sent_acked"] as? Int ?? 0) > 0 && verdict["sent_lost"] as? Int == 0 && verdict["sent_duplicates"] as? Int == 0,
+                        "drill \(name): the devices' mail whole: \(verdict)")
             }
         } catch {
             Issue.record("deploy smoke test: \(error)")

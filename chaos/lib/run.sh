@@ -24,6 +24,11 @@ wait_for_relay_window() {
     || say "  the relay's lockout window is still full: the drill may measure a lockout"
 }
 
+# How long a stream waits, after it ends, for what was accepted to be shown and for the
+# devices' mail to be found: a send left in doubt by a killed primary is settled about 30 s
+# after its attempt began (its 10 s deadline, the server's 5 s timeout, 15 s of grace).
+SETTLE=40
+
 run_drill() {
   local name=$1 duration=$2 rate=$3
   case " ${DRILLS[*]} " in *" $name "*) ;; *) die "no drill '$name' (chaos/drill --list)" ;; esac
@@ -40,7 +45,7 @@ run_drill() {
   primary=$(field primary) standby=$(field standby)
   local out="$RUN/drill-$name.out" rc=0
   say "drill $name: ${duration}s at ${rate}/s; primary $primary, standby $standby"
-  "$CLUSTER" exec bramble-bench stream --status "$RUN/status.json" --duration "$duration" --rate "$rate" --settle 40 \
+  "$CLUSTER" exec bramble-bench stream --status "$RUN/status.json" --duration "$duration" --rate "$rate" --settle "$SETTLE" \
     --relay-audit "$(static audit)" > "$out" 2>/dev/null &
   local stream=$!
   sleep "$(awk -v d="$duration" 'BEGIN { print d / 3 }')"
@@ -53,6 +58,13 @@ run_drill() {
   say "  heal"
   heal "$name" || { kill "$stream" 2>/dev/null; die "could not heal $name; see \`deploy/cluster status\`"; }
   wait "$stream" || true
+  # The devices' mail's timings (measurements beside the verdict): the slowest send from its
+  # acknowledgement to its outcome, and when every one was found after the stream ended,
+  # against the settle (an in-doubt send is settled about 30 s after its attempt began).
+  local timing
+  timing=$(tail -1 "$out" | jq -r 'select(.sent_acked != null)
+    | "\(.sent_acked) acknowledged, slowest outcome \(.sent_outcome_max_ms) ms, all found \(.sent_settle_ms) ms after the stream"' 2>/dev/null) || true
+  [ -z "$timing" ] || say "  devices' mail: $timing (settle $SETTLE s)"
   read_live
   local leader_after mail_after; leader_after=$(field db_leader) mail_after=$(field mail_pid)
   "$BENCH" drill-verdict --drill "$name" --stream "$out" --db-leader-before "$leader_before" --db-leader-after "$leader_after" \

@@ -59,8 +59,9 @@ public enum Drill: String, CaseIterable, Sendable {
 /// log, the pair's event log) and the database leader before and after the fault
 /// (Patroni). It passes only when the stream passed (nothing lost, shown twice or stale,
 /// one primary, every epoch promoted by one node), something was accepted, no item was a
-/// phantom (shown although its push was answered "not accepted"), and the fault left its
-/// trace.
+/// phantom (shown although its push was answered "not accepted"), every mail the devices
+/// sent that was acknowledged to them is in its recipient's INBOX and its sender's Sent
+/// once, and the fault left its trace.
 public struct DrillVerdict: Equatable, Sendable {
     /// The stream's last line (`bramble-bench stream`); every field optional, as a stream
     /// that failed early prints fewer.
@@ -84,6 +85,13 @@ public struct DrillVerdict: Equatable, Sendable {
         public var mail_lost: Int?
         public var mail_duplicates: Int?
         public var mail_outage_ms: Int?
+        /// The devices' own mail (when the cluster has a mail host): sends acknowledged to
+        /// the devices (their logs' `request` lines), found by Message-ID in the recipient's
+        /// INBOX and the sender's Sent, missing from either, and extra copies in either.
+        public var sent_acked: Int?
+        public var sent_delivered: Int?
+        public var sent_lost: Int?
+        public var sent_duplicates: Int?
         public var passed: Bool?
         public var error: String?
 
@@ -160,7 +168,13 @@ public struct DrillVerdict: Equatable, Sendable {
         stream.passed == true && (stream.accepted ?? 0) > 0 && (stream.phantoms ?? 0) == 0 && faultLeftATrace
             && (stream.mail_lost ?? 0) == 0 && (stream.mail_duplicates ?? 0) == 0
             && (!drill.isMailFault || (stream.mail_accepted ?? 0) > 0)
+            && (stream.sent_lost ?? 0) == 0 && (stream.sent_duplicates ?? 0) == 0 && devicesSentMail
     }
+
+    /// The devices' mail stream ran and something was acknowledged: a stream that counted
+    /// its sends (`sent_acked` present) proves nothing with none. A stream without the
+    /// fields (no mail host, or from before them) is judged as before.
+    public var devicesSentMail: Bool { stream.sent_acked.map { $0 > 0 } ?? true }
 
     /// Why it did not pass, when the evidence says more than the counts: the stream's own
     /// error, a fault without a trace, phantoms. Nil when there is nothing to add.
@@ -176,6 +190,9 @@ public struct DrillVerdict: Equatable, Sendable {
         if drill.isMailFault, (stream.mail_accepted ?? 0) == 0 {
             reasons.append("no mail was accepted: the drill needs the cluster's mail host")
         }
+        if !devicesSentMail {
+            reasons.append("no device's send was acknowledged: the devices' mail proves nothing")
+        }
         if let phantoms = stream.phantoms, phantoms > 0 {
             reasons.append("\(phantoms) phantom\(phantoms == 1 ? "" : "s"): shown although the push was answered not accepted")
         }
@@ -186,7 +203,8 @@ public struct DrillVerdict: Equatable, Sendable {
 extension DrillVerdict {
     /// The verdict line chaos/drill prints, its fields in chaos/README's order: every field
     /// named there, `null` where the stream did not say; `phantoms` only when the stream
-    /// counted them, and `error` only when there is one.
+    /// counted them, the mail fields only when the stream carried mail, and `error` only
+    /// when there is one.
     public var jsonLine: String {
         var fields: [(String, any Encodable)] = [
             ("drill", drill.rawValue), ("accepted", stream.accepted), ("shown", stream.shown), ("lost", stream.lost),
@@ -198,6 +216,10 @@ extension DrillVerdict {
         if stream.mail_accepted != nil {
             fields += [("mail_accepted", stream.mail_accepted), ("mail_shown", stream.mail_shown), ("mail_lost", stream.mail_lost),
                        ("mail_duplicates", stream.mail_duplicates), ("mail_outage_ms", stream.mail_outage_ms)]
+        }
+        if stream.sent_acked != nil || stream.sent_lost != nil {
+            fields += [("sent_acked", stream.sent_acked), ("sent_delivered", stream.sent_delivered), ("sent_lost", stream.sent_lost),
+                       ("sent_duplicates", stream.sent_duplicates)]
         }
         fields.append(("passed", passed))
         if let error { fields.append(("error", error)) }

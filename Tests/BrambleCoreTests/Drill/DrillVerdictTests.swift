@@ -201,3 +201,58 @@ import Testing
         #expect(!RelayLockoutWindow(records: Array(records.dropLast()), nowMs: now).hasRoom(for: 0))
     }
 }
+
+@Suite struct DeviceMailDrillVerdictTests {
+    /// A clean stream with the mail stream and, unless nil, the devices' mail.
+    func stream(acked: Int? = 12, lost: Int = 0, duplicates: Int = 0) -> DrillVerdict.Stream {
+        var s = DrillVerdict.Stream(accepted: 400, shown: 400, lost: 0, duplicates: 0, stale_deliveries: 0, max_serving_primaries: 1,
+                                    outage_ms: 100, not_accepted: 0, registrations: 1, shared_epochs: 0, passed: true)
+        (s.mail_accepted, s.mail_shown, s.mail_lost, s.mail_duplicates, s.mail_outage_ms) = (48, 48, 0, 0, 300)
+        if let acked { (s.sent_acked, s.sent_delivered, s.sent_lost, s.sent_duplicates) = (acked, acked - lost, lost, duplicates) }
+        return s
+    }
+
+    func verdict(_ stream: DrillVerdict.Stream) -> DrillVerdict {
+        DrillVerdict(drill: .killPrimary, stream: stream, databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1")
+    }
+
+    @Test func everyAcknowledgedDeviceMailInBothFoldersOncePassesAndTheLineCarriesTheCounts() throws {
+        let clean = verdict(stream())
+        #expect(clean.passed && clean.error == nil)
+        let text = clean.jsonLine
+        let line = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+        #expect(line["sent_acked"] as? Int == 12 && line["sent_delivered"] as? Int == 12 && line["sent_lost"] as? Int == 0
+                && line["sent_duplicates"] as? Int == 0)
+        let order = ["mail_outage_ms", "sent_acked", "sent_delivered", "sent_lost", "sent_duplicates", "passed"]
+            .map { text.range(of: "\"\($0)\":")?.lowerBound }
+        #expect(order.allSatisfy { $0 != nil } && order.compactMap { $0 } == order.compactMap { $0 }.sorted(), "in chaos/README's order: \(text)")
+    }
+
+    @Test func aLostOrDuplicatedDeviceMailFailsTheDrill() {
+        #expect(!verdict(stream(lost: 1)).passed)
+        #expect(!verdict(stream(duplicates: 1)).passed)
+    }
+
+    @Test func noDeviceMailAcknowledgedWithAMailHostFails() {
+        let none = verdict(stream(acked: 0))
+        #expect(!none.passed && none.error?.contains("no device's send was acknowledged") == true)
+    }
+
+    @Test func aStreamWithoutTheFieldsIsJudgedAsBefore() throws {
+        let before = verdict(stream(acked: nil))
+        #expect(before.passed)
+        let line = try JSONSerialization.jsonObject(with: Data(before.jsonLine.utf8)) as? [String: Any] ?? [:]
+        #expect(line["sent_acked"] == nil && line["sent_lost"] == nil, "no sent_* fields the stream did not count: \(line)")
+    }
+
+    @Test func theTableShowsTheDeviceMailColumnsWhenTheDrillsCarriedThem() {
+        let lines = """
+            {"drill":"kill-primary","accepted":480,"lost":0,"duplicates":0,"outage_ms":948,"mail_accepted":60,"mail_lost":0,"mail_duplicates":0,"mail_outage_ms":1200,"sent_acked":12,"sent_delivered":12,"sent_lost":0,"sent_duplicates":0,"passed":true}
+            {"drill":"kill-standby","accepted":480,"lost":0,"duplicates":0,"outage_ms":30,"mail_accepted":60,"mail_lost":0,"mail_duplicates":0,"mail_outage_ms":40,"passed":true}
+            """
+        let text = DrillTable(jsonLines: Data(lines.utf8)).text.split(separator: "\n").map(String.init)
+        #expect(text[0].hasSuffix("m_outage  sent  s_deliv  s_lost  s_dup  passed"), "\(text[0])")
+        #expect(text[1].hasSuffix("1200    12       12       0      0  True met"), "\(text[1])")
+        #expect(text[2].hasSuffix("40     -        -       -      -  True met"), "\(text[2])")
+    }
+}
