@@ -97,7 +97,7 @@ import Glibc
             #expect(try String(contentsOfFile: ca, encoding: .utf8).contains("BEGIN CERTIFICATE"))
             let links = tls?["links"] as? [String: String] ?? [:]
             #expect(links["srp"]?.hasPrefix("mutual TLS") == true)
-            #expect(Set(links.keys) == ["srp", "devices", "api", "database", "imap", "smtp", "etcd", "patroni"], "\(links)")
+            #expect(Set(links.keys) == ["srp", "devices", "api", "database", "imap", "smtp", "submission", "etcd", "patroni"], "\(links)")
             #expect(!links.values.contains { $0.lowercased().contains("plain") }, "no plaintext link: \(links)")
             let relayKey = ca.replacingOccurrences(of: "ca.crt", with: "relay/key.pem")
             #expect(((try FileManager.default.attributesOfItem(atPath: relayKey))[.posixPermissions] as? Int) == 0o600, "TLS keys are 0600")
@@ -245,7 +245,7 @@ import Glibc
         func lines() -> [[String: Any]] {
             (FileManager.default.contents(atPath: log) ?? Data()).split(separator: UInt8(ascii: "\n")).compactMap {
                 try? JSONSerialization.jsonObject(with: $0) as? [String: Any]
-            }.filter { $0["message_id"] as? String == messageID }
+            }.filter { $0["message_id"] as? String == messageID && $0["service"] as? String != "request" }
         }
         let deadline = Date().addingTimeInterval(10)
         while lines().isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
@@ -255,6 +255,11 @@ import Glibc
         try runCommand(control[0], Array(control.dropFirst()) + ["more", messageID])
         while lines().count < 2 && Date() < deadline.addingTimeInterval(10) { Thread.sleep(forTimeInterval: 0.1) }
         #expect(lines().last?["service"] as? String == "more" && lines().last?["more_available"] as? Bool == false, "More answered: \(lines())")
+        // The device logged that the server recorded its request, once.
+        let recorded = (FileManager.default.contents(atPath: log) ?? Data()).split(separator: UInt8(ascii: "\n")).compactMap {
+            try? JSONSerialization.jsonObject(with: $0) as? [String: Any]
+        }.filter { $0["service"] as? String == "request" && $0["message_id"] as? String == messageID }
+        #expect(recorded.count == 1 && recorded.first?["verb"] as? String == "more", "one request line: \(recorded)")
     }
 
     /// Every process in the sessions these (session-leading) daemons lead.

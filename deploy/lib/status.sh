@@ -37,12 +37,12 @@ write_status_json() {
       --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca, enabled: ($tls_mode == "yes"),
-             links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no); SASL PLAIN", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
+             links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
                      api: "HTTPS (clients verify the node and relay certificates; mail notifications too)",
                      database: "TLS, verify-full from the nodes; scram-sha-256; replication verify-full",
                      imap: "IMAPS (TLS from the first byte; the nodes verify the mail host)",
                      smtp: "TLS from the first byte (wrapper mode); clients verify the mail host",
-                     submission: "TLS from the first byte; SASL PLAIN (the nodes log in as the user with the service account password; Postfix lets a login send only as itself)",
+                     submission: "TLS from the first byte; SASL login as each user through the service account (Postfix lets a login send only as itself)",
                      etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)",
                      patroni: "HTTPS; basic authentication for changes (switchover, config)"} end)},
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
@@ -122,7 +122,7 @@ cmd_status() {
     (.database[] | "database \(.name | col(8)) \(.role | col(12)) \(.host):\(.port)  postmaster pid \(.pid)  api \(.api_url)"),
     "etcd     " + ([.etcd[] | "\(.name) \(if .healthy then "healthy" else "UNHEALTHY" end)"] | join(", ")),
     "relay    \(.relay.devices) (devices), \(.relay.srp) (SRP)  restarts \(.relay.restarts)",
-    (if .mail then "mail     SMTP \(.mail.smtp), submission \(.mail.submission), IMAP \(.mail.imap)  \(.mail.domain): "
+    (if .mail then "mail     SMTP \(.mail.smtp), IMAP \(.mail.imap), submission \(.mail.submission)  \(.mail.domain): "
        + ([.mail.users[].email | split("@")[0]] | join(", "))
        + "  service account \(.mail.service_account.user) (password in \(.mail.service_account.password_file))"
      else "mail     not started (Postfix needs root)" end),
