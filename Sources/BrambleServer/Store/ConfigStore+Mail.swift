@@ -22,6 +22,8 @@ public struct FetchedMail: Sendable {
     public var uid: UInt64
     public var item: MailItem
     public var text: String
+    /// Whether it was read (\Seen) when fetched; nil: not known.
+    public var seen: Bool? = nil
 }
 
 /// A device request waiting to be acted on.
@@ -118,6 +120,17 @@ extension ConfigStore {
                     """, logger: logger)
                 let first = Dictionary(uniqueKeysWithValues: counts.keys.map { pin in (pin, next[pin]! - UInt64(counts[pin]!)) })
                 _ = try await notifyOutbound(counts: counts, first: first, origin: origin, conn)
+            }
+            // Reconciliation tracks the state of every mail a device now has.
+            let tracked = targets.map(\.mail)
+            if !tracked.isEmpty {
+                try await conn.query("""
+                    INSERT INTO mailbox_messages (user_id, message_id, folder, uid_validity, uid, seen)
+                    SELECT \(mailbox.userID), t.id, 'INBOX', \(Int64(uidValidity)), t.uid, CASE t.seen WHEN 1 THEN true WHEN 0 THEN false END
+                    FROM unnest(\(tracked.map(\.item.messageID))::text[], \(tracked.map { Int64($0.uid) })::bigint[], \(tracked.map { Self.tristate($0.seen) })::smallint[])
+                         AS t(id, uid, seen)
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
             }
             let last = mails.last
             try await conn.query("""
@@ -243,15 +256,27 @@ extension ConfigStore {
             """, logger: logger)
     }
 
-    /// More requests recorded and not yet answered, oldest first. (Mail to send is the
-    /// outgoing queue's: `openOutgoingMail`.)
+    /// Requests recorded and not yet answered (More, reconciliation, folders), oldest
+    /// first, each device's in ref order. (Mail to send is the outgoing queue's:
+    /// `openOutgoingMail`.)
     public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
         var out: [PendingRequest] = []
-        for try await (p, ref, id) in try await client.query("""
-            SELECT pin, ref, message_id FROM device_requests WHERE state = 'pending' AND kind = \(Int16(DeviceRequest.Kind.more.rawValue))
+        let sends = [DeviceRequest.Kind.send, .reply, .forward].map { Int16($0.rawValue) }
+        for try await (p, ref, id, payload) in try await client.query("""
+            SELECT pin, ref, message_id, payload FROM device_requests WHERE state = 'pending' AND kind <> ALL(\(sends))
             ORDER BY received_at, pin, ref LIMIT \(limit)
-            """, logger: logger).decode((Int64, Int64, String).self) {
-            out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: .more(messageID: id)))
+            """, logger: logger).decode((Int64, Int64, String, ByteBuffer?).self) {
+            let request: DeviceRequest
+            if let payload {
+                guard let decoded = try? DeviceRequest.decode(Array(buffer: payload)) else {
+                    logger.error("a device request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
+                    continue
+                }
+                request = decoded
+            } else {
+                request = .more(messageID: id)
+            }
+            out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: request))
         }
         return out
     }
