@@ -100,3 +100,13 @@ extension TestCluster {
         }
     }
 }
+
+extension TestCluster.StateLine {
+    /// What a line says, without its delivery number.
+    struct Shape: Hashable, CustomStringConvertible {
+        var id: String, read: Bool, deleted: Bool, folder: String
+        init(_ id: String, read: Bool, deleted: Bool, folder: String) { (self.id, self.read, self.deleted, self.folder) = (id, read, deleted, folder) }
+        var description: String { "\(id) read=\(read) deleted=\(deleted) folder=\(folder.debugDescription)" }
+    }
+    var shape: Shape { Shape(message_id, read: read, deleted: deleted, folder: folder) }
+}
