@@ -103,6 +103,7 @@ import Testing
             #expect(try await cluster.admin.raw(.PATCH, AdminAPI.user("nobody@example.test"), body: UserSettings(reconciliation: false)).status == 404)
             #expect(try await cluster.admin.raw(.PATCH, path, body: ["reconciliation": "sometimes"]).status == 400)
             #expect(try cluster.bramble("user", "set", "rec@example.test", "--reconciliation", "off").contains("reconciliation off"))
+            #expect(try cluster.bramble("user", "show", "rec@example.test").contains("reconciliation: off"))
             #expect(throws: (any Error).self) { try cluster.bramble("user", "set", "rec@example.test", "--reconciliation", "maybe") }
         }
     }

@@ -48,8 +48,11 @@ extension MessagingAgent {
             result = try await withDeadline(ms: 20_000, clock: clock) {
                 try await Self.act(request.request, on: tracked, email: context.email, c)
             }
+        } catch let refused as IMAPSession.Refused {
+            // The mail server answered NO or BAD: acting again would get the same answer.
+            return try await fail(Self.describeIMAP(refused).0)
         } catch {
-            // The mail server did not answer, or refused: later (the request stays pending).
+            // The mail server did not answer: later (the request stays pending).
             let (reason, _) = Self.describeIMAP(error)
             logger.notice("a device's mailbox change failed; retrying", metadata: ["device.pin": "\(request.pin)", "request.ref": "\(request.ref)",
                                                                                  "error": "\(reason)"])

@@ -245,6 +245,13 @@ extension ConfigStore {
             DELETE FROM mail_items WHERE (pin, message_id) IN (
                 SELECT pin, message_id FROM mail_items WHERE created_at < now() - \(mailDays) * interval '1 day' LIMIT 5000)
             """, logger: logger)
+        // Reconciliation forgets the state of mail no device has any more.
+        try await client.query("""
+            DELETE FROM mailbox_messages WHERE (user_id, message_id) IN (
+                SELECT m.user_id, m.message_id FROM mailbox_messages m
+                WHERE m.updated_at < now() - \(mailDays) * interval '1 day'
+                  AND NOT EXISTS (SELECT 1 FROM mail_items i WHERE i.user_id = m.user_id AND i.message_id = m.message_id) LIMIT 5000)
+            """, logger: logger)
         // Each device's floor rises to the highest number forgotten, in the same statement.
         try await client.query("""
             WITH gone AS (
