@@ -120,7 +120,8 @@ extension ConfigStore {
 
     /// Ends a device's read/unread/delete/file request, fenced by `epoch`, if still pending:
     /// done, the mail's row updated and a `state` item for each of the user's other active
-    /// devices that have it; failed, a `state` item with the true state for the requester.
+    /// devices that have it (none if the row already says so: a check saw the change
+    /// first and told every device); failed, a `state` item with the true state for the requester.
     public func finishReconcileRequest(_ request: PendingRequest, userID: Int64, _ result: ReconcileResult,
                                        pair: String, node: String, epoch: UInt64, origin: String) async throws -> CommittedPushes {
         try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
@@ -133,8 +134,17 @@ extension ConfigStore {
             try await conn.query("UPDATE users SET state_version = state_version + 1 WHERE id = \(userID)", logger: logger)
             switch result {
             case .done(let message):
+                // A check of the mailbox may have seen the change first (the mail server
+                // notifies of the Agent's own changes too) and told the devices already.
+                var stored: TrackedMessage?
+                for try await row in try await conn.query("""
+                    SELECT message_id, folder, uid_validity, uid, seen, deleted FROM mailbox_messages
+                    WHERE user_id = \(userID) AND message_id = \(message.messageID) FOR UPDATE
+                    """, logger: logger).decode(TrackedRow.self) { stored = Self.tracked(row) }
+                let told = stored.map { $0.folder == message.folder && $0.deleted == message.deleted && $0.seen == message.seen } ?? false
                 try await Self.upsert([message], userID: userID, conn, logger: logger)
                 try await conn.query("UPDATE device_requests SET state = 'done', done_at = now() WHERE pin = \(pin) AND ref = \(ref)", logger: logger)
+                if told { return CommittedPushes(outcomes: [], keys: [:], items: []) }
                 return try await enqueueStates([message.state], userID: userID, except: request.pin, only: nil, origin: origin, conn)
             case .failed(let reason, let state):
                 try await conn.query("""
