@@ -56,7 +56,8 @@ ensure_mail_packages() {
 # MAIL_NOTIFY_URLS (the nodes' `/mail/notify` URLs: an array; none by default).
 #
 # New mail: Dovecot's push_notification plugin runs push.lua (Lua driver, from
-# dovecot-core) at each LMTP delivery to an INBOX, which POSTs ?user=EMAIL with the
+# dovecot-core) at each LMTP delivery to an INBOX, and at each change made over IMAP
+# (flags set or cleared, a mail expunged or moved: reconciliation), which POSTs ?user=EMAIL with the
 # notify token to the node that took the last one, then the others (timeout 500 ms
 # each), until one answers 202 (the primary). A notification that fails is dropped, not
 # queued: it is only a trigger, the nodes' sweep is the truth.
@@ -130,6 +131,14 @@ local function seen(ctx, event)
 end
 dovecot_lua_notify_event_message_new = seen
 dovecot_lua_notify_event_message_append = seen
+
+-- Over IMAP (protocol imap): a mail read, unread, flagged, expunged or moved in any folder
+-- is a trigger too, for reconciliation (the devices hear the mail's new state).
+local function changed(ctx, event) ctx.inbox = true end
+dovecot_lua_notify_event_flags_set = changed
+dovecot_lua_notify_event_flags_clear = changed
+dovecot_lua_notify_event_message_read = changed
+dovecot_lua_notify_event_message_expunge = changed
 
 local function escaped(s)
   return (s:gsub("[^%w%-%._~@]", function(c) return string.format("%%%02X", string.byte(c)) end))
@@ -274,6 +283,11 @@ protocol lmtp {
   lmtp_save_to_detail_mailbox = yes
   lda_mailbox_autocreate = yes
   lda_mailbox_autosubscribe = yes
+  $plugins
+}
+# Changes made over IMAP by any client (flags, expunges, moves) notify the nodes too
+# (push.lua): reconciliation's trigger; the watermarks stay the truth.
+protocol imap {
   $plugins
 }
 # Postfix's submission service authenticates its clients here (SASL).

@@ -37,9 +37,19 @@ public struct UserRecord: Codable, Sendable, Equatable {
     public var devices: [String]
     /// The Messaging Agent's watch of the user's INBOX; nil until first checked.
     public var mailbox: MailboxWatch?
-    public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil) {
+    /// Whether the user's devices and mailbox are reconciled (read, deleted, filed) both
+    /// ways; nil from a server that does not say.
+    public var reconciliation: Bool?
+    public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil, reconciliation: Bool? = nil) {
         (self.email, self.display_name, self.created_at, self.devices, self.mailbox) = (email, display_name, created_at, devices, mailbox)
+        self.reconciliation = reconciliation
     }
+}
+
+/// A user's settings to change (`PATCH /admin/users/{email}`); nil: left as it is.
+public struct UserSettings: Codable, Sendable, Equatable {
+    public var reconciliation: Bool?
+    public init(reconciliation: Bool? = nil) { self.reconciliation = reconciliation }
 }
 
 /// A mailbox's watermark and its last check, as the Messaging Agent recorded them.

@@ -209,6 +209,8 @@ public final class DeviceAgent: @unchecked Sendable {
             case .mail: shown = .mail(try MailItem.decode(payload), pin: p, ref: ref, at: now)
             case .more: shown = .more(try MoreChunk.decode(payload), pin: p, ref: ref, at: now)
             case .sent: shown = .sent(try SentOutcome.decode(payload), pin: p, seq: ref, at: now)
+            case .state: shown = .state(try MessageState.decode(payload), pin: p, ref: ref, at: now)
+            case .folders: shown = .folders(try FolderList.decode(payload), pin: p, ref: ref, at: now)
             default:
                 // The server recorded these requests: they leave the outbox, each said once.
                 for entry in try outbox.acknowledge(try AckList.decode(payload).refs) {

@@ -174,10 +174,10 @@ public final class DeviceOutbox: @unchecked Sendable {
 }
 
 /// A request in the control spool, as `bramble-device control` writes it:
-/// `{"verb": "more"|"send"|"reply"|"forward", "message_id", "to", "cc", "subject", "body", "all"}`
-/// (each verb with its fields).
+/// `{"verb": "more"|"send"|"reply"|"forward"|"read"|"unread"|"delete"|"file"|"folders",
+/// "message_id", "to", "cc", "subject", "body", "all", "folder"}` (each verb with its fields).
 public struct DeviceControlRequest: Codable, Sendable, Equatable {
-    public static let verbs = ["more", "send", "reply", "forward"]
+    public static let verbs = ["more", "send", "reply", "forward", "read", "unread", "delete", "file", "folders"]
 
     public var verb: String
     public var messageID: String?
@@ -186,15 +186,16 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
     public var subject: String?
     public var body: String?
     public var all: Bool?
+    public var folder: String?
     enum CodingKeys: String, CodingKey {
-        case verb, to, cc, subject, body, all
+        case verb, to, cc, subject, body, all, folder
         case messageID = "message_id"
     }
 
     public init(verb: String, messageID: String? = nil, to: [String]? = nil, cc: [String]? = nil,
-                subject: String? = nil, body: String? = nil, all: Bool? = nil) {
+                subject: String? = nil, body: String? = nil, all: Bool? = nil, folder: String? = nil) {
         (self.verb, self.messageID, self.to, self.cc) = (verb, messageID, to, cc)
-        (self.subject, self.body, self.all) = (subject, body, all)
+        (self.subject, self.body, self.all, self.folder) = (subject, body, all, folder)
     }
 
     public init(more messageID: String) { self.init(verb: "more", messageID: messageID) }
@@ -229,6 +230,14 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
         case "forward":
             try check(!to.isEmpty, "forward needs --to")
             request = .forward(messageID: try need(messageID, "a MESSAGE_ID"), to: to, cc: cc, body: body)
+        case "read": request = .read(messageID: try need(messageID, "a MESSAGE_ID"))
+        case "unread": request = .unread(messageID: try need(messageID, "a MESSAGE_ID"))
+        case "delete": request = .delete(messageID: try need(messageID, "a MESSAGE_ID"))
+        case "file":
+            let folder = try need(folder, "a FOLDER")
+            try check(DeviceRequest.isValidFolder(folder), "FOLDER must be 1–\(DeviceRequest.maxFolderLength) bytes with no control character")
+            request = .file(messageID: try need(messageID, "a MESSAGE_ID"), folder: folder)
+        case "folders": request = .folders
         default:
             throw Invalid(description: "unknown verb \(verb.debugDescription); the verbs are: \(Self.verbs.joined(separator: ", "))")
         }

@@ -9,7 +9,10 @@ import Foundation
 /// the device's request number, `seq` the item's delivery number, `message_id` the mail's,
 /// `state` "sent" or "failed" and, when failed, `reason`. When the server has recorded a
 /// request the device made, a line with `service` "request", `ref` its number and `verb`
-/// says so (once). Fields a service does not have are left out.
+/// says so (once). A mail's state in the mailbox (`service` "state", reconciliation) has
+/// `message_id`, `read`, `deleted` and `folder` ("" once expunged); the user's folders
+/// (`service` "folders") have `folders`, each `name` and `special_use`. Fields a service
+/// does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
     public var ref: UInt64
@@ -33,6 +36,10 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var state: String?
     public var reason: String?
     public var verb: String?
+    public var read: Bool?
+    public var deleted: Bool?
+    public var folder: String?
+    public var folders: [FolderList.Folder]?
     public var receivedAt: Date
 
     /// The delivery number this line records as shown; nil for a line that records no
@@ -69,16 +76,32 @@ public struct ShownItem: Codable, Sendable, Equatable {
         return s
     }
 
+    public static func state(_ state: MessageState, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "state", receivedAt: at)
+        (s.messageID, s.read, s.deleted, s.folder) = (state.messageID, state.read, state.deleted, state.folder)
+        return s
+    }
+
+    public static func folders(_ list: FolderList, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "folders", receivedAt: at)
+        s.folders = list.folders
+        return s
+    }
+
     /// The server recorded the device's request `ref`.
     public static func request(_ request: DeviceRequest, pin: String, ref: UInt64, at: Date) -> ShownItem {
         var s = ShownItem(pin: pin, ref: ref, service: "request", receivedAt: at)
         s.verb = request.verb
-        if case .more(let id) = request { s.messageID = id }
+        switch request {
+        case .send, .reply, .forward, .folders: break
+        case .more(let id), .read(let id), .unread(let id), .delete(let id): s.messageID = id
+        case .file(let id, let folder): (s.messageID, s.folder) = (id, folder)
+        }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
-        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb
+        case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb, read, deleted, folder, folders
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"

@@ -83,13 +83,17 @@ struct Load: AsyncParsableCommand {
 
 struct Control: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Drive a running device: ask for more of a mail, or send, reply to and forward mail.",
+        abstract: "Drive a running device: ask for more of a mail; send, reply to and forward mail; read, unread, delete and file it; list the folders.",
         discussion: """
             Verbs:
               more MESSAGE_ID                              the next chunk of a mail's text
               send --to ADDR [--to …] [--cc ADDR …] --subject S (--body T | --body-file F)
               reply MESSAGE_ID (--body T | --body-file F) [--all]
               forward MESSAGE_ID --to ADDR [--to …] [--cc …] (--body T | --body-file F)
+              read MESSAGE_ID | unread MESSAGE_ID          mark the mail read or unread in the mailbox
+              delete MESSAGE_ID                            expunge it (or move it to Trash: the node's mail-device-delete)
+              file MESSAGE_ID FOLDER                       move it into FOLDER
+              folders                                      the user's folder list
             A reply quotes the original's full text from the mailbox and goes to its sender
             (--all: and to everyone it was sent to); a forward carries the original's full
             text and attachments. The mail goes out as the device's user, and a copy is kept
@@ -102,14 +106,19 @@ struct Control: ParsableCommand {
             message_id, offset, body and more_available; what became of a send, reply or
             forward as a line with service "sent", ref (the request's number), seq,
             message_id and state "sent", or "failed" with a reason (unknown recipient,
-            message too large, original not found, …). `make status` gives each device's
+            message too large, original not found, …). With reconciliation on (`bramble user
+            set EMAIL --reconciliation on`, the default), a mail's state changed in the
+            mailbox (by another client, or another of the user's devices, or a failed
+            read/unread/delete/file of this one) arrives as a line with service "state",
+            message_id, read, deleted and folder ("" once expunged); the folder list as a
+            line with service "folders" and folders (each name and special_use). `make status` gives each device's
             control command as its `control` field. Exits 2 on bad input, 1 if the device's
             state has no spool (never run with this state file). --body-file keeps the text
             out of the process list; - reads standard input.
             """)
 
     @Option(help: "The running device's state file (run --state; default CREDENTIAL.state).") var state: String
-    @Argument(help: "The verb, and for more, reply and forward the mail's Message-ID as its JSON line gives it.") var words: [String]
+    @Argument(help: "The verb, then the mail's Message-ID as its JSON line gives it (all but send and folders), then for file the FOLDER.") var words: [String]
     @Option(help: "A recipient (send, forward); repeat for more.") var to: [String] = []
     @Option(help: "A copy recipient (send, forward); repeat for more.") var cc: [String] = []
     @Option(help: "The subject (send).") var subject: String?
@@ -124,22 +133,26 @@ struct Control: ParsableCommand {
     /// The spool request, checked with the node's rules.
     func request(body: String?) throws -> DeviceControlRequest {
         guard let verb = words.first else { throw ValidationError("a verb is needed: \(DeviceControlRequest.verbs.joined(separator: ", "))") }
-        let wantsID = verb != "send"
+        let wantsID = verb != "send" && verb != "folders"
+        let words = self.words.count == 3 && verb == "file" ? Array(self.words.prefix(2)) : self.words
+        let folder = verb == "file" && self.words.count == 3 ? self.words[2] : nil
+        if verb == "file", folder == nil { throw ValidationError("file takes MESSAGE_ID FOLDER") }
         guard words.count == (wantsID ? 2 : 1) else {
-            throw ValidationError(wantsID ? "\(verb) takes one MESSAGE_ID" : "send takes no MESSAGE_ID (its recipients are --to)")
+            throw ValidationError(wantsID ? "\(verb) takes one MESSAGE_ID" : "\(verb) takes no MESSAGE_ID\(verb == "send" ? " (its recipients are --to)" : "")")
         }
         if wantsID, !MailItem.isValidMessageID(words[1]) {
             throw ValidationError("MESSAGE_ID must be 1–\(MailItem.maxMessageIDLength) bytes with no space or control character")
         }
         guard self.body == nil || bodyFile == nil else { throw ValidationError("--body and --body-file: give one") }
-        if verb == "more", body != nil || !to.isEmpty || !cc.isEmpty || subject != nil || all {
-            throw ValidationError("more takes only a MESSAGE_ID")
+        let bare = ["more", "read", "unread", "delete", "file", "folders"].contains(verb)
+        if bare, body != nil || !to.isEmpty || !cc.isEmpty || subject != nil || all {
+            throw ValidationError("\(verb) takes no --to, --cc, --subject, --body or --all")
         }
-        if verb != "more", body == nil { throw ValidationError("\(verb) needs --body or --body-file") }
+        if !bare, body == nil { throw ValidationError("\(verb) needs --body or --body-file") }
         if all, verb != "reply" { throw ValidationError("--all is for reply") }
         if subject != nil, verb != "send" { throw ValidationError("--subject is for send (a reply or forward takes the original's)") }
         let r = DeviceControlRequest(verb: verb, messageID: wantsID ? words[1] : nil, to: to.isEmpty ? nil : to, cc: cc.isEmpty ? nil : cc,
-                                     subject: subject, body: body, all: all ? true : nil)
+                                     subject: subject, body: body, all: all ? true : nil, folder: folder)
         do { _ = try r.request() } catch { throw ValidationError(error.description) }
         return r
     }

@@ -7,7 +7,7 @@ import BrambleCore
 enum PayloadsTarget {
     static let target = FuzzTarget(
         name: "payloads",
-        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest (every kind), SentOutcome, PayloadFields: decode, re-encode, decode",
+        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest (every kind), SentOutcome, MessageState, FolderList, PayloadFields: decode, re-encode, decode",
         run: run, seeds: seeds)
 
     static func run(_ bytes: [UInt8]) {
@@ -41,6 +41,14 @@ enum PayloadsTarget {
         }
         if let outcome = try? SentOutcome.decode(bytes) {
             require((try? SentOutcome.decode(outcome.encoded())) == outcome, "re-encoding changed the send outcome")
+        }
+        if let state = try? MessageState.decode(bytes) {
+            require((try? MessageState.decode(state.encoded())) == state, "re-encoding changed the message state")
+        }
+        if let list = try? FolderList.decode(bytes) {
+            let again = try? FolderList.decode(list.encoded())
+            require(again != nil, "a decoded folder list re-encoded to one that does not decode")
+            if bytes.count <= 16 * 1024 { require(again == list, "re-encoding changed the folder list") }
         }
 
         // The field reader itself, every accessor on every tag present, one level of records.
@@ -93,6 +101,15 @@ enum PayloadsTarget {
             ("request-reply.bin", DeviceRequest.reply(messageID: "<CAF=4x+kq@mail.example.com>", body: "Yes.", all: true).encoded()),
             ("request-forward.bin", DeviceRequest.forward(messageID: "<CAF=4x+kq@mail.example.com>", to: ["dan@example.org"], cc: [],
                                                           body: "FYI").encoded()),
+            ("request-read.bin", DeviceRequest.read(messageID: "<CAF=4x+kq@mail.example.com>").encoded()),
+            ("request-unread.bin", DeviceRequest.unread(messageID: "<CAF=4x+kq@mail.example.com>").encoded()),
+            ("request-delete.bin", DeviceRequest.delete(messageID: "<CAF=4x+kq@mail.example.com>").encoded()),
+            ("request-file.bin", DeviceRequest.file(messageID: "<CAF=4x+kq@mail.example.com>", folder: "Projekte/Größe").encoded()),
+            ("request-folders.bin", DeviceRequest.folders.encoded()),
+            ("state.bin", MessageState(messageID: "<CAF=4x+kq@mail.example.com>", read: true, deleted: false, folder: "Archiv").encoded()),
+            ("state-expunged.bin", MessageState(messageID: "<CAF=4x+kq@mail.example.com>", read: false, deleted: true, folder: "").encoded()),
+            ("folders.bin", FolderList(folders: [.init(name: "INBOX", specialUse: ""), .init(name: "Sent", specialUse: "\\Sent"),
+                                                 .init(name: "Trash", specialUse: "\\Trash"), .init(name: "Entwürfe", specialUse: "")]).encoded()),
             ("sent.bin", SentOutcome(requestRef: 1_800_000_000_000, messageID: "<bramble.2A00F00D.1800000000000@example.com>",
                                      state: .failed, reason: "unknown recipient <nobody@example.com>").encoded()),
         ]

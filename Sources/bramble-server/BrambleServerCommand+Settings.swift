@@ -57,6 +57,7 @@ extension BrambleServerCommand {
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
             "smtp-submission": smtpSubmission, "mail-send-deadline-ms": mailSendDeadlineMs, "mail-submission-timeout-ms": mailSubmissionTimeoutMs,
+            "mail-device-delete": mailDeviceDelete,
             "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
         ]
     }
@@ -167,7 +168,7 @@ extension BrambleServerCommand {
     private func mailConfiguration(_ settings: DaemonSettings) async throws -> MessagingAgent.Configuration? {
         guard let imap = try await settings.string("imap") else {
             var set: [String] = []
-            for key in ["mail-service-password-file", "mail-notify-token-file", "mail-service-user", "smtp-submission"] where try await settings.string(key) != nil {
+            for key in ["mail-service-password-file", "mail-notify-token-file", "mail-service-user", "smtp-submission", "mail-device-delete"] where try await settings.string(key) != nil {
                 set.append(key)
             }
             for key in ["mail-chunk-bytes", "mail-max-text-bytes", "mail-sweep-ms", "mail-workers", "mail-send-deadline-ms", "mail-submission-timeout-ms"]
@@ -206,6 +207,11 @@ extension BrambleServerCommand {
         let serverTimeout = try await settings.int("mail-submission-timeout-ms", default: Default.mailSubmissionTimeoutMs)
         guard (1_000...3_600_000).contains(serverTimeout) else { throw ValidationError("--mail-submission-timeout-ms must be 1000…3600000") }
         (mail.sendDeadlineMs, mail.submissionServerTimeoutMs) = (deadline, serverTimeout)
+        let delete = try await settings.string("mail-device-delete", default: MessagingAgent.DeviceDelete.expunge.rawValue)
+        guard let deviceDelete = MessagingAgent.DeviceDelete(rawValue: delete) else {
+            throw ValidationError("--mail-device-delete must be expunge or trash, got '\(delete)'")
+        }
+        mail.deviceDelete = deviceDelete
         if let token = try await settings.secret("secret.mail-notify-token") {
             guard token.count >= 16 else { throw ValidationError("the mail notify token must be at least 16 characters") }
             mail.notifyToken = token

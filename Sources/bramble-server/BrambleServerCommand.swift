@@ -56,6 +56,7 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "The mail server's submission service, HOST:PORT (SMTP with TLS from the first byte as --imap; SASL PLAIN as each user through the service account), which sends the mail devices write. Without it a device's send, reply or forward fails with \"this server sends no mail\".") var smtpSubmission: String?
     @Option(help: "Milliseconds an attempt at sending a device's mail may take up to its final dot; past it, the mail is not sent and is tried again (default: \(Default.mailSendDeadlineMs)).") var mailSendDeadlineMs: Int?
     @Option(help: "The submission service's own timeout in milliseconds (Postfix's smtpd_timeout there; default: \(Default.mailSubmissionTimeoutMs)). An attempt left without an answer is settled after its deadline plus this plus 15 s.") var mailSubmissionTimeoutMs: Int?
+    @Option(help: "What a device's delete does in the mailbox (reconciliation): expunge (the default) or trash (moved to the folder marked \\Trash).") var mailDeviceDelete: String?
     @Option(help: "The private CA's certificate (PEM): the relay's certificate must chain to it.") var tlsCa: String?
     @Option(help: "This node's certificate (PEM), presented to the relay (mutual TLS on the SRP link).") var tlsCert: String?
     @Option(help: "This node's private key (PEM, mode 0600).") var tlsKey: String?

@@ -168,7 +168,8 @@ func mailboxState(_ u: UserRecord) -> String {
 /// `bramble user show`: the user, then the mailbox watch line by line.
 func describeInDetail(_ u: UserRecord) -> String {
     var lines = [describe(u)]
-    guard let m = u.mailbox else { return lines[0] }
+    if let on = u.reconciliation { lines.append("  reconciliation: \(on ? "on" : "off")") }
+    guard let m = u.mailbox else { return lines.joined(separator: "\n") }
     let time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }
     lines.append("  watermark: UIDVALIDITY \(m.uid_validity.map(String.init) ?? "-"), last UID \(m.last_uid)")
     lines.append("  last checked: \(time(m.checked_at))")

@@ -4,8 +4,34 @@ import BrambleNet
 
 struct UserCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "user", abstract: "Add, list, show and remove users.",
-        subcommands: [Add.self, List.self, Show.self, Remove.self])
+        commandName: "user", abstract: "Add, list, show, change and remove users.",
+        subcommands: [Add.self, List.self, Show.self, Set.self, Remove.self])
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a user's settings.",
+            discussion: """
+                --reconciliation on|off: whether the user's devices and mailbox stay reconciled
+                both ways (on by default). On, a device's read, unread, delete and file change
+                the mailbox, and changes made in the mailbox by any client reach the devices as
+                "state" lines; off, neither: a device's such request fails and nothing is sent.
+                """)
+        @OptionGroup var connection: Connection
+        @Argument(help: "The user's e-mail address.") var email: String
+        @Option(help: "on or off.") var reconciliation: String?
+
+        func validate() throws {
+            guard Email.isPlausible(email.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("'\(email)' is not an e-mail address") }
+            guard let reconciliation else { throw ValidationError("nothing to set: give --reconciliation on|off") }
+            guard ["on", "off"].contains(reconciliation) else { throw ValidationError("--reconciliation must be on or off") }
+        }
+
+        func run() async throws {
+            let user = try await connection.call(.PATCH, AdminAPI.user(email), body: UserSettings(reconciliation: reconciliation.map { $0 == "on" }),
+                                                 as: UserRecord.self)
+            try connection.show(user) { "user \($0.email): reconciliation \($0.reconciliation == false ? "off" : "on")" }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a user by e-mail address.")

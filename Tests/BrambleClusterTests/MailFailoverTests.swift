@@ -158,4 +158,64 @@ import Testing
         let (_, inDoubt) = try await sendWhileThePrimaryDies(.init(holdMs: 3_000, action: "REJECT refused while its sender died (test)"))
         #expect(inDoubt == ["witness": 0, "resent": 1], "settled by the missing copy: \(inDoubt)")
     }
+
+    /// Reconciliation across a failover: a desktop client (IMAP as demo1, its own
+    /// password) reads, files and expunges 20 mails while node-a is SIGKILLed and node-b
+    /// promotes. Every mail ends on the device in its true state (as IMAP shows it), and no
+    /// (mail, state) line comes twice: the watermarks and the mails' states moved together.
+    @Test func reconciliationAcrossAKilledPrimaryEndsInTheTrueStateAndRepeatsNoLine() async throws {
+        try await withMailPair { cluster in
+            let (email, pin) = Self.users[0]
+            let ids = (0..<20).map { "<rec-\($0)-\(UUID().uuidString.prefix(8))@bramble.test>" }
+            for (i, id) in ids.enumerated() { try await cluster.sendMail(to: email, subject: "rec \(i)", body: "body \(i)", messageID: id) }
+            try await cluster.waitFor("the 20 mails shown", seconds: 30) {
+                Set(ids).isSubset(of: Set(cluster.mailShown(pin: pin).map(\.message_id)))
+            }
+            try await Task.sleep(for: .seconds(1))  // a check records the folders' watermarks
+            try await cluster.desktop(email) { imap in _ = try await imap.run("CREATE Archiv") }
+            // Each mail: 0 read, 1 read then filed, 2 filed, 3 expunged, 4 left alone.
+            for (i, id) in ids.enumerated() {
+                if i == 8 { cluster.nodes["node-a"]!.kill() }
+                try await cluster.desktop(email) { imap in
+                    _ = try await imap.select("INBOX")
+                    guard let uid = try await imap.uidSearch(header: "Message-ID", value: id).first else { return }
+                    switch i % 5 {
+                    case 0: try await imap.uidStore("\(uid)", flags: ["\\Seen"], add: true)
+                    case 1:
+                        try await imap.uidStore("\(uid)", flags: ["\\Seen"], add: true)
+                        try await imap.uidMove("\(uid)", to: "Archiv")
+                    case 2: try await imap.uidMove("\(uid)", to: "Archiv")
+                    case 3:
+                        try await imap.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
+                        try await imap.uidExpunge("\(uid)")
+                    default: break
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await cluster.waitFor("node-b primary", seconds: 10) { await cluster.primaries() == ["node-b"] }
+
+            // The truth, as a desktop sees it.
+            var truth: [String: TestCluster.StateLine.Shape] = [:]
+            for folder in ["INBOX", "Archiv"] {
+                for m in try await cluster.messages(email, in: folder) where ids.contains(m.messageID) {
+                    truth[m.messageID] = .init(m.messageID, read: m.flags.contains("\\Seen"), deleted: false, folder: folder)
+                }
+            }
+            for id in ids where truth[id] == nil { truth[id] = .init(id, read: false, deleted: true, folder: "") }
+            /// The device's view: a mail's last state line, else as it arrived (unread, in the INBOX).
+            func deviceView() -> [String: TestCluster.StateLine.Shape] {
+                var view = Dictionary(uniqueKeysWithValues: ids.map { ($0, TestCluster.StateLine.Shape($0, read: false, deleted: false, folder: "INBOX")) })
+                for line in cluster.stateLines(pin: pin) where view[line.message_id] != nil { view[line.message_id] = line.shape }
+                return view
+            }
+            try await cluster.waitFor("every mail in its true state on the device", seconds: 40) { deviceView() == truth }
+            try await Task.sleep(for: .seconds(2))  // room for a repeat to show up
+            #expect(deviceView() == truth)
+            let lines = cluster.stateLines(pin: pin).map(\.shape)
+            let repeats = Dictionary(grouping: lines, by: { $0 }).filter { $0.value.count > 1 }.keys
+            #expect(repeats.isEmpty, "state lines repeated: \(Array(repeats.prefix(3)))")
+            #expect(lines.count <= 4 * 6, "at most one line per change (24 changes): \(lines.count)")
+        }
+    }
 }

@@ -88,6 +88,26 @@ import Testing
         }
     }
 
+    /// `PATCH /admin/users/{email}`: reconciliation is on for a new user, turned off and on
+    /// again, shown in the record; an unknown user is a 404, a body that is not settings a 400.
+    @Test func aUsersReconciliationIsOnByDefaultAndSetThroughPATCH() async throws {
+        try await TestCluster.with { cluster in
+            try cluster.provision(email: "rec@example.test", pin: "E5E0003")
+            let path = AdminAPI.user("rec@example.test")
+            #expect(try await cluster.admin.call(.GET, path, as: UserRecord.self).reconciliation == true, "on by default")
+            let off = try await cluster.admin.call(.PATCH, path, body: UserSettings(reconciliation: false), as: UserRecord.self)
+            #expect(off.reconciliation == false && off.devices == ["0E5E0003"])
+            #expect(try await cluster.admin.call(.GET, path, as: UserRecord.self).reconciliation == false)
+            #expect(try await cluster.admin.call(.PATCH, path, body: UserSettings(), as: UserRecord.self).reconciliation == false, "nil leaves it")
+            #expect(try await cluster.admin.call(.PATCH, path, body: UserSettings(reconciliation: true), as: UserRecord.self).reconciliation == true)
+            #expect(try await cluster.admin.raw(.PATCH, AdminAPI.user("nobody@example.test"), body: UserSettings(reconciliation: false)).status == 404)
+            #expect(try await cluster.admin.raw(.PATCH, path, body: ["reconciliation": "sometimes"]).status == 400)
+            #expect(try cluster.bramble("user", "set", "rec@example.test", "--reconciliation", "off").contains("reconciliation off"))
+            #expect(try cluster.bramble("user", "show", "rec@example.test").contains("reconciliation: off"))
+            #expect(throws: (any Error).self) { try cluster.bramble("user", "set", "rec@example.test", "--reconciliation", "maybe") }
+        }
+    }
+
     /// The IETF draft's Idempotency-Key: a retry gets the first answer and adds nothing; the
     /// key used again for another push is refused.
     @Test func aPushRepeatedWithItsIdempotencyKeyIsCommittedOnceAndTheKeyCannotBeReusedForAnotherPush() async throws {

@@ -116,4 +116,23 @@ import Testing
             #expect(lines[2].contains(#""ref":1800000000000"#) && lines[2].contains(#""seq":2"#) && lines[2].contains(#""state":"sent""#))
         }
     }
+
+    /// The reconciliation verbs go into the spool as the node's requests; a file without a
+    /// folder, or a read without its mail, is refused on the device.
+    @Test func theReconciliationVerbsSpoolAndBadOnesAreRefused() throws {
+        try withStateDirectory { state in
+            let outbox = try DeviceOutbox(statePath: state)
+            let good: [DeviceControlRequest] = [.init(verb: "read", messageID: "<m@x>"), .init(verb: "unread", messageID: "<m@x>"),
+                                                .init(verb: "delete", messageID: "<m@x>"), .init(verb: "file", messageID: "<m@x>", folder: "Archiv"),
+                                                .init(verb: "folders")]
+            for r in good { _ = try r.submit(statePath: state) }
+            for r in [DeviceControlRequest(verb: "file", messageID: "<m@x>"), .init(verb: "read"),
+                      .init(verb: "file", messageID: "<m@x>", folder: "a\nb")] {
+                #expect(throws: DeviceControlRequest.Invalid.self, "\(r.verb)") { try r.request() }
+            }
+            #expect(try outbox.takeSpooled().count == good.count)
+            #expect(Set(outbox.pending.map(\.request.verb)) == ["read", "unread", "delete", "file", "folders"])
+            #expect(outbox.pending.contains { $0.request == .file(messageID: "<m@x>", folder: "Archiv") })
+        }
+    }
 }

@@ -57,4 +57,56 @@ extension TestCluster {
             return out.sorted { $0.uid < $1.uid }
         }
     }
+
+    /// A device's `state` line (reconciliation): a mail's state in the mailbox.
+    struct StateLine: Decodable, Hashable {
+        var service: String
+        var ref: UInt64
+        var message_id: String
+        var read: Bool
+        var deleted: Bool
+        var folder: String
+    }
+
+    func stateLines(pin: String) -> [StateLine] {
+        guard let data = FileManager.default.contents(atPath: logPath(pin: pin)) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(StateLine.self, from: $0) }
+            .filter { $0.service == "state" }
+    }
+
+    /// A device's `folders` line.
+    struct FoldersLine: Decodable {
+        struct Folder: Decodable, Hashable { var name: String; var special_use: String }
+        var service: String
+        var ref: UInt64
+        var folders: [Folder]
+    }
+
+    func foldersLines(pin: String) -> [FoldersLine] {
+        guard let data = FileManager.default.contents(atPath: logPath(pin: pin)) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(FoldersLine.self, from: $0) }
+            .filter { $0.service == "folders" }
+    }
+
+    /// A desktop client: an IMAP session logged in as `user` with the user's own password.
+    func desktop<T: Sendable>(_ user: String, _ body: (inout IMAPSession) async throws -> T) async throws -> T {
+        guard let mailHost else { throw SetupError("this cluster has no mail host (Options.mail)") }
+        guard let password = mailHost.passwords[user] else { throw SetupError("no password for \(user)") }
+        return try await IMAPSession.with(to: mailHost.imap, tls: mailHost.tls) { imap in
+            try await imap.login(user: user, password: password)
+            let result = try await body(&imap)
+            await imap.logout()
+            return result
+        }
+    }
+}
+
+extension TestCluster.StateLine {
+    /// What a line says, without its delivery number.
+    struct Shape: Hashable, CustomStringConvertible {
+        var id: String, read: Bool, deleted: Bool, folder: String
+        init(_ id: String, read: Bool, deleted: Bool, folder: String) { (self.id, self.read, self.deleted, self.folder) = (id, read, deleted, folder) }
+        var description: String { "\(id) read=\(read) deleted=\(deleted) folder=\(folder.debugDescription)" }
+    }
+    var shape: Shape { Shape(message_id, read: read, deleted: deleted, folder: folder) }
 }

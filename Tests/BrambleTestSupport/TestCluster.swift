@@ -46,6 +46,8 @@ final class TestCluster: @unchecked Sendable {
         var mailMaxTextBytes = 32 * 1024
         /// A policy service the submission service asks before it answers a final dot.
         var submissionPolicy: SubmissionPolicy?
+        /// The nodes' `--mail-device-delete` (nil: their default, expunge).
+        var mailDeviceDelete: String?
         /// More `bramble-relay` flags (caps and timeouts).
         var relayArguments: [String] = []
         public init() {}
@@ -277,6 +279,7 @@ final class TestCluster: @unchecked Sendable {
         return ["--imap", mail.imap.description, "--smtp-submission", mail.submission.description, "--mail-service-password-file", mail.servicePasswordFile,
                 "--mail-notify-token-file", mail.notifyTokenFile, "--mail-sweep-ms", "\(options.mailSweepMs)",
                 "--mail-chunk-bytes", "\(options.mailChunkBytes)", "--mail-max-text-bytes", "\(options.mailMaxTextBytes)"]
+            + (options.mailDeviceDelete.map { ["--mail-device-delete", $0] } ?? [])
     }
 
     /// The nodes whose `/primary` answers 200 right now.

@@ -4,7 +4,7 @@
 ///
 /// Tags: 1 kind, 2 message_id (the mail asked about, replied to or forwarded), 3 to
 /// (repeated), 4 cc (repeated), 5 subject, 6 body (the device user's text), 7 all (reply
-/// to all).
+/// to all), 8 folder (where `file` puts the mail, as the user reads its name).
 public enum DeviceRequest: Equatable, Sendable {
     /// The next chunk of a mail's text.
     case more(messageID: String)
@@ -14,15 +14,26 @@ public enum DeviceRequest: Equatable, Sendable {
     case reply(messageID: String, body: String, all: Bool)
     /// A mail the device has, forwarded whole (text and attachments) with the user's text.
     case forward(messageID: String, to: [String], cc: [String], body: String)
+    /// Reconciliation, device → mailbox: the mail marked read (\Seen) or unread in the
+    /// mailbox, deleted (expunged, or moved to Trash: the node's `mail-device-delete`), or
+    /// filed (moved) into a folder. Each names a target state, so doing it twice is harmless.
+    case read(messageID: String)
+    case unread(messageID: String)
+    case delete(messageID: String)
+    case file(messageID: String, folder: String)
+    /// The user's folder list, answered with a `folders` item.
+    case folders
 
     public enum Kind: UInt64, Sendable {
-        case more = 1, send = 2, reply = 3, forward = 4
+        case more = 1, send = 2, reply = 3, forward = 4, read = 5, unread = 6, delete = 7, file = 8, folders = 9
     }
 
     /// A device's text: well above what a handheld's user types, far below a frame's 256 KB.
     public static let maxBodyLength = 64 * 1024
     /// An address as SMTP carries it (RFC 5321: 64 + 1 + 255, less the brackets).
     public static let maxAddressLength = 254
+    /// A folder's name (UTF-8, as the user reads it).
+    public static let maxFolderLength = 1024
 
     public var kind: Kind {
         switch self {
@@ -30,14 +41,27 @@ public enum DeviceRequest: Equatable, Sendable {
         case .send: .send
         case .reply: .reply
         case .forward: .forward
+        case .read: .read
+        case .unread: .unread
+        case .delete: .delete
+        case .file: .file
+        case .folders: .folders
         }
     }
 
-    /// The mail the request is about, for `more`, `reply` and `forward`.
+    /// The mail the request is about (every kind but `send` and `folders`).
     public var messageID: String? {
         switch self {
-        case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _): id
-        case .send: nil
+        case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _), .read(let id), .unread(let id), .delete(let id), .file(let id, _): id
+        case .send, .folders: nil
+        }
+    }
+
+    /// Whether it changes the mailbox (reconciliation, device → mailbox).
+    public var reconciles: Bool {
+        switch kind {
+        case .read, .unread, .delete, .file: true
+        case .more, .send, .reply, .forward, .folders: false
         }
     }
 
@@ -48,6 +72,11 @@ public enum DeviceRequest: Equatable, Sendable {
         case .send: "send"
         case .reply: "reply"
         case .forward: "forward"
+        case .read: "read"
+        case .unread: "unread"
+        case .delete: "delete"
+        case .file: "file"
+        case .folders: "folders"
         }
     }
 
@@ -55,19 +84,26 @@ public enum DeviceRequest: Equatable, Sendable {
     public var recipients: [String] {
         switch self {
         case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
-        case .more, .reply: []
+        case .more, .reply, .read, .unread, .delete, .file, .folders: []
         }
     }
 
     /// Whether the server sends mail for it.
-    public var sendsMail: Bool { kind != .more }
+    public var sendsMail: Bool {
+        switch kind {
+        case .send, .reply, .forward: true
+        case .more, .read, .unread, .delete, .file, .folders: false
+        }
+    }
 
     public func encoded() -> [UInt8] {
         var w = PayloadWriter()
         w.uint(1, kind.rawValue)
         if let messageID { w.string(2, messageID, max: MailItem.maxMessageIDLength) }
         switch self {
-        case .more: break
+        case .more, .read, .unread, .delete, .folders: break
+        case .file(_, let folder):
+            w.string(8, folder, max: Self.maxFolderLength)
         case .send(let to, let cc, let subject, let body):
             Self.write(&w, to: to, cc: cc)
             w.string(5, subject, max: MailItem.maxSubjectLength)
@@ -107,7 +143,22 @@ public enum DeviceRequest: Equatable, Sendable {
             let id = try messageID(f)
             let (to, cc) = try recipients(f)
             return .forward(messageID: id, to: to, cc: cc, body: try f.string(6, max: maxBodyLength, "body") ?? "")
+        case .read: return .read(messageID: try messageID(f))
+        case .unread: return .unread(messageID: try messageID(f))
+        case .delete: return .delete(messageID: try messageID(f))
+        case .file:
+            let id = try messageID(f)
+            let folder = try f.requiredString(8, max: maxFolderLength, "folder")
+            guard isValidFolder(folder) else { throw PayloadError("folder empty or with a control character") }
+            return .file(messageID: id, folder: folder)
+        case .folders: return .folders
         }
+    }
+
+    /// A folder name a request may carry: not empty, no control character (it goes into
+    /// an IMAP command, quoted, and into the database's text).
+    public static func isValidFolder(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= maxFolderLength && name.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7F }
     }
 
     private static func messageID(_ f: PayloadFields) throws(PayloadError) -> String {

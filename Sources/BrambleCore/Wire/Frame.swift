@@ -142,10 +142,20 @@ public struct DataFrame: Equatable, Sendable {
         /// What became of a device's send, reply or forward, `SentOutcome` (server →
         /// device; delivered and acknowledged like a mail).
         case sent = 7
+        /// A mail's state in the mailbox (read, deleted, folder), `MessageState` (server →
+        /// device; delivered and acknowledged like a mail).
+        case state = 8
+        /// The user's folders, `FolderList` (server → device, likewise).
+        case folders = 9
 
         /// The services the server delivers through a device's window (sequence numbered,
         /// acknowledged with `ack`).
-        public var isDelivered: Bool { self == .push || self == .mail || self == .more || self == .sent }
+        public var isDelivered: Bool {
+            switch self {
+            case .push, .mail, .more, .sent, .state, .folders: true
+            case .ack, .request, .requestAck: false
+            }
+        }
     }
 
     public struct Flags: OptionSet, Sendable, Hashable {

@@ -28,6 +28,15 @@ struct AdminRoutes {
             guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
             return user
         }
+        router.patch("/admin/users/{email}") { request, context -> UserRecord in
+            let email = try Self.emailParameter(context)
+            let body = try await request.decodeJSON(UserSettings.self, context: context)
+            if let on = body.reconciliation {
+                guard try await store.setReconciliation(email: email, on) else { throw APIErrorBody(.notFound, "no user \(email)") }
+            }
+            guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
+            return user
+        }
         router.delete("/admin/users/{email}") { _, context -> Removed in
             let email = try Self.emailParameter(context)
             guard try await store.removeUser(email: email) else { throw APIErrorBody(.notFound, "no user \(email)") }

@@ -59,6 +59,8 @@ public actor MessagingAgent: Service, LeaseFollower {
         public var maxOriginalBytes = 50 << 20
         /// Where the submission service files the user's copy (special-use \Sent).
         public var sentFolder = "Sent"
+        /// What a device's `delete` does: expunge the mail, or move it to Trash.
+        public var deviceDelete: DeviceDelete = .expunge
         public init(imap: HostPort, tls: NIOSSLContext?, servicePassword: String) {
             self.imap = imap
             self.tls = tls
@@ -396,8 +398,35 @@ public actor MessagingAgent: Service, LeaseFollower {
                 await dispatcher.committed(committed.items, keys: committed.keys)
                 metrics.mailsEnqueued(committed.items.count)
             }
+            var stale = false
+            switch outcome {
+            case .committed, .unchanged:
+                // Then what changed in the mailbox for the mail the devices have.
+                do {
+                    let reconciled = try await Self.reconcile(mailbox, epoch: epoch, configuration: configuration, store: store, pair: pair,
+                                                              node: node, clock: clock)
+                    stale = reconciled.stale
+                    if !reconciled.committed.items.isEmpty {
+                        await dispatcher.committed(reconciled.committed.items, keys: reconciled.committed.keys)
+                        metrics.stateItems(reconciled.committed.items.count)
+                    }
+                } catch {
+                    logger.debug("reconciling a mailbox failed; at its next check", metadata: ["user": "\(mailbox.email)",
+                                                                                                "error": "\(Self.describeIMAP(error).0)"])
+                }
+            case .stale, .failed:
+                break
+            }
             checked(mailbox, outcome, epoch: epoch)
+            if stale { recheck(mailbox.userID, epoch: epoch) }
         }
+    }
+
+    /// A check whose reconciliation found the user's state moved meanwhile: again, soon.
+    private func recheck(_ userID: Int64, epoch: UInt64) {
+        guard servingEpoch == epoch, mailboxes[userID] != nil, !due.contains(userID) else { return }
+        due.append(userID)
+        wakeOne()
     }
 
     private func loaded(_ list: [WatchedMailbox], checkAll: Bool, epoch: UInt64) {
@@ -564,7 +593,7 @@ public actor MessagingAgent: Service, LeaseFollower {
         guard !uids.isEmpty else { return [] }
         let set = uids.map(String.init).joined(separator: ",")
         var mails: [FetchedMail] = []
-        let fetched = try await session.uidFetch(set, "UID ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IMPORTANCE X-PRIORITY PRIORITY)]")
+        let fetched = try await session.uidFetch(set, "UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IMPORTANCE X-PRIORITY PRIORITY)]")
         let wanted = Set(uids)
         for (uid, attributes) in fetched.sorted(by: { $0.uid < $1.uid }) where wanted.contains(uid) {
             let envelope = attributes["ENVELOPE"].flatMap(MailEnvelope.init)
@@ -581,7 +610,8 @@ public actor MessagingAgent: Service, LeaseFollower {
             var composed = MailComposer.compose(envelope: envelope, parts: parts, text: textPart, rawText: raw, uidValidity: validity,
                                                 uid: uid, chunkBytes: c.chunkBytes, maxTextBytes: c.maxTextBytes)
             composed.item.importance = MailImportance.parse(headers: headers)
-            mails.append(FetchedMail(uid: uid, item: composed.item, text: composed.text))
+            let seen = attributes["FLAGS"]?.list.map { $0.contains { $0.text?.lowercased() == "\\seen" } }
+            mails.append(FetchedMail(uid: uid, item: composed.item, text: composed.text, seen: seen))
         }
         return mails
     }
@@ -613,11 +643,34 @@ public actor MessagingAgent: Service, LeaseFollower {
             let page = 500
             let pending = try await withDeadline(ms: 5_000, clock: clock) { [store] in try await store.pendingRequests(limit: page) }
             if pending.count == page { requestsWanted = true }  // more after these
-            for request in pending where servingEpoch == epoch {
-                let committed = try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
-                    try await store.answerMore(request, chunkBytes: c.chunkBytes, pair: pair, node: node, epoch: epoch, origin: node)
+            // A device's requests in the order it made them: one that fails (the mail server
+            // away) holds back that device's later ones until the retry.
+            var held: Set<PIN> = []
+            for request in pending where servingEpoch == epoch && !held.contains(request.pin) {
+                switch request.request.kind {
+                case .more:
+                    let committed = try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
+                        try await store.answerMore(request, chunkBytes: c.chunkBytes, pair: pair, node: node, epoch: epoch, origin: node)
+                    }
+                    if !committed.items.isEmpty { await dispatcher.committed(committed.items, keys: committed.keys) }
+                case .read, .unread, .delete, .file, .folders:
+                    do {
+                        if request.request.kind == .folders {
+                            try await answerFolders(request, epoch: epoch, c)
+                        } else {
+                            try await applyDeviceChange(request, epoch: epoch, c)
+                        }
+                    } catch {
+                        held.insert(request.pin)
+                        requestsWanted = true
+                    }
+                case .send, .reply, .forward:
+                    break  // the outgoing queue's
                 }
-                if !committed.items.isEmpty { await dispatcher.committed(committed.items, keys: committed.keys) }
+            }
+            if !held.isEmpty {
+                try? await clock.sleep(ms: 1_000)
+                if servingEpoch == epoch { wakeOne() }
             }
         } catch {
             logger.warning("answering device requests failed; retrying", metadata: ["error": "\(describe(error))"])

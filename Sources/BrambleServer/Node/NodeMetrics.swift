@@ -8,7 +8,7 @@ public final class NodeMetrics: Sendable {
     private let itemsExpiredTotal, framesRejectedTotal, srpConnectsTotal, promotionsTotal, demotionsTotal: Counter
     private let httpConnectionsRefusedTotal: Counter
     private let fencedWritesTotal, transitionsDroppedTotal, idempotentReplaysTotal: Counter
-    private let deviceRequestsTotal, deviceRequestsRepeatedTotal, mailsEnqueuedTotal: Counter
+    private let deviceRequestsTotal, deviceRequestsRepeatedTotal, mailsEnqueuedTotal, stateItemsTotal: Counter
     /// Mail sent for devices, by what became of each attempt; in-doubt sends, by how
     /// they were settled.
     private let submissions: [String: Counter], inDoubt: [String: Counter]
@@ -41,6 +41,7 @@ public final class NodeMetrics: Sendable {
         deviceRequestsRepeatedTotal = c.counter("bramble_device_requests_repeated_total",
                                                 help: "Device requests that arrived again (a retry or a replay): acknowledged, not acted on")
         mailsEnqueuedTotal = c.counter("bramble_mail_items_enqueued_total", help: "Mail items enqueued for devices by the Messaging Agent")
+        stateItemsTotal = c.counter("bramble_mail_state_items_total", help: "Mail state items (read, deleted, folder) enqueued for devices by reconciliation")
         submissions = Dictionary(uniqueKeysWithValues: ["accepted", "refused", "retried", "unknown"].map { outcome in
             (outcome, c.counter("bramble_mail_submissions_total", help: "Device mail submitted to the mail server, by outcome (accepted, refused, retried later, unknown: no answer after the message was sent)",
                                 labels: [("outcome", outcome)]))
@@ -80,6 +81,7 @@ public final class NodeMetrics: Sendable {
     func mailsEnqueued(_ n: Int) { if n > 0 { mailsEnqueuedTotal.increment(by: n) } }
     func mailSubmitted(_ outcome: String) { submissions[outcome]?.increment() }
     func mailInDoubtSettled(_ resolution: String) { inDoubt[resolution]?.increment() }
+    func stateItems(_ n: Int) { stateItemsTotal.increment(by: Int64(n)) }
     func frameRejected() { framesRejectedTotal.increment() }
     func httpConnectionRefused() { httpConnectionsRefusedTotal.increment() }
     func queueDepth(_ n: Int) { queueDepthGauge.set(n) }

@@ -22,6 +22,8 @@ public struct FetchedMail: Sendable {
     public var uid: UInt64
     public var item: MailItem
     public var text: String
+    /// Whether it was read (\Seen) when fetched; nil: not known.
+    public var seen: Bool? = nil
 }
 
 /// A device request waiting to be acted on.
@@ -118,6 +120,17 @@ extension ConfigStore {
                     """, logger: logger)
                 let first = Dictionary(uniqueKeysWithValues: counts.keys.map { pin in (pin, next[pin]! - UInt64(counts[pin]!)) })
                 _ = try await notifyOutbound(counts: counts, first: first, origin: origin, conn)
+            }
+            // Reconciliation tracks the state of every mail a device now has.
+            let tracked = targets.map(\.mail)
+            if !tracked.isEmpty {
+                try await conn.query("""
+                    INSERT INTO mailbox_messages (user_id, message_id, folder, uid_validity, uid, seen)
+                    SELECT \(mailbox.userID), t.id, 'INBOX', \(Int64(uidValidity)), t.uid, CASE t.seen WHEN 1 THEN true WHEN 0 THEN false END
+                    FROM unnest(\(tracked.map(\.item.messageID))::text[], \(tracked.map { Int64($0.uid) })::bigint[], \(tracked.map { Self.tristate($0.seen) })::smallint[])
+                         AS t(id, uid, seen)
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
             }
             let last = mails.last
             try await conn.query("""
@@ -232,6 +245,13 @@ extension ConfigStore {
             DELETE FROM mail_items WHERE (pin, message_id) IN (
                 SELECT pin, message_id FROM mail_items WHERE created_at < now() - \(mailDays) * interval '1 day' LIMIT 5000)
             """, logger: logger)
+        // Reconciliation forgets the state of mail no device has any more.
+        try await client.query("""
+            DELETE FROM mailbox_messages WHERE (user_id, message_id) IN (
+                SELECT m.user_id, m.message_id FROM mailbox_messages m
+                WHERE m.updated_at < now() - \(mailDays) * interval '1 day'
+                  AND NOT EXISTS (SELECT 1 FROM mail_items i WHERE i.user_id = m.user_id AND i.message_id = m.message_id) LIMIT 5000)
+            """, logger: logger)
         // Each device's floor rises to the highest number forgotten, in the same statement.
         try await client.query("""
             WITH gone AS (
@@ -243,15 +263,27 @@ extension ConfigStore {
             """, logger: logger)
     }
 
-    /// More requests recorded and not yet answered, oldest first. (Mail to send is the
-    /// outgoing queue's: `openOutgoingMail`.)
+    /// Requests recorded and not yet answered (More, reconciliation, folders), oldest
+    /// first, each device's in ref order. (Mail to send is the outgoing queue's:
+    /// `openOutgoingMail`.)
     public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
         var out: [PendingRequest] = []
-        for try await (p, ref, id) in try await client.query("""
-            SELECT pin, ref, message_id FROM device_requests WHERE state = 'pending' AND kind = \(Int16(DeviceRequest.Kind.more.rawValue))
+        let sends = [DeviceRequest.Kind.send, .reply, .forward].map { Int16($0.rawValue) }
+        for try await (p, ref, id, payload) in try await client.query("""
+            SELECT pin, ref, message_id, payload FROM device_requests WHERE state = 'pending' AND kind <> ALL(\(sends))
             ORDER BY received_at, pin, ref LIMIT \(limit)
-            """, logger: logger).decode((Int64, Int64, String).self) {
-            out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: .more(messageID: id)))
+            """, logger: logger).decode((Int64, Int64, String, ByteBuffer?).self) {
+            let request: DeviceRequest
+            if let payload {
+                guard let decoded = try? DeviceRequest.decode(Array(buffer: payload)) else {
+                    logger.error("a device request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
+                    continue
+                }
+                request = decoded
+            } else {
+                request = .more(messageID: id)
+            }
+            out.append(PendingRequest(pin: PIN(UInt32(p)), ref: UInt64(ref), request: request))
         }
         return out
     }

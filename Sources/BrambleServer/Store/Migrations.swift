@@ -257,6 +257,44 @@ enum Migrations {
             """,
             "CREATE INDEX outgoing_mail_open ON outgoing_mail(next_attempt_at) WHERE state IN ('pending', 'submitting') OR (state = 'sent' AND NOT filed)",
         ]),
+        // Reconciliation: per user, on by default. The state of every mail a device has, as
+        // last seen in the mailbox (seen NULL: not known yet, adopted silently), and each
+        // folder's change watermark (UIDVALIDITY, HIGHESTMODSEQ; CONDSTORE/QRESYNC). A
+        // device's change and a check of the mailbox both bump users.state_version, and a
+        // check commits only if it did not move meanwhile (it read the rows before).
+        // Backfilled from mail_items (INBOX, seen unknown), so an upgrade floods no device.
+        Migration(version: 11, name: "reconciliation", sql: [
+            "ALTER TABLE users ADD COLUMN reconciliation boolean NOT NULL DEFAULT true, ADD COLUMN state_version bigint NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE mailbox_messages (
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                message_id text NOT NULL,
+                folder text NOT NULL,
+                uid_validity bigint NOT NULL,
+                uid bigint NOT NULL,
+                seen boolean,
+                deleted boolean NOT NULL DEFAULT false,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (user_id, message_id)
+            )
+            """,
+            "CREATE INDEX mailbox_messages_folder ON mailbox_messages(user_id, folder, uid)",
+            """
+            CREATE TABLE folder_watermarks (
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                folder text NOT NULL,
+                uid_validity bigint NOT NULL,
+                highest_modseq bigint NOT NULL,
+                PRIMARY KEY (user_id, folder)
+            )
+            """,
+            """
+            INSERT INTO mailbox_messages (user_id, message_id, folder, uid_validity, uid)
+            SELECT DISTINCT ON (user_id, message_id) user_id, message_id, 'INBOX', uid_validity, uid FROM mail_items
+            ORDER BY user_id, message_id, created_at DESC
+            ON CONFLICT DO NOTHING
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

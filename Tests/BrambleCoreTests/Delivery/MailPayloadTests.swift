@@ -64,6 +64,36 @@ import Testing
         #expect(throws: PayloadError.self) { try SentOutcome.decode(w.bytes) }
     }
 
+    /// Reconciliation: the four mailbox changes and `folders` round-trip; `state` and
+    /// `folders` items too; a file without a folder (or with a control character in it)
+    /// and a state without a Message-ID are refused.
+    @Test func reconciliationRequestsAndItemsRoundTripAndAreBounded() throws {
+        let id = "<CAF=4x+kq@mail.example.com>"
+        for request in [DeviceRequest.read(messageID: id), .unread(messageID: id), .delete(messageID: id),
+                        .file(messageID: id, folder: "Projekte/Größe"), .folders] {
+            #expect(try DeviceRequest.decode(request.encoded()) == request)
+            #expect(!request.sendsMail)
+            #expect(request.reconciles == (request.kind != .folders))
+        }
+        for state in [MessageState(messageID: id, read: true, deleted: false, folder: "Archiv"),
+                      MessageState(messageID: id, read: false, deleted: true, folder: "")] {
+            #expect(try MessageState.decode(state.encoded()) == state)
+        }
+        let list = FolderList(folders: [.init(name: "INBOX", specialUse: ""), .init(name: "Sent", specialUse: "\\Sent"), .init(name: "Entwürfe", specialUse: "")])
+        #expect(try FolderList.decode(list.encoded()) == list)
+        let many = FolderList(folders: (0..<2000).map { .init(name: "F\($0)", specialUse: "") })
+        #expect(try FolderList.decode(many.encoded()).folders.count == FolderList.maxFolders, "cut to the bound, and still decodes")
+
+        var noFolder = PayloadWriter()
+        noFolder.uint(1, DeviceRequest.Kind.file.rawValue)
+        noFolder.string(2, id, max: 100)
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(noFolder.bytes) }
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.file(messageID: id, folder: "a\u{0}b").encoded()) }
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.file(messageID: id, folder: "").encoded()) }
+        #expect(throws: PayloadError.self) { try DeviceRequest.decode(DeviceRequest.read(messageID: "").encoded()) }
+        #expect(throws: PayloadError.self) { try MessageState.decode([]) }
+    }
+
     @Test func unknownFieldsAreSkippedSoPayloadsCanGrow() throws {
         var w = PayloadWriter()
         w.string(1, "<a@b>", max: 100)
