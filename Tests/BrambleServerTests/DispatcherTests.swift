@@ -80,12 +80,14 @@ import Testing
             // answers the requests alone.
             _ = try await serveWithTheLinkUp(epoch: 1)
             await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
+            await dispatcher.recordingsSettled()
             #expect(delivered.requests.withLockedValue { $0 } == [PendingRequest.Key(pin: Self.pin, ref: 7)], "recorded")
             var acks = try await sent().filter { $0.service == .requestAck }
             #expect(try acks.map { try AckList.decode(Envelope().open($0, key: key)).refs } == [[7]], "then acknowledged")
             #expect(requestsRung.withLockedValue { $0 } == 1)
             // The device did not hear the acknowledgement and sends it again (or someone replays it).
             await dispatcher.received([request(ref: 7, .more(messageID: "<a@b>"))])
+            await dispatcher.recordingsSettled()
             acks = try await sent().filter { $0.service == .requestAck }
             #expect(acks.count == 1, "acknowledged again")
             #expect(requestsRung.withLockedValue { $0 } == 1, "nothing new to act on")
@@ -93,6 +95,7 @@ import Testing
             var tampered = request(ref: 8, .more(messageID: "<a@b>"))
             tampered.body[tampered.body.count - 1] ^= 1
             await dispatcher.received([tampered])
+            await dispatcher.recordingsSettled()
             #expect(try await sent().isEmpty)
             #expect(delivered.requests.withLockedValue { $0 }.count == 1)
         }

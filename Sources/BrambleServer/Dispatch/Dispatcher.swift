@@ -261,6 +261,8 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         transmit(windows[pin]!.resendAll(nowMs: clock.nowMs()))
     }
 
+    private var recordingsInFlight = 0
+
     public func received(_ frames: [DataFrame]) async {
         let epoch = servingEpoch
         var sends: [Send<OutboundItem>] = []
@@ -269,7 +271,29 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         // A key lookup may have let a demotion in: those sends belong to windows now gone.
         guard servingEpoch == epoch, let epoch else { return }
         transmit(sends)
-        if !requests.isEmpty { await record(requests, epoch: epoch) }
+        guard !requests.isEmpty else { return }
+        // Recorded beside the link, not in its path: a database that takes its 2 s to
+        // answer (a switchover) must not stall the frames behind, the relay's heartbeats
+        // among them (a link that misses them fails, and the pair fails over for nothing).
+        // A few recordings at once; past that the requests wait for the devices' retry.
+        guard recordingsInFlight < Self.maxRecordingsInFlight else {
+            logger.debug("device requests left for the devices' retry: recordings busy", metadata: ["requests": "\(requests.count)"])
+            return
+        }
+        recordingsInFlight += 1
+        Task {
+            await self.record(requests, epoch: epoch)
+            self.recordingDone()
+        }
+    }
+
+    /// Device request batches being recorded at once, at most.
+    static let maxRecordingsInFlight = 8
+    private func recordingDone() { recordingsInFlight -= 1 }
+
+    /// Returns once no device requests are being recorded (for tests).
+    func recordingsSettled() async {
+        while recordingsInFlight > 0 { try? await Task.sleep(for: .milliseconds(1)) }
     }
 
     /// Records device requests, then tells each device which of its requests are recorded
