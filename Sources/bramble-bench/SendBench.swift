@@ -19,8 +19,11 @@ struct SendBench: AsyncParsableCommand {
             mailboxes), then --mails times at --rate a second has the next device send a mail \
             to the next device's user. The recipients' INBOXes are watched over IMAP as the \
             service account (a fetch of new Message-IDs every 10 ms), and each mail's arrival \
-            time taken against the moment its request was made in the device. Prints p50, p99 \
-            and max of both latencies, one JSON line last.
+            time taken against the moment its request was made in the device. Then \
+            --reconciliations rounds on mail the devices received: a device marks one read or \
+            unread (until IMAP shows the flag, polled every 5 ms), or an IMAP client does \
+            (until the device's state line says so). Prints p50, p99 and max of each latency, \
+            one JSON line last.
             """)
 
     @OptionGroup var relay: RelayOptions
@@ -30,6 +33,7 @@ struct SendBench: AsyncParsableCommand {
     @Option(help: "File holding its password.") var servicePasswordFile: String
     @Option(help: "Mails to send.") var mails = 100
     @Option(help: "Mails per second.") var rate: Double = 5
+    @Option(help: "Reconciliation rounds after the sends, alternating a device's read/unread (to the mailbox) and an IMAP client's (to the device).") var reconciliations = 40
 
     func run() async throws {
         BrambleLogging.bootstrap(level: "error")
@@ -41,13 +45,21 @@ struct SendBench: AsyncParsableCommand {
         let imapTLS = try relay.caFile.map { try TLSFiles(ca: $0).clientContext() }
 
         let heardAt = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+        // Mail each device showed, and each state line: (message, read) → when.
+        let received = NIOLockedValueBox<[(device: Int, messageID: String)]>([])
+        let stateSeen = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
         let failed = NIOLockedValueBox<[String: String]>([:])
         var agents: [(agent: DeviceAgent, pin: PIN, email: String)] = []
-        for path in credential {
+        for (index, path) in credential.enumerated() {
             let c = try CredentialFile.load(path)
             let agent = try DeviceAgent(configuration: .init(credential: c, relay: relayAddress, tls: relayTLS), logger: Logger(label: "device")) { item in
-                guard item.service == "sent", let id = item.messageID else { return }
                 let now = ContinuousClock.now
+                if item.service == "mail", let id = item.messageID { received.withLockedValue { $0.append((index, id)) } }
+                if item.service == "state", let id = item.messageID, let read = item.read {
+                    stateSeen.withLockedValue { if $0["\(index) \(id) \(read)"] == nil { $0["\(index) \(id) \(read)"] = now } }
+                }
+                guard item.service == "sent", let id = item.messageID else { return }
+
                 heardAt.withLockedValue { $0[id] = now }
                 if item.state != "sent" { failed.withLockedValue { $0[id] = item.reason ?? "failed" } }
             }
@@ -95,9 +107,19 @@ struct SendBench: AsyncParsableCommand {
             print(String(format: "send: request -> the device hears \"sent\"  p50 %.1f ms  p99 %.1f ms  max %.1f ms",
                          ms(toSent, 50), ms(toSent, 99), Double(toSent.max) / 1000))
             if let reason = refused.values.first { print("send: a failure said: \(reason)") }
+
+            let (toMailbox, toDevice) = try await Self.reconcile(rounds: reconciliations, devices: devices.map { ($0.agent, $0.email) },
+                                                                 received: received.withLockedValue { $0 }, stateSeen: stateSeen,
+                                                                 imap: imapAddress, tls: imapTLS, user: serviceUser, password: password)
+            print(String(format: "send: reconciliation, device -> mailbox (IMAP shows the flag)  p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d)",
+                         ms(toMailbox, 50), ms(toMailbox, 99), Double(toMailbox.max) / 1000, Int(toMailbox.totalCount)))
+            print(String(format: "send: reconciliation, mailbox -> device (an IMAP client's change to the state line)  p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d)",
+                         ms(toDevice, 50), ms(toDevice, 99), Double(toDevice.max) / 1000, Int(toDevice.totalCount)))
             let line: [String: Any] = ["requested": wanted.count, "delivered": delivered, "failed": refused.count,
                                        "inbox_p50_ms": ms(toInbox, 50), "inbox_p99_ms": ms(toInbox, 99), "inbox_max_ms": Double(toInbox.max) / 1000,
-                                       "sent_p50_ms": ms(toSent, 50), "sent_p99_ms": ms(toSent, 99)]
+                                       "sent_p50_ms": ms(toSent, 50), "sent_p99_ms": ms(toSent, 99),
+                                       "to_mailbox_p50_ms": ms(toMailbox, 50), "to_mailbox_p99_ms": ms(toMailbox, 99),
+                                       "to_device_p50_ms": ms(toDevice, 50), "to_device_p99_ms": ms(toDevice, 99)]
             print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
             group.cancelAll()
         }
@@ -122,5 +144,52 @@ struct SendBench: AsyncParsableCommand {
             }
             await imap.logout()
         }
+    }
+
+    /// Rounds on mail the devices received, alternating: a device's read/unread until IMAP
+    /// shows the flag, and an IMAP client's until the device's state line says so. Each
+    /// mail's flag flips every time it is used, so every round is a change.
+    static func reconcile(rounds: Int, devices: [(agent: DeviceAgent, email: String)], received: [(device: Int, messageID: String)],
+                          stateSeen: NIOLockedValueBox<[String: ContinuousClock.Instant]>, imap: HostPort, tls: NIOSSLContext?,
+                          user: String, password: String) async throws -> (Histogram<UInt64>, Histogram<UInt64>) {
+        var toMailbox = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var toDevice = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        guard rounds > 0, !received.isEmpty else { return (toMailbox, toDevice) }
+        var read: [String: Bool] = [:]  // what each mail's \Seen is now (new mail: unread)
+        for round in 0..<rounds {
+            let (device, id) = received[round % received.count]
+            let email = devices[device].email
+            let target = !(read[id] ?? false)
+            read[id] = target
+            try await IMAPSession.with(to: imap, tls: tls) { session in
+                try await session.login(user: "\(email)*\(user)", password: password)
+                _ = try await session.select("INBOX")
+                guard let uid = try await session.uidSearch(header: "Message-ID", value: id).first else { return }
+                let started = ContinuousClock.now
+                if round % 2 == 0 {
+                    try devices[device].agent.request(target ? .read(messageID: id) : .unread(messageID: id))
+                    let deadline = started + .seconds(10)
+                    while ContinuousClock.now < deadline {
+                        let flags = try await session.uidFetch("\(uid)", "UID FLAGS").first?.attributes["FLAGS"]?.list?.compactMap(\.text) ?? []
+                        if flags.contains("\\Seen") == target { toMailbox.record(UInt64(max(0, (ContinuousClock.now - started).microseconds))); break }
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                } else {
+                    try await session.uidStore("\(uid)", flags: ["\\Seen"], add: target)
+                    let deadline = started + .seconds(40)
+                    while ContinuousClock.now < deadline {
+                        if let at = stateSeen.withLockedValue({ $0["\(device) \(id) \(target)"] }) {
+                            toDevice.record(UInt64(max(0, (at - started).microseconds)))
+                            stateSeen.withLockedValue { $0["\(device) \(id) \(target)"] = nil }
+                            break
+                        }
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+                await session.logout()
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return (toMailbox, toDevice)
     }
 }
