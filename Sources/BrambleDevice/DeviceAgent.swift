@@ -25,8 +25,9 @@ public final class DeviceAgent: @unchecked Sendable {
         public var printJSON = false
         /// Unacknowledged requests are sent again this often while connected.
         public var requestRetryMs: UInt64 = 2_000
-        /// Take requests from the control spool beside the state file (`bramble-device
-        /// control`); `load`'s many devices do not, so they poll nothing.
+        /// Take requests: from the control spool beside the state file (`bramble-device
+        /// control`), and from `request` in process; `load`'s many devices do not, so they
+        /// poll nothing.
         public var acceptsControl = true
         /// A ping this often keeps the relay from closing the connection as idle (the
         /// relay closes devices silent for three minutes).
@@ -104,7 +105,8 @@ public final class DeviceAgent: @unchecked Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await self.keepAlive(link) }
                 // A device that can have no request (no control spool, an empty outbox) runs no sender.
-                if outbox.spool != nil || !outbox.pending.isEmpty { group.addTask { try await self.sendRequests(on: link) } }
+                // In process (`request`) or through the spool; `load`'s many devices make none.
+                if configuration.acceptsControl || !outbox.pending.isEmpty { group.addTask { try await self.sendRequests(on: link) } }
                 try await self.receive(&frames, on: link)
                 group.cancelAll()
             }
