@@ -213,7 +213,7 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr"
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_sender_login_maps=regexp:$dir/postfix/etc/sender-logins
   -o smtpd_sender_restrictions=reject_sender_login_mismatch
-  -o smtpd_recipient_restrictions=
+  -o smtpd_recipient_restrictions=check_recipient_access,regexp:$dir/postfix/etc/no-detail
   -o smtpd_relay_restrictions=reject_unauth_destination
   -o message_size_limit=$MAIL_SUBMISSION_SIZE_LIMIT
   -o smtpd_timeout=5s${MAIL_SUBMISSION_POLICY:+
@@ -317,11 +317,14 @@ CONF
 
   for email in "${MAIL_USERS[@]}"; do echo "$email ok"; done > "$dir/postfix/etc/virtual-mailboxes"
   # Submission: each address is owned by the user of that name (From must be the
-  # authenticated user), and its Sent copy goes to USER+Sent@, which only the submission
-  # service may address (the public port refuses any +detail recipient).
+  # authenticated user), and its Sent copy goes to USER+Sent@, which no client may address
+  # (both ports refuse any +detail recipient; the copy is added by the cleanup service).
   local domain_re=${MAIL_DOMAIN//./\\.}
   printf '/^([^@+]+@%s)$/ ${1}\n' "$domain_re" > "$dir/postfix/etc/sender-logins"
   printf '/^([^@+]+)@%s$/ ${1}+Sent@%s\n' "$domain_re" "$MAIL_DOMAIN" > "$dir/postfix/etc/sent-bcc"
+  # On the submission port too: a user (or a device) must not file mail into another
+  # user's folders (USER+Sent@ above all, the witness of an in-doubt send); the Sent copy
+  # itself is added later, by the submission's cleanup, past these restrictions.
   printf '/\\+[^@]*@/ REJECT only the submission service files mail into a folder\n' > "$dir/postfix/etc/no-detail"
   cat > "$dir/postfix/etc/main.cf" <<CONF
 # Written by scripts/mail.sh: a private Postfix that delivers $MAIL_DOMAIN to Dovecot over

@@ -181,6 +181,30 @@ import Testing
         }
     }
 
+    /// A mail the device filed away (here into Trash) can still be replied to: the
+    /// original is looked for in every folder, not only the INBOX.
+    @Test func aFiledMailCanStillBeRepliedTo() async throws {
+        try await Self.sendCluster { cluster in
+            let originalID = "<filed-\(UUID().uuidString)@example.test>"
+            try await cluster.sendRawMail(to: Self.demo1, """
+                From: demo2@example.test
+                To: demo1@example.test
+                Subject: filed
+                Message-ID: \(originalID)
+
+                Put this away.
+                """)
+            try await cluster.waitFor("the mail on demo1's device") { cluster.mailShown(pin: Self.pin1).contains { $0.message_id == originalID } }
+            try cluster.control(pin: Self.pin1, ["file", originalID, "Trash"])
+            _ = try await Self.waitForMessage(cluster, Self.demo1, in: "Trash", id: originalID)
+            try cluster.control(pin: Self.pin1, ["reply", originalID, "--body", "Found it again."])
+            let replied = try await Self.outcome(cluster, pin: Self.pin1, verb: "reply")
+            #expect(replied.state == "sent", "\(replied.reason ?? "")")
+            let reply = try await Self.waitForMessage(cluster, Self.demo2, id: try #require(replied.message_id))
+            #expect(Self.decodedText(reply.bytes).contains("> Put this away."))
+        }
+    }
+
     // MARK: Reading messages back
 
     /// A header's value, unfolded, from a stored message.

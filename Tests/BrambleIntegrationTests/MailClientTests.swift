@@ -171,6 +171,18 @@ import Testing
             #expect(try await refusal(to: "nobody@example.test") == 550, "an unknown recipient")
             #expect(try await refusal(as: nil) == 554, "no AUTH")
             #expect(try await refusal(password: "wrong") == 535, "a wrong password")
+            // Nor into another user's folders (their Sent above all: the witness of a send in doubt).
+            #expect(try await refusal(to: "demo2+Sent@example.test") == 554, "a +detail recipient through the service account")
+            let ownLogin = try await {
+                do {
+                    try await SMTPSession.with(to: host.submission, tls: host.tls) { smtp in
+                        try await smtp.authenticatePlain(login: "demo3@example.test", password: host.passwords["demo3@example.test"]!)
+                        try await smtp.send(from: "demo3@example.test", to: ["demo4+Projekte@example.test"], message: "Subject: no\r\n\r\nno")
+                    }
+                    return 250
+                } catch let refused as SMTPSession.Refused { return refused.reply.code }
+            }()
+            #expect(ownLogin == 554, "a +detail recipient through a user's own login")
             // The public port will not file into anyone's folder.
             await #expect(throws: SMTPSession.Refused.self) {
                 try await SMTPSession.with(to: host.smtp, tls: host.tls) { smtp in

@@ -23,7 +23,7 @@ extension MessagingAgent {
     /// One pass over the outgoing queue (the `.outgoing` job); true if something is left
     /// to look at soon (a retry, an in-doubt attempt, a copy to file).
     func processOutgoing(epoch: UInt64, _ c: Configuration) async -> Bool {
-        let queue: (open: [OutgoingMail], unfiled: [OutgoingMail])
+        let queue: (open: [OutgoingMail], unfiled: [OutgoingMail], waiting: Bool)
         do {
             queue = try await withDeadline(ms: 5_000, clock: clock) { [store] in try await store.openOutgoingMail(settleMs: Self.settleMs(c)) }
         } catch {
@@ -32,13 +32,16 @@ extension MessagingAgent {
         }
         for mail in queue.open where isServing(epoch) {
             switch mail.state {
+            case .pending where !mail.deviceActive:
+                // A lost device, disabled: what it asked to send does not go out.
+                await finish(mail, attempt: nil, .failed(reason: "not sent: the device was disabled"), epoch: epoch)
             case .pending: await submit(mail, epoch: epoch, c)
             case .submitting: await resolve(mail, epoch: epoch, c)
             case .sent, .failed: break
             }
         }
         for mail in queue.unfiled where isServing(epoch) { await file(mail, epoch: epoch, c) }
-        return !queue.open.isEmpty || !queue.unfiled.isEmpty
+        return queue.waiting || !queue.open.isEmpty || !queue.unfiled.isEmpty
     }
 
     // MARK: Submitting
@@ -124,7 +127,10 @@ extension MessagingAgent {
         if Date().timeIntervalSince(mail.createdAt) > 24 * 3600 {
             return .failed(reason: "not sent within 24 hours; last: \(reason)")
         }
-        return .retry(reason: reason, afterMs: min(60_000, 1_000 << min(mail.attempts, 6)))
+        // Backs off with the attempts made, and with age for failures before any attempt
+        // (reading the original while the mail server is away).
+        let age = Int(Date().timeIntervalSince(mail.createdAt) / 10)
+        return .retry(reason: reason, afterMs: min(60_000, 1_000 << min(max(mail.attempts, age), 6)))
     }
 
     /// Records an outcome and sends the device its `sent` item.
@@ -190,12 +196,14 @@ extension MessagingAgent {
             }
         } catch {
             logger.debug("filing a sent mail failed; later", metadata: ["message_id": "\(mail.messageID)", "error": "\(describe(error))"])
-            return
+            found = false
         }
         let giveUp = Date().timeIntervalSince(mail.createdAt) > 3600
         if !found, giveUp { logger.warning("a sent mail's copy never reached Sent; not filed", metadata: ["message_id": "\(mail.messageID)"]) }
         _ = try? await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
-            try await store.recordFiling(mail.key, filed: found, retryAfterMs: found || giveUp ? nil : 500, pair: pair, node: node, epoch: epoch)
+            // Soon at first (the copy lands moments after the 250), then every 10 s.
+            let retry = Date().timeIntervalSince(mail.createdAt) < 60 ? 500 : 10_000
+            try await store.recordFiling(mail.key, filed: found, retryAfterMs: found || giveUp ? nil : retry, pair: pair, node: node, epoch: epoch)
         }
     }
 
@@ -264,8 +272,9 @@ extension MessagingAgent {
         return addresses.filter { seen.insert($0.lowercased()).inserted }
     }
 
-    /// The mail replied to or forwarded, read whole from the user's INBOX: found where the
-    /// device's copy came from, else by its Message-ID. Its full text (up to
+    /// The mail replied to or forwarded, read whole from the user's mailbox: found where the
+    /// device's copy came from, else by its Message-ID in the INBOX, then in the other
+    /// folders (at most 50). Its full text (up to
     /// `maxQuoteBytes`) and, for a forward, every attachment part as it is.
     private func original(_ messageID: String, of mail: OutgoingMail, attachments: Bool, _ c: Configuration) async throws -> OriginalMail {
         let location = try await store.mailLocation(pin: mail.key.pin, messageID: messageID)
@@ -280,8 +289,15 @@ extension MessagingAgent {
                     candidates = try await session.uidSearch(header: "Message-ID", value: messageID)
                     found = try await Self.readOriginal(messageID, candidates, attachments: attachments, &session, c)
                 }
+                // Filed or trashed since (from the device or a desktop): the other folders.
+                for folder in try await (found == nil ? session.list() : []).prefix(Self.maxSearchedFolders)
+                where found == nil && folder.name != "INBOX" && Self.isSelectable(folder) {
+                    _ = try await session.select(folder.name, readOnly: true)
+                    candidates = try await session.uidSearch(header: "Message-ID", value: messageID)
+                    found = try await Self.readOriginal(messageID, candidates, attachments: attachments, &session, c)
+                }
                 await session.logout()
-                guard let found else { throw SendRefusal(reason: "original not found: \(messageID) is no longer in the INBOX") }
+                guard let found else { throw SendRefusal(reason: "original not found: \(messageID) is in none of the user's folders") }
                 return found
             }
         }

@@ -271,7 +271,7 @@ extension ConfigStore {
         let sends = [DeviceRequest.Kind.send, .reply, .forward].map { Int16($0.rawValue) }
         for try await (p, ref, id, payload) in try await client.query("""
             SELECT pin, ref, message_id, payload FROM device_requests WHERE state = 'pending' AND kind <> ALL(\(sends))
-            ORDER BY received_at, pin, ref LIMIT \(limit)
+            ORDER BY min(received_at) OVER (PARTITION BY pin), pin, ref LIMIT \(limit)
             """, logger: logger).decode((Int64, Int64, String, ByteBuffer?).self) {
             let request: DeviceRequest
             if let payload {

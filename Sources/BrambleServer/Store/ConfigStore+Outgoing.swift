@@ -22,6 +22,8 @@ public struct OutgoingMail: Sendable, Equatable {
     /// the mail server may still take have passed, so it can no longer be accepted.
     public var attemptOver: Bool
     public var createdAt: Date
+    /// Whether the device that asked is still active (a disabled one's mail does not go out).
+    public var deviceActive = true
 
     /// The attempt a submitting row is in.
     public var attempt: Attempt? { attemptEpoch.map { Attempt(epoch: $0, number: attempts) } }
@@ -46,28 +48,35 @@ extension ConfigStore {
     }
 
     /// Outgoing mail waiting for this node: pending rows due, every submitting row (the
-    /// Agent decides whether it is in doubt), and sent rows whose Sent copy is not filed
-    /// yet (only `filing` of them). `settleMs`: what an attempt may take past its deadline.
-    public func openOutgoingMail(limit: Int = 200, settleMs: Int) async throws -> (open: [OutgoingMail], unfiled: [OutgoingMail]) {
+    /// Agent decides whether it is in doubt), then sent rows whose Sent copy is not filed
+    /// yet (copies that cannot be filed never hold up mail to send). `settleMs`: what an
+    /// attempt may take past its deadline. `waiting`: mail not yet sent or settled, due
+    /// now or later.
+    public func openOutgoingMail(limit: Int = 200, settleMs: Int) async throws -> (open: [OutgoingMail], unfiled: [OutgoingMail], waiting: Bool) {
         var open: [OutgoingMail] = [], unfiled: [OutgoingMail] = []
-        for try await (p, ref, user, email, name, id, payload, state, attempts, attemptEpoch, over, created) in try await client.query("""
+        for try await (p, ref, user, email, name, id, payload, state, attempts, attemptEpoch, over, created, active) in try await client.query("""
             SELECT o.pin, o.ref, o.user_id, u.email, u.display_name, o.message_id, r.payload, o.state, o.attempts, o.attempt_epoch,
-                   COALESCE(now() > o.deadline_at + \(settleMs) * interval '1 millisecond', false), o.created_at
+                   COALESCE(now() > o.deadline_at + \(settleMs) * interval '1 millisecond', false), o.created_at, d.status = 'active'
             FROM outgoing_mail o JOIN device_requests r ON r.pin = o.pin AND r.ref = o.ref JOIN users u ON u.id = o.user_id
+                 JOIN devices d ON d.pin = o.pin
             WHERE (o.state = 'pending' AND o.next_attempt_at <= now()) OR o.state = 'submitting'
                OR (o.state = 'sent' AND NOT o.filed AND o.next_attempt_at <= now())
-            ORDER BY o.created_at, o.pin, o.ref LIMIT \(limit)
-            """, logger: logger).decode((Int64, Int64, Int64, String, String, String, ByteBuffer?, String, Int32, Int64?, Bool, Date).self) {
+            ORDER BY o.state = 'sent', o.created_at, o.pin, o.ref LIMIT \(limit)
+            """, logger: logger).decode((Int64, Int64, Int64, String, String, String, ByteBuffer?, String, Int32, Int64?, Bool, Date, Bool).self) {
             guard let payload, let request = try? DeviceRequest.decode(Array(buffer: payload)), let state = OutgoingMail.State(rawValue: state) else {
                 logger.error("an outgoing mail's request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
                 continue
             }
             let mail = OutgoingMail(key: .init(pin: PIN(UInt32(p)), ref: UInt64(ref)), userID: user, email: email, displayName: name, messageID: id,
                                     request: request, state: state, attempts: Int(attempts), attemptEpoch: attemptEpoch.map { UInt64($0) },
-                                    attemptOver: over, createdAt: created)
+                                    attemptOver: over, createdAt: created, deviceActive: active)
             if state == .sent { unfiled.append(mail) } else { open.append(mail) }
         }
-        return (open, unfiled)
+        var waiting = false
+        for try await any in try await client.query(
+            "SELECT EXISTS (SELECT 1 FROM outgoing_mail WHERE state IN ('pending', 'submitting'))", logger: logger
+        ).decode(Bool.self) { waiting = any }
+        return (open, unfiled, waiting)
     }
 
     /// Starts an attempt at a pending mail: submitting, under this epoch, to end by
