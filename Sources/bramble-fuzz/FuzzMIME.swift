@@ -11,7 +11,7 @@ import NIOCore
 enum MIMETarget {
     static let target = FuzzTarget(
         name: "mime",
-        covers: "MailEnvelope, MailStructure, MailComposer, MailImportance, MailText (headers, transfer encodings, charsets, HTML, chunks), IMAPDate",
+        covers: "MailEnvelope, MailStructure, MailComposer, MailImportance, MailHeaders, MailText (headers, transfer encodings, charsets, HTML, chunks), IMAPDate",
         run: run)
 
     /// The server's smallest chunk (256 bytes) and a small cap on the text kept.
@@ -42,6 +42,11 @@ enum MIMETarget {
         // Each chunk re-reads the rest of the text: the first 512 bytes, in chunks of 8 to 71.
         checkChunks(MailText.prefix(plain, maxBytes: 512), first: 0, maxBytes: 8 + Int(bytes.first ?? 0) % 64)
         _ = MailImportance.parse(headers: bytes)
+        // A reply's References, as the Agent reads it from the original's header block.
+        if let references = MailHeaders.value("References", in: bytes) {
+            require(references == MailText.printable(references), "a header value with a control character")
+            require(references.utf8.count <= 3 * MailHeaders.maxHeaderBytes, "a header value past the block's bound")
+        }
         _ = IMAPDate.parse(String(text.prefix(48)))  // an INTERNALDATE is 26 characters
 
         // The Agent's reading of FETCH responses.

@@ -208,16 +208,7 @@ import Testing
     // MARK: Reading messages back
 
     /// A header's value, unfolded, from a stored message.
-    static func header(_ name: String, _ message: String) -> String {
-        let head = message.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n\n").first ?? ""
-        var value: String?
-        for line in head.split(separator: "\n") {
-            if value != nil, line.first == " " || line.first == "\t" { value! += " " + line.trimmingCharacters(in: .whitespaces); continue }
-            if value != nil { break }
-            if line.lowercased().hasPrefix(name.lowercased() + ":") { value = line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
-        }
-        return value ?? ""
-    }
+    static func header(_ name: String, _ message: String) -> String { MailHeaders.value(name, in: Array(message.utf8)) ?? "" }
 
     /// The first text/plain part's text, decoded (quoted-printable or 8 bit).
     static func decodedText(_ bytes: [UInt8]) -> String {

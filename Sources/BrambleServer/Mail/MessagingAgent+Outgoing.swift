@@ -332,25 +332,9 @@ extension MessagingAgent {
             raws.append(RawPart(mimeHeader: try await section("\(part.section).MIME"), body: try await section(part.section)))
         }
         let headers = attributes.first { $0.name.hasPrefix("BODY[HEADER") }?.value.bytes ?? []
-        return OriginalMail(messageID: envelope.messageID, references: Self.headerValue("References", in: headers), subject: envelope.subject,
+        return OriginalMail(messageID: envelope.messageID, references: MailHeaders.value("References", in: headers), subject: envelope.subject,
                             from: MailEnvelope.addressSpecs(envelopeValue, field: 2), replyTo: MailEnvelope.addressSpecs(envelopeValue, field: 4),
                             to: MailEnvelope.addressSpecs(envelopeValue, field: 5), cc: MailEnvelope.addressSpecs(envelopeValue, field: 6),
                             fromDisplay: envelope.from.first ?? "", date: envelope.date, text: text, attachments: raws)
-    }
-
-    /// A header's value from `BODY[HEADER.FIELDS (…)]` bytes, unfolded; nil if absent.
-    static func headerValue(_ name: String, in header: [UInt8]) -> String? {
-        let text = String(decoding: header, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-        var value: String?
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if let v = value, let first = line.first, first == " " || first == "\t" {
-                value = v + " " + line.trimmingCharacters(in: .whitespaces)
-            } else if value != nil {
-                break
-            } else if line.lowercased().hasPrefix(name.lowercased() + ":") {
-                value = line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)
-            }
-        }
-        return value.map { MailText.printable($0) }
     }
 }
