@@ -109,6 +109,17 @@ public struct ShownItem: Codable, Sendable, Equatable {
         case receivedAt = "received_at"
     }
 
+    /// Reads the lines `encoder` writes (the log's `received_at`, ISO 8601 with fractions).
+    public static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            return try style.parse(try c.decode(String.self))
+        }
+        return d
+    }()
+
     public static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

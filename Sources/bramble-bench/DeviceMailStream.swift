@@ -84,29 +84,19 @@ final class DeviceMailStream: Sendable {
     }
 
     func read() -> Reading {
-        struct Line: Decodable {
-            var service: String
-            var ref: UInt64?
-            var verb: String?
-            var message_id: String?
-            var state: String?
-            var reason: String?
-            var received_at: String?
-        }
-        let style = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
         var reading = Reading()
         for (i, device) in devices.enumerated() {
             guard let data = FileManager.default.contents(atPath: device.log) else { continue }
             let recipient = devices[(i + 1) % devices.count].email
             let domain = device.email.split(separator: "@").last.map(String.init) ?? ""
             for raw in data.split(separator: UInt8(ascii: "\n")) {
-                guard let line = try? JSONDecoder().decode(Line.self, from: raw),
-                      let at = line.received_at.flatMap({ try? style.parse($0) }) else { continue }
-                if line.service == "request", line.verb == "send", let ref = line.ref, at >= startedAt {
-                    let id = OutgoingMessageID.make(pin: device.pin, ref: ref, domain: domain)
+                guard let line = try? ShownItem.decoder.decode(ShownItem.self, from: raw) else { continue }
+                let at = line.receivedAt
+                if line.service == "request", line.verb == "send", at >= startedAt {
+                    let id = OutgoingMessageID.make(pin: device.pin, ref: line.ref, domain: domain)
                     reading.acked.append(.init(messageID: id, sender: device.email, recipient: recipient))
                     reading.ackedAt[id] = at
-                } else if line.service == "sent", let id = line.message_id, let state = line.state {
+                } else if line.service == "sent", let id = line.messageID, let state = line.state {
                     reading.outcomes[id] = (state == "failed" ? "failed: \(line.reason ?? "")" : state, at)
                 }
             }

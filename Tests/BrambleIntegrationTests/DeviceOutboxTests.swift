@@ -135,4 +135,15 @@ import Testing
             #expect(outbox.pending.contains { $0.request == .file(messageID: "<m@x>", folder: "Archiv") })
         }
     }
+
+    /// A log line reads back as what was written (the drills' stream reads the devices' logs so).
+    @Test func aLogLineReadsBackWithItsFields() throws {
+        let at = Date(timeIntervalSince1970: 1_796_550_000.123)
+        let item = ShownItem.sent(SentOutcome(requestRef: 42, messageID: "<bramble.2A00F00D.42@x>", state: .failed, reason: "unknown recipient <a@b>"),
+                                  pin: "2A00F00D", seq: 7, at: at)
+        var read = try ShownItem.decoder.decode(ShownItem.self, from: ShownItem.encoder.encode(item))
+        #expect(abs(read.receivedAt.timeIntervalSince(at)) < 0.001)
+        read.receivedAt = at
+        #expect(read == item)
+    }
 }
