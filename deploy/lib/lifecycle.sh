@@ -17,7 +17,7 @@ build_binaries() {
 
 cmd_up() {
   if [ -f "$RUN/status.json" ]; then
-    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2 && mail_host_up; then
+    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2 && mail_host_up && im_host_up; then
       say "already up"; cmd_status; return 0
     fi
     say "a previous cluster is partly down; cleaning it up first"; cmd_down
@@ -26,14 +26,17 @@ cmd_up() {
   # A new cluster's TLS comes from this command's environment, never from a leftover state file.
   TLS_MODE=${BRAMBLE_DEPLOY_TLS:-yes}
   [ "$TLS_MODE" = yes ] || [ "$TLS_MODE" = no ] || die "BRAMBLE_DEPLOY_TLS must be yes or no"
-  DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE
+  DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE IM_TLS=$TLS_MODE
   local started=$SECONDS
   ensure_ha_packages
   [ "$(id -u)" -ne 0 ] || ensure_mail_packages
+  # Prosody needs no root (it runs as the caller then): the IM host starts whenever it is installed.
+  local im=yes
+  if [ "$(id -u)" -eq 0 ]; then ensure_im_packages; else (ensure_im_packages) 2>/dev/null || im=no; fi
   choose_mode
-  set_db_hosts; set_mail_host
+  set_db_hosts; set_mail_host; set_im_host
   if [ "$MODE" = loopback ]; then
-    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT" $(mail_ports); do
+    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT" $(mail_ports) $(im_ports); do
       port_busy "$p" && die "port $p is in use; stop what holds it or set the BRAMBLE_*_PORT variables"
     done
   else
@@ -58,10 +61,10 @@ cmd_up() {
     random_key > "$TMP/kek" )  # the key-encryption key both nodes seal master keys under
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
   tls_setup "$TMP/tls"
-  set_db_hosts; set_mail_host  # again, now that the certificates' paths are known
+  set_db_hosts; set_mail_host; set_im_host  # again, now that the certificates' paths are known
   export CURL_CA_BUNDLE=$TMP/tls/ca.crt  # curl trusts it for the nodes' and the relay's HTTPS
-  # The mail host starts beside the database (it needs nothing else; under a second).
-  local mail_starter=""
+  # The mail and IM hosts start beside the database (they need nothing else; under a second each).
+  local mail_starter="" im_starter=""
   if [ "$(id -u)" -eq 0 ]; then
     echo yes > "$RUN/mail-host"
     say "starting mail host on $(addr mail) (SMTP :$SMTP_PORT, submission :$SUBMISSION_PORT, IMAP :$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", all TLS"), LMTP 127.0.0.1:$LMTP_PORT there; $MAIL_DOMAIN)"
@@ -69,8 +72,16 @@ cmd_up() {
   else
     say "mail host: not started (Postfix's master must start as root)"
   fi
+  if [ "$im" = yes ]; then
+    echo yes > "$RUN/im-host"
+    say "starting IM host on $(addr im) (XMPP :$XMPP_PORT$([ "$TLS_MODE" = yes ] && echo ", TLS from the first byte"); $IM_DOMAIN, Prosody)"
+    ( im_start "$TMP/im" ) & im_starter=$!
+  else
+    say "IM host: not started (Prosody is not installed; as root, \`make up\` installs it)"
+  fi
   db_start "$TMP/db"
   [ -z "$mail_starter" ] || wait "$mail_starter" || die "the mail host did not start (logs in $TMP/mail)"
+  [ -z "$im_starter" ] || wait "$im_starter" || die "the IM host did not start (logs in $TMP/im)"
 
   say "starting relay on $(addr relay) (devices :$DEVICE_PORT, SRP :$SRP_PORT, http :$RELAY_HTTP_PORT)"
   start_relay
@@ -102,6 +113,12 @@ The mail host takes SMTP at $(addr mail):$SMTP_PORT for $MAIL_DOMAIN (${MAIL_USE
 their mailboxes over IMAP at $(addr mail):$IMAP_PORT$([ "$TLS_MODE" = yes ] && echo ", both TLS from the first byte"); \`make status\` has their passwords and the CA.
 MSG
   fi
+  if im_host_up && [ -f "$RUN/im-host" ]; then
+    cat >&2 <<MSG
+The IM host (Prosody) takes XMPP clients for $IM_DOMAIN at $(addr im):$XMPP_PORT$([ "$TLS_MODE" = yes ] && echo ", TLS from the first byte"); each
+demo user's JID is their e-mail address, all in one shared roster; \`make status\`'s im has their passwords.
+MSG
+  fi
   if [ "$MODE" = netns ]; then
     cat >&2 <<MSG
 The hosts' addresses exist only inside their namespaces: run commands on the client host.
@@ -121,16 +138,18 @@ MSG
 # Everything stops at once where order does not matter, in three steps: the supervisors
 # (so nothing is restarted), then the devices, nodes and relay together (a primary
 # demotes and records it while the database is still there), then the database; the
-# mail host, which needs none of them, stops meanwhile.
+# mail and IM hosts, which need none of them, stop meanwhile.
 cmd_down() {
   [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
   TMP=$(cat "$RUN/tmpdir" 2>/dev/null || true)
   # The mail host stops beside everything else (Dovecot's own shutdown takes about a second).
-  local mail_stopper=""
+  local mail_stopper="" im_stopper=""
   if [ -n "$TMP" ] && [ -d "$TMP/mail" ]; then ( mail_stop "$TMP/mail" ) & mail_stopper=$!; fi
+  if [ -n "$TMP" ] && [ -d "$TMP/im" ]; then ( im_stop "$TMP/im" ) & im_stopper=$!; fi
   stop_supervised 10 device-1 device-2 "${SUPERVISED[@]}"
   if [ -n "$TMP" ] && [ -d "$TMP/db" ]; then set_db_hosts; db_stop "$TMP/db"; fi
   [ -z "$mail_stopper" ] || wait "$mail_stopper" || true
+  [ -z "$im_stopper" ] || wait "$im_stopper" || true
   [ "$MODE" = netns ] && remove_hosts
   case "$TMP" in /tmp/bramble-cluster.*) rm -rf "$TMP" ;; esac
   rm -rf "$RUN"

@@ -1,16 +1,16 @@
 # An operator's commands on a running cluster: logs, exec, stop-node, start-node,
-# start-relay, db-switchover, restart-mail. Sourced by deploy/cluster.
+# start-relay, db-switchover, restart-mail, restart-im. Sourced by deploy/cluster.
 
 cmd_logs() {
   require_up
   local name=${1:-} f file
   if [ -z "$name" ]; then
-    for f in "$TMP"/*.log "$TMP"/db/*.log "$TMP"/mail/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
+    for f in "$TMP"/*.log "$TMP"/db/*.log "$TMP"/mail/*.log "$TMP"/im/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
     for f in "$TMP"/device-*.jsonl; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .jsonl | sed 's/^device-//')" "$f"; done
     return 0
   fi
   # A process's log, or a device's log of shown items by its PIN.
-  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/mail/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
+  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/mail/$name.log" "$TMP/im/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
   [ -f "$file" ] || die "no log named '$name' (\`deploy/cluster logs\` lists them)"
   if [ "${2:-}" = -f ]; then exec tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
 }
@@ -94,4 +94,15 @@ cmd_restart_mail() {
   mail_stop "$TMP/mail"
   mail_start "$TMP/mail"
   say "mail host restarted (dovecot pid $(mail_dovecot_pid "$TMP/mail"), postfix pid $(mail_postfix_pid "$TMP/mail"))"
+}
+
+# Restart the IM host: Prosody stopped by PID (its sessions end; clients reconnect) and
+# started again on the same config, accounts and archives.
+cmd_restart_im() {
+  require_up
+  [ -f "$RUN/im-host" ] || die "this cluster has no IM host (Prosody was not installed)"
+  set_im_host
+  im_stop "$TMP/im"
+  im_start "$TMP/im"
+  say "IM host restarted (prosody pid $(im_prosody_pid "$TMP/im"))"
 }

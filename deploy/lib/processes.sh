@@ -70,6 +70,11 @@ mail-service-user = $MAIL_SERVICE_USER
 mail-service-password-file = $TMP/mail/service-password
 mail-notify-token-file = $TMP/mail/notify-token
 CONF
+  # The IM host: where the node reaches XMPP, and its domain (a user's JID is their e-mail address).
+  [ -f "$RUN/im-host" ] && cat >> "$TMP/$node.conf" <<CONF
+xmpp = $(addr im):$XMPP_PORT
+xmpp-domain = $IM_DOMAIN
+CONF
   return 0
 }
 

@@ -17,10 +17,11 @@ SMTP_PORT=${BRAMBLE_SMTP_PORT:-2525}
 IMAP_PORT=${BRAMBLE_IMAP_PORT:-1143}
 LMTP_PORT=${BRAMBLE_LMTP_PORT:-2424}
 SUBMISSION_PORT=${BRAMBLE_SUBMISSION_PORT:-2465}
+XMPP_PORT=${BRAMBLE_XMPP_PORT:-5223}
 CONFIG=${BRAMBLE_BUILD:-release}
 SRP_ID=bramble
-HOSTS=(db1 db2 db3 relay node-a node-b client mail)
-declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30 [mail]=40)
+HOSTS=(db1 db2 db3 relay node-a node-b client mail im)
+declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30 [mail]=40 [im]=50)
 DEMO=("demo1@example.test 2A00F00D" "demo2@example.test 2A00F00E")
 # Every demo user has a mailbox on the mail host; demo3 and demo4 have no device yet.
 MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
@@ -28,6 +29,11 @@ MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@examp
 [[ ${BRAMBLE_MAIL_EXTRA_USERS:-0} =~ ^[0-9]+$ ]] && [ "${BRAMBLE_MAIL_EXTRA_USERS:-0}" -le 10000 ] \
   || die "BRAMBLE_MAIL_EXTRA_USERS must be 0…10000"
 for ((i = 1; i <= ${BRAMBLE_MAIL_EXTRA_USERS:-0}; i++)); do MAIL_USERS+=("mbench$i@example.test"); done
+# The IM host's accounts (scripts/im.sh's defaults: demo1…demo4, whose JIDs are their
+# e-mail addresses, and im-sender, the drills' XMPP client); more, imbench1…imbenchN (the
+# IM benchmark's 1,000, sharing one password): BRAMBLE_IM_EXTRA_USERS=N.
+IM_EXTRA_USERS=${BRAMBLE_IM_EXTRA_USERS:-0}
+[[ $IM_EXTRA_USERS =~ ^[0-9]+$ ]] && [ "$IM_EXTRA_USERS" -le 10000 ] || die "BRAMBLE_IM_EXTRA_USERS must be 0…10000"
 # The processes the supervisor restarts after a crash (deploy/lib/supervise).
 SUPERVISED=(relay node-a node-b)
 
@@ -44,7 +50,7 @@ node_port() { case "$1" in node-a) echo "$NODE_A_PORT" ;; node-b) echo "$NODE_B_
 # bench`; etcd keeps its TLS). Fixed in a running cluster's state.
 TLS_MODE=$(cat "$RUN/tls-mode" 2>/dev/null || echo "${BRAMBLE_DEPLOY_TLS:-yes}")
 [ "$TLS_MODE" = yes ] || [ "$TLS_MODE" = no ] || die "BRAMBLE_DEPLOY_TLS must be yes or no"
-DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE
+DB_TLS=$TLS_MODE MAIL_TLS=$TLS_MODE IM_TLS=$TLS_MODE
 scheme() { [ "$TLS_MODE" = yes ] && echo https || echo http; }
 node_url() { echo "$(scheme)://$(addr "$1"):$(node_port "$1")"; }
 relay_health_url() { echo "$(scheme)://$(addr relay):$RELAY_HTTP_PORT/health"; }
@@ -66,6 +72,12 @@ set_mail_host() {
   MAIL_NOTIFY_URLS=("$(node_url node-a)/mail/notify" "$(node_url node-b)/mail/notify")
   MAIL_TLS_CA=${TMP:+$TMP/tls/ca.crt} MAIL_TLS_CERT=${TMP:+$TMP/tls/mail/cert.pem} MAIL_TLS_KEY=${TMP:+$TMP/tls/mail/key.pem}
   if [ "$MODE" = netns ]; then MAIL_CLIENT_NET="$NET.0/24"; else MAIL_CLIENT_NET=127.0.0.0/8; fi
+}
+
+# The IM host for scripts/im.sh: its address, namespace and certificate.
+set_im_host() {
+  IM_ADDR=$(addr im) IM_NS=$(ns im)
+  IM_TLS_CA=${TMP:+$TMP/tls/ca.crt} IM_TLS_CERT=${TMP:+$TMP/tls/im/cert.pem} IM_TLS_KEY=${TMP:+$TMP/tls/im/key.pem}
 }
 
 set_db_hosts() {
@@ -92,4 +104,10 @@ mail_host_up() {
   local tmp d p; tmp=${TMP:-$(cat "$RUN/tmpdir" 2>/dev/null || true)}
   d=$(mail_dovecot_pid "$tmp/mail") p=$(mail_postfix_pid "$tmp/mail")
   [ -n "$d" ] && alive_pid "$d" && [ -n "$p" ] && alive_pid "$p"
+}
+# The IM host runs (or was never started: Prosody not installed and not root to install it).
+im_host_up() {
+  [ -f "$RUN/im-host" ] || return 0
+  local tmp; tmp=${TMP:-$(cat "$RUN/tmpdir" 2>/dev/null || true)}
+  [ -n "$(im_prosody_pid "$tmp/im")" ]
 }

@@ -29,20 +29,29 @@ write_status_json() {
       {host: "mail", smtp: $smtp, imap: $imap, lmtp: $lmtp, submission: $submission, domain: $domain,
        service_account: {user: $user, password_file: $password_file}, logs: {dovecot: $dovecot_log, postfix: $postfix_log}}')
   fi
+  # The IM host: where clients connect, and every account with its password (JID =
+  # e-mail address), read by jq from its 0600 file like the mailboxes'.
+  local im=null im_passwords=/dev/null
+  if [ -f "$RUN/im-host" ]; then
+    im_passwords="$TMP/im/user-passwords"
+    im=$(jq -n --arg xmpp "$(addr im):$XMPP_PORT" --arg domain "$IM_DOMAIN" --arg log "$TMP/im/prosody.log" '
+      {host: "im", xmpp: $xmpp, domain: $domain, logs: {prosody: $log}}')
+  fi
   ( umask 077
     jq -n --arg mode "$MODE" --argjson hosts "$hosts" --arg exec "$BRAMBLE_ROOT/deploy/cluster exec" \
       --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
       --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
-      --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" '
+      --argjson im "$im" --rawfile im_passwords "$im_passwords" --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca, enabled: ($tls_mode == "yes"),
-             links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
+             links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", xmpp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
                      api: "HTTPS (clients verify the node and relay certificates; mail notifications too)",
                      database: "TLS, verify-full from the nodes; scram-sha-256; replication verify-full",
                      imap: "IMAPS (TLS from the first byte; the nodes verify the mail host)",
                      smtp: "TLS from the first byte (wrapper mode); clients verify the mail host",
                      submission: "TLS from the first byte; SASL login as each user through the service account (Postfix lets a login send only as itself)",
+                     xmpp: "TLS from the first byte (XEP-0368 direct TLS); clients verify the IM host; SASL SCRAM-SHA-1",
                      etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)",
                      patroni: "HTTPS; basic authentication for changes (switchover, config)"} end)},
        nodes: [{name: "node-a", host: "node-a", health_url: "\($a_url)/health", push_url: "\($a_url)/push", config: $a_conf},
@@ -52,6 +61,8 @@ write_status_json() {
        devices: $devices,
        mail: (if $mail then $mail + {users: [$passwords | split("\n")[] | select(length > 0) | split(" ") | {email: .[0], password: .[1]}]}
               else null end),
+       im: (if $im then $im + {users: [$im_passwords | split("\n")[] | select(length > 0) | split(" ") | {jid: .[0], password: .[1]}], prosody_pid: null}
+            else null end),
        tmpdir: $tmp}' > "$RUN/status.json.new" )
   mv -f "$RUN/status.json.new" "$RUN/status.json"
 }
@@ -95,6 +106,7 @@ live_status_json() {
                process_json dovecot mail "$(mail_dovecot_pid "$TMP/mail")"
                process_json postfix mail "$(mail_postfix_pid "$TMP/mail")"
              fi
+             [ ! -f "$RUN/im-host" ] || process_json prosody im "$(im_prosody_pid "$TMP/im")"
            } | jq -s .)
   jq --argjson db "$db" --argjson health "$health" --argjson procs "$procs" '
     ($procs | map({(.name): .}) | add) as $p
@@ -107,6 +119,7 @@ live_status_json() {
     | .patroni_timers = $db.timers
     | .etcd = $db.etcd
     | .relay += {pid: $p.relay.pid, restarts: $p.relay.restarts, alive: $p.relay.alive}
+    | if .im then .im.prosody_pid = $p.prosody.pid else . end
     | .processes = $procs' "$RUN/status.json"
 }
 
@@ -126,6 +139,12 @@ cmd_status() {
        + ([.mail.users[].email | split("@")[0]] | join(", "))
        + "  service account \(.mail.service_account.user) (password in \(.mail.service_account.password_file))"
      else "mail     not started (Postfix needs root)" end),
+    (if .im then ([.im.users[] | select(.jid | startswith("imbench"))] | length) as $bench
+       | "im       XMPP \(.im.xmpp)  \(.im.domain): "
+       + ([.im.users[].jid | select(startswith("imbench") | not) | split("@")[0]] | join(", "))
+       + (if $bench > 0 then " and \($bench) bench users (imbench1…)" else "" end)
+       + "  Prosody pid \(.im.prosody_pid)"
+     else "im       not started (Prosody is not installed)" end),
     ([.processes[] | select(.alive | not) | .name]) as $down
     | ([.processes[] | select(.restarts != null and .supervised == false and .alive) | .name]) as $unsupervised
     | "processes: \(.processes | length - ($down | length)) of \(.processes | length) running"

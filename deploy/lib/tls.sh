@@ -4,12 +4,13 @@
 
 # The CA and a certificate for each host that serves TLS or presents one. The database
 # hosts' keys belong to the PostgreSQL user (PostgreSQL and Patroni read them; etcd, as
-# root, too); the others' to root, who starts those daemons.
+# root, too); the others' to root, who starts those daemons (scripts/im.sh gives Prosody
+# a copy of the IM host's key, owned by the user it runs as).
 tls_setup() {  # DIR
   tls_ca "$1"
   local host
   for host in db1 db2; do tls_host "$1" "$host" "$(addr "$host")" "$(pg_user)"; done
-  for host in db3 relay node-a node-b mail; do tls_host "$1" "$host" "$(addr "$host")"; done
+  for host in db3 relay node-a node-b mail im; do tls_host "$1" "$host" "$(addr "$host")"; done
 }
 
 # The flags that give a daemon its host's certificate (or, with BRAMBLE_DEPLOY_TLS=no,
