@@ -159,7 +159,7 @@ let package = Package(
             ]
         ),
         // libFuzzer targets for every decoder of bytes from the network or a file (frames,
-        // envelope, payloads, IMAP, MIME, settings, SMTP, NOTIFY), chosen by
+        // envelope, payloads, IMAP, MIME, settings, SMTP, NOTIFY, XMPP and SCRAM), chosen by
         // BRAMBLE_FUZZ_TARGET; built only by `make fuzz` / `make fuzz-short` with
         // -sanitize=fuzzer,address (see Makefile). Pure core only, so the build stays small.
         .executableTarget(
