@@ -8,15 +8,15 @@
 /// Namespaces are not resolved: `xmlns` is the element's own `xmlns` attribute, not one it
 /// inherits, and a prefix is only part of `name`. A `<body>` inside
 /// `<message xmlns='jabber:client'>` has `xmlns` nil, as it was written.
-public struct XMLElement: Equatable, Sendable {
+public struct XMPPElement: Equatable, Sendable {
     /// The qualified name as written: "message", "stream:features".
     public var name: String
     /// In document order, `xmlns` and `xmlns:prefix` declarations included.
     public var attributes: [(name: String, value: String)]
-    public var children: [XMLNode]
+    public var children: [XMPPNode]
 
     /// An element from its parts, as the parser makes them.
-    public init(_ name: String, attributes: [(String, String)] = [], children: [XMLNode] = []) {
+    public init(_ name: String, attributes: [(String, String)] = [], children: [XMPPNode] = []) {
         self.name = name
         self.attributes = attributes.map { (name: $0.0, value: $0.1) }
         self.children = children
@@ -26,16 +26,16 @@ public struct XMLElement: Equatable, Sendable {
     /// initializer. The attributes are `xmlns` (when not nil) then `attributes`; the
     /// children are `text` (when not nil nor empty) then `children`.
     ///
-    ///     XMLElement("message", xmlns: "jabber:client", attributes: [("to", jid), ("type", "chat")],
-    ///                children: [XMLElement("body", xmlns: nil, text: "hi")])
-    public init(_ name: String, xmlns: String?, attributes: [(String, String)] = [], text: String? = nil, children: [XMLElement] = []) {
-        var nodes: [XMLNode] = []
+    ///     XMPPElement("message", xmlns: "jabber:client", attributes: [("to", jid), ("type", "chat")],
+    ///                children: [XMPPElement("body", xmlns: nil, text: "hi")])
+    public init(_ name: String, xmlns: String?, attributes: [(String, String)] = [], text: String? = nil, children: [XMPPElement] = []) {
+        var nodes: [XMPPNode] = []
         if let text, !text.isEmpty { nodes.append(.text(text)) }
-        nodes += children.map(XMLNode.element)
+        nodes += children.map(XMPPNode.element)
         self.init(name, attributes: (xmlns.map { [("xmlns", $0)] } ?? []) + attributes, children: nodes)
     }
 
-    public static func == (a: XMLElement, b: XMLElement) -> Bool {
+    public static func == (a: XMPPElement, b: XMPPElement) -> Bool {
         a.name == b.name && a.attributes.count == b.attributes.count
             && zip(a.attributes, b.attributes).allSatisfy { $0.name == $1.name && $0.value == $1.value }
             && a.children == b.children
@@ -55,18 +55,18 @@ public struct XMLElement: Equatable, Sendable {
 
     /// The first element child with that local name and, unless `xmlns` is nil, that
     /// `xmlns` attribute of its own.
-    public func child(_ localName: String, xmlns: String? = nil) -> XMLElement? {
+    public func child(_ localName: String, xmlns: String? = nil) -> XMPPElement? {
         for case .element(let e) in children where e.localName == localName && (xmlns == nil || e.xmlns == xmlns) { return e }
         return nil
     }
 
     /// Every element child with that local name (and `xmlns`, unless nil), in order.
-    public func children(_ localName: String, xmlns: String? = nil) -> [XMLElement] {
+    public func children(_ localName: String, xmlns: String? = nil) -> [XMPPElement] {
         elements.filter { $0.localName == localName && (xmlns == nil || $0.xmlns == xmlns) }
     }
 
     /// The element children, in order.
-    public var elements: [XMLElement] {
+    public var elements: [XMPPElement] {
         children.compactMap { if case .element(let e) = $0 { e } else { nil } }
     }
 
@@ -102,7 +102,7 @@ public struct XMLElement: Equatable, Sendable {
             out += " "
             out += a.name
             out += "='"
-            XMLElement.escape(a.value, attribute: true, into: &out)
+            XMPPElement.escape(a.value, attribute: true, into: &out)
             out += "'"
         }
     }
@@ -114,7 +114,7 @@ public struct XMLElement: Equatable, Sendable {
         for child in children {
             switch child {
             case .element(let e): e.serialize(into: &out)
-            case .text(let t): XMLElement.escape(t, attribute: false, into: &out)
+            case .text(let t): XMPPElement.escape(t, attribute: false, into: &out)
             }
         }
         out += "</"
@@ -140,17 +140,17 @@ public struct XMLElement: Equatable, Sendable {
 }
 
 /// A child of an element: an element, or text (entities decoded).
-public enum XMLNode: Equatable, Sendable {
-    case element(XMLElement)
+public enum XMPPNode: Equatable, Sendable {
+    case element(XMPPElement)
     case text(String)
 }
 
 /// What the parser reads from a stream.
 public enum XMPPStreamEvent: Equatable, Sendable {
     /// The `<stream:stream …>` open tag (no children): its id, from, version, namespaces.
-    case opened(XMLElement)
+    case opened(XMPPElement)
     /// A complete depth-1 element: a stanza, stream:features, stream:error, a SASL element…
-    case stanza(XMLElement)
+    case stanza(XMPPElement)
     /// `</stream:stream>`.
     case closed
 }
@@ -289,7 +289,7 @@ public struct XMPPStreamParser: Sendable {
     /// Decoded text of the open element not yet made a node (character data and CDATA).
     private var text = ""
     /// The open elements of the stanza being read, the stanza first.
-    private var stack: [XMLElement] = []
+    private var stack: [XMPPElement] = []
     /// The stream's open tag's name ("stream:stream"), which its end tag must repeat.
     private var streamName = ""
     /// Bytes of the current stanza (or stream header) so far.
@@ -449,7 +449,7 @@ public struct XMPPStreamParser: Sendable {
         var i = 0
         let name = try readName(&i)
         var selfClosing = false
-        var element = XMLElement(name)
+        var element = XMPPElement(name)
         element.attributes = try readAttributes(&i, selfClosing: &selfClosing)
         switch phase {
         case .prolog:
@@ -488,7 +488,7 @@ public struct XMPPStreamParser: Sendable {
     }
 
     /// A complete element: a child of the open one, or a stanza.
-    private mutating func close(_ element: XMLElement, _ events: inout [XMPPStreamEvent]) {
+    private mutating func close(_ element: XMPPElement, _ events: inout [XMPPStreamEvent]) {
         if stack.isEmpty {
             events.append(.stanza(element))
             unitBytes = 0

@@ -91,13 +91,13 @@ import Testing
 
     @Test func whitespaceKeepalivesBetweenStanzasAreDroppedButTextIsNot() throws {
         let events = try parse(inStream(" \n <presence/> \t\r\n <presence/>   "))
-        #expect(Array(events.dropFirst()) == [.stanza(XMLElement("presence")), .stanza(XMLElement("presence"))])
+        #expect(Array(events.dropFirst()) == [.stanza(XMPPElement("presence")), .stanza(XMPPElement("presence"))])
         #expect(failure(inStream("<presence/>hello")) == .textOutsideStanza)
         #expect(failure(inStream("<presence/></stream:stream> x")) == .afterClose)
         #expect(failure(inStream("</stream:stream><presence/>")) == .afterClose)
         // Whitespace inside a stanza is its text.
         let stanza = try parse(inStream("<message> <body>a\r\nb\rc</body> </message>")).last
-        #expect(stanza == .stanza(XMLElement("message", children: [.text(" "), .element(XMLElement("body", children: [.text("a\nb\nc")])), .text(" ")])))
+        #expect(stanza == .stanza(XMPPElement("message", children: [.text(" "), .element(XMPPElement("body", children: [.text("a\nb\nc")])), .text(" ")])))
     }
 
     @Test func entitiesAndCharacterReferencesAreDecoded() throws {
@@ -106,7 +106,7 @@ import Testing
         #expect(m[attribute: "a"] == "<&AB\"'> \"x\"")
         #expect(m[attribute: "b"] == "it's ok ", "attribute whitespace normalized to spaces")
         #expect(m.children == [.text("😀é <b> A<raw> & ]] !")], "CDATA joins the text around it")
-        #expect(try parse(inStream("<m>&#13;&#9;&#10;</m>")).last == .stanza(XMLElement("m", children: [.text("\r\t\n")])))
+        #expect(try parse(inStream("<m>&#13;&#9;&#10;</m>")).last == .stanza(XMPPElement("m", children: [.text("\r\t\n")])))
     }
 
     @Test func invalidCharacterReferencesAndUndefinedEntitiesAreRefused() throws {
@@ -153,7 +153,7 @@ import Testing
         let cut = bytes.count - 5
         #expect(throws: Never.self) {
             let events = try parser.feed(bytes[..<cut]) + parser.feed(bytes[cut...])
-            #expect(events.last == .stanza(XMLElement("m", children: [.text("é")])))
+            #expect(events.last == .stanza(XMPPElement("m", children: [.text("é")])))
         }
     }
 
@@ -252,19 +252,19 @@ import Testing
     }
 
     @Test func serializationEscapesAndRoundTrips() throws {
-        let body = XMLElement("body", xmlns: nil, text: "a < b && c > d \"q\" 'a'\r\n\ttab 😀")
-        let message = XMLElement(
+        let body = XMPPElement("body", xmlns: nil, text: "a < b && c > d \"q\" 'a'\r\n\ttab 😀")
+        let message = XMPPElement(
             "message", xmlns: "jabber:client", attributes: [("to", "a&b@example.test"), ("id", "x'\"<>\t\n\r y")],
-            children: [body, XMLElement("stanza-id", xmlns: "urn:xmpp:sid:0", attributes: [("id", "1")])])
+            children: [body, XMPPElement("stanza-id", xmlns: "urn:xmpp:sid:0", attributes: [("id", "1")])])
         #expect(message.xmlns == "jabber:client" && message.attributes.map(\.name) == ["xmlns", "to", "id"])
         #expect(body.serialized() == "<body>a &lt; b &amp;&amp; c &gt; d \"q\" 'a'&#13;\n\ttab 😀</body>")
         #expect(message.serialized().hasPrefix("<message xmlns='jabber:client' to='a&amp;b@example.test' id='x&apos;&quot;&lt;&gt;&#9;&#10;&#13; y'>"))
-        #expect(XMLElement("x", xmlns: nil).serialized() == "<x/>")
-        #expect(XMLElement("x", xmlns: nil, text: "a\u{0}b\u{FFFF}").serialized() == "<x>a\u{FFFD}b\u{FFFD}</x>", "no character XML cannot carry")
+        #expect(XMPPElement("x", xmlns: nil).serialized() == "<x/>")
+        #expect(XMPPElement("x", xmlns: nil, text: "a\u{0}b\u{FFFF}").serialized() == "<x>a\u{FFFD}b\u{FFFD}</x>", "no character XML cannot carry")
 
         let events = try parse(inStream(message.serialized()))
         #expect(events.last == .stanza(message))
-        let open = XMLElement("stream:stream", xmlns: "jabber:client", attributes: [("xmlns:stream", "http://etherx.jabber.org/streams"), ("to", "example.test"), ("version", "1.0")])
+        let open = XMPPElement("stream:stream", xmlns: "jabber:client", attributes: [("xmlns:stream", "http://etherx.jabber.org/streams"), ("to", "example.test"), ("version", "1.0")])
         #expect(open.serializedOpenTag() == "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>")
         #expect(try parse(open.serializedOpenTag()) == [.opened(open)])
 
