@@ -7,7 +7,7 @@ import BrambleCore
 enum PayloadsTarget {
     static let target = FuzzTarget(
         name: "payloads",
-        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest (every kind), SentOutcome, MessageState, FolderList, PayloadFields: decode, re-encode, decode",
+        covers: "PushItem, AckList, MailItem (+ filter rules), MoreChunk, DeviceRequest (every kind, wire and stored), SentOutcome, MessageState, FolderList, IMSessionOutcome, IMMessage, IMContactList, IMPresenceUpdate, PayloadFields: decode, re-encode, decode",
         run: run, seeds: seeds)
 
     static func run(_ bytes: [UInt8]) {
@@ -38,6 +38,23 @@ enum PayloadsTarget {
         if let request = try? DeviceRequest.decode(bytes) {
             require((try? DeviceRequest.decode(request.encoded())) == request, "re-encoding changed the device request")
             for a in request.recipients { require(DeviceRequest.isAddressShaped(a), "a recipient that is no address was decoded") }
+        }
+        if let stored = try? DeviceRequest.decodeStored(bytes) {
+            require((try? DeviceRequest.decodeStored(stored.encoded())) == stored, "re-encoding changed the stored device request")
+        }
+        if let outcome = try? IMSessionOutcome.decode(bytes) {
+            require((try? IMSessionOutcome.decode(outcome.encoded())) == outcome, "re-encoding changed the IM session outcome")
+        }
+        if let message = try? IMMessage.decode(bytes) {
+            require((try? IMMessage.decode(message.encoded())) == message, "re-encoding changed the instant message")
+        }
+        if let update = try? IMPresenceUpdate.decode(bytes) {
+            require((try? IMPresenceUpdate.decode(update.encoded())) == update, "re-encoding changed the presence update")
+        }
+        if let contacts = try? IMContactList.decode(bytes) {
+            let again = try? IMContactList.decode(contacts.encoded())
+            require(again != nil, "a decoded contact list re-encoded to one that does not decode")
+            if bytes.count <= 16 * 1024 { require(again == contacts, "re-encoding changed the contact list") }
         }
         if let outcome = try? SentOutcome.decode(bytes) {
             require((try? SentOutcome.decode(outcome.encoded())) == outcome, "re-encoding changed the send outcome")
@@ -112,6 +129,17 @@ enum PayloadsTarget {
                                                  .init(name: "Trash", specialUse: "\\Trash"), .init(name: "Entwürfe", specialUse: "")]).encoded()),
             ("sent.bin", SentOutcome(requestRef: 1_800_000_000_000, messageID: "<bramble.2A00F00D.1800000000000@example.com>",
                                      state: .failed, reason: "unknown recipient <nobody@example.com>").encoded()),
+            ("request-im-login.bin", DeviceRequest.imLogin(jid: "demo1@example.test", secret: .password("correct horse")).encoded()),
+            ("request-im-login-sealed.bin", DeviceRequest.imLogin(jid: "demo1@example.test", secret: .sealed("s1.AAAA")).encoded()),
+            ("request-im-send.bin", DeviceRequest.imSend(to: "demo2@example.test", body: "Mittag? ✓").encoded()),
+            ("request-im-presence.bin", DeviceRequest.imPresence(.busy).encoded()),
+            ("request-im-logout.bin", DeviceRequest.imLogout.encoded()),
+            ("im-session.bin", IMSessionOutcome(jid: "demo1@example.test", state: .serverBusy, reason: "Server Busy", requestRef: 7).encoded()),
+            ("im.bin", IMMessage(from: "demo2@example.test", to: "demo1@example.test", id: "m-1", body: "hi", receivedAtMs: 1_800_000_000_000,
+                                 ref: 3, error: "service-unavailable").encoded()),
+            ("im-contacts.bin", IMContactList(contacts: [.init(jid: "demo2@example.test", name: "Demo 2", presence: .away, status: "lunch"),
+                                                         .init(jid: "demo3@example.test", name: "", presence: .offline)]).encoded()),
+            ("im-presence.bin", IMPresenceUpdate(jid: "demo2@example.test", presence: .busy, status: "in a meeting").encoded()),
         ]
     }
 }

@@ -73,6 +73,9 @@ public struct MasterKeyVault: Sendable {
         throw OpenFailure(pin: pin)
     }
 
+    var currentKEK: SymmetricKey { kek }
+    var previousKEK: SymmetricKey? { previous }
+
     /// Whether `stored` is a sealed value (else a plain base64 key from before sealing).
     public static func isSealed(_ stored: String) -> Bool { stored.hasPrefix(prefix) }
 }

@@ -31,6 +31,8 @@ public struct DeliveryWindow<Item> {
     public var inFlightCount: Int { inFlight.count }
     public var pendingCount: Int { pending.count }
     public var isEmpty: Bool { pending.isEmpty && inFlight.isEmpty }
+    /// When the oldest item still unacknowledged was sent (nil: none is in flight).
+    public var oldestInFlightSentAtMs: UInt64? { inFlight.values.lazy.map(\.sentAtMs).min() }
 
     /// Adds a committed item; a sequence number already held is ignored (so reloading
     /// from the database after a notification is harmless). Returns what to send now.

@@ -4,7 +4,10 @@
 ///
 /// Tags: 1 kind, 2 message_id (the mail asked about, replied to or forwarded), 3 to
 /// (repeated), 4 cc (repeated), 5 subject, 6 body (the device user's text), 7 all (reply
-/// to all), 8 folder (where `file` puts the mail, as the user reads its name).
+/// to all), 8 folder (where `file` puts the mail, as the user reads its name); for
+/// instant messaging 9 jid, 10 password (on the wire only), 11 sealed_password (as
+/// recorded: the password sealed under the nodes' key-encryption key, bound to the PIN),
+/// 12 presence; `imSend` carries its peer in 3 (to) and its text in 6 (body).
 public enum DeviceRequest: Equatable, Sendable {
     /// The next chunk of a mail's text.
     case more(messageID: String)
@@ -23,10 +26,32 @@ public enum DeviceRequest: Equatable, Sendable {
     case file(messageID: String, folder: String)
     /// The user's folder list, answered with a `folders` item.
     case folders
+    /// Instant messaging (the Collaboration Service): log in to the company's XMPP server
+    /// as `jid`, answered with an `imSession` item; the session lasts until `imLogout`, the
+    /// idle timeout or the administrator, across failovers.
+    case imLogin(jid: String, secret: IMLoginSecret)
+    /// A one-to-one message to `to` (a bare JID).
+    case imSend(to: String, body: String)
+    /// The device user's own presence, as their contacts see it.
+    case imPresence(IMPresence)
+    case imLogout
 
     public enum Kind: UInt64, Sendable {
         case more = 1, send = 2, reply = 3, forward = 4, read = 5, unread = 6, delete = 7, file = 8, folders = 9
+        case imLogin = 10, imSend = 11, imPresence = 12, imLogout = 13
     }
+
+    /// An IM login's password: as the device sends it, or as the node records it (sealed
+    /// under the key-encryption key, so no copy of the database holds it in the clear).
+    public enum IMLoginSecret: Equatable, Sendable {
+        case password(String)
+        case sealed(String)
+    }
+
+    /// An IM password: generous, but bounded.
+    public static let maxPasswordLength = 1024
+    /// A sealed password as `MasterKeyVault.sealSecret` writes it.
+    public static let maxSealedLength = 2048
 
     /// A device's text: well above what a handheld's user types, far below a frame's 256 KB.
     public static let maxBodyLength = 64 * 1024
@@ -46,14 +71,21 @@ public enum DeviceRequest: Equatable, Sendable {
         case .delete: .delete
         case .file: .file
         case .folders: .folders
+        case .imLogin: .imLogin
+        case .imSend: .imSend
+        case .imPresence: .imPresence
+        case .imLogout: .imLogout
         }
     }
+
+    /// Whether the Collaboration Service acts on it (the Messaging Agent acts on the rest).
+    public var isIM: Bool { kind.isIM }
 
     /// The mail the request is about (every kind but `send` and `folders`).
     public var messageID: String? {
         switch self {
         case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _), .read(let id), .unread(let id), .delete(let id), .file(let id, _): id
-        case .send, .folders: nil
+        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout: nil
         }
     }
 
@@ -61,7 +93,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var reconciles: Bool {
         switch kind {
         case .read, .unread, .delete, .file: true
-        case .more, .send, .reply, .forward, .folders: false
+        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout: false
         }
     }
 
@@ -77,6 +109,10 @@ public enum DeviceRequest: Equatable, Sendable {
         case .delete: "delete"
         case .file: "file"
         case .folders: "folders"
+        case .imLogin: "im login"
+        case .imSend: "im send"
+        case .imPresence: "im presence"
+        case .imLogout: "im logout"
         }
     }
 
@@ -84,7 +120,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var recipients: [String] {
         switch self {
         case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
-        case .more, .reply, .read, .unread, .delete, .file, .folders: []
+        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout: []
         }
     }
 
@@ -92,7 +128,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var sendsMail: Bool {
         switch kind {
         case .send, .reply, .forward: true
-        case .more, .read, .unread, .delete, .file, .folders: false
+        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout: false
         }
     }
 
@@ -101,7 +137,18 @@ public enum DeviceRequest: Equatable, Sendable {
         w.uint(1, kind.rawValue)
         if let messageID { w.string(2, messageID, max: MailItem.maxMessageIDLength) }
         switch self {
-        case .more, .read, .unread, .delete, .folders: break
+        case .more, .read, .unread, .delete, .folders, .imLogout: break
+        case .imLogin(let jid, let secret):
+            w.string(9, jid, max: IMAddress.maxLength)
+            switch secret {
+            case .password(let password): w.string(10, password, max: Self.maxPasswordLength)
+            case .sealed(let sealed): w.string(11, sealed, max: Self.maxSealedLength)
+            }
+        case .imSend(let to, let body):
+            w.string(3, to, max: IMAddress.maxLength)
+            w.string(6, body, max: Self.maxBodyLength)
+        case .imPresence(let presence):
+            w.string(12, presence.rawValue, max: 16)
         case .file(_, let folder):
             w.string(8, folder, max: Self.maxFolderLength)
         case .send(let to, let cc, let subject, let body):
@@ -127,6 +174,14 @@ public enum DeviceRequest: Equatable, Sendable {
     /// nothing in it may break the record (a NUL in a Message-ID would fail the database
     /// batch it is written with) or a command line later (an address with a line break).
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> DeviceRequest {
+        let request = try decodeStored(bytes)
+        if case .imLogin(_, .sealed) = request { throw PayloadError("a device sends its password, not a sealed one") }
+        return request
+    }
+
+    /// A request as the node recorded it: an IM login's password sealed (`decode` is the
+    /// wire's, which refuses that form).
+    public static func decodeStored(_ bytes: [UInt8]) throws(PayloadError) -> DeviceRequest {
         let f = try PayloadFields(bytes)
         let raw = try f.requiredUInt(1, "kind")
         guard let kind = Kind(rawValue: raw) else { throw PayloadError("unknown request kind \(raw)") }
@@ -152,6 +207,29 @@ public enum DeviceRequest: Equatable, Sendable {
             guard isValidFolder(folder) else { throw PayloadError("folder empty or with a control character") }
             return .file(messageID: id, folder: folder)
         case .folders: return .folders
+        case .imLogin:
+            let jid = try f.requiredString(9, max: IMAddress.maxLength, "jid")
+            guard IMAddress.isBareJID(jid) else { throw PayloadError("jid is not a bare JID (user@domain)") }
+            let password = try f.string(10, max: maxPasswordLength, "password")
+            let sealed = try f.string(11, max: maxSealedLength, "sealed_password")
+            switch (password, sealed) {
+            case (let password?, nil):
+                guard !password.isEmpty, !password.utf8.contains(0) else { throw PayloadError("password empty or with a NUL") }
+                return .imLogin(jid: jid, secret: .password(password))
+            case (nil, let sealed?): return .imLogin(jid: jid, secret: .sealed(sealed))
+            default: throw PayloadError("an IM login needs exactly one of password and sealed_password")
+            }
+        case .imSend:
+            let to = try f.requiredString(3, max: IMAddress.maxLength, "to")
+            guard IMAddress.isBareJID(to) else { throw PayloadError("to is not a bare JID (user@domain)") }
+            let body = try f.requiredString(6, max: maxBodyLength, "body")
+            guard !body.isEmpty else { throw PayloadError("body empty") }
+            return .imSend(to: to, body: body)
+        case .imPresence:
+            let raw = try f.requiredString(12, max: 16, "presence")
+            guard let presence = IMPresence(rawValue: raw), presence != .offline else { throw PayloadError("presence must be available, away or busy") }
+            return .imPresence(presence)
+        case .imLogout: return .imLogout
         }
     }
 

@@ -147,12 +147,21 @@ public struct DataFrame: Equatable, Sendable {
         case state = 8
         /// The user's folders, `FolderList` (server → device, likewise).
         case folders = 9
+        /// An IM login's outcome or a session's end, `IMSessionOutcome` (server → device,
+        /// delivered and acknowledged like a mail).
+        case imSession = 10
+        /// An instant message received or sent, `IMMessage` (likewise).
+        case im = 11
+        /// The user's IM contacts with their presence, `IMContactList` (likewise).
+        case imContacts = 12
+        /// A contact's presence changed, `IMPresenceUpdate` (likewise).
+        case imPresence = 13
 
         /// The services the server delivers through a device's window (sequence numbered,
         /// acknowledged with `ack`).
         public var isDelivered: Bool {
             switch self {
-            case .push, .mail, .more, .sent, .state, .folders: true
+            case .push, .mail, .more, .sent, .state, .folders, .imSession, .im, .imContacts, .imPresence: true
             case .ack, .request, .requestAck: false
             }
         }

@@ -1,0 +1,37 @@
+import Crypto
+import Foundation
+
+/// Other secrets the nodes keep in the database under the same key-encryption key: an IM
+/// login's password while its request waits, and the SCRAM keys a cached IM session logs
+/// back in with. Each is bound to its purpose and PIN (additional data), so a sealed value
+/// cannot be moved to another device or read as another kind of secret.
+/// Text form: `s1.` + base64(nonce ‖ ciphertext ‖ tag).
+extension MasterKeyVault {
+    public static let secretPrefix = "s1."
+
+    public enum SecretPurpose: String, Sendable {
+        case imPassword = "bramble-im-password-v1"
+        case imSCRAMKeys = "bramble-im-scram-keys-v1"
+    }
+
+    public struct SecretOpenFailure: Error, CustomStringConvertible, Equatable {
+        public let pin: PIN
+        public var description: String { "a secret of PIN \(pin) does not open under this key-encryption key" }
+    }
+
+    public func sealSecret(_ bytes: [UInt8], purpose: SecretPurpose, pin: PIN) -> String {
+        let box = try! AES.GCM.seal(bytes, using: currentKEK, authenticating: Array(purpose.rawValue.utf8) + pin.bigEndianBytes)
+        return Self.secretPrefix + box.combined!.base64EncodedString()
+    }
+
+    /// Opens under the current KEK, or the previous one during a rotation.
+    public func openSecret(_ stored: String, purpose: SecretPurpose, pin: PIN) throws(SecretOpenFailure) -> [UInt8] {
+        guard stored.hasPrefix(Self.secretPrefix), let combined = Data(base64Encoded: String(stored.dropFirst(Self.secretPrefix.count))),
+              let box = try? AES.GCM.SealedBox(combined: combined) else { throw SecretOpenFailure(pin: pin) }
+        let additional = Array(purpose.rawValue.utf8) + pin.bigEndianBytes
+        for key in [currentKEK] + (previousKEK.map { [$0] } ?? []) {
+            if let bytes = try? AES.GCM.open(box, using: key, authenticating: additional) { return Array(bytes) }
+        }
+        throw SecretOpenFailure(pin: pin)
+    }
+}
