@@ -70,6 +70,18 @@ public enum SecretFilePermissions {
             throw SecretFileError("cannot write the \(what) file \(path)")
         }
     }
+
+    /// Replaces the file at `path` atomically with one of mode 0600 from its creation (a
+    /// new file beside it, then rename): readers see the old file or the new, whole.
+    public static func replace(_ path: String, bytes: some Collection<UInt8>, what: String) throws {
+        let temporary = "\(path).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        try create(temporary, bytes: bytes, what: what)
+        guard rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw SecretFileError("cannot replace the \(what) file \(path): errno \(error)")
+        }
+    }
 }
 
 public struct SecretFileError: Error, CustomStringConvertible, Sendable {

@@ -46,6 +46,13 @@ final class TestCluster: @unchecked Sendable {
         var mailMaxTextBytes = 32 * 1024
         /// A policy service the submission service asks before it answers a final dot.
         var submissionPolicy: SubmissionPolicy?
+        /// An IM host (scripts/im-private: Prosody, accounts demo1…demo4@example.test and
+        /// im-sender@example.test in one shared roster group) the nodes log devices in to.
+        var im = false
+        /// Accounts imbench1…imbenchN@example.test on the IM host too.
+        var imExtraUsers = 0
+        /// The nodes' `--im-session-limit` (nil: their default).
+        var imSessionLimit: Int?
         /// The nodes' `--mail-device-delete` (nil: their default, expunge).
         var mailDeviceDelete: String?
         /// More `bramble-relay` flags (caps and timeouts).
@@ -55,6 +62,8 @@ final class TestCluster: @unchecked Sendable {
 
     /// The mail host, once started (`Options.mail`).
     private(set) var mailHost: TestMailHost?
+    /// The IM host, once started (`Options.im`).
+    private(set) var imHost: TestIMHost?
 
     let dir: String
     let pgPort: Int
@@ -152,6 +161,7 @@ final class TestCluster: @unchecked Sendable {
             try runCommand(Self.root + "/scripts/pg-private", ["start", dir + "/pg", "\(pgPort)"], environment: tls.environment)
         }
         if options.mail { try startMailHost() }
+        if options.im { imHost = try TestIMHost.start(in: dir + "/im", ca: tls, extraUsers: options.imExtraUsers) }
         try startRelay()
         try await waitFor("relay health") { try await self.get(self.relayHTTPURL + "/health").status == 200 }
         for name in options.cuttableLinks {
@@ -271,7 +281,12 @@ final class TestCluster: @unchecked Sendable {
             "--http-listen", "127.0.0.1:\(httpPort)", "--admin-token-file", dir + "/admin-token", "--key-encryption-key-file", dir + "/kek",
             "--resend-after", "\(options.resendAfterSeconds)",
             "--lease-ms", "\(options.leaseMs)", "--heartbeat-ms", "\(options.heartbeatMs)",
-        ] + database + mailArguments + tls.flags(name)
+        ] + database + mailArguments + imArguments + tls.flags(name)
+    }
+
+    private var imArguments: [String] {
+        guard let im = imHost else { return [] }
+        return ["--xmpp", im.xmpp.description, "--xmpp-domain", im.domain] + (options.imSessionLimit.map { ["--im-session-limit", "\($0)"] } ?? [])
     }
 
     private var mailArguments: [String] {
@@ -434,6 +449,11 @@ final class TestCluster: @unchecked Sendable {
     }
 
     func waitFor(_ what: String, seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
+        try await Self.poll(what, seconds: seconds, condition)
+    }
+
+    /// Polls `condition` every 100 ms until it holds, at most `seconds`.
+    static func poll(_ what: String, seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if (try? await condition()) == true { return }
@@ -448,6 +468,7 @@ final class TestCluster: @unchecked Sendable {
         for cutter in cutters.values { await cutter.stop() }
         relay?.stop()
         mailHost?.stop()
+        imHost?.stop()
         _ = try? runCommand(Self.root + "/scripts/pg-private", ["stop", dir + "/pg"])
         if options.patroni { _ = try? runCommand(Self.root + "/scripts/pg-patroni", ["stop", dir + "/patroni"], environment: patroniEnvironment) }
         try? await http.shutdown()
