@@ -213,6 +213,10 @@ public final class DeviceAgent: @unchecked Sendable {
             case .sent: shown = .sent(try SentOutcome.decode(payload), pin: p, seq: ref, at: now)
             case .state: shown = .state(try MessageState.decode(payload), pin: p, ref: ref, at: now)
             case .folders: shown = .folders(try FolderList.decode(payload), pin: p, ref: ref, at: now)
+            case .imSession: shown = .imSession(try IMSessionOutcome.decode(payload), pin: p, seq: ref, at: now)
+            case .im: shown = .im(try IMMessage.decode(payload), pin: p, seq: ref, at: now)
+            case .imContacts: shown = .imContacts(try IMContactList.decode(payload), pin: p, ref: ref, at: now)
+            case .imPresence: shown = .imPresence(try IMPresenceUpdate.decode(payload), pin: p, ref: ref, at: now)
             default:
                 // The server recorded these requests: they leave the outbox, each said once.
                 for entry in try outbox.acknowledge(try AckList.decode(payload).refs) {

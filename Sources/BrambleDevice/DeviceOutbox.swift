@@ -1,4 +1,5 @@
 import BrambleCore
+import BrambleNet
 import Foundation
 import NIOConcurrencyHelpers
 #if canImport(Glibc)
@@ -169,15 +170,19 @@ public final class DeviceOutbox: @unchecked Sendable {
 
     private func save() throws {
         guard let path else { return }
-        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: path), options: .atomic)
+        // 0600: an IM login waits here with its password until the server records it.
+        try SecretFilePermissions.replace(path, bytes: try JSONEncoder().encode(state), what: "device outbox")
     }
 }
 
 /// A request in the control spool, as `bramble-device control` writes it:
-/// `{"verb": "more"|"send"|"reply"|"forward"|"read"|"unread"|"delete"|"file"|"folders",
-/// "message_id", "to", "cc", "subject", "body", "all", "folder"}` (each verb with its fields).
+/// `{"verb": "more"|"send"|"reply"|"forward"|"read"|"unread"|"delete"|"file"|"folders"|
+/// "im-login"|"im-send"|"im-presence"|"im-logout", "message_id", "to", "cc", "subject",
+/// "body", "all", "folder", "jid", "password", "presence"}` (each verb with its fields).
+/// The file is mode 0600 from its creation (an IM login's carries its password).
 public struct DeviceControlRequest: Codable, Sendable, Equatable {
-    public static let verbs = ["more", "send", "reply", "forward", "read", "unread", "delete", "file", "folders"]
+    public static let verbs = ["more", "send", "reply", "forward", "read", "unread", "delete", "file", "folders",
+                               "im-login", "im-send", "im-presence", "im-logout"]
 
     public var verb: String
     public var messageID: String?
@@ -187,15 +192,20 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
     public var body: String?
     public var all: Bool?
     public var folder: String?
+    public var jid: String?
+    public var password: String?
+    public var presence: String?
     enum CodingKeys: String, CodingKey {
-        case verb, to, cc, subject, body, all, folder
+        case verb, to, cc, subject, body, all, folder, jid, password, presence
         case messageID = "message_id"
     }
 
     public init(verb: String, messageID: String? = nil, to: [String]? = nil, cc: [String]? = nil,
-                subject: String? = nil, body: String? = nil, all: Bool? = nil, folder: String? = nil) {
+                subject: String? = nil, body: String? = nil, all: Bool? = nil, folder: String? = nil,
+                jid: String? = nil, password: String? = nil, presence: String? = nil) {
         (self.verb, self.messageID, self.to, self.cc) = (verb, messageID, to, cc)
         (self.subject, self.body, self.all, self.folder) = (subject, body, all, folder)
+        (self.jid, self.password, self.presence) = (jid, password, presence)
     }
 
     public init(more messageID: String) { self.init(verb: "more", messageID: messageID) }
@@ -216,7 +226,9 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
         try check(body.utf8.count <= DeviceRequest.maxBodyLength, "the body is over \(DeviceRequest.maxBodyLength) bytes")
         try check((subject ?? "").utf8.count <= MailItem.maxSubjectLength, "the subject is over \(MailItem.maxSubjectLength) bytes")
         try check(to.count <= MailItem.maxAddresses && cc.count <= MailItem.maxAddresses, "more than \(MailItem.maxAddresses) addresses in to or cc")
-        for a in to + cc { try check(DeviceRequest.isAddressShaped(a) && a.utf8.count <= DeviceRequest.maxAddressLength, "\(a.debugDescription) is not an address") }
+        for a in to + cc where !verb.hasPrefix("im-") {
+            try check(DeviceRequest.isAddressShaped(a) && a.utf8.count <= DeviceRequest.maxAddressLength, "\(a.debugDescription) is not an address")
+        }
         let request: DeviceRequest
         switch verb {
         case "more":
@@ -238,6 +250,22 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
             try check(DeviceRequest.isValidFolder(folder), "FOLDER must be 1–\(DeviceRequest.maxFolderLength) bytes with no control character")
             request = .file(messageID: try need(messageID, "a MESSAGE_ID"), folder: folder)
         case "folders": request = .folders
+        case "im-login":
+            let jid = try need(jid, "a JID")
+            try check(IMAddress.isBareJID(jid), "\(jid.debugDescription) is not a bare JID (user@domain)")
+            let password = try need(password, "a password")
+            try check(!password.isEmpty && password.utf8.count <= DeviceRequest.maxPasswordLength, "the password must be 1–\(DeviceRequest.maxPasswordLength) bytes")
+            request = .imLogin(jid: jid, secret: .password(password))
+        case "im-send":
+            try check(to.count == 1, "im send needs one --to JID")
+            try check(IMAddress.isBareJID(to[0]), "\(to[0].debugDescription) is not a bare JID (user@domain)")
+            try check(!body.isEmpty, "im send needs a --body")
+            request = .imSend(to: to[0], body: body)
+        case "im-presence":
+            let raw = try need(presence, "a presence (available, away, busy)")
+            guard let p = IMPresence(rawValue: raw), p != .offline else { throw Invalid(description: "the presence is available, away or busy") }
+            request = .imPresence(p)
+        case "im-logout": request = .imLogout
         default:
             throw Invalid(description: "unknown verb \(verb.debugDescription); the verbs are: \(Self.verbs.joined(separator: ", "))")
         }
@@ -261,7 +289,7 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
             throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
         }
         let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).request"
-        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: name), options: .atomic)
+        try SecretFilePermissions.replace(name, bytes: try JSONEncoder().encode(self), what: "control request")
         return name
     }
 }

@@ -11,8 +11,16 @@ import Foundation
 /// request the device made, a line with `service` "request", `ref` its number and `verb`
 /// says so (once). A mail's state in the mailbox (`service` "state", reconciliation) has
 /// `message_id`, `read`, `deleted` and `folder` ("" once expunged); the user's folders
-/// (`service` "folders") have `folders`, each `name` and `special_use`. Fields a service
-/// does not have are left out.
+/// (`service` "folders") have `folders`, each `name` and `special_use`.
+/// Instant messaging: an IM login's outcome or a session's end (`service` "im-session")
+/// has `jid`, `state` (logged-in, logged-out, server-busy, failed) and `reason`, and `ref`
+/// the login's or logout's request number when it answers one (`seq` then the delivery
+/// number); a message (`service` "im") has `from`, `to` (one JID), `id`, `body` and, for one
+/// the device sent, `ref` its request number (and `seq`) and `error` if it failed; the
+/// contacts (`service` "im-contacts") have `contacts`, each `jid`, `name`, `presence`
+/// (available, away, busy, offline) and `status`; a contact's new presence (`service`
+/// "im-presence") has `jid`, `presence` and `status`. Fields a service does not have are
+/// left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
     public var ref: UInt64
@@ -40,6 +48,15 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var deleted: Bool?
     public var folder: String?
     public var folders: [FolderList.Folder]?
+    public var jid: String?
+    /// An instant message's id (as its sender gave it).
+    public var id: String?
+    /// An instant message's recipient (one JID, where a mail's `to` is a list).
+    public var toJID: String?
+    public var presence: String?
+    public var status: String?
+    public var contacts: [IMContactList.Contact]?
+    public var error: String?
     public var receivedAt: Date
 
     /// The delivery number this line records as shown; nil for a line that records no
@@ -88,6 +105,30 @@ public struct ShownItem: Codable, Sendable, Equatable {
         return s
     }
 
+    public static func imSession(_ outcome: IMSessionOutcome, pin: String, seq: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: outcome.requestRef ?? seq, service: "im-session", receivedAt: at)
+        (s.seq, s.jid, s.state, s.reason) = (outcome.requestRef == nil ? nil : seq, outcome.jid, outcome.state.rawValue, outcome.reason)
+        return s
+    }
+
+    public static func im(_ message: IMMessage, pin: String, seq: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: message.ref ?? seq, service: "im", receivedAt: at)
+        (s.seq, s.from, s.toJID, s.id, s.body, s.error) = (message.ref == nil ? nil : seq, message.from, message.to, message.id, message.body, message.error)
+        return s
+    }
+
+    public static func imContacts(_ list: IMContactList, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "im-contacts", receivedAt: at)
+        s.contacts = list.contacts
+        return s
+    }
+
+    public static func imPresence(_ update: IMPresenceUpdate, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "im-presence", receivedAt: at)
+        (s.jid, s.presence, s.status) = (update.jid, update.presence.rawValue, update.status)
+        return s
+    }
+
     /// The server recorded the device's request `ref`.
     public static func request(_ request: DeviceRequest, pin: String, ref: UInt64, at: Date) -> ShownItem {
         var s = ShownItem(pin: pin, ref: ref, service: "request", receivedAt: at)
@@ -96,17 +137,93 @@ public struct ShownItem: Codable, Sendable, Equatable {
         case .send, .reply, .forward, .folders: break
         case .more(let id), .read(let id), .unread(let id), .delete(let id): s.messageID = id
         case .file(let id, let folder): (s.messageID, s.folder) = (id, folder)
+        case .imLogin(let jid, _): s.jid = jid
+        case .imSend(let to, _): s.toJID = to
+        case .imPresence(let presence): s.presence = presence.rawValue
+        case .imLogout: break
         }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
         case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb, read, deleted, folder, folders
+        case jid, id, presence, status, contacts, error
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"
         case moreAvailable = "more_available"
         case receivedAt = "received_at"
+    }
+
+    // By hand only for `to`: a mail's is a list, an instant message's one JID.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pin = try c.decode(String.self, forKey: .pin)
+        ref = try c.decode(UInt64.self, forKey: .ref)
+        service = try c.decode(String.self, forKey: .service)
+        receivedAt = try c.decode(Date.self, forKey: .receivedAt)
+        pushID = try c.decodeIfPresent(String.self, forKey: .pushID)
+        subject = try c.decodeIfPresent(String.self, forKey: .subject)
+        bodyLength = try c.decodeIfPresent(Int.self, forKey: .bodyLength)
+        messageID = try c.decodeIfPresent(String.self, forKey: .messageID)
+        from = try c.decodeIfPresent(String.self, forKey: .from)
+        if let one = try? c.decodeIfPresent(String.self, forKey: .to) { toJID = one } else { to = try c.decodeIfPresent([String].self, forKey: .to) }
+        cc = try c.decodeIfPresent([String].self, forKey: .cc)
+        date = try c.decodeIfPresent(String.self, forKey: .date)
+        body = try c.decodeIfPresent(String.self, forKey: .body)
+        offset = try c.decodeIfPresent(UInt64.self, forKey: .offset)
+        moreAvailable = try c.decodeIfPresent(Bool.self, forKey: .moreAvailable)
+        attachments = try c.decodeIfPresent([MailItem.Attachment].self, forKey: .attachments)
+        priority = try c.decodeIfPresent(String.self, forKey: .priority)
+        seq = try c.decodeIfPresent(UInt64.self, forKey: .seq)
+        state = try c.decodeIfPresent(String.self, forKey: .state)
+        reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        verb = try c.decodeIfPresent(String.self, forKey: .verb)
+        read = try c.decodeIfPresent(Bool.self, forKey: .read)
+        deleted = try c.decodeIfPresent(Bool.self, forKey: .deleted)
+        folder = try c.decodeIfPresent(String.self, forKey: .folder)
+        folders = try c.decodeIfPresent([FolderList.Folder].self, forKey: .folders)
+        jid = try c.decodeIfPresent(String.self, forKey: .jid)
+        id = try c.decodeIfPresent(String.self, forKey: .id)
+        presence = try c.decodeIfPresent(String.self, forKey: .presence)
+        status = try c.decodeIfPresent(String.self, forKey: .status)
+        contacts = try c.decodeIfPresent([IMContactList.Contact].self, forKey: .contacts)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pin, forKey: .pin)
+        try c.encode(ref, forKey: .ref)
+        try c.encode(service, forKey: .service)
+        try c.encode(receivedAt, forKey: .receivedAt)
+        try c.encodeIfPresent(pushID, forKey: .pushID)
+        try c.encodeIfPresent(subject, forKey: .subject)
+        try c.encodeIfPresent(bodyLength, forKey: .bodyLength)
+        try c.encodeIfPresent(messageID, forKey: .messageID)
+        try c.encodeIfPresent(from, forKey: .from)
+        if let toJID { try c.encode(toJID, forKey: .to) } else { try c.encodeIfPresent(to, forKey: .to) }
+        try c.encodeIfPresent(cc, forKey: .cc)
+        try c.encodeIfPresent(date, forKey: .date)
+        try c.encodeIfPresent(body, forKey: .body)
+        try c.encodeIfPresent(offset, forKey: .offset)
+        try c.encodeIfPresent(moreAvailable, forKey: .moreAvailable)
+        try c.encodeIfPresent(attachments, forKey: .attachments)
+        try c.encodeIfPresent(priority, forKey: .priority)
+        try c.encodeIfPresent(seq, forKey: .seq)
+        try c.encodeIfPresent(state, forKey: .state)
+        try c.encodeIfPresent(reason, forKey: .reason)
+        try c.encodeIfPresent(verb, forKey: .verb)
+        try c.encodeIfPresent(read, forKey: .read)
+        try c.encodeIfPresent(deleted, forKey: .deleted)
+        try c.encodeIfPresent(folder, forKey: .folder)
+        try c.encodeIfPresent(folders, forKey: .folders)
+        try c.encodeIfPresent(jid, forKey: .jid)
+        try c.encodeIfPresent(id, forKey: .id)
+        try c.encodeIfPresent(presence, forKey: .presence)
+        try c.encodeIfPresent(status, forKey: .status)
+        try c.encodeIfPresent(contacts, forKey: .contacts)
+        try c.encodeIfPresent(error, forKey: .error)
     }
 
     /// Reads the lines `encoder` writes (the log's `received_at`, ISO 8601 with fractions).

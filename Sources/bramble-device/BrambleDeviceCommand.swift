@@ -83,7 +83,7 @@ struct Load: AsyncParsableCommand {
 
 struct Control: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Drive a running device: ask for more of a mail; send, reply to and forward mail; read, unread, delete and file it; list the folders.",
+        abstract: "Drive a running device: ask for more of a mail; send, reply to and forward mail; read, unread, delete and file it; list the folders; instant messaging.",
         discussion: """
             Verbs:
               more MESSAGE_ID                              the next chunk of a mail's text
@@ -94,6 +94,10 @@ struct Control: ParsableCommand {
               delete MESSAGE_ID                            expunge it (or move it to Trash: the node's mail-device-delete)
               file MESSAGE_ID FOLDER                       move it into FOLDER
               folders                                      the user's folder list
+              im login [--jid JID] --password-file F       log in to instant messaging (JID: the credential's e-mail address)
+              im send --to JID (--body T | --body-file F)  a message to a contact
+              im presence available|away|busy              the user's presence as contacts see it
+              im logout
             A reply quotes the original's full text from the mailbox and goes to its sender
             (--all: and to everyone it was sent to); a forward carries the original's full
             text and attachments. The mail goes out as the device's user, and a copy is kept
@@ -111,7 +115,14 @@ struct Control: ParsableCommand {
             mailbox (by another client, or another of the user's devices, or a failed
             read/unread/delete/file of this one) arrives as a line with service "state",
             message_id, read, deleted and folder ("" once expunged); the folder list as a
-            line with service "folders" and folders (each name and special_use). `make status` gives each device's
+            line with service "folders" and folders (each name and special_use).
+            Instant messaging: the login's outcome, and a session's end, arrive as a line with
+            service "im-session", jid, state (logged-in, logged-out, server-busy, failed) and
+            reason; messages as lines with service "im", from, to, id and body (the device's
+            own with ref, and error if it failed); the contacts as a line with service
+            "im-contacts" (each jid, name, presence, status), and their changes with service
+            "im-presence". The password is read from a file ('-': standard input), never
+            from the command line. `make status` gives each device's
             control command as its `control` field. Exits 2 on bad input, 1 if the device's
             state has no spool (never run with this state file). --body-file keeps the text
             out of the process list; - reads standard input.
@@ -125,9 +136,53 @@ struct Control: ParsableCommand {
     @Option(help: "The text (send, reply, forward).") var body: String?
     @Option(help: "Read the text from this file ('-': standard input).") var bodyFile: String?
     @Flag(help: "Reply to the sender and everyone the mail went to (reply).") var all = false
+    @Option(help: "The IM user ID (im login; default: the e-mail address in the credential file beside the state file).") var jid: String?
+    @Option(help: "Read the IM password from this file ('-': standard input) (im login).") var passwordFile: String?
 
     func validate() throws {
-        _ = try request(body: body ?? (bodyFile == nil ? nil : ""))
+        if words.first == "im" {
+            let login = words.dropFirst().first == "login"
+            _ = try imRequest(body: body ?? (bodyFile == nil ? nil : "x"), password: passwordFile == nil ? nil : "x",
+                              jid: login ? (jid ?? "x@x") : jid)
+        } else {
+            guard jid == nil, passwordFile == nil else { throw ValidationError("--jid and --password-file are for im login") }
+            _ = try request(body: body ?? (bodyFile == nil ? nil : ""))
+        }
+    }
+
+    /// `im login|send|presence|logout`, checked with the node's rules.
+    func imRequest(body: String?, password: String?, jid: String?) throws -> DeviceControlRequest {
+        guard words.count >= 2 else { throw ValidationError("im needs login, send, presence or logout") }
+        let sub = words[1]
+        var r = DeviceControlRequest(verb: "im-\(sub)")
+        switch sub {
+        case "login":
+            guard words.count == 2, body == nil, to.isEmpty else { throw ValidationError("im login takes --jid and --password-file only") }
+            guard password != nil else { throw ValidationError("im login needs --password-file (the password never goes on the command line)") }
+            (r.jid, r.password) = (jid, password)
+        case "send":
+            guard words.count == 2, to.count == 1, body != nil else { throw ValidationError("im send needs one --to JID and --body or --body-file") }
+            (r.to, r.body) = (to, body)
+        case "presence":
+            guard words.count == 3 else { throw ValidationError("im presence takes available, away or busy") }
+            r.presence = words[2]
+        case "logout":
+            guard words.count == 2 else { throw ValidationError("im logout takes nothing more") }
+        default:
+            throw ValidationError("im takes login, send, presence or logout, not \(sub.debugDescription)")
+        }
+        if sub != "login", jid != nil || password != nil { throw ValidationError("--jid and --password-file are for im login") }
+        if sub != "send", body != nil || !to.isEmpty { throw ValidationError("--to and --body are for im send") }
+        guard cc.isEmpty, subject == nil, !all else { throw ValidationError("im takes no --cc, --subject or --all") }
+        do { _ = try r.request() } catch { throw ValidationError(error.description) }
+        return r
+    }
+
+    /// The IM user ID: --jid, or the e-mail address of the credential the state file is beside.
+    func defaultJID() -> String? {
+        if let jid { return jid }
+        guard state.hasSuffix(".state") else { return nil }
+        return try? CredentialFile.load(String(state.dropLast(".state".count))).email
     }
 
     /// The spool request, checked with the node's rules.
@@ -167,8 +222,27 @@ struct Control: ParsableCommand {
             }
             text = s
         }
+        var password: String?
+        if let passwordFile, words.first == "im" {
+            let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
+            guard let data, let s = String(data: data, encoding: .utf8) else {
+                FileHandle.standardError.write(Data("bramble-device control: cannot read the password from \(passwordFile)\n".utf8))
+                throw ExitCode.validationFailure
+            }
+            password = s.trimmingCharacters(in: .newlines)
+        }
         let request: DeviceControlRequest
-        do { request = try self.request(body: text) } catch {
+        do {
+            if words.first == "im" {
+                let jid = words.dropFirst().first == "login" ? defaultJID() : nil
+                if words.dropFirst().first == "login", jid == nil {
+                    throw ValidationError("im login needs --jid (no credential file beside \(state) names the user)")
+                }
+                request = try imRequest(body: text, password: password, jid: jid)
+            } else {
+                request = try self.request(body: text)
+            }
+        } catch {
             FileHandle.standardError.write(Data("bramble-device control: \(error)\n".utf8))
             throw ExitCode.validationFailure
         }
