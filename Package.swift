@@ -178,7 +178,7 @@ let package = Package(
         .target(
             name: "BrambleTestSupport",
             dependencies: [
-                "BrambleCore", "BrambleNet", "BrambleAPI",
+                "BrambleCore", "BrambleNet", "BrambleAPI", "BrambleDevice",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -17,6 +17,8 @@ public enum AdminAPI {
     public static let filters = "/admin/filters"
     public static func filter(_ id: Int64) -> String { "\(filters)/\(id)" }
     public static func moveFilter(_ id: Int64) -> String { "\(filters)/\(id)/move" }
+    /// The Collaboration Service: the pair's IM limits and the cached sessions.
+    public static let im = "/admin/im"
 
     static func pathEscaped(_ s: String) -> String {
         s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(.init(charactersIn: "/"))) ?? s
@@ -40,16 +42,53 @@ public struct UserRecord: Codable, Sendable, Equatable {
     /// Whether the user's devices and mailbox are reconciled (read, deleted, filed) both
     /// ways; nil from a server that does not say.
     public var reconciliation: Bool?
-    public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil, reconciliation: Bool? = nil) {
+    /// Whether the user may use instant messaging; nil from a server that does not say.
+    public var im: Bool?
+    public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil,
+                reconciliation: Bool? = nil, im: Bool? = nil) {
         (self.email, self.display_name, self.created_at, self.devices, self.mailbox) = (email, display_name, created_at, devices, mailbox)
-        self.reconciliation = reconciliation
+        (self.reconciliation, self.im) = (reconciliation, im)
     }
 }
 
 /// A user's settings to change (`PATCH /admin/users/{email}`); nil: left as it is.
 public struct UserSettings: Codable, Sendable, Equatable {
     public var reconciliation: Bool?
-    public init(reconciliation: Bool? = nil) { self.reconciliation = reconciliation }
+    public var im: Bool?
+    public init(reconciliation: Bool? = nil, im: Bool? = nil) { (self.reconciliation, self.im) = (reconciliation, im) }
+}
+
+/// The pair's IM limits (`GET /admin/im`, and `PATCH` to change them) and its cached
+/// sessions. `max_sessions` nil: no maximum (this server's own limit applies, "Failed"
+/// past it); `idle_timeout_ms` nil: sessions never idle out.
+public struct IMStatus: Codable, Sendable, Equatable {
+    public struct Session: Codable, Sendable, Equatable {
+        public var pin: String
+        public var jid: String
+        public var presence: String
+        public var since: Date
+        public var last_activity: Date
+        public init(pin: String, jid: String, presence: String, since: Date, last_activity: Date) {
+            (self.pin, self.jid, self.presence, self.since, self.last_activity) = (pin, jid, presence, since, last_activity)
+        }
+    }
+    public var max_sessions: Int?
+    public var idle_timeout_ms: Int?
+    public var sessions: [Session]
+    public init(max_sessions: Int?, idle_timeout_ms: Int?, sessions: [Session]) {
+        (self.max_sessions, self.idle_timeout_ms, self.sessions) = (max_sessions, idle_timeout_ms, sessions)
+    }
+}
+
+/// A change of the pair's IM limits: each given value is set; `clear_*` removes one.
+public struct IMSettingsChange: Codable, Sendable, Equatable {
+    public var max_sessions: Int?
+    public var idle_timeout_ms: Int?
+    public var clear_max_sessions: Bool?
+    public var clear_idle_timeout: Bool?
+    public init(max_sessions: Int? = nil, idle_timeout_ms: Int? = nil, clear_max_sessions: Bool? = nil, clear_idle_timeout: Bool? = nil) {
+        (self.max_sessions, self.idle_timeout_ms, self.clear_max_sessions, self.clear_idle_timeout) = (max_sessions, idle_timeout_ms, clear_max_sessions, clear_idle_timeout)
+    }
 }
 
 /// A mailbox's watermark and its last check, as the Messaging Agent recorded them.

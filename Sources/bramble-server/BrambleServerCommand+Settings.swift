@@ -31,6 +31,7 @@ extension BrambleServerCommand {
         static let mailWorkers = 8
         static let mailSendDeadlineMs = 10_000
         static let mailSubmissionTimeoutMs = 5_000
+        static let imSessionLimit = 5_000
     }
 
     /// The secrets, each read from the file its setting names.
@@ -57,7 +58,7 @@ extension BrambleServerCommand {
             "mail-service-password-file": mailServicePasswordFile, "mail-chunk-bytes": mailChunkBytes,
             "mail-max-text-bytes": mailMaxTextBytes, "mail-notify-token-file": mailNotifyTokenFile, "mail-sweep-ms": mailSweepMs, "mail-workers": mailWorkers,
             "smtp-submission": smtpSubmission, "mail-send-deadline-ms": mailSendDeadlineMs, "mail-submission-timeout-ms": mailSubmissionTimeoutMs,
-            "mail-device-delete": mailDeviceDelete,
+            "mail-device-delete": mailDeviceDelete, "xmpp": xmpp, "xmpp-domain": xmppDomain, "im-session-limit": imSessionLimit,
             "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
         ]
     }
@@ -145,6 +146,7 @@ extension BrambleServerCommand {
         config.dispatcher.maxInFlight = maxInFlight
         config.dispatcher.resendAfter = .seconds(resendAfter)
         config.mail = try await mailConfiguration(settings)
+        config.im = try await imConfiguration(settings)
         let tls = try await settings.tlsFiles(logger: Logger(label: "bramble-server"))
         if let tls {
             do {
@@ -157,11 +159,32 @@ extension BrambleServerCommand {
                     throw ValidationError("--patroni-api \(plain) is not https://: with TLS on, Patroni's API is asked over HTTPS only (or set plaintext = yes)")
                 }
                 config.mail?.tls = try TLSFiles(ca: tls.ca).clientContext()
+                config.im?.tls = try TLSFiles(ca: tls.ca).clientContext()
             } catch {
                 throw ValidationError("\(error)")
             }
         }
         return config
+    }
+
+    /// (Its `tls` is set with the node's other TLS settings.)
+    private func imConfiguration(_ settings: DaemonSettings) async throws -> CollaborationService.Configuration? {
+        guard let xmpp = try await settings.string("xmpp") else {
+            for key in ["xmpp-domain", "im-session-limit"] where try await settings.string(key) != nil {
+                throw ValidationError("--\(key) is set but --xmpp is not: set --xmpp (the IM server's client listener) or drop it")
+            }
+            return nil
+        }
+        guard let address = HostPort(xmpp) else { throw ValidationError("--xmpp must be HOST:PORT, got '\(xmpp)'") }
+        guard let domain = try await settings.string("xmpp-domain") else { throw ValidationError("--xmpp needs --xmpp-domain (the IM server's XMPP domain)") }
+        guard !domain.isEmpty, domain.utf8.count <= 253, domain.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else {
+            throw ValidationError("--xmpp-domain must be a domain name, got '\(domain)'")
+        }
+        var im = CollaborationService.Configuration(xmpp: address, tls: nil, domain: domain.lowercased())
+        let limit = try await settings.int("im-session-limit", default: Default.imSessionLimit)
+        guard (1...100_000).contains(limit) else { throw ValidationError("--im-session-limit must be 1…100000") }
+        im.serverSessionLimit = limit
+        return im
     }
 
     /// (IMAPS: its `tls` is set with the node's other TLS settings.)

@@ -54,6 +54,9 @@ struct BrambleServerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between sweeps that check every watched mailbox, which find mail a lost notification missed (default: \(Default.mailSweepMs)).") var mailSweepMs: Int?
     @Option(help: "Mailboxes checked at once (default: \(Default.mailWorkers)).") var mailWorkers: Int?
     @Option(help: "The mail server's submission service, HOST:PORT (SMTP with TLS from the first byte as --imap; SASL PLAIN as each user through the service account), which sends the mail devices write. Without it a device's send, reply or forward fails with \"this server sends no mail\".") var smtpSubmission: String?
+    @Option(help: "The IM server's XMPP client listener (XMPP with TLS from the first byte, XEP-0368; plain with plaintext = yes), HOST:PORT, that the Collaboration Service logs devices' users in to (optional: without it a device's IM login fails).") var xmpp: String?
+    @Option(help: "The XMPP domain of the IM server (required with --xmpp): a device's IM login must be a JID in it.") var xmppDomain: String?
+    @Option(help: "This server's own limit of IM sessions (default \(Default.imSessionLimit)): with no maximum set for the pair (`bramble im settings`), a login past it fails (\"Failed\").") var imSessionLimit: Int?
     @Option(help: "Milliseconds an attempt at sending a device's mail may take up to its final dot; past it, the mail is not sent and is tried again (default: \(Default.mailSendDeadlineMs)).") var mailSendDeadlineMs: Int?
     @Option(help: "The submission service's own timeout in milliseconds (Postfix's smtpd_timeout there; default: \(Default.mailSubmissionTimeoutMs)). An attempt left without an answer is settled after its deadline plus this plus 15 s.") var mailSubmissionTimeoutMs: Int?
     @Option(help: "What a device's delete does in the mailbox (reconciliation): expunge (the default) or trash (moved to the folder marked \\Trash).") var mailDeviceDelete: String?

@@ -15,21 +15,26 @@ struct UserCommand: AsyncParsableCommand {
                 both ways (on by default). On, a device's read, unread, delete and file change
                 the mailbox, and changes made in the mailbox by any client reach the devices as
                 "state" lines; off, neither: a device's such request fails and nothing is sent.
+                --im on|off: whether the user may log in to instant messaging from their devices
+                (on by default). Off also logs out their sessions (the device hears "logged-out").
                 """)
         @OptionGroup var connection: Connection
         @Argument(help: "The user's e-mail address.") var email: String
         @Option(help: "on or off.") var reconciliation: String?
+        @Option(help: "on or off: instant messaging.") var im: String?
 
         func validate() throws {
             guard Email.isPlausible(email.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("'\(email)' is not an e-mail address") }
-            guard let reconciliation else { throw ValidationError("nothing to set: give --reconciliation on|off") }
-            guard ["on", "off"].contains(reconciliation) else { throw ValidationError("--reconciliation must be on or off") }
+            guard reconciliation != nil || im != nil else { throw ValidationError("nothing to set: give --reconciliation on|off or --im on|off") }
+            for (name, value) in [("reconciliation", reconciliation), ("im", im)] where value != nil && !["on", "off"].contains(value!) {
+                throw ValidationError("--\(name) must be on or off")
+            }
         }
 
         func run() async throws {
-            let user = try await connection.call(.PATCH, AdminAPI.user(email), body: UserSettings(reconciliation: reconciliation.map { $0 == "on" }),
+            let user = try await connection.call(.PATCH, AdminAPI.user(email), body: UserSettings(reconciliation: reconciliation.map { $0 == "on" }, im: im.map { $0 == "on" }),
                                                  as: UserRecord.self)
-            try connection.show(user) { "user \($0.email): reconciliation \($0.reconciliation == false ? "off" : "on")" }
+            try connection.show(user) { "user \($0.email): reconciliation \($0.reconciliation == false ? "off" : "on"), IM \($0.im == false ? "off" : "on")" }
         }
     }
 

@@ -35,7 +35,7 @@ import Glibc
                 "BRAMBLE_RELAY_HTTP_PORT": "\(base + 12)", "BRAMBLE_NODE_HTTP_PORT": "\(base + 13)",
                 "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)", "BRAMBLE_SMTP_PORT": "\(base + 15)",
                 "BRAMBLE_IMAP_PORT": "\(base + 16)", "BRAMBLE_LMTP_PORT": "\(base + 17)",
-                "BRAMBLE_SUBMISSION_PORT": "\(base + 18)",
+                "BRAMBLE_SUBMISSION_PORT": "\(base + 18)", "BRAMBLE_XMPP_PORT": "\(base + 19)",
             ]) { $1 }
             environment = env
         }
@@ -62,14 +62,15 @@ import Glibc
             if mode == "netns" { namespacePrefix = deployment.environment["BRAMBLE_DEPLOY_PREFIX"]! + "-" }
             tmpdir = status["tmpdir"] as? String
             let hosts = status["hosts"] as? [[String: Any]] ?? []
-            #expect(hosts.count == 8, "db1 db2 db3 relay node-a node-b client mail")
+            #expect(hosts.count == 9, "db1 db2 db3 relay node-a node-b client mail im")
             let processes = status["processes"] as? [[String: Any]] ?? []
             pids = processes.flatMap { [pid($0["pid"]), pid($0["supervisor_pid"])].compactMap { $0 } }
-            #expect(processes.count == 14 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            #expect(processes.count == 15 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
             let mailPIDs = processes.filter { $0["host"] as? String == "mail" }
             #expect(mailPIDs.compactMap { $0["name"] as? String } == ["dovecot", "postfix"], "the mail host's daemons: \(mailPIDs)")
             pids += self.processes(inSessionsOf: mailPIDs.compactMap { pid($0["pid"]) })  // their children too
             try checkMail(deployment, status)
+            try checkIM(deployment, status)
             // The relay and both nodes run under a supervisor (deploy/lib/supervise), none restarted yet.
             let supervised = processes.filter { $0["restarts"] != nil }
             #expect(supervised.compactMap { $0["name"] as? String } == ["relay", "node-a", "node-b"], "supervised: \(supervised)")
@@ -97,7 +98,7 @@ import Glibc
             #expect(try String(contentsOfFile: ca, encoding: .utf8).contains("BEGIN CERTIFICATE"))
             let links = tls?["links"] as? [String: String] ?? [:]
             #expect(links["srp"]?.hasPrefix("mutual TLS") == true)
-            #expect(Set(links.keys) == ["srp", "devices", "api", "database", "imap", "smtp", "submission", "etcd", "patroni"], "\(links)")
+            #expect(Set(links.keys) == ["srp", "devices", "api", "database", "imap", "smtp", "submission", "xmpp", "etcd", "patroni"], "\(links)")
             #expect(!links.values.contains { $0.lowercased().contains("plain") }, "no plaintext link: \(links)")
             let relayKey = ca.replacingOccurrences(of: "ca.crt", with: "relay/key.pem")
             #expect(((try FileManager.default.attributesOfItem(atPath: relayKey))[.posixPermissions] as? Int) == 0o600, "TLS keys are 0600")
@@ -143,6 +144,9 @@ import Glibc
             #expect(verdict["max_serving_primaries"] as? Int == 1 && verdict["registrations"] as? Int == 0, "no second primary, no new registration")
             #expect(verdict["stale_deliveries"] as? Int == 0, "no item from an old epoch")
             #expect((verdict["accepted"] as? Int ?? 0) > 300, "pushes were accepted before and after the switchover")
+            // The demo devices logged in to IM and got every message the IM host accepted, once.
+            #expect((verdict["im_sent"] as? Int ?? 0) > 0 && verdict["im_lost"] as? Int == 0 && verdict["im_duplicates"] as? Int == 0,
+                    "instant messages whole through the switchover: \(verdictLine)")
 
             let after = try deployment.status()
             let roles = Dictionary(uniqueKeysWithValues: (after["database"] as? [[String: Any]] ?? []).map { ($0["name"] as! String, $0["role"] as? String ?? "") })
@@ -162,6 +166,8 @@ import Glibc
                 // a device is in its recipient's INBOX and its sender's Sent, once.
                 #expect((verdict["sent_acked"] as? Int ?? 0) > 0 && verdict["sent_lost"] as? Int == 0 && verdict["sent_duplicates"] as? Int == 0,
                         "drill \(name): the devices' mail whole: \(verdict)")
+                #expect((verdict["im_sent"] as? Int ?? 0) > 0 && verdict["im_lost"] as? Int == 0 && verdict["im_duplicates"] as? Int == 0,
+                        "drill \(name): every instant message the IM host accepted shown once: \(verdict)")
             }
         } catch {
             Issue.record("deploy smoke test: \(error)")
@@ -186,6 +192,20 @@ import Glibc
     /// by SMTP from the client host and found over IMAP in demo1's mailbox by the service
     /// account (python3's smtplib and imaplib, reading the password from its file), both
     /// over TLS verified against the cluster's CA (a plaintext SMTP client gets nowhere).
+    /// The IM host in status: its XMPP listener on its own host, the domain, the demo users
+    /// and the drills' sender with their passwords, Prosody among the processes.
+    func checkIM(_ deployment: Deployment, _ status: [String: Any]) throws {
+        let im = try #require(status["im"] as? [String: Any], "status has im")
+        let address = ((status["hosts"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "im" })?["address"] as? String
+        #expect(im["xmpp"] as? String == "\(address ?? "?"):\(deployment.environment["BRAMBLE_XMPP_PORT"]!)", "XMPP on the IM host: \(im)")
+        #expect(im["domain"] as? String == "example.test")
+        let users = im["users"] as? [[String: Any]] ?? []
+        #expect(Set(users.compactMap { $0["jid"] as? String }).isSuperset(of: (1...4).map { "demo\($0)@example.test" } + ["im-sender@example.test"]), "\(users)")
+        #expect(users.allSatisfy { ($0["password"] as? String)?.count ?? 0 >= 16 }, "each with a random password")
+        let processes = status["processes"] as? [[String: Any]] ?? []
+        #expect(processes.contains { $0["name"] as? String == "prosody" && $0["host"] as? String == "im" && $0["alive"] as? Bool == true })
+    }
+
     func checkMail(_ deployment: Deployment, _ status: [String: Any]) throws {
         let mail = try #require(status["mail"] as? [String: Any], "status has mail")
         let smtp = try #require(mail["smtp"] as? String), imap = try #require(mail["imap"] as? String)

@@ -37,6 +37,7 @@ extension PushAccepted: ResponseEncodable {}
 extension PushStatus: ResponseEncodable {}
 extension UserRecord: ResponseEncodable {}
 extension UserList: ResponseEncodable {}
+extension IMStatus: ResponseEncodable {}
 extension DeviceRecord: ResponseEncodable {}
 extension PushAppCreated: ResponseEncodable {}
 extension PushAppList: ResponseEncodable {}

@@ -23,6 +23,23 @@ struct AdminRoutes {
             return EditedResponse(status: .created, response: try await mapped { try await store.addUser(email: email, displayName: name) })
         }
         router.get(RouterPath(AdminAPI.users)) { _, _ in UserList(users: try await store.users()) }
+        router.get(RouterPath(AdminAPI.im)) { _, _ in try await store.imStatus() }
+        router.patch(RouterPath(AdminAPI.im)) { request, context -> IMStatus in
+            let change = try await request.decodeJSON(IMSettingsChange.self, context: context)
+            var settings = try await store.imSettings()
+            if let max = change.max_sessions {
+                guard (1...1_000_000).contains(max) else { throw APIErrorBody(.badRequest, "'max_sessions' must be 1…1000000") }
+                settings.maxSessions = max
+            }
+            if let idle = change.idle_timeout_ms {
+                guard (1_000...(30 * 86_400_000)).contains(idle) else { throw APIErrorBody(.badRequest, "'idle_timeout_ms' must be 1000…2592000000 (1 s to 30 days)") }
+                settings.idleTimeoutMs = idle
+            }
+            if change.clear_max_sessions == true { settings.maxSessions = nil }
+            if change.clear_idle_timeout == true { settings.idleTimeoutMs = nil }
+            try await store.setIMSettings(settings)
+            return try await store.imStatus()
+        }
         router.get("/admin/users/{email}") { _, context -> UserRecord in
             let email = try Self.emailParameter(context)
             guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
@@ -33,6 +50,9 @@ struct AdminRoutes {
             let body = try await request.decodeJSON(UserSettings.self, context: context)
             if let on = body.reconciliation {
                 guard try await store.setReconciliation(email: email, on) else { throw APIErrorBody(.notFound, "no user \(email)") }
+            }
+            if let on = body.im {
+                guard try await store.setUserIM(email: email, on: on) else { throw APIErrorBody(.notFound, "no user \(email)") }
             }
             guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
             return user

@@ -261,6 +261,13 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         transmit(windows[pin]!.resendAll(nowMs: clock.nowMs()))
     }
 
+    /// The devices among `pins` out of coverage, as far as this node can tell: one of their
+    /// items has waited more than `afterMs` for its acknowledgement.
+    public func outOfCoverage(_ pins: [PIN], afterMs: UInt64) -> Set<PIN> {
+        let now = clock.nowMs()
+        return Set(pins.filter { pin in windows[pin]?.oldestInFlightSentAtMs.map { now &- $0 > afterMs } ?? false })
+    }
+
     private var recordingsInFlight = 0
 
     public func received(_ frames: [DataFrame]) async {
@@ -346,7 +353,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 guard frame.ref >= 1, frame.ref <= UInt64(Int64.max) else { return reject(frame, reason: "request number out of range") }
                 requests.append(PendingRequest(pin: frame.pin, ref: frame.ref, request: try DeviceRequest.decode(payload)))
                 return []
-            case .push, .mail, .more, .sent, .state, .folders, .requestAck:
+            case .push, .mail, .more, .sent, .state, .folders, .requestAck, .imSession, .im, .imContacts, .imPresence:
                 return reject(frame, reason: "devices do not send \(frame.service)")
             }
         } catch let error as EnvelopeError {

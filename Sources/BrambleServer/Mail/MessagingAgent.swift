@@ -666,6 +666,8 @@ public actor MessagingAgent: Service, LeaseFollower {
                     }
                 case .send, .reply, .forward:
                     break  // the outgoing queue's
+                case .imLogin, .imSend, .imPresence, .imLogout:
+                    break  // the Collaboration Service's (not in this list)
                 }
             }
             if !held.isEmpty {

@@ -42,10 +42,16 @@ public struct Node {
         let recorder = DeliveryRecorder(store: store, pair: c.pair, node: c.node, inbox: inbox, clock: clock, metrics: metrics, logger: logger)
         // The Dispatcher tells the Agent when it has recorded device requests (More).
         let agentWakes = AsyncStream.makeStream(of: MessagingAgent.Wake.self, bufferingPolicy: .bufferingNewest(8))
+        let imWakes = AsyncStream.makeStream(of: CollaborationService.Wake.self, bufferingPolicy: .bufferingNewest(1))
         let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
-                                    metrics: metrics, logger: logger, onRequestsRecorded: { agentWakes.continuation.yield(.requests) })
+                                    metrics: metrics, logger: logger, onRequestsRecorded: {
+                                        agentWakes.continuation.yield(.requests)
+                                        imWakes.continuation.yield(.requests)
+                                    })
         let agent = MessagingAgent(configuration: c.mail, store: store, dispatcher: dispatcher, wakes: agentWakes,
                                    pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
+        let collaboration = CollaborationService(configuration: c.im, store: store, dispatcher: dispatcher, wakes: imWakes,
+                                                 pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
@@ -62,7 +68,7 @@ public struct Node {
                              devicesChanged: { dispatcher.refreshKeys() }, logger: logger)
 
         // The order of this list is the node's dependency order (see above).
-        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, router, listener, probe]
+        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, collaboration, router, listener, probe]
         var ha = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
         ha.leaseMs = c.leaseMs
         ha.heartbeatIntervalMs = c.heartbeatIntervalMs

@@ -41,6 +41,8 @@ public struct NodeConfiguration: Sendable {
     public var apiTLS: TLSConfiguration?
     /// The mail server the Messaging Agent watches; nil: none (the Agent stays idle).
     public var mail: MessagingAgent.Configuration?
+    /// The IM server the Collaboration Service logs devices' users in to; nil: none.
+    public var im: CollaborationService.Configuration?
     /// How long the lease lasts after each renewal (DESIGN default 1 s).
     public var leaseMs = 1_000
     /// How often the heartbeat runs: renew, observe, write the heartbeat (DESIGN: 200 ms).

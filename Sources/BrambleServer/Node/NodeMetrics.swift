@@ -12,6 +12,7 @@ public final class NodeMetrics: Sendable {
     /// Mail sent for devices, by what became of each attempt; in-doubt sends, by how
     /// they were settled.
     private let submissions: [String: Counter], inDoubt: [String: Counter]
+    private let imLogins: [String: Counter], imMessages: [String: Counter], imResumedTotal: Counter, imSessionsGauge: Meter
     private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
     /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
     private let roles: [NodeRole: Meter]
@@ -50,6 +51,16 @@ public final class NodeMetrics: Sendable {
             (resolution, c.counter("bramble_mail_in_doubt_total", help: "Device mail whose submission had no answer, by how it was settled (witness: its copy found in Sent; resent: none after the attempt could no longer complete)",
                                    labels: [("resolution", resolution)]))
         })
+        imLogins = Dictionary(uniqueKeysWithValues: ["logged-in", "server-busy", "failed"].map { outcome in
+            (outcome, c.counter("bramble_im_logins_total", help: "Device IM logins, by outcome (logged-in, server-busy: the pair's maximum of sessions, failed)",
+                                labels: [("outcome", outcome)]))
+        })
+        imMessages = Dictionary(uniqueKeysWithValues: ["received", "sent", "refused"].map { direction in
+            (direction, c.counter("bramble_im_messages_total", help: "Instant messages relayed (received: to a device; sent: from a device; refused: a device's the IM server bounced)",
+                                  labels: [("direction", direction)]))
+        })
+        imResumedTotal = c.counter("bramble_im_sessions_resumed_total", help: "Cached IM sessions logged back in by this node (after a promotion or a lost connection)")
+        imSessionsGauge = c.gauge("bramble_im_sessions", help: "IM sessions this node holds for devices")
         queueDepthGauge = c.gauge("bramble_queue_depth", help: "Items queued or in flight, not yet acknowledged")
         srpLinkUpGauge = c.gauge("bramble_srp_link_up", help: "1 while the SRP link to the relay is registered")
         epochGauge = c.gauge("bramble_epoch", help: "Lease epoch this node serves at (0 while standby)")
@@ -81,6 +92,10 @@ public final class NodeMetrics: Sendable {
     func mailsEnqueued(_ n: Int) { if n > 0 { mailsEnqueuedTotal.increment(by: n) } }
     func mailSubmitted(_ outcome: String) { submissions[outcome]?.increment() }
     func mailInDoubtSettled(_ resolution: String) { inDoubt[resolution]?.increment() }
+    func imLogin(_ outcome: String) { imLogins[outcome]?.increment() }
+    func imMessage(direction: String, failed: Bool) { imMessages[failed ? "refused" : direction]?.increment() }
+    func imResumed(_ n: Int) { imResumedTotal.increment(by: n) }
+    func imSessions(_ n: Int) { imSessionsGauge.set(n) }
     func stateItems(_ n: Int) { stateItemsTotal.increment(by: Int64(n)) }
     func frameRejected() { framesRejectedTotal.increment() }
     func httpConnectionRefused() { httpConnectionsRefusedTotal.increment() }

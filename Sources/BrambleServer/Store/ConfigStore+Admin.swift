@@ -26,17 +26,17 @@ extension ConfigStore {
                    COALESCE(array_agg(lpad(upper(to_hex(d.pin)), 8, '0') ORDER BY d.pin)
                             FILTER (WHERE d.pin IS NOT NULL), '{}'),
                    m.user_id IS NOT NULL, m.uid_validity, COALESCE(m.last_uid, 0), m.checked_at, m.last_mail_at,
-                   m.last_message_id, m.last_error, m.error_at, u.reconciliation
+                   m.last_message_id, m.last_error, m.error_at, u.reconciliation, u.im
             FROM users u LEFT JOIN devices d ON d.user_id = u.id LEFT JOIN mailboxes m ON m.user_id = u.id
             WHERE \(email)::text IS NULL OR u.email = \(email)
             GROUP BY u.id, m.user_id ORDER BY u.email
             """, logger: logger)
         var users: [UserRecord] = []
-        for try await (e, n, c, pins, watched, validity, last, checked, mailAt, messageID, error, errorAt, reconciliation) in rows.decode(
-            (String, String, Date, [String], Bool, Int64?, Int64, Date?, Date?, String?, String?, Date?, Bool).self) {
+        for try await (e, n, c, pins, watched, validity, last, checked, mailAt, messageID, error, errorAt, reconciliation, im) in rows.decode(
+            (String, String, Date, [String], Bool, Int64?, Int64, Date?, Date?, String?, String?, Date?, Bool, Bool).self) {
             let mailbox = watched ? MailboxWatch(uid_validity: validity.map { UInt64($0) }, last_uid: UInt64(last), checked_at: checked,
                                                  last_mail_at: mailAt, last_message_id: messageID, last_error: error, error_at: errorAt) : nil
-            users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins, mailbox: mailbox, reconciliation: reconciliation))
+            users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins, mailbox: mailbox, reconciliation: reconciliation, im: im))
         }
         return users
     }

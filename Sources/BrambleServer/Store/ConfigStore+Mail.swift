@@ -217,7 +217,7 @@ extension ConfigStore {
                     SELECT t.pin, t.ref, t.kind, t.id, NULLIF(t.payload, ''::bytea)
                     FROM unnest(\(fresh.map { Int64($0.pin.value) })::bigint[], \(fresh.map { Int64($0.ref) })::bigint[],
                                 \(fresh.map { Int16($0.request.kind.rawValue) })::smallint[], \(fresh.map { $0.request.messageID ?? "" })::text[],
-                                \(fresh.map { ByteBuffer(bytes: $0.request.kind == .more ? [] : $0.request.encoded()) })::bytea[])
+                                \(fresh.map { ByteBuffer(bytes: $0.request.kind == .more ? [] : storedForm($0)) })::bytea[])
                          AS t(pin, ref, kind, id, payload)
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
@@ -236,6 +236,14 @@ extension ConfigStore {
             }
             return (existing, refused)
         }
+    }
+
+    /// What is recorded of a request: the request as sent, but an IM login's password
+    /// sealed under the key-encryption key.
+    func storedForm(_ r: PendingRequest) -> [UInt8] {
+        guard case .imLogin(let jid, .password(let password)) = r.request else { return r.request.encoded() }
+        let sealed = vault.sealSecret(Array(password.utf8), purpose: .imPassword, pin: r.pin)
+        return DeviceRequest.imLogin(jid: jid, secret: .sealed(sealed)).encoded()
     }
 
     /// Forgets mail text older than `mailDays` and requests answered more than
@@ -268,14 +276,14 @@ extension ConfigStore {
     /// `openOutgoingMail`.)
     public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
         var out: [PendingRequest] = []
-        let sends = [DeviceRequest.Kind.send, .reply, .forward].map { Int16($0.rawValue) }
+        let sends = ([DeviceRequest.Kind.send, .reply, .forward] + DeviceRequest.Kind.imKinds).map { Int16($0.rawValue) }
         for try await (p, ref, id, payload) in try await client.query("""
             SELECT pin, ref, message_id, payload FROM device_requests WHERE state = 'pending' AND kind <> ALL(\(sends))
             ORDER BY min(received_at) OVER (PARTITION BY pin), pin, ref LIMIT \(limit)
             """, logger: logger).decode((Int64, Int64, String, ByteBuffer?).self) {
             let request: DeviceRequest
             if let payload {
-                guard let decoded = try? DeviceRequest.decode(Array(buffer: payload)) else {
+                guard let decoded = try? DeviceRequest.decodeStored(Array(buffer: payload)) else {
                     logger.error("a device request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
                     continue
                 }

@@ -63,7 +63,7 @@ extension ConfigStore {
                OR (o.state = 'sent' AND NOT o.filed AND o.next_attempt_at <= now())
             ORDER BY o.state = 'sent', o.created_at, o.pin, o.ref LIMIT \(limit)
             """, logger: logger).decode((Int64, Int64, Int64, String, String, String, ByteBuffer?, String, Int32, Int64?, Bool, Date, Bool).self) {
-            guard let payload, let request = try? DeviceRequest.decode(Array(buffer: payload)), let state = OutgoingMail.State(rawValue: state) else {
+            guard let payload, let request = try? DeviceRequest.decodeStored(Array(buffer: payload)), let state = OutgoingMail.State(rawValue: state) else {
                 logger.error("an outgoing mail's request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
                 continue
             }

@@ -295,6 +295,53 @@ enum Migrations {
             ON CONFLICT DO NOTHING
             """,
         ]),
+        // Instant messaging (the Collaboration Service). Per user, allowed by default. The
+        // pair's limits (one row). The session cache: one XMPP session per device, with
+        // the SCRAM keys it logs back in with (sealed under the KEK), the presence it shows,
+        // and its archive watermark (the last MAM id delivered in order: after a failover the
+        // new primary asks the IM server's archive for what came after). Each message a
+        // device got, by its archive id, so a message seen live and in the archive is shown
+        // once. A device's message whose sending is in doubt (a node died after sending it).
+        Migration(version: 12, name: "instant messaging", sql: [
+            "ALTER TABLE users ADD COLUMN im boolean NOT NULL DEFAULT true",
+            """
+            CREATE TABLE im_settings (
+                id boolean PRIMARY KEY DEFAULT true CHECK (id),
+                max_sessions integer CHECK (max_sessions > 0),
+                idle_timeout_ms bigint CHECK (idle_timeout_ms > 0)
+            )
+            """,
+            "INSERT INTO im_settings DEFAULT VALUES",
+            """
+            CREATE TABLE im_sessions (
+                pin bigint PRIMARY KEY REFERENCES devices(pin) ON DELETE CASCADE,
+                jid text NOT NULL,
+                scram_keys text NOT NULL,
+                presence text NOT NULL DEFAULT 'available',
+                archive_after text,
+                since timestamptz NOT NULL DEFAULT now(),
+                last_activity timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE im_delivered (
+                pin bigint NOT NULL REFERENCES devices(pin) ON DELETE CASCADE,
+                message_key text NOT NULL,
+                delivered_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (pin, message_key)
+            )
+            """,
+            "CREATE INDEX im_delivered_age ON im_delivered(delivered_at)",
+            """
+            CREATE TABLE im_outgoing (
+                pin bigint NOT NULL,
+                ref bigint NOT NULL,
+                attempted_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (pin, ref),
+                FOREIGN KEY (pin, ref) REFERENCES device_requests(pin, ref) ON DELETE CASCADE
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

@@ -1,0 +1,146 @@
+import BrambleCore
+import BrambleNet
+import Foundation
+import NIOConcurrencyHelpers
+
+/// One device's XMPP session as the Collaboration Service holds it: the connection to
+/// send on, the iq requests waiting for their answers, the archive queries under way and
+/// the message errors the server bounced. The session's own task reads the stream and
+/// resolves them.
+final class IMLink: Sendable {
+    let pin: PIN
+    /// The user's bare JID.
+    let jid: String
+    let resource: String
+
+    private struct State {
+        var connection: XMPPConnection?
+        var waiting: [String: CheckedContinuation<XMPPElement, any Error>] = [:]
+        var nextID = 0
+        /// Queries whose results are looked at (by query id); results of others are dropped.
+        var archiveQueries: [String: ArchiveQuery] = [:]
+        var bounced: [String: String] = [:]
+        /// The archive caught up: live messages move the watermark from now on.
+        var caughtUp = false
+        var task: Task<Void, Never>?
+        var closing = false
+        var ended = false
+    }
+
+    /// What an archive query collects: every result's id, and the messages for the device
+    /// (delivered by the reader as they come) — or, for a search, the messages found.
+    enum ArchiveQuery: Sendable {
+        /// Catch-up: results are delivered.
+        case deliver
+        /// The newest archive id (nothing delivered).
+        case probe
+        /// Looking for one of the device's own messages by id.
+        case search(id: String)
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let found = NIOLockedValueBox<Set<String>>([])
+
+    init(pin: PIN, jid: String) {
+        (self.pin, self.jid) = (pin, jid)
+        resource = "bramble-\(pin)"
+    }
+
+    func attach(_ connection: XMPPConnection) { state.withLockedValue { $0.connection = connection } }
+
+    func setTask(_ task: Task<Void, Never>) { state.withLockedValue { $0.task = task } }
+
+    var isCaughtUp: Bool { state.withLockedValue { $0.caughtUp } }
+    func markCaughtUp() { state.withLockedValue { $0.caughtUp = true } }
+    var isClosing: Bool { state.withLockedValue { $0.closing } }
+    var hasEnded: Bool { state.withLockedValue { $0.ended } }
+
+    func newID(_ prefix: String) -> String {
+        state.withLockedValue { $0.nextID += 1; return "\(prefix)-\($0.nextID)" }
+    }
+
+    func send(_ element: XMPPElement) async throws {
+        guard let connection = state.withLockedValue({ $0.closing ? nil : $0.connection }) else { throw XMPPClient.Failure.closed }
+        try await connection.send(element)
+    }
+
+    /// Sends an iq and waits for its result (an `error` answer throws), at most `timeoutMs`.
+    func iq(_ element: XMPPElement, timeoutMs: Int = 10_000) async throws -> XMPPElement {
+        guard let id = element[attribute: "id"] else { preconditionFailure("an iq needs an id") }
+        let answer: XMPPElement = try await withDeadline(ms: timeoutMs) { [self] in
+            try await withCheckedThrowingContinuation { continuation in
+                let ended = state.withLockedValue { s -> Bool in
+                    if s.ended { return true }
+                    s.waiting[id] = continuation
+                    return false
+                }
+                if ended { continuation.resume(throwing: XMPPClient.Failure.closed); return }
+                Task { [self] in
+                    do { try await send(element) } catch { resolve(id: id, with: .failure(error)) }
+                }
+            }
+        }
+        if answer[attribute: "type"] == "error" {
+            let condition = answer.child("error")?.elements.first(where: { $0.localName != "text" })?.localName ?? "undefined-condition"
+            throw IMRefusal(condition: condition)
+        }
+        return answer
+    }
+
+    /// An iq answer from the server: resumes its waiter (true), or none waits (false).
+    func resolve(_ answer: XMPPElement) -> Bool {
+        guard let id = answer[attribute: "id"] else { return false }
+        return resolve(id: id, with: .success(answer))
+    }
+
+    @discardableResult
+    private func resolve(id: String, with result: Result<XMPPElement, any Error>) -> Bool {
+        guard let waiter = state.withLockedValue({ $0.waiting.removeValue(forKey: id) }) else { return false }
+        waiter.resume(with: result)
+        return true
+    }
+
+    func beginArchiveQuery(_ queryID: String, _ kind: ArchiveQuery) { state.withLockedValue { $0.archiveQueries[queryID] = kind } }
+    func endArchiveQuery(_ queryID: String) { state.withLockedValue { _ = $0.archiveQueries.removeValue(forKey: queryID) } }
+    func archiveQuery(_ queryID: String) -> ArchiveQuery? { state.withLockedValue { $0.archiveQueries[queryID] } }
+    func noteFound(_ id: String) { found.withLockedValue { _ = $0.insert(id) } }
+    func wasFound(_ id: String) -> Bool { found.withLockedValue { $0.contains(id) } }
+
+    func noteBounce(id: String, condition: String) { state.withLockedValue { $0.bounced[id] = condition } }
+    func bounce(of id: String) -> String? { state.withLockedValue { $0.bounced.removeValue(forKey: id) } }
+
+    /// The stream ended: every waiter fails.
+    func ended() {
+        let waiters = state.withLockedValue { s -> [CheckedContinuation<XMPPElement, any Error>] in
+            s.ended = true
+            s.connection = nil
+            defer { s.waiting = [:] }
+            return Array(s.waiting.values)
+        }
+        for w in waiters { w.resume(throwing: XMPPClient.Failure.closed) }
+    }
+
+    /// Ends the session from our side: unavailable presence, the stream's end, then the
+    /// session's task is cancelled if it has not ended within `graceMs`.
+    func close(graceMs: UInt64 = 1_000) async {
+        let (connection, task) = state.withLockedValue { s -> (XMPPConnection?, Task<Void, Never>?) in
+            let c = s.closing ? nil : s.connection
+            s.closing = true
+            return (c, s.task)
+        }
+        if let connection {
+            try? await connection.send(XMPPStanzas.presence(.offline))
+            connection.closeStream()
+        }
+        guard let task else { return }
+        let deadline = ContinuousClock.now + .milliseconds(Int(graceMs))
+        while !hasEnded, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        task.cancel()
+    }
+}
+
+/// The IM server answered an iq with an error.
+struct IMRefusal: Error, CustomStringConvertible {
+    let condition: String
+    var description: String { "the IM server answered \(condition)" }
+}
