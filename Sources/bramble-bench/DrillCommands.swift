@@ -17,6 +17,8 @@ struct DrillVerdictCommand: ParsableCommand {
             counted them), mail_accepted, mail_shown, mail_lost, mail_duplicates and \
             mail_outage_ms (when the stream carried mail), sent_acked, sent_delivered, sent_lost \
             and sent_duplicates (the devices' own mail, when the stream had them send it), \
+            im_sent, im_shown, im_lost and im_duplicates (instant messages, when the cluster \
+            has an IM host), \
             passed, and error when there is one. \
             It passes only when the stream passed, something was accepted, nothing shown was a \
             phantom (a push answered "not accepted" that arrived anyway), no mail was lost or \

@@ -30,7 +30,10 @@ struct StreamCommand: AsyncParsableCommand {
             1/--device-mail-rate s a device asks to mail the next device's user, and after the \
             stream sent_acked (sends acknowledged to the devices, by their logs), \
             sent_delivered (found by Message-ID in the recipient's INBOX and the sender's Sent, \
-            read over IMAP as each user), sent_lost and sent_duplicates. Exits 0 only \
+            read over IMAP as each user), sent_lost and sent_duplicates. With an IM host, the \
+            demo devices log in to IM and an XMPP client of the stream's own (im-sender) sends \
+            their users --im-rate messages a second: im_sent (routed by the IM host), im_shown, \
+            im_lost and im_duplicates, by message id in the devices' logs. Exits 0 only \
             when nothing accepted was lost or shown twice, at most one primary served at a \
             time, nothing came from a fenced epoch, every epoch had one node, and every \
             device mail acknowledged is in both folders once.
@@ -42,6 +45,7 @@ struct StreamCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait, after the stream, for accepted pushes to be shown.") var settle: Double = 20
     @Option(help: "The relay's audit log (bramble-relay --audit-log): adds max_serving_primaries and stale_deliveries over the stream's window.") var relayAudit: String?
     @Option(help: "Mails per second sent by SMTP to the devices' users beside the pushes, when the status file has a mail host (0: none).") var mailRate: Double = 4
+    @Option(help: "Instant messages per second an XMPP client of the drill's own (im-sender) sends the demo devices' users, once the devices have logged in to IM, when the status file has an IM host (0: none).") var imRate: Double = 2
     @Option(help: "Mails per second the demo devices send each other (a `send` request in turn, each to the next device's user), when the status file has a mail host (0: none).") var deviceMailRate: Double = 1
 
     struct Status: Decodable {
@@ -75,13 +79,20 @@ struct StreamCommand: AsyncParsableCommand {
         var admin_token: String
         var devices: [Device]
         var mail: Mail?
+        struct IM: Decodable {
+            struct User: Decodable { var jid: String; var password: String }
+            var xmpp: String
+            var domain: String
+            var users: [User]
+        }
+        var im: IM?
     }
 
     func run() async throws {
         BrambleLogging.bootstrap(level: "error")
         guard (0.5...3600).contains(duration), (1...2000).contains(rate), (0...600).contains(settle), (0...100).contains(mailRate),
-              (0...100).contains(deviceMailRate) else {
-            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s, --mail-rate and --device-mail-rate 0…100 per second")
+              (0...100).contains(deviceMailRate), (0...100).contains(imRate) else {
+            throw ValidationError("--duration must be 0.5…3600 s, --rate 1…2000 per second, --settle 0…600 s, --mail-rate, --device-mail-rate and --im-rate 0…100 per second")
         }
         let path = status ?? ProcessInfo.processInfo.environment["BRAMBLE_STATUS"] ?? ".run/status.json"
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the status file \(path)") }
@@ -116,6 +127,14 @@ struct StreamCommand: AsyncParsableCommand {
         // And the devices mailing each other: sends acknowledged to them, found in INBOX and Sent.
         let deviceMail = deviceMailRate > 0 ? Self.deviceMailStream(cluster, rate: deviceMailRate, run: run, tls: smtpTLS) : nil
         async let deviceMailed: Void = deviceMail?.send(count: max(1, Int(duration * deviceMailRate))) ?? ()
+        // And instant messages to the devices' users, once they have logged in.
+        let im = imRate > 0 ? Self.imStream(cluster, rate: imRate, run: run, tls: smtpTLS) : nil
+        async let messaged: Void = {
+            guard let im else { return }
+            let notLoggedIn = await im.logIn()
+            if !notLoggedIn.isEmpty { FileHandle.standardError.write(Data("stream: devices \(notLoggedIn) did not log in to IM\n".utf8)) }
+            await im.send(count: max(1, Int(duration * imRate)))
+        }()
         // Each push in its own task, so one stuck on a failing node does not hold back the
         // ones after it; the schedule is absolute, so the rate holds.
         await withDiscardingTaskGroup { pushes in
@@ -140,6 +159,7 @@ struct StreamCommand: AsyncParsableCommand {
         }
         await mailed
         await deviceMailed
+        await messaged
         let ids = Set(accepted.withLockedValue { $0.keys })
         let notAccepted = refused.withLockedValue { $0 }
         let mailIDs = mail?.accepted ?? []
@@ -159,6 +179,7 @@ struct StreamCommand: AsyncParsableCommand {
         // The devices' mail, within what is left of the settle.
         let sentAudit = await deviceMail?.audit(until: settleDeadline)
         let sentSettleMs = Int(((ContinuousClock.now - streamEnded).seconds * 1000).rounded())
+        let imAudit = await im?.audit(until: max(settleDeadline, .now + .seconds(5)))
         // The longest time no push was accepted, and when it ended (Unix ms): a caller
         // compares it with when the database's new primary was ready.
         let times = accepted.withLockedValue { $0.values }.sorted()
@@ -218,7 +239,15 @@ struct StreamCommand: AsyncParsableCommand {
             }
             sentHeld = sent.passed
         }
-        let passed = audit.passed && invariantsHeld && mailHeld && sentHeld
+        // Instant messages: every one the IM server accepted shown once, on its user's device.
+        var imHeld = true
+        if let imAudit {
+            result.merge(["im_sent": imAudit.sent, "im_shown": imAudit.shown, "im_lost": imAudit.lost,
+                          "im_duplicates": imAudit.duplicates, "im_not_accepted": imAudit.notAccepted]) { $1 }
+            if !imAudit.missing.isEmpty { result["im_missing"] = Array(imAudit.missing.prefix(10)) }
+            imHeld = imAudit.passed
+        }
+        let passed = audit.passed && invariantsHeld && mailHeld && sentHeld && imHeld
         result["passed"] = passed
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
         if !passed { throw ExitCode(1) }
@@ -234,6 +263,19 @@ struct StreamCommand: AsyncParsableCommand {
             return .init(pin: pin, email: email, statePath: state, log: d.log, password: password)
         }
         return DeviceMailStream(devices: devices, rate: rate, run: run, imap: imap, tls: tls)
+    }
+
+    /// The IM stream, when the cluster has an IM host with the sender's password and at
+    /// least one device whose user has an IM account.
+    static func imStream(_ cluster: Status, rate: Double, run: String, tls: NIOSSLContext?) -> IMStream? {
+        guard let im = cluster.im, let xmpp = HostPort(im.xmpp) else { return nil }
+        let passwords = Dictionary(im.users.map { ($0.jid, $0.password) }) { first, _ in first }
+        guard let senderPassword = passwords["im-sender@\(im.domain)"] else { return nil }
+        let devices: [IMStream.Device] = cluster.devices.compactMap { d in
+            guard let email = d.email, let password = passwords[email], let state = d.statePath, let pin = PIN(d.pin) else { return nil }
+            return .init(pin: pin, jid: email, password: password, statePath: state, log: d.log)
+        }
+        return IMStream(devices: devices, rate: rate, run: run, xmpp: xmpp, tls: tls, sender: ("im-sender@\(im.domain)", senderPassword))
     }
 
     /// The pair's event log since `sinceUnixMs`, audited, from the first node that answers.

@@ -23,13 +23,16 @@ public struct DrillTable: Equatable, Sendable {
         public var sent_delivered: Int?
         public var sent_lost: Int?
         public var sent_duplicates: Int?
+        public var im_sent: Int?
+        public var im_lost: Int?
+        public var im_duplicates: Int?
         public var passed: Bool
 
         public init(drill: String, accepted: Int? = nil, lost: Int? = nil, duplicates: Int? = nil, stale_deliveries: Int? = nil,
                     max_serving_primaries: Int? = nil, shared_epochs: Int? = nil, phantoms: Int? = nil,
                     outage_ms: Int? = nil, mail_accepted: Int? = nil, mail_lost: Int? = nil, mail_duplicates: Int? = nil,
                     mail_outage_ms: Int? = nil, sent_acked: Int? = nil, sent_delivered: Int? = nil, sent_lost: Int? = nil,
-                    sent_duplicates: Int? = nil, passed: Bool) {
+                    sent_duplicates: Int? = nil, im_sent: Int? = nil, im_lost: Int? = nil, im_duplicates: Int? = nil, passed: Bool) {
             self.drill = drill
             self.accepted = accepted
             self.lost = lost
@@ -41,6 +44,7 @@ public struct DrillTable: Equatable, Sendable {
             self.outage_ms = outage_ms
             (self.mail_accepted, self.mail_lost, self.mail_duplicates, self.mail_outage_ms) = (mail_accepted, mail_lost, mail_duplicates, mail_outage_ms)
             (self.sent_acked, self.sent_delivered, self.sent_lost, self.sent_duplicates) = (sent_acked, sent_delivered, sent_lost, sent_duplicates)
+            (self.im_sent, self.im_lost, self.im_duplicates) = (im_sent, im_lost, im_duplicates)
             self.passed = passed
         }
     }
@@ -76,15 +80,18 @@ public struct DrillTable: Equatable, Sendable {
 
     /// The table, a header and one line per row, each ending in a newline; the mail
     /// stream's columns (mails accepted, lost, duplicates, outage) when a row has them, and
-    /// the devices' mail's (sends acknowledged, delivered, lost, duplicates) likewise.
+    /// the devices' mail's (sends acknowledged, delivered, lost, duplicates) likewise, and
+    /// the instant messages' (sent, lost, duplicates).
     public var text: String {
         let hasMail = rows.contains { $0.mail_accepted != nil }
         let hasSent = rows.contains { $0.sent_acked != nil }
+        let hasIM = rows.contains { $0.im_sent != nil }
         var out = Self.pad("drill", 26, left: true) + Self.pad("accepted", 9) + Self.pad("lost", 6) + Self.pad("dup", 5)
             + Self.pad("stale", 7) + Self.pad("prim", 6) + Self.pad("shared", 8) + Self.pad("phantoms", 9)
             + Self.pad("outage_ms", 11) + Self.pad("goal", 8)
             + (hasMail ? Self.pad("mails", 7) + Self.pad("m_lost", 8) + Self.pad("m_dup", 7) + Self.pad("m_outage", 10) : "")
-            + (hasSent ? Self.pad("sent", 6) + Self.pad("s_deliv", 9) + Self.pad("s_lost", 8) + Self.pad("s_dup", 7) : "") + "  passed\n"
+            + (hasSent ? Self.pad("sent", 6) + Self.pad("s_deliv", 9) + Self.pad("s_lost", 8) + Self.pad("s_dup", 7) : "")
+            + (hasIM ? Self.pad("im", 6) + Self.pad("i_lost", 8) + Self.pad("i_dup", 7) : "") + "  passed\n"
         for row in rows {
             let goal = Drill(rawValue: row.drill)?.outageGoalMs
             let mark = Self.goalMet(row).map { $0 ? " met" : " MISSED" } ?? ""
@@ -96,6 +103,7 @@ public struct DrillTable: Equatable, Sendable {
                     + Self.pad(row.mail_outage_ms, 10) : "")
                 + (hasSent ? Self.pad(row.sent_acked, 6) + Self.pad(row.sent_delivered, 9) + Self.pad(row.sent_lost, 8)
                     + Self.pad(row.sent_duplicates, 7) : "")
+                + (hasIM ? Self.pad(row.im_sent, 6) + Self.pad(row.im_lost, 8) + Self.pad(row.im_duplicates, 7) : "")
                 + "  " + (row.passed ? "True" : "False") + mark + "\n"
         }
         return out

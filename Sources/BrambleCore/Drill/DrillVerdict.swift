@@ -92,6 +92,13 @@ public struct DrillVerdict: Equatable, Sendable {
         public var sent_delivered: Int?
         public var sent_lost: Int?
         public var sent_duplicates: Int?
+        /// Instant messages (when the cluster has an IM host): the messages the IM server
+        /// accepted from the drill's XMPP client for the devices' users, shown (by message
+        /// id, in the devices' logs), never shown, and shown more than once.
+        public var im_sent: Int?
+        public var im_shown: Int?
+        public var im_lost: Int?
+        public var im_duplicates: Int?
         public var passed: Bool?
         public var error: String?
 
@@ -169,7 +176,12 @@ public struct DrillVerdict: Equatable, Sendable {
             && (stream.mail_lost ?? 0) == 0 && (stream.mail_duplicates ?? 0) == 0
             && (!drill.isMailFault || (stream.mail_accepted ?? 0) > 0)
             && (stream.sent_lost ?? 0) == 0 && (stream.sent_duplicates ?? 0) == 0 && devicesSentMail
+            && (stream.im_lost ?? 0) == 0 && (stream.im_duplicates ?? 0) == 0 && imSent
     }
+
+    /// The IM stream ran and the IM server accepted something: a stream that counted its
+    /// messages (`im_sent` present) proves nothing with none.
+    public var imSent: Bool { stream.im_sent.map { $0 > 0 } ?? true }
 
     /// The devices' mail stream ran and something was acknowledged: a stream that counted
     /// its sends (`sent_acked` present) proves nothing with none. A stream without the
@@ -192,6 +204,9 @@ public struct DrillVerdict: Equatable, Sendable {
         }
         if !devicesSentMail {
             reasons.append("no device's send was acknowledged: the devices' mail proves nothing")
+        }
+        if !imSent {
+            reasons.append("the IM server accepted no message: the instant messages prove nothing")
         }
         if let phantoms = stream.phantoms, phantoms > 0 {
             reasons.append("\(phantoms) phantom\(phantoms == 1 ? "" : "s"): shown although the push was answered not accepted")
@@ -220,6 +235,9 @@ extension DrillVerdict {
         if stream.sent_acked != nil || stream.sent_lost != nil {
             fields += [("sent_acked", stream.sent_acked), ("sent_delivered", stream.sent_delivered), ("sent_lost", stream.sent_lost),
                        ("sent_duplicates", stream.sent_duplicates)]
+        }
+        if stream.im_sent != nil || stream.im_lost != nil {
+            fields += [("im_sent", stream.im_sent), ("im_shown", stream.im_shown), ("im_lost", stream.im_lost), ("im_duplicates", stream.im_duplicates)]
         }
         fields.append(("passed", passed))
         if let error { fields.append(("error", error)) }

@@ -118,6 +118,28 @@ import Testing
         #expect(!DrillVerdict(drill: .killStandby, stream: stream(mailDuplicates: 1), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1").passed)
     }
 
+    @Test func everyDrillKeepsTheInstantMessagesWholeAndTheLineAndTableCarryThem() throws {
+        let clean = DrillVerdict.Stream(accepted: 400, shown: 400, lost: 0, duplicates: 0, stale_deliveries: 0, max_serving_primaries: 1,
+                                        outage_ms: 950, not_accepted: 0, registrations: 1, shared_epochs: 0, passed: true)
+        func json(_ v: DrillVerdict) throws -> [String: Any] { try JSONSerialization.jsonObject(with: Data(v.jsonLine.utf8)) as? [String: Any] ?? [:] }
+        func verdict(sent: Int, lost: Int = 0, duplicates: Int = 0) -> DrillVerdict {
+            var s = clean
+            (s.im_sent, s.im_shown, s.im_lost, s.im_duplicates) = (sent, sent - lost, lost, duplicates)
+            return DrillVerdict(drill: .killPrimary, stream: s, databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1")
+        }
+        #expect(verdict(sent: 24).passed)
+        let line = try json(verdict(sent: 24))
+        #expect(line["im_sent"] as? Int == 24 && line["im_shown"] as? Int == 24 && line["im_lost"] as? Int == 0 && line["im_duplicates"] as? Int == 0)
+        #expect(!verdict(sent: 24, lost: 1).passed)
+        #expect(!verdict(sent: 24, duplicates: 1).passed)
+        let none = verdict(sent: 0)
+        #expect(!none.passed && none.error?.contains("accepted no message") == true, "a stream that sent nothing proves nothing")
+        #expect(try json(DrillVerdict(drill: .killPrimary, stream: clean, databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1"))["im_sent"] == nil,
+                "no IM fields from a stream without an IM host")
+        let table = DrillTable(jsonLines: Data(verdict(sent: 24, lost: 1).jsonLine.utf8)).text
+        #expect(table.contains("i_lost") && table.contains("    24       1"), "\(table)")
+    }
+
     @Test func restartMailNeedsNewDaemonsAndPartitionPrimaryMailNeedsMailHeldBack() {
         #expect(DrillVerdict(drill: .restartMail, stream: stream(), databaseLeaderBefore: "pg1", databaseLeaderAfter: "pg1",
                              mailPIDBefore: "100", mailPIDAfter: "200").passed)
