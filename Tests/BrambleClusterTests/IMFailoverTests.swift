@@ -85,6 +85,18 @@ import Testing
         }
     }
 
+    /// The primary dies before its sessions saw any message (their archives were empty at
+    /// login): what arrives during the failover is still found, from the archive's start.
+    @Test func aSIGKILLBeforeAnyMessageStillFindsEverythingSentDuringTheFailover() async throws {
+        try await withIMPair { cluster in
+            cluster.nodes["node-a"]!.kill()
+            let accepted = try await imStream(cluster, count: 20, everyMs: 50)
+            #expect(accepted.count == 20, "the IM server accepted \(accepted.count) of 20")
+            try await expectEachOnce(cluster, accepted)
+            #expect(await cluster.primaries() == ["node-b"])
+        }
+    }
+
     /// Prosody is restarted mid-stream: every session ends, the primary logs them back in
     /// as soon as it is back, and what was accepted before and after is shown once.
     @Test func prosodyRestartedUnderLoadLosesAndDoublesNothing() async throws {

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The stanzas the Collaboration Service writes and the meaning it reads from those it
@@ -12,6 +13,13 @@ public enum XMPPStanzas {
     public static let stanzaIDNS = "urn:xmpp:sid:0"
     public static let pingNS = "urn:xmpp:ping"
     public static let dataFormsNS = "jabber:x:data"
+    public static let carbonsNS = "urn:xmpp:carbons:2"
+
+    /// Message carbons (XEP-0280): a copy of every message the user's other resources get,
+    /// so the device misses none that Prosody routed to a higher-priority client.
+    public static func enableCarbons(id: String) -> XMPPElement {
+        XMPPElement.build("iq", attributes: [("type", "set"), ("id", id)], children: [XMPPElement.build("enable", xmlns: carbonsNS)])
+    }
 
     // MARK: Writing
 
@@ -89,8 +97,14 @@ public enum XMPPStanzas {
         public var archiveID: String?
         public var stamp: Date?
 
-        /// What a device is shown it once by: its archive id, or else its sender and id.
-        public var deliveryKey: String { archiveID.map { "a:" + $0 } ?? "m:\(from)|\(id)" }
+        /// What a device is shown it once by: its sender and id, which every copy keeps (the
+        /// live message, a carbon, offline storage, the archive's result); the archive id
+        /// for a message without an id. Hashed when long: the database indexes it.
+        public var deliveryKey: String {
+            let key = id.isEmpty ? archiveID.map { "a:" + $0 } ?? "m:\(from)|" : "m:\(from)|\(id)"
+            guard key.utf8.count > 256 else { return key }
+            return "h:" + SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
+        }
     }
 
     /// A live message's meaning for `user` (a bare JID): nil for what is not a chat or
@@ -98,6 +112,14 @@ public enum XMPPStanzas {
     /// states, the user's own messages).
     public static func incoming(_ e: XMPPElement, user: String) -> Incoming? {
         guard e.localName == "message", e.child("result", xmlns: mamNS) == nil else { return nil }
+        // A carbon copy of a message another of the user's resources received: only from
+        // the user's own account (RFC: the server sends them from the bare JID).
+        if let received = e.child("received", xmlns: carbonsNS) {
+            guard IMAddress.bare(e[attribute: "from"] ?? user) == user,
+                  let inner = received.child("forwarded", xmlns: forwardNS)?.child("message") else { return nil }
+            return incoming(inner, user: user)
+        }
+        if e.child("sent", xmlns: carbonsNS) != nil { return nil }
         return chat(e, user: user, archiveID: e.children("stanza-id", xmlns: stanzaIDNS)
             .first { IMAddress.bare($0[attribute: "by"] ?? "") == user }?[attribute: "id"], stamp: nil)
     }
@@ -156,7 +178,7 @@ public enum XMPPStanzas {
 
     /// A message error the server bounced for one of ours: its id and condition.
     public static func bounce(_ e: XMPPElement) -> (id: String, condition: String)? {
-        guard e.localName == "message", e[attribute: "type"] == "error", let id = e[attribute: "id"] else { return nil }
+        guard e.localName == "message", e[attribute: "type"] == "error", let id = e[attribute: "id"], id.utf8.count <= IMMessage.maxIDLength else { return nil }
         let condition = e.child("error")?.elements.first(where: { $0.localName != "text" })?.localName ?? "undefined-condition"
         return (id, condition)
     }

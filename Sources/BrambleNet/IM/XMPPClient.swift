@@ -56,12 +56,22 @@ public enum XMPPClient {
         }
     }
 
+    /// The event loop every XMPP session runs on: one thread of its own, so a thousand
+    /// sessions logging in at once (TLS handshakes, parsing) never delay the node's
+    /// database connections, whose lease renewals have a deadline of half a second.
+    public static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// Well above the IM server's own stanza limit (Prosody's c2s_stanza_size_limit, 256 KiB
+    /// on the IM host): a message at its limit arrives larger (the server adds `from` and
+    /// a stanza-id, an archive result wraps it), and must not end the session.
+    public static let limits = XMPPStreamParser.Limits(maxStanzaBytes: 1 << 20, maxDepth: 32, maxAttributes: 64, maxNameBytes: 256)
+
     /// Connects, negotiates (TLS, SCRAM-SHA-1, bind), runs `body`, closes.
     public static func session<T: Sendable>(to address: HostPort, tls: NIOSSLContext?, login: Login,
                                             connectTimeout: TimeAmount = .seconds(2),
-                                            limits: XMPPStreamParser.Limits = .standard,
+                                            limits: XMPPStreamParser.Limits = XMPPClient.limits,
                                             _ body: (Established, XMPPConnection, inout XMPPInbound) async throws -> T) async throws -> T {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ClientBootstrap(group: eventLoops)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: address.host, port: address.port) { channel in

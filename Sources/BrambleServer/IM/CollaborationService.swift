@@ -35,8 +35,12 @@ public actor CollaborationService: Service, LeaseFollower {
         /// This server's own limit of sessions (BES: what the RTC API supported): with no
         /// maximum set for the pair, a login past it is "Failed".
         public var serverSessionLimit = 5_000
-        /// Sessions logged in at once (after a promotion).
-        public var loginConcurrency = 64
+        /// Sessions logged in at once (after a promotion): the IM server handles logins one
+        /// at a time (Prosody is single-threaded), so more only queue there.
+        public var loginConcurrency = 16
+        /// Each session pings the IM server this often; one unanswered within 10 s ends it
+        /// (a half-open connection), and the sweep logs it back in.
+        public var keepaliveMs: UInt64 = 60_000
         /// A device with an item unacknowledged this long is out of coverage.
         public var outOfCoverageMs: UInt64 = 120_000
         /// A login (connect, TLS, SASL, bind, roster, catch-up) must be done by then.
@@ -67,6 +71,7 @@ public actor CollaborationService: Service, LeaseFollower {
     private var retryAtMs: [PIN: UInt64] = [:]
     private var failures: [PIN: Int] = [:]
     private var requestsWanted = false
+    private var sweepWanted = false
     private var finished = false
     private let liveCount = NIOLockedValueBox(0)
 
@@ -124,8 +129,8 @@ public actor CollaborationService: Service, LeaseFollower {
                     await answerRequests(epoch: epoch, c)
                 }
                 let now = clock.nowMs()
-                if now &- lastSweepMs >= c.sweepIntervalMs {
-                    lastSweepMs = now
+                if sweepWanted || now &- lastSweepMs >= c.sweepIntervalMs {
+                    (sweepWanted, lastSweepMs) = (false, now)
                     await sweep(epoch: epoch, c)
                     if now &- lastPruneMs >= 3_600_000 {
                         lastPruneMs = now
@@ -145,6 +150,7 @@ public actor CollaborationService: Service, LeaseFollower {
         retryAtMs = [:]
         failures = [:]
         requestsWanted = true
+        sweepWanted = true
     }
 
     /// Demotion in BES's order: the sessions end (unavailable, stream closed) and the
@@ -207,6 +213,24 @@ public actor CollaborationService: Service, LeaseFollower {
 
     func isServing(_ epoch: UInt64) -> Bool { servingEpoch == epoch }
 
+    /// The device's session, if it is up.
+    private func liveLink(_ pin: PIN) -> IMLink? {
+        guard let link = links[pin], !link.hasEnded else { return nil }
+        return link
+    }
+
+    /// Holds a session that has just logged in; one that ended meanwhile is dropped and
+    /// logged back in by the sweep (false).
+    private func hold(_ link: IMLink) -> Bool {
+        guard !link.hasEnded else {
+            retryAtMs[link.pin] = clock.nowMs() &+ 1_000
+            return false
+        }
+        links[link.pin] = link
+        link.markCaughtUp()
+        return true
+    }
+
     /// Acts on one request; false if it could not be answered now (the database away):
     /// it stays pending, and the device's later requests wait behind it.
     private func answer(_ request: PendingRequest, epoch: UInt64, _ c: Configuration) async -> Bool {
@@ -219,7 +243,7 @@ public actor CollaborationService: Service, LeaseFollower {
             case .imSend(let to, let body):
                 try await send(request, to: IMAddress.bare(to), body: body, epoch: epoch, c)
             case .imPresence(let presence):
-                guard let link = links[request.pin] else { return try await notLoggedIn(request, epoch: epoch) }
+                guard let link = liveLink(request.pin) else { return try await notLoggedIn(request, epoch: epoch) }
                 try? await link.send(XMPPStanzas.presence(presence))
                 try await finish(request, failure: nil, cache: .presence(presence), items: [], epoch: epoch)
             case .imLogout:
@@ -316,13 +340,12 @@ public actor CollaborationService: Service, LeaseFollower {
         }
         metrics.imLogin("logged-in")
         guard servingEpoch == epoch else { await link.close(); return }
-        links[request.pin] = link
+        _ = hold(link)
         updateCount()
-        link.markCaughtUp()
     }
 
     private func send(_ request: PendingRequest, to: String, body: String, epoch: UInt64, _ c: Configuration) async throws {
-        guard let link = links[request.pin], !link.hasEnded else { _ = try await notLoggedIn(request, epoch: epoch); return }
+        guard let link = liveLink(request.pin) else { _ = try await notLoggedIn(request, epoch: epoch); return }
         let id = IMMessage.deviceMessageID(pin: request.pin, ref: request.ref)
         let before = try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
             try await store.recordIMAttempt(request.key, pair: pair, node: node, epoch: epoch)
@@ -334,6 +357,7 @@ public actor CollaborationService: Service, LeaseFollower {
         }
         var failure: String?
         if !alreadySent {
+            link.expectBounce(id: id, to: to)
             try await link.send(XMPPStanzas.message(to: to, id: id, body: body))
             // The server handles a session's stanzas in order: once the ping is answered, the
             // message was routed (or bounced).
@@ -397,7 +421,20 @@ public actor CollaborationService: Service, LeaseFollower {
                         connection.closeStream()
                     }
                 }
-                defer { setup.cancel() }
+                // A half-open connection (the IM host gone without a FIN) is noticed by a ping.
+                let keepalive = Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(Int(c.keepaliveMs)))
+                        guard !Task.isCancelled, !link.hasEnded else { return }
+                        do { _ = try await link.iq(XMPPStanzas.ping(id: link.newID("keepalive"), to: c.domain), timeoutMs: 10_000) } catch {
+                            self.logger.info("an IM session's keepalive went unanswered; it is closed", metadata: ["device.pin": "\(link.pin)"])
+                            link.ended()
+                            connection.closeStream()
+                            return
+                        }
+                    }
+                }
+                defer { setup.cancel(); keepalive.cancel() }
                 while let event = try await inbound.next() {
                     switch event {
                     case .stanza(let stanza): try await self.received(stanza, link: link, epoch: epoch, c)
@@ -417,6 +454,9 @@ public actor CollaborationService: Service, LeaseFollower {
 
     private func setUp(_ link: IMLink, keys: SCRAMKeys, presence: IMPresence, archiveAfter: String?, epoch: UInt64, _ c: Configuration) async throws -> Opened {
         let roster = try await link.iq(XMPPStanzas.rosterGet(id: link.newID("roster")))
+        // Carbons: a copy of what the user's other clients receive (a message Prosody routes
+        // to a higher-priority resource only).
+        _ = try? await link.iq(XMPPStanzas.enableCarbons(id: link.newID("carbons")))
         try await link.send(XMPPStanzas.presence(presence))
         var after = archiveAfter
         if let start = archiveAfter {
@@ -426,7 +466,8 @@ public actor CollaborationService: Service, LeaseFollower {
             link.beginArchiveQuery(queryID, .probe)
             defer { link.endArchiveQuery(queryID) }
             let answer = try await link.iq(XMPPStanzas.archiveQuery(id: link.newID("mam"), queryID: queryID, latest: true, max: 1))
-            after = XMPPStanzas.archiveEnd(answer)?.last
+            // An empty archive: "" marks "from its start", so a later catch-up misses nothing.
+            after = XMPPStanzas.archiveEnd(answer)?.last ?? ""
         }
         return Opened(keys: keys, contacts: XMPPStanzas.roster(roster) ?? [], archiveAfter: after)
     }
@@ -435,30 +476,27 @@ public actor CollaborationService: Service, LeaseFollower {
     /// result as it comes, before the page's end); returns the last archive id.
     private func catchUp(_ link: IMLink, after start: String, epoch: UInt64) async throws -> String {
         var after = start
-        for _ in 0..<1_000 {
+        while true {
             let queryID = link.newID("catchup")
             link.beginArchiveQuery(queryID, .deliver)
             defer { link.endArchiveQuery(queryID) }
             let answer: XMPPElement
             do {
-                answer = try await link.iq(XMPPStanzas.archiveQuery(id: link.newID("mam"), queryID: queryID, after: after, max: 100))
-            } catch let refusal as IMRefusal where refusal.condition == "item-not-found" {
-                // The watermark's message expired from the archive: take the newest 100.
-                logger.warning("an IM session's archive watermark is gone; the newest messages are delivered", metadata: ["device.pin": "\(link.pin)"])
-                let fallback = link.newID("catchup")
-                link.beginArchiveQuery(fallback, .deliver)
-                defer { link.endArchiveQuery(fallback) }
-                let latest = try await link.iq(XMPPStanzas.archiveQuery(id: link.newID("mam"), queryID: fallback, latest: true, max: 100))
-                return XMPPStanzas.archiveEnd(latest)?.last ?? after
+                answer = try await link.iq(XMPPStanzas.archiveQuery(id: link.newID("mam"), queryID: queryID, after: after.isEmpty ? nil : after, max: 100))
+            } catch let refusal as IMRefusal where refusal.condition == "item-not-found" && !after.isEmpty {
+                // The watermark's message expired from the archive (a week): everything still
+                // there is delivered, from its start; what the device had is skipped by key.
+                logger.warning("an IM session's archive watermark is gone; the archive is delivered from its start", metadata: ["device.pin": "\(link.pin)"])
+                after = ""
+                continue
             }
             guard let end = XMPPStanzas.archiveEnd(answer) else { return after }
             if let last = end.last { after = last }
             try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node, after] in
-                try await store.setIMArchiveWatermark(pin: link.pin, after: after, pair: pair, node: node, epoch: epoch)
+                try await store.setIMArchiveWatermark(pin: link.pin, jid: link.jid, after: after, pair: pair, node: node, epoch: epoch)
             }
             if end.complete || end.last == nil { return after }
         }
-        return after
     }
 
     /// One stanza from a session's stream, in order.
@@ -478,7 +516,7 @@ public actor CollaborationService: Service, LeaseFollower {
                 try await link.send(XMPPStanzas.iqError(to: stanza))
             }
         case "message":
-            if let bounce = XMPPStanzas.bounce(stanza) { link.noteBounce(id: bounce.id, condition: bounce.condition); return }
+            if let bounce = XMPPStanzas.bounce(stanza) { link.noteBounce(id: bounce.id, condition: bounce.condition, from: stanza[attribute: "from"]); return }
             if let result = stanza.child("result", xmlns: XMPPStanzas.mamNS), let queryID = result[attribute: "queryid"] {
                 guard let kind = link.archiveQuery(queryID), let archived = XMPPStanzas.archived(stanza, user: link.jid, queryID: queryID) else { return }
                 switch kind {
@@ -487,7 +525,8 @@ public actor CollaborationService: Service, LeaseFollower {
                 case .probe:
                     break
                 case .search(let id):
-                    if let inner = result.child("forwarded", xmlns: XMPPStanzas.forwardNS)?.child("message"), inner[attribute: "id"] == id {
+                    if let inner = result.child("forwarded", xmlns: XMPPStanzas.forwardNS)?.child("message"), inner[attribute: "id"] == id,
+                       IMAddress.bare(inner[attribute: "from"] ?? "") == link.jid {
                         link.noteFound(id)
                     }
                 }
@@ -513,7 +552,7 @@ public actor CollaborationService: Service, LeaseFollower {
         let message = IMMessage(from: m.from, to: m.to, id: m.id, body: String(m.body.prefix(IMMessage.maxBodyLength)),
                                 receivedAtMs: UInt64(max(0, (m.stamp ?? Date()).timeIntervalSince1970 * 1000)))
         let committed = try await withDeadline(ms: 5_000, clock: clock) { [store, pair, node] in
-            try await store.deliverIM(pin: link.pin, key: m.deliveryKey, message: message,
+            try await store.deliverIM(pin: link.pin, jid: link.jid, key: m.deliveryKey, message: message,
                                       archiveAfter: moveWatermark ? m.archiveID : nil, pair: pair, node: node, epoch: epoch, origin: node)
         }
         if !committed.items.isEmpty {
@@ -540,14 +579,22 @@ public actor CollaborationService: Service, LeaseFollower {
                 let idle = try await store.imIdleSessions(idleMs: idleMs)
                 if !idle.isEmpty { await end(idle, reason: { _ in "logged out: idle for more than \(idleMs / 1000) s" }, epoch: epoch) }
             }
-            // No longer allowed (IM turned off, device disabled): ended.
-            let revoked = try await store.revokedIMSessions(among: Array(links.keys))
+            // No longer allowed (IM turned off, device disabled): ended, whoever held them.
+            let revoked = try await store.revokedIMSessions()
             if !revoked.isEmpty { await end(Array(revoked), reason: { _ in "logged out: instant messaging is no longer allowed for this user or device" }, epoch: epoch) }
-            // Cached sessions this node does not hold: logged back in.
-            let cached = try await store.cachedIMSessions()
+            // Cached sessions this node does not hold: logged back in, beside the requests.
+            let (cached, unopenable) = try await store.cachedIMSessions()
+            if !unopenable.isEmpty {
+                await end(unopenable, reason: { _ in "logged out: the session's cached keys do not open under this node's key-encryption key; log in again" }, epoch: epoch)
+            }
             let now = clock.nowMs()
+            for (pin, link) in links where link.hasEnded { links.removeValue(forKey: pin); if retryAtMs[pin] == nil { retryAtMs[pin] = now } }
             let due = cached.filter { links[$0.pin] == nil && !resuming.contains($0.pin) && (retryAtMs[$0.pin] ?? 0) <= now }
-            if !due.isEmpty { await resume(due, epoch: epoch, c) }
+            if !due.isEmpty {
+                for s in due { resuming.insert(s.pin) }
+                Task { await self.resume(due, epoch: epoch, c) }
+            }
+            updateCount()
         } catch {
             logger.debug("the IM sweep failed", metadata: ["error": "\(error)"])
         }
@@ -572,13 +619,13 @@ public actor CollaborationService: Service, LeaseFollower {
 
     /// Logs cached sessions back in, `loginConcurrency` at once.
     private func resume(_ sessions: [ConfigStore.CachedIMSession], epoch: UInt64, _ c: Configuration) async {
-        for s in sessions { resuming.insert(s.pin) }
         let started = clock.nowMs()
         var done = 0
         await withTaskGroup(of: (ConfigStore.CachedIMSession, IMLink?).self) { group in
             var next = 0
             func start() {
-                guard next < sessions.count else { return }
+                // A demoted node logs no more in: it would take the sessions from the primary.
+                guard next < sessions.count, servingEpoch == epoch else { return }
                 let s = sessions[next]
                 next += 1
                 group.addTask {
@@ -595,12 +642,11 @@ public actor CollaborationService: Service, LeaseFollower {
             for _ in 0..<min(c.loginConcurrency, sessions.count) { start() }
             while let (s, link) = await group.next() {
                 resuming.remove(s.pin)
-                if let link, servingEpoch == epoch {
-                    links[s.pin] = link
-                    link.markCaughtUp()
+                if let link, servingEpoch == epoch, hold(link) {
                     failures[s.pin] = nil
                     retryAtMs[s.pin] = nil
                     done += 1
+                    if done % 50 == 0 { updateCount() }
                 } else {
                     if let link { await link.close() }
                     let n = (failures[s.pin] ?? 0) + 1
@@ -610,6 +656,7 @@ public actor CollaborationService: Service, LeaseFollower {
                 start()
             }
         }
+        for s in sessions { resuming.remove(s.pin) }
         updateCount()
         if done > 0 {
             metrics.imResumed(done)

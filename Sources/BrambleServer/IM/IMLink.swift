@@ -20,6 +20,9 @@ final class IMLink: Sendable {
         /// Queries whose results are looked at (by query id); results of others are dropped.
         var archiveQueries: [String: ArchiveQuery] = [:]
         var bounced: [String: String] = [:]
+        /// The device's messages handed over and not yet settled: id → recipient (a bounce
+        /// counts only from there, or from the server).
+        var expected: [String: String] = [:]
         /// The archive caught up: live messages move the watermark from now on.
         var caughtUp = false
         var task: Task<Void, Never>?
@@ -55,8 +58,9 @@ final class IMLink: Sendable {
     var isClosing: Bool { state.withLockedValue { $0.closing } }
     var hasEnded: Bool { state.withLockedValue { $0.ended } }
 
+    /// A request id no one else can guess (an answer is matched by it).
     func newID(_ prefix: String) -> String {
-        state.withLockedValue { $0.nextID += 1; return "\(prefix)-\($0.nextID)" }
+        "\(prefix)-\(UInt64.random(in: 0...UInt64.max))"
     }
 
     func send(_ element: XMPPElement) async throws {
@@ -87,9 +91,15 @@ final class IMLink: Sendable {
         return answer
     }
 
-    /// An iq answer from the server: resumes its waiter (true), or none waits (false).
+    /// An iq answer: resumes its waiter (true), or none waits (false). Only the user's own
+    /// account or server answers (no `from`, the user's JID, or the domain): a contact
+    /// cannot end a catch-up early with a forged result.
     func resolve(_ answer: XMPPElement) -> Bool {
         guard let id = answer[attribute: "id"] else { return false }
+        if let from = answer[attribute: "from"] {
+            let bare = IMAddress.bare(from)
+            guard bare == jid || bare == IMAddress.domain(jid) else { return false }
+        }
         return resolve(id: id, with: .success(answer))
     }
 
@@ -106,8 +116,22 @@ final class IMLink: Sendable {
     func noteFound(_ id: String) { found.withLockedValue { _ = $0.insert(id) } }
     func wasFound(_ id: String) -> Bool { found.withLockedValue { $0.contains(id) } }
 
-    func noteBounce(id: String, condition: String) { state.withLockedValue { $0.bounced[id] = condition } }
-    func bounce(of id: String) -> String? { state.withLockedValue { $0.bounced.removeValue(forKey: id) } }
+    func expectBounce(id: String, to: String) { state.withLockedValue { $0.expected[id] = to } }
+    /// A bounce of one of the device's messages, from its recipient or the server.
+    func noteBounce(id: String, condition: String, from: String?) {
+        state.withLockedValue { s in
+            guard let to = s.expected[id] else { return }
+            let sender = IMAddress.bare(from ?? IMAddress.domain(jid))
+            guard sender == to || sender == IMAddress.domain(jid) else { return }
+            s.bounced[id] = condition
+        }
+    }
+    func bounce(of id: String) -> String? {
+        state.withLockedValue { s in
+            s.expected.removeValue(forKey: id)
+            return s.bounced.removeValue(forKey: id)
+        }
+    }
 
     /// The stream ended: every waiter fails.
     func ended() {
@@ -129,7 +153,8 @@ final class IMLink: Sendable {
             return (c, s.task)
         }
         if let connection {
-            try? await connection.send(XMPPStanzas.presence(.offline))
+            // Bounded: a socket backed up must not hold a demotion.
+            _ = try? await withDeadline(ms: 500) { try await connection.send(XMPPStanzas.presence(.offline)) }
             connection.closeStream()
         }
         guard let task else { return }

@@ -78,9 +78,11 @@ extension ConfigStore {
         return nil
     }
 
-    /// Every cached session (of active devices whose user may still use IM).
-    public func cachedIMSessions() async throws -> [CachedIMSession] {
+    /// Every cached session (of active devices whose user may still use IM), and those
+    /// whose keys do not open under this node's KEK (sealed under one since retired).
+    public func cachedIMSessions() async throws -> (sessions: [CachedIMSession], unopenable: [PIN]) {
         var out: [CachedIMSession] = []
+        var unopenable: [PIN] = []
         for try await (p, jid, sealed, presence, after, since, last) in try await client.query("""
             SELECT s.pin, s.jid, s.scram_keys, s.presence, s.archive_after, s.since, s.last_activity
             FROM im_sessions s JOIN devices d ON d.pin = s.pin JOIN users u ON u.id = d.user_id
@@ -89,25 +91,24 @@ extension ConfigStore {
             let pin = PIN(UInt32(p))
             guard let bytes = try? vault.openSecret(sealed, purpose: .imSCRAMKeys, pin: pin),
                   let keys = try? JSONDecoder().decode(SCRAMKeys.self, from: Data(bytes)) else {
-                logger.error("a cached IM session's keys do not open; it is left out", metadata: ["device.pin": "\(pin)"])
+                unopenable.append(pin)
                 continue
             }
             out.append(CachedIMSession(pin: pin, jid: jid, keys: keys, presence: IMPresence(rawValue: presence) ?? .available,
                                        archiveAfter: after, since: since, lastActivity: last))
         }
-        return out
+        return (out, unopenable)
     }
 
     /// Cached sessions whose device or user no longer allows them (device disabled or
     /// removed, IM turned off): the Collaboration Service ends them.
-    public func revokedIMSessions(among pins: [PIN]) async throws -> Set<PIN> {
-        guard !pins.isEmpty else { return [] }
-        var allowed: Set<PIN> = []
+    public func revokedIMSessions() async throws -> Set<PIN> {
+        var revoked: Set<PIN> = []
         for try await p in try await client.query("""
             SELECT s.pin FROM im_sessions s JOIN devices d ON d.pin = s.pin JOIN users u ON u.id = d.user_id
-            WHERE s.pin = ANY(\(pins.map { Int64($0.value) })) AND d.status = 'active' AND u.im
-            """, logger: logger).decode(Int64.self) { allowed.insert(PIN(UInt32(p))) }
-        return Set(pins).subtracting(allowed)
+            WHERE d.status <> 'active' OR NOT u.im
+            """, logger: logger).decode(Int64.self) { revoked.insert(PIN(UInt32(p))) }
+        return revoked
     }
 
     /// Sessions (other than `pin`'s) and which are idle past `idleMs` (no request from
@@ -139,7 +140,7 @@ extension ConfigStore {
         for try await (p, ref, payload) in try await client.query("""
             SELECT pin, ref, payload FROM device_requests
             WHERE state = 'pending' AND kind = ANY(\(DeviceRequest.Kind.imKinds.map { Int16($0.rawValue) }))
-            ORDER BY pin, ref LIMIT \(limit)
+            ORDER BY min(received_at) OVER (PARTITION BY pin), pin, ref LIMIT \(limit)
             """, logger: logger).decode((Int64, Int64, ByteBuffer?).self) {
             guard let payload, let request = try? DeviceRequest.decodeStored(Array(buffer: payload)) else {
                 logger.error("an IM request cannot be read; left as it is", metadata: ["device.pin": "\(PIN(UInt32(p)))", "request.ref": "\(ref)"])
@@ -186,6 +187,11 @@ extension ConfigStore {
             } else {
                 try await conn.query("UPDATE device_requests SET state = 'done', done_at = now() WHERE pin = \(pin) AND ref = \(ref)", logger: logger)
             }
+            // A login's sealed password goes once the login is answered.
+            try await conn.query("""
+                UPDATE device_requests SET payload = \(ByteBuffer(bytes: DeviceRequest.imLogin(jid: "redacted@redacted", secret: .sealed("")).encoded()))
+                WHERE pin = \(pin) AND ref = \(ref) AND kind = \(Int16(DeviceRequest.Kind.imLogin.rawValue))
+                """, logger: logger)
             try await applyIMCache(cache, pin: key.pin, conn)
             return try await enqueueDeviceItems(items.map { (key.pin, $0.service, $0.payload) }, origin: origin, conn)
         }
@@ -202,7 +208,8 @@ extension ConfigStore {
                 ON CONFLICT (pin) DO UPDATE SET jid = excluded.jid, scram_keys = excluded.scram_keys,
                     archive_after = CASE WHEN im_sessions.jid = excluded.jid THEN coalesce(im_sessions.archive_after, excluded.archive_after)
                                          ELSE excluded.archive_after END,
-                    last_activity = now()
+                    since = CASE WHEN im_sessions.jid = excluded.jid THEN im_sessions.since ELSE now() END,
+                    presence = 'available', last_activity = now()
                 """, logger: logger)
         case .presence(let presence):
             try await conn.query("""
@@ -235,7 +242,7 @@ extension ConfigStore {
     /// A message for a device, once: by `key` (its archive id, or sender and id), nothing
     /// if the device was given it before. `archiveAfter`: the session's archive watermark
     /// moves there in the same transaction. Returns what the Dispatcher sends.
-    public func deliverIM(pin: PIN, key: String, message: IMMessage, archiveAfter: String?,
+    public func deliverIM(pin: PIN, jid: String, key: String, message: IMMessage, archiveAfter: String?,
                           pair: String, node: String, epoch: UInt64, origin: String) async throws -> CommittedPushes {
         try await fenced(pair, node: node, epoch: epoch) { [self, logger] conn in
             let p = Int64(pin.value)
@@ -244,7 +251,7 @@ extension ConfigStore {
                 INSERT INTO im_delivered (pin, message_key) VALUES (\(p), \(key)) ON CONFLICT DO NOTHING RETURNING pin
                 """, logger: logger) { fresh = true }
             if let archiveAfter {
-                try await conn.query("UPDATE im_sessions SET archive_after = \(archiveAfter) WHERE pin = \(p)", logger: logger)
+                try await conn.query("UPDATE im_sessions SET archive_after = \(archiveAfter) WHERE pin = \(p) AND jid = \(jid)", logger: logger)
             }
             guard fresh else { return CommittedPushes(outcomes: [], keys: [:], items: []) }
             return try await enqueueDeviceItems([(pin, .im, message.encoded())], origin: origin, conn) ?? CommittedPushes(outcomes: [], keys: [:], items: [])
@@ -252,9 +259,9 @@ extension ConfigStore {
     }
 
     /// Moves a session's archive watermark (after a catch-up delivered everything before it).
-    public func setIMArchiveWatermark(pin: PIN, after: String, pair: String, node: String, epoch: UInt64) async throws {
+    public func setIMArchiveWatermark(pin: PIN, jid: String, after: String, pair: String, node: String, epoch: UInt64) async throws {
         try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
-            try await conn.query("UPDATE im_sessions SET archive_after = \(after) WHERE pin = \(Int64(pin.value))", logger: logger)
+            try await conn.query("UPDATE im_sessions SET archive_after = \(after) WHERE pin = \(Int64(pin.value)) AND jid = \(jid)", logger: logger)
         }
     }
 
@@ -266,8 +273,9 @@ extension ConfigStore {
         }
     }
 
-    /// When a device's message was last handed to the IM server (nil: never), and records
-    /// this attempt: a new primary finding one looks in the archive before sending again.
+    /// When a device's message was first handed to the IM server (nil: never), recording
+    /// this attempt if it is the first: a new primary finding one looks in the archive,
+    /// from then on, before sending again.
     public func recordIMAttempt(_ key: PendingRequest.Key, pair: String, node: String, epoch: UInt64) async throws -> Date? {
         try await fenced(pair, node: node, epoch: epoch) { [logger] conn in
             var before: Date?
@@ -276,14 +284,14 @@ extension ConfigStore {
                 """, logger: logger).decode(Date.self) { before = at }
             try await conn.query("""
                 INSERT INTO im_outgoing (pin, ref) VALUES (\(Int64(key.pin.value)), \(Int64(key.ref)))
-                ON CONFLICT (pin, ref) DO UPDATE SET attempted_at = now()
+                ON CONFLICT (pin, ref) DO NOTHING
                 """, logger: logger)
             return before
         }
     }
 
-    /// Forgets what no failover needs any more: delivery keys older than the archive
-    /// keeps messages (a week), attempts of answered requests.
+    /// Forgets what no failover needs any more: delivery keys older than the archive keeps
+    /// messages (a week). (Attempts go with their requests, which the Agent prunes.)
     public func pruneIM() async throws {
         try await client.query("""
             DELETE FROM im_delivered WHERE (pin, message_key) IN (

@@ -69,7 +69,7 @@ import Testing
             <stanza-id xmlns='urn:xmpp:sid:0' by='someone@else.test' id='forged'/><stanza-id xmlns='urn:xmpp:sid:0' by='demo1@example.test' id='A1'/></message>
             """)
         let m = try #require(XMPPStanzas.incoming(live, user: "demo1@example.test"))
-        #expect(m.from == "demo2@example.test" && m.body == "hi & bye" && m.id == "m1" && m.archiveID == "A1" && m.deliveryKey == "a:A1")
+        #expect(m.from == "demo2@example.test" && m.body == "hi & bye" && m.id == "m1" && m.archiveID == "A1" && m.deliveryKey == "m:demo2@example.test|m1")
         // No stanza-id: sender and id.
         let plain = try Self.parse("<message from='demo2@example.test/desk' type='chat' id='m2'><body>x</body></message>")
         #expect(XMPPStanzas.incoming(plain, user: "demo1@example.test")?.deliveryKey == "m:demo2@example.test|m2")
@@ -80,6 +80,18 @@ import Testing
                     "<message from='demo2@example.test/d' type='error' id='m'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"] {
             #expect(XMPPStanzas.incoming(try Self.parse(xml), user: "demo1@example.test") == nil, "\(xml)")
         }
+        // A carbon of a message another resource got: the same message, the same key.
+        let carbon = try Self.parse("""
+            <message from='demo1@example.test' to='demo1@example.test/bramble-2A00F00D'><received xmlns='urn:xmpp:carbons:2'>\
+            <forwarded xmlns='urn:xmpp:forward:0'><message from='demo2@example.test/desk' to='demo1@example.test/desk' type='chat' id='m1'>\
+            <body>hi &amp; bye</body></message></forwarded></received></message>
+            """)
+        #expect(XMPPStanzas.incoming(carbon, user: "demo1@example.test")?.deliveryKey == m.deliveryKey)
+        let forgedCarbon = try Self.parse("""
+            <message from='evil@example.test/x'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+            <message from='demo2@example.test/desk' type='chat' id='m1'><body>x</body></message></forwarded></received></message>
+            """)
+        #expect(XMPPStanzas.incoming(forgedCarbon, user: "demo1@example.test") == nil, "a carbon only from the user's own account")
         #expect(XMPPStanzas.bounce(try Self.parse("<message type='error' id='m9'><error><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"))! == ("m9", "item-not-found"))
     }
 
@@ -90,7 +102,7 @@ import Testing
             <body>archived</body></message></forwarded></result></message>
             """
         let result = try #require(XMPPStanzas.archived(try Self.parse(xml), user: "demo1@example.test", queryID: "q1"))
-        #expect(result.archiveID == "A7" && result.message?.body == "archived" && result.message?.deliveryKey == "a:A7")
+        #expect(result.archiveID == "A7" && result.message?.body == "archived" && result.message?.deliveryKey == "m:demo2@example.test|m7")
         #expect(result.message?.stamp == XMPPStanzas.parseTimestamp("2026-12-06T10:00:00.500Z"))
         #expect(XMPPStanzas.archived(try Self.parse(xml), user: "demo1@example.test", queryID: "q2") == nil, "another query's")
         let forged = xml.replacingOccurrences(of: "<message to='demo1@example.test/r'>", with: "<message from='evil@example.test/x' to='demo1@example.test/r'>")
