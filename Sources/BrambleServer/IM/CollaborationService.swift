@@ -41,6 +41,9 @@ public actor CollaborationService: Service, LeaseFollower {
         /// Each session pings the IM server this often; one unanswered within 10 s ends it
         /// (a half-open connection), and the sweep logs it back in.
         public var keepaliveMs: UInt64 = 60_000
+        /// A re-login starts no new login while the lease is certainly ours for less than this
+        /// (the node sets 70% of its lease: a renewal came more than ~100 ms late).
+        public var leaseMarginMs: UInt64 = 700
         /// A device with an item unacknowledged this long is out of coverage.
         public var outOfCoverageMs: UInt64 = 120_000
         /// A login (connect, TLS, SASL, bind, roster, catch-up) must be done by then.
@@ -61,6 +64,8 @@ public actor CollaborationService: Service, LeaseFollower {
     let clock: any NodeClock
     let metrics: NodeMetrics
     let logger: Logger
+    /// The HA manager's view: a re-login pauses while the lease's margin is thin.
+    let lease: HASnapshotBox?
     public nonisolated let followerName = "collaboration-service"
 
     private var servingEpoch: UInt64?
@@ -79,8 +84,9 @@ public actor CollaborationService: Service, LeaseFollower {
     public nonisolated var sessionCount: Int { liveCount.withLockedValue { $0 } }
 
     public init(configuration: Configuration?, store: ConfigStore, dispatcher: Dispatcher, wakes: Wakes,
-                pair: String, node: String, clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger) {
-        (self.configuration, self.store, self.dispatcher, self.wakes) = (configuration, store, dispatcher, wakes)
+                pair: String, node: String, clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger,
+                lease: HASnapshotBox? = nil) {
+        (self.configuration, self.store, self.dispatcher, self.wakes, self.lease) = (configuration, store, dispatcher, wakes, lease)
         (self.pair, self.node, self.clock, self.metrics, self.logger) = (pair, node, clock, metrics, logger)
     }
 
@@ -621,7 +627,8 @@ public actor CollaborationService: Service, LeaseFollower {
     private func resume(_ sessions: [ConfigStore.CachedIMSession], epoch: UInt64, _ c: Configuration) async {
         let started = clock.nowMs()
         var done = 0
-        await withTaskGroup(of: (ConfigStore.CachedIMSession, IMLink?).self) { group in
+        var refused: [PIN] = []
+        await withTaskGroup(of: (ConfigStore.CachedIMSession, IMLink?, Bool).self) { group in
             var next = 0
             func start() {
                 // A demoted node logs no more in: it would take the sessions from the primary.
@@ -632,16 +639,30 @@ public actor CollaborationService: Service, LeaseFollower {
                     let link = IMLink(pin: s.pin, jid: s.jid)
                     do {
                         _ = try await self.open(link, credential: .keys(s.keys), presence: s.presence, archiveAfter: s.archiveAfter, epoch: epoch, c)
-                        return (s, link)
+                        return (s, link, false)
                     } catch {
                         self.logger.warning("an IM session did not log back in", metadata: ["device.pin": "\(s.pin)", "error": "\(error)"])
-                        return (s, nil)
+                        // The IM server no longer takes the cached login (the password changed):
+                        // retrying would not help; the device must log in again.
+                        switch error as? XMPPClient.Failure {
+                        case .notAuthorized?, .scram(SCRAMError(.saltChanged))?: return (s, nil, true)
+                        default: return (s, nil, false)
+                        }
                     }
                 }
             }
             for _ in 0..<min(c.loginConcurrency, sessions.count) { start() }
-            while let (s, link) = await group.next() {
+            while let (s, link, refusedLogin) = await group.next() {
+                // Paced by the lease: a thousand logins at once load the machine, and the
+                // lease's renewal (500 ms to answer) must not starve. While its margin is thin
+                // (a renewal came late), no new login starts, for up to 2 s.
+                if let lease {
+                    let until = clock.nowMs() &+ 2_000
+                    while lease.value.leaseValidUntilMs < clock.nowMs() &+ c.leaseMarginMs, clock.nowMs() < until,
+                          (try? await clock.sleep(ms: 50)) != nil {}
+                }
                 resuming.remove(s.pin)
+                if refusedLogin { refused.append(s.pin) }
                 if let link, servingEpoch == epoch, hold(link) {
                     failures[s.pin] = nil
                     retryAtMs[s.pin] = nil
@@ -657,6 +678,9 @@ public actor CollaborationService: Service, LeaseFollower {
             }
         }
         for s in sessions { resuming.remove(s.pin) }
+        if !refused.isEmpty, servingEpoch == epoch {
+            await end(refused, reason: { _ in "logged out: the IM server no longer accepts this login (was the password changed?); log in again" }, epoch: epoch)
+        }
         updateCount()
         if done > 0 {
             metrics.imResumed(done)

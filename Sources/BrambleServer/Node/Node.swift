@@ -50,8 +50,10 @@ public struct Node {
                                     })
         let agent = MessagingAgent(configuration: c.mail, store: store, dispatcher: dispatcher, wakes: agentWakes,
                                    pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
-        let collaboration = CollaborationService(configuration: c.im, store: store, dispatcher: dispatcher, wakes: imWakes,
-                                                 pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
+        var im = c.im
+        im?.leaseMarginMs = UInt64(c.leaseMs) * 7 / 10
+        let collaboration = CollaborationService(configuration: im, store: store, dispatcher: dispatcher, wakes: imWakes,
+                                                 pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger, lease: snapshot)
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
