@@ -21,7 +21,6 @@ public final class XMPPChatClient: Sendable {
     private let state = NIOLockedValueBox<State>(State())
     private struct State {
         var connection: XMPPConnection?
-        var waiting: [String: CheckedContinuation<XMPPElement, any Error>] = [:]
         var received: [Received] = []
         var presence: [String: IMPresence] = [:]
         var bounced: [String: String] = [:]
@@ -29,6 +28,8 @@ public final class XMPPChatClient: Sendable {
         var ended = false
         var task: Task<Void, Never>?
     }
+
+    private let waiters = XMPPIQWaiters()
 
     private init(jid: String) {
         self.jid = IMAddress.bare(jid)
@@ -84,8 +85,7 @@ public final class XMPPChatClient: Sendable {
         switch e.localName {
         case "iq":
             if e[attribute: "type"] == "result" || e[attribute: "type"] == "error" {
-                let waiter = e[attribute: "id"].flatMap { id in state.withLockedValue { $0.waiting.removeValue(forKey: id) } }
-                waiter?.resume(returning: e)
+                waiters.resolve(e)
             } else if e.child("ping", xmlns: XMPPStanzas.pingNS) != nil {
                 let reply = XMPPStanzas.iqResult(to: e)
                 if let c = state.withLockedValue({ $0.connection }) { Task { try? await c.send(reply) } }
@@ -103,13 +103,11 @@ public final class XMPPChatClient: Sendable {
     }
 
     private func ended() {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<XMPPElement, any Error>] in
+        state.withLockedValue { s in
             s.ended = true
             s.connection = nil
-            defer { s.waiting = [:] }
-            return Array(s.waiting.values)
         }
-        for w in waiters { w.resume(throwing: XMPPClient.Failure.closed) }
+        waiters.endAll()
     }
 
     public var isConnected: Bool { state.withLockedValue { !$0.ended && $0.connection != nil } }
@@ -132,20 +130,8 @@ public final class XMPPChatClient: Sendable {
     /// A round trip to the server (XEP-0199).
     public func ping(timeoutMs: Int = 10_000) async throws {
         let id = state.withLockedValue { $0.next += 1; return "p\($0.next)" }
-        let element = XMPPStanzas.ping(id: id, to: domain)
-        _ = try await withDeadline(ms: timeoutMs) { [self] in
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<XMPPElement, any Error>) in
-                let connection = state.withLockedValue { s -> XMPPConnection? in
-                    guard !s.ended, let conn = s.connection else { return nil }
-                    s.waiting[id] = c
-                    return conn
-                }
-                guard let connection else { c.resume(throwing: XMPPClient.Failure.closed); return }
-                Task { do { try await connection.send(element) } catch {
-                    state.withLockedValue { $0.waiting.removeValue(forKey: id) }?.resume(throwing: error)
-                } }
-            }
-        }
+        guard let connection = state.withLockedValue({ $0.connection }) else { throw XMPPClient.Failure.closed }
+        _ = try await waiters.request(XMPPStanzas.ping(id: id, to: domain), timeoutMs: timeoutMs) { try await connection.send($0) }
     }
 
     /// Everything received so far.

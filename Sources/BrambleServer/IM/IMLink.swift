@@ -15,8 +15,6 @@ final class IMLink: Sendable {
 
     private struct State {
         var connection: XMPPConnection?
-        var waiting: [String: CheckedContinuation<XMPPElement, any Error>] = [:]
-        var nextID = 0
         /// Queries whose results are looked at (by query id); results of others are dropped.
         var archiveQueries: [String: ArchiveQuery] = [:]
         var bounced: [String: String] = [:]
@@ -42,6 +40,7 @@ final class IMLink: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    private let waiters = XMPPIQWaiters()
     private let found = NIOLockedValueBox<Set<String>>([])
 
     init(pin: PIN, jid: String) {
@@ -70,20 +69,7 @@ final class IMLink: Sendable {
 
     /// Sends an iq and waits for its result (an `error` answer throws), at most `timeoutMs`.
     func iq(_ element: XMPPElement, timeoutMs: Int = 10_000) async throws -> XMPPElement {
-        guard let id = element[attribute: "id"] else { preconditionFailure("an iq needs an id") }
-        let answer: XMPPElement = try await withDeadline(ms: timeoutMs) { [self] in
-            try await withCheckedThrowingContinuation { continuation in
-                let ended = state.withLockedValue { s -> Bool in
-                    if s.ended { return true }
-                    s.waiting[id] = continuation
-                    return false
-                }
-                if ended { continuation.resume(throwing: XMPPClient.Failure.closed); return }
-                Task { [self] in
-                    do { try await send(element) } catch { resolve(id: id, with: .failure(error)) }
-                }
-            }
-        }
+        let answer = try await waiters.request(element, timeoutMs: timeoutMs) { [self] in try await send($0) }
         if answer[attribute: "type"] == "error" {
             let condition = answer.child("error")?.elements.first(where: { $0.localName != "text" })?.localName ?? "undefined-condition"
             throw IMRefusal(condition: condition)
@@ -95,19 +81,11 @@ final class IMLink: Sendable {
     /// account or server answers (no `from`, the user's JID, or the domain): a contact
     /// cannot end a catch-up early with a forged result.
     func resolve(_ answer: XMPPElement) -> Bool {
-        guard let id = answer[attribute: "id"] else { return false }
         if let from = answer[attribute: "from"] {
             let bare = IMAddress.bare(from)
             guard bare == jid || bare == IMAddress.domain(jid) else { return false }
         }
-        return resolve(id: id, with: .success(answer))
-    }
-
-    @discardableResult
-    private func resolve(id: String, with result: Result<XMPPElement, any Error>) -> Bool {
-        guard let waiter = state.withLockedValue({ $0.waiting.removeValue(forKey: id) }) else { return false }
-        waiter.resume(with: result)
-        return true
+        return waiters.resolve(answer)
     }
 
     func beginArchiveQuery(_ queryID: String, _ kind: ArchiveQuery) { state.withLockedValue { $0.archiveQueries[queryID] = kind } }
@@ -135,13 +113,11 @@ final class IMLink: Sendable {
 
     /// The stream ended: every waiter fails.
     func ended() {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<XMPPElement, any Error>] in
+        state.withLockedValue { s in
             s.ended = true
             s.connection = nil
-            defer { s.waiting = [:] }
-            return Array(s.waiting.values)
         }
-        for w in waiters { w.resume(throwing: XMPPClient.Failure.closed) }
+        waiters.endAll()
     }
 
     /// Ends the session from our side: unavailable presence, the stream's end, then the
