@@ -77,6 +77,8 @@ public actor CollaborationService: Service, LeaseFollower {
     private var failures: [PIN: Int] = [:]
     private var requestsWanted = false
     private var sweepWanted = false
+    /// Logins past their checks and not yet answered.
+    private var loginsUnderWay: Set<PIN> = []
     private var finished = false
     private let liveCount = NIOLockedValueBox(0)
 
@@ -307,13 +309,18 @@ public actor CollaborationService: Service, LeaseFollower {
         // The pair's maximum, then this server's own limit.
         let settings = try await store.imSettings()
         let load = try await store.imSessionLoad(excluding: request.pin, idleMs: settings.idleTimeoutMs)
-        if let max = settings.maxSessions, load.pins.count >= max {
+        // Logins side by side each count the others under way (not cached yet), so together
+        // they never pass the maximum. Counted from here, before any other wait.
+        let holders = Set(load.pins).union(loginsUnderWay.subtracting([request.pin]))
+        loginsUnderWay.insert(request.pin)
+        defer { loginsUnderWay.remove(request.pin) }
+        if let max = settings.maxSessions, holders.count >= max {
             guard let idleMs = settings.idleTimeoutMs else {
                 return try await refuse(.serverBusy, "Server Busy: the maximum of \(max) IM sessions is reached")
             }
             let away = await dispatcher.outOfCoverage(load.pins, afterMs: c.outOfCoverageMs)
             let candidates = Set(load.idle).union(away)
-            guard !candidates.isEmpty, load.pins.count - candidates.count < max else {
+            guard !candidates.isEmpty, holders.count - candidates.count < max else {
                 return try await refuse(.serverBusy, "Server Busy: the maximum of \(max) IM sessions is reached and none is idle")
             }
             await end(Array(candidates), reason: { away.contains($0) ? "logged out: the device was out of coverage and the server needed the session"
