@@ -176,11 +176,16 @@ public enum XMPPStanzas {
         }
     }
 
+    /// The defined condition of an error element (RFC 6120 §8.3.3, §6.5): its first child
+    /// that is not `<text/>`; `fallback` when it names none.
+    public static func condition(of error: XMPPElement?, fallback: String = "undefined-condition") -> String {
+        error?.elements.first(where: { $0.localName != "text" })?.localName ?? fallback
+    }
+
     /// A message error the server bounced for one of ours: its id and condition.
     public static func bounce(_ e: XMPPElement) -> (id: String, condition: String)? {
         guard e.localName == "message", e[attribute: "type"] == "error", let id = e[attribute: "id"], id.utf8.count <= IMMessage.maxIDLength else { return nil }
-        let condition = e.child("error")?.elements.first(where: { $0.localName != "text" })?.localName ?? "undefined-condition"
-        return (id, condition)
+        return (id, condition(of: e.child("error")))
     }
 
     // MARK: Time (XEP-0082)

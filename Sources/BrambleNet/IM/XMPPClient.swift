@@ -91,8 +91,9 @@ public enum XMPPClient {
     }
 
     static func openStream(_ domain: String, _ connection: XMPPConnection) async throws {
-        try await connection.sendRaw("<?xml version='1.0'?><stream:stream to='\(XMLEscape.attribute(domain))' xmlns='jabber:client' "
-                                     + "xmlns:stream='\(streamsNS)' version='1.0'>")
+        let header = XMPPElement.build("stream:stream", xmlns: "jabber:client",
+                                       attributes: [("to", domain), ("xmlns:stream", streamsNS), ("version", "1.0")])
+        try await connection.sendRaw("<?xml version='1.0'?>" + header.serializedOpenTag())
     }
 
     private static func negotiate(_ login: Login, _ connection: XMPPConnection, _ reader: inout XMPPInbound) async throws -> Established {
@@ -141,8 +142,7 @@ public enum XMPPClient {
 
     private static func saslFailure(_ e: XMPPElement) throws {
         guard e.localName == "failure", e.xmlns == saslNS else { return }
-        let condition = e.elements.first(where: { $0.localName != "text" })?.localName ?? "failure"
-        throw Failure.notAuthorized(condition)
+        throw Failure.notAuthorized(XMPPStanzas.condition(of: e, fallback: "failure"))
     }
 
     private static func decodeBase64(_ text: String) -> String? {
@@ -224,23 +224,5 @@ final class XMPPStreamHandler: ChannelInboundHandler {
             context.fireErrorCaught(XMPPClient.Failure.protocolViolation("\(error)"))
             context.close(promise: nil)
         }
-    }
-}
-
-/// Escaping for the few strings written by hand (the stream header).
-enum XMLEscape {
-    static func attribute(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "'": out += "&apos;"
-            case "\"": out += "&quot;"
-            default: out.append(c)
-            }
-        }
-        return out
     }
 }

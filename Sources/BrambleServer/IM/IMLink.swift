@@ -71,8 +71,7 @@ final class IMLink: Sendable {
     func iq(_ element: XMPPElement, timeoutMs: Int = 10_000) async throws -> XMPPElement {
         let answer = try await waiters.request(element, timeoutMs: timeoutMs) { [self] in try await send($0) }
         if answer[attribute: "type"] == "error" {
-            let condition = answer.child("error")?.elements.first(where: { $0.localName != "text" })?.localName ?? "undefined-condition"
-            throw IMRefusal(condition: condition)
+            throw IMRefusal(condition: XMPPStanzas.condition(of: answer.child("error")))
         }
         return answer
     }
