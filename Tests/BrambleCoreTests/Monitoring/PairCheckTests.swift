@@ -97,6 +97,10 @@ import Testing
         #expect(unsure.summary.hasPrefix("cannot tell whether a node serves as primary; "))
         let low = answered(nodeFacts("node-a", unhealthy: [.dispatcher: "stuck"]), at: Self.a)
         #expect(PairCheck.verdict([low, garbage]).state == .critical)
+        // One down, one unreadable: a WARNING at least, whether or not the other serves.
+        let half = PairCheck.verdict([down(Self.a), garbage])
+        #expect(half.state == .warning)
+        #expect(half.summary.hasPrefix("10.0.0.21:8080 unreachable (connection refused); cannot tell whether a node serves as primary; "))
     }
 
     @Test func oneNodeGivenTwiceIsUnknown() {
