@@ -84,7 +84,8 @@ struct CheckCommand: AsyncParsableCommand {
         case "pair": try parse(Pair.self, arguments).prepared()
         case "node": try parse(Node.self, arguments).prepared()
         case "relay": try parse(Relay.self, arguments).prepared()
-        default: try parse(Mailbox.self, arguments).prepared()
+        case "mailbox": try parse(Mailbox.self, arguments).prepared()
+        default: throw UsageProblem(text: "unknown check '\(check)'", usage: usage)
         }
     }
 
