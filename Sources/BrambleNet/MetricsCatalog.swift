@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Prometheus
 
 /// Makes swift-metrics instruments for a component. In a daemon they are registered on the
@@ -36,10 +37,18 @@ public struct MetricsCatalog: Sendable {
     }
 
     /// Durations (a Prometheus histogram in seconds).
-    public func timer(_ name: String, help: String, buckets: [Duration]) -> CoreMetrics.Timer {
-        guard let registry else { return CoreMetrics.Timer(label: name, dimensions: [], factory: factory) }
-        let handler = registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), buckets: buckets)
-        return CoreMetrics.Timer(label: name, dimensions: [], handler: handler, factory: factory)
+    public func timer(_ name: String, help: String, labels: [(String, String)] = [], buckets: [Duration]) -> CoreMetrics.Timer {
+        guard let registry else { return CoreMetrics.Timer(label: name, dimensions: labels, factory: factory) }
+        let handler = labels.isEmpty ? registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), buckets: buckets)
+            : registry.makeDurationHistogram(descriptor: Self.descriptor(name, help), labels: labels, buckets: buckets)
+        return CoreMetrics.Timer(label: name, dimensions: labels, handler: handler, factory: factory)
+    }
+
+    /// `bramble_start_time_seconds`: when this process started (Unix time), so that a
+    /// process restarting over and over shows as the value changing.
+    public func startTime(_ date: Date = Date()) {
+        gauge("bramble_start_time_seconds", help: "When this process started, in seconds since the Unix epoch")
+            .set(date.timeIntervalSince1970)
     }
 
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {

@@ -44,6 +44,7 @@ final class RelayMetrics: Sendable {
         devicesIdleClosed = c.counter("bramble_relay_devices_idle_closed_total", help: "Device connections closed after the idle timeout")
         presencesDeferred = c.counter("bramble_relay_presence_deferred_total",
                                       help: "Device presences held back by the per-PIN presence interval")
+        c.startTime()
     }
 
     func record(_ event: RelayEvent) {

@@ -18,8 +18,11 @@ struct DrillVerdictCommand: ParsableCommand {
             mail_outage_ms (when the stream carried mail), sent_acked, sent_delivered, sent_lost \
             and sent_duplicates (the devices' own mail, when the stream had them send it), \
             im_sent, im_shown, im_lost and im_duplicates (instant messages, when the cluster \
-            has an IM host), \
-            passed, and error when there is one. \
+            has an IM host), alerts ([{alert, severity, fired_after_ms, cleared_after_heal_ms}] \
+            from --alerts-log), alerts_expected, alerts_missed (expected, not fired within 15 s \
+            of the fault), alerts_uncleared (firing 60 s after the heal or at the last poll) and \
+            alerts_already_firing (when the cluster has monitoring; a measurement, not part of \
+            passed), passed, and error when there is one. \
             It passes only when the stream passed, something was accepted, nothing shown was a \
             phantom (a push answered "not accepted" that arrived anyway), no mail was lost or \
             shown twice, every device mail acknowledged (at least one) is in its recipient's \
@@ -35,6 +38,10 @@ struct DrillVerdictCommand: ParsableCommand {
     @Option(help: "The database leader after the stream.") var dbLeaderAfter: String = ""
     @Option(help: "The mail host's Dovecot master PID before the fault (restart-mail's trace).") var mailPidBefore: String = ""
     @Option(help: "The mail host's Dovecot master PID after the stream.") var mailPidAfter: String = ""
+    @Option(help: "The drill's poll log of Prometheus's alerts (a line per poll: Unix ms, a space, the /api/v1/alerts answer); with --fault-at and --heal-at.")
+    var alertsLog: String?
+    @Option(help: "When the fault was injected (Unix ms).") var faultAt: Int64?
+    @Option(help: "When the fault was healed (Unix ms).") var healAt: Int64?
 
     func run() throws {
         guard let drill = Drill(rawValue: drill) else {
@@ -42,9 +49,15 @@ struct DrillVerdictCommand: ParsableCommand {
         }
         // A stream that was killed may have left no file: that is a verdict (no evidence), not a usage error.
         let output = FileManager.default.contents(atPath: stream) ?? Data()
+        var alerts: DrillAlerts?
+        if let alertsLog {
+            guard let faultAt, let healAt, healAt >= faultAt else { throw ValidationError("--alerts-log needs --fault-at and --heal-at (Unix ms, heal after fault)") }
+            let polls = DrillAlerts.parse(log: FileManager.default.contents(atPath: alertsLog) ?? Data())
+            alerts = DrillAlerts(drill: drill, polls: polls, faultAtMs: faultAt, healAtMs: healAt)
+        }
         let verdict = DrillVerdict(drill: drill, stream: .parse(output: output),
                                    databaseLeaderBefore: dbLeaderBefore, databaseLeaderAfter: dbLeaderAfter,
-                                   mailPIDBefore: mailPidBefore, mailPIDAfter: mailPidAfter)
+                                   mailPIDBefore: mailPidBefore, mailPIDAfter: mailPidAfter, alerts: alerts)
         print(verdict.jsonLine)
         if !verdict.passed { throw ExitCode(1) }
     }
@@ -59,7 +72,9 @@ struct DrillTableCommand: ParsableCommand {
             shared (epochs), phantoms, outage_ms, and issue 5's outage goal where it sets one, \
             marked met or MISSED (a measurement, not part of passed); the mail stream's mails, \
             m_lost, m_dup and m_outage and the devices' mail's sent, s_deliv, s_lost and s_dup \
-            when the verdicts have them; then passed. Lines that \
+            when the verdicts have them; then passed, and with monitoring the alerts that \
+            fired (Name 3.1→12.0: seconds after the fault → seconds after the heal it cleared, \
+            … while firing) and the expected ones missed. Lines that \
             are not a verdict are skipped and counted on standard error.
             """)
 

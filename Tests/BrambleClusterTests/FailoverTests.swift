@@ -335,8 +335,22 @@ import Testing
             let metrics = String(decoding: try await cluster.get(cluster.nodeURL("node-a") + "/metrics").body, as: UTF8.self)
             for expected in ["bramble_role{role=\"primary\"} 1", "bramble_role{role=\"standby\"} 0", "bramble_epoch 1.0",
                              "bramble_health_score 12", "bramble_promotions_total 1", "bramble_demotions_total 0",
-                             "bramble_lease_renewal_seconds_count", "bramble_queue_depth"] {
+                             "bramble_lease_renewal_seconds_count", "bramble_queue_depth",
+                             // what the alert rules (deploy/monitoring) compare with
+                             "bramble_failover_threshold 2", "bramble_promotion_threshold 3", "bramble_lease_duration_seconds ",
+                             "bramble_health_parameter{parameter=\"wireless_network\"} 1", "bramble_health_parameter{parameter=\"synchronization\"} 1",
+                             "bramble_oldest_unacked_seconds ", "bramble_mailboxes{state=\"watched\"} ", "bramble_start_time_seconds ",
+                             "bramble_delivery_seconds_count{service=\"push\"}", "bramble_delivery_seconds_bucket{service=\"mail\",le=\"+Inf\"}"] {
                 #expect(metrics.contains(expected), "metrics lack \(expected)")
+            }
+            // Prometheus's own linter finds nothing wrong in either /metrics.
+            let relayMetrics = String(decoding: try await cluster.get(cluster.relayHTTPURL + "/metrics").body, as: UTF8.self)
+            #expect(relayMetrics.contains("bramble_start_time_seconds "))
+            for (name, text) in [("node", metrics), ("relay", relayMetrics)] {
+                let file = cluster.dir + "/\(name).metrics"
+                try text.write(toFile: file, atomically: true, encoding: .utf8)
+                let lint = try runCommand("/bin/sh", ["-c", "/usr/bin/promtool check metrics < \"$0\" 2>&1; echo \"exit $?\"", file])
+                #expect(lint.trimmingCharacters(in: .whitespacesAndNewlines) == "exit 0", "promtool check metrics, \(name): \(lint)")
             }
 
             let env = cluster.cliEnvironment("\(cluster.nodeURL("node-b"))")

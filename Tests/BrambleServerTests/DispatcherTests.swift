@@ -4,6 +4,7 @@ import BrambleNet
 @preconcurrency import Crypto
 import Foundation
 import NIOConcurrencyHelpers
+import MetricsTestKit
 import Testing
 
 /// The Dispatcher in process: an in-memory outbound queue, the Router's outbound queue
@@ -18,6 +19,7 @@ import Testing
     let delivered = DeliveryLog()
     let dispatcher: Dispatcher
     let recorder: DeliveryRecorder
+    let metrics: TestMetrics
 
     /// The outbound queue: its open items; `openItems` waits while `held` is set.
     final class QueueStore: OutboundStore, @unchecked Sendable {
@@ -52,11 +54,14 @@ import Testing
     }
 
     init() {
+        // Committed 100 s ago, item 1 first, a second apart.
         let items = (1...8).map { n in
-            OutboundItem(pin: Self.pin, seq: UInt64(n), pushID: UUID(), subject: "item \(n)", body: "body \(n)", expiresAt: Date().addingTimeInterval(3600))
+            OutboundItem(pin: Self.pin, seq: UInt64(n), pushID: UUID(), subject: "item \(n)", body: "body \(n)", expiresAt: Date().addingTimeInterval(3600),
+                         createdAt: Date().addingTimeInterval(Double(n) - 101))
         }
         queue = QueueStore(items: items, key: key)
-        let (metrics, _) = testMetrics()
+        let (metrics, factory) = testMetrics()
+        self.metrics = factory
         recorder = DeliveryRecorder(store: delivered, pair: "p", node: "a", inbox: HAInbox(), clock: clock, metrics: metrics, logger: quietLogger)
         var configuration = Dispatcher.Configuration()
         configuration.resendAfter = .seconds(30)
@@ -161,6 +166,29 @@ import Testing
             let nextSubjects = try subjects(next)
             #expect(nextSubjects == ["item 6", "item 7"], "two acknowledged, two more let through")
             try await eventually("the recorder wrote the acks and the sends") { delivered.states(.acked) == [1, 2] && delivered.states(.sent).count == 7 }
+        }
+    }
+
+    /// What the alerts read: the age of the oldest unacknowledged item, and each
+    /// acknowledged item's time from its commit, by service.
+    @Test func theOldestUnacknowledgedItemsAgeAndTheDeliveryLatencyAreMeasured() async throws {
+        try await running {
+            _ = try await serveWithTheLinkUp(epoch: 1)
+            try await advance(clock, by: 1_000, stepMs: 1_000)  // a delivery tick
+            let oldest = try metrics.expectMeter("bramble_oldest_unacked_seconds")
+            try await eventually("the tick measured the oldest item") { (oldest.lastValue ?? 0) > 0 }
+            #expect((99.0...110).contains(oldest.lastValue ?? 0), "item 1, committed 100 s ago: \(String(describing: oldest.lastValue))")
+            await dispatcher.received([ack([1, 2])])
+            let push = try metrics.expectTimer("bramble_delivery_seconds", [("service", "push")])
+            let seconds = push.values.map { Double($0) / 1e9 }.sorted()
+            #expect(seconds.count == 2 && (98.0...110).contains(seconds[0]) && (99.0...110).contains(seconds[1]), "two items delivered after ~99 s: \(seconds)")
+            // A repeated acknowledgement measures nothing again.
+            await dispatcher.received([ack([1, 2], number: 99)])
+            #expect(push.values.count == 2)
+            try await advance(clock, by: 1_000, stepMs: 1_000)
+            try await eventually("the oldest is now item 3") { (oldest.lastValue ?? 0) < 99.5 && (oldest.lastValue ?? 0) > 90 }
+            await dispatcher.stopServing(epoch: 1)
+            #expect(oldest.lastValue == 0, "a standby holds nothing")
         }
     }
 

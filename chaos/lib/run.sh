@@ -24,6 +24,29 @@ wait_for_relay_window() {
     || say "  the relay's lockout window is still full: the drill may measure a lockout"
 }
 
+# Prometheus's alerts (GET /api/v1/alerts), polled about once a second from the client
+# host into FILE (a line per poll: Unix ms, a space, the answer) until FILE.stop exists,
+# and at most LIMIT seconds. The drill's verdict reads it (DrillAlerts).
+poll_alerts() {  # url file limit
+  local url=$1 out=$2 end=$((SECONDS + $3)) answer
+  local -a client=()
+  [ "$(static mode)" = netns ] && client=(ip netns exec "$(ns_of client)")
+  while [ "$SECONDS" -lt "$end" ] && [ ! -e "$out.stop" ]; do
+    answer=$("${client[@]}" curl -sS --max-time 1 "$url/api/v1/alerts" 2>/dev/null | tr -d '\n') || answer=""
+    [ -z "$answer" ] || echo "$(date +%s%3N) $answer" >> "$out"
+    sleep 1
+  done
+}
+
+# Whether any alert that was not firing before the fault still fires (the last poll),
+# so the drill keeps watching until it clears or 60 s after the heal have passed.
+alerts_still_firing() {  # file fault_ms
+  local before now
+  before=$(awk -v f="$2" '$1 < f' "$1" | tail -1 | cut -d' ' -f2- | jq -c '[.data.alerts[] | select(.state == "firing") | .labels.alertname] | unique' 2>/dev/null) || before="[]"
+  now=$(tail -1 "$1" | cut -d' ' -f2- | jq -c '[.data.alerts[] | select(.state == "firing") | .labels.alertname] | unique' 2>/dev/null) || return 1
+  jq -e --argjson before "${before:-[]}" '(. - $before) | length > 0' <<< "$now" >/dev/null
+}
+
 # How long a stream waits, after it ends, for what was accepted to be shown and for the
 # devices' mail to be found: a send left in doubt by a killed primary is settled about 30 s
 # after its attempt began (its 10 s deadline, the server's 5 s timeout, 15 s of grace).
@@ -48,16 +71,30 @@ run_drill() {
   "$CLUSTER" exec bramble-bench stream --status "$RUN/status.json" --duration "$duration" --rate "$rate" --settle "$SETTLE" \
     --relay-audit "$(static audit)" > "$out" 2>/dev/null &
   local stream=$!
+  # With a monitoring host: what the drill looks like in Prometheus's alerts.
+  local prometheus alerts="" poller="" fault_at heal_at
+  prometheus=$(static prometheus)
+  if [ -n "$prometheus" ]; then
+    alerts="$RUN/drill-$name.alerts"; rm -f "$alerts" "$alerts.stop"
+    poll_alerts "$prometheus" "$alerts" $((duration + SETTLE + 120)) & poller=$!
+  fi
   sleep "$(awk -v d="$duration" 'BEGIN { print d / 3 }')"
   read_live
   local leader_before mail_before; leader_before=$(field db_leader) mail_before=$(field mail_pid)
   say "  inject: $name"
+  fault_at=$(date +%s%3N)
   # set -e does not hold inside functions called from a condition (drill all): check.
-  inject "$name" || { kill "$stream" 2>/dev/null; die "could not inject $name"; }
+  inject "$name" || { kill "$stream" $poller 2>/dev/null; die "could not inject $name"; }
   sleep "$(fault_seconds "$name")"
   say "  heal"
-  heal "$name" || { kill "$stream" 2>/dev/null; die "could not heal $name; see \`deploy/cluster status\`"; }
+  heal "$name" || { kill "$stream" $poller 2>/dev/null; die "could not heal $name; see \`deploy/cluster status\`"; }
+  heal_at=$(date +%s%3N)
   wait "$stream" || true
+  if [ -n "$poller" ]; then
+    # Watch on until the alerts the fault raised have cleared, at most 60 s after the heal.
+    while [ "$(date +%s%3N)" -lt $((heal_at + 62000)) ] && [ -s "$alerts" ] && alerts_still_firing "$alerts" "$fault_at"; do sleep 1; done
+    touch "$alerts.stop"; wait "$poller" || true
+  fi
   # The devices' mail's timings (measurements beside the verdict): the slowest send from its
   # acknowledgement to its outcome, and when every one was found after the stream ended,
   # against the settle (an in-doubt send is settled about 30 s after its attempt began).
@@ -67,8 +104,10 @@ run_drill() {
   [ -z "$timing" ] || say "  devices' mail: $timing (settle $SETTLE s)"
   read_live
   local leader_after mail_after; leader_after=$(field db_leader) mail_after=$(field mail_pid)
+  local -a monitoring=()
+  [ -z "$alerts" ] || monitoring=(--alerts-log "$alerts" --fault-at "$fault_at" --heal-at "$heal_at")
   "$BENCH" drill-verdict --drill "$name" --stream "$out" --db-leader-before "$leader_before" --db-leader-after "$leader_after" \
-    --mail-pid-before "$mail_before" --mail-pid-after "$mail_after" || rc=$?
-  rm -f "$out"
+    --mail-pid-before "$mail_before" --mail-pid-after "$mail_after" "${monitoring[@]}" || rc=$?
+  rm -f "$out" ${alerts:+"$alerts" "$alerts.stop"}
   return $rc
 }

@@ -19,11 +19,13 @@ field() {
 }
 
 # What does not change while the cluster runs, from the status file it wrote: mode,
-# audit (the relay's audit log), or HOST.address / HOST.namespace.
+# audit (the relay's audit log), prometheus (its URL; empty without a monitoring host),
+# or HOST.address / HOST.namespace.
 static() {
   jq -r --arg want "$1" '
     if $want == "mode" then .mode
     elif $want == "audit" then .relay.audit_log
+    elif $want == "prometheus" then .monitoring.prometheus // ""
     else ($want | split(".")) as [$host, $key] | first(.hosts[] | select(.name == $host) | .[$key])
     end' "$RUN/status.json"
 }

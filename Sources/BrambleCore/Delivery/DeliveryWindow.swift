@@ -34,6 +34,19 @@ public struct DeliveryWindow<Item> {
     /// When the oldest item still unacknowledged was sent (nil: none is in flight).
     public var oldestInFlightSentAtMs: UInt64? { inFlight.values.lazy.map(\.sentAtMs).min() }
 
+    /// The item held under `seq` (pending or in flight), if any.
+    public func item(seq: UInt64) -> Item? {
+        inFlight[seq]?.item ?? pending.first(where: { $0.seq == seq })?.item
+    }
+
+    /// The least of `key` over every item held (pending and in flight); nil when empty.
+    public func minimum<T: Comparable>(of key: (Item) -> T) -> T? {
+        var least: T?
+        for entry in pending { let k = key(entry.item); if least.map({ k < $0 }) ?? true { least = k } }
+        for entry in inFlight.values { let k = key(entry.item); if least.map({ k < $0 }) ?? true { least = k } }
+        return least
+    }
+
     /// Adds a committed item; a sequence number already held is ignored (so reloading
     /// from the database after a notification is harmless). Returns what to send now.
     public mutating func enqueue(seq: UInt64, item: Item, nowMs: UInt64) -> [Send<Item>] {

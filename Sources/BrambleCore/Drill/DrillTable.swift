@@ -26,13 +26,28 @@ public struct DrillTable: Equatable, Sendable {
         public var im_sent: Int?
         public var im_lost: Int?
         public var im_duplicates: Int?
+        /// What monitoring showed (a cluster with Prometheus): each alert fired, and the
+        /// drill's expected alerts that did not fire within 15 s.
+        public var alerts: [Alert]?
+        public var alerts_missed: [String]?
         public var passed: Bool
+
+        public struct Alert: Codable, Equatable, Sendable {
+            public var alert: String
+            public var fired_after_ms: Int64
+            public var cleared_after_heal_ms: Int64?
+            public init(alert: String, fired_after_ms: Int64, cleared_after_heal_ms: Int64?) {
+                (self.alert, self.fired_after_ms, self.cleared_after_heal_ms) = (alert, fired_after_ms, cleared_after_heal_ms)
+            }
+        }
 
         public init(drill: String, accepted: Int? = nil, lost: Int? = nil, duplicates: Int? = nil, stale_deliveries: Int? = nil,
                     max_serving_primaries: Int? = nil, shared_epochs: Int? = nil, phantoms: Int? = nil,
                     outage_ms: Int? = nil, mail_accepted: Int? = nil, mail_lost: Int? = nil, mail_duplicates: Int? = nil,
                     mail_outage_ms: Int? = nil, sent_acked: Int? = nil, sent_delivered: Int? = nil, sent_lost: Int? = nil,
-                    sent_duplicates: Int? = nil, im_sent: Int? = nil, im_lost: Int? = nil, im_duplicates: Int? = nil, passed: Bool) {
+                    sent_duplicates: Int? = nil, im_sent: Int? = nil, im_lost: Int? = nil, im_duplicates: Int? = nil,
+                    alerts: [Alert]? = nil, alerts_missed: [String]? = nil, passed: Bool) {
+            (self.alerts, self.alerts_missed) = (alerts, alerts_missed)
             self.drill = drill
             self.accepted = accepted
             self.lost = lost
@@ -81,17 +96,22 @@ public struct DrillTable: Equatable, Sendable {
     /// The table, a header and one line per row, each ending in a newline; the mail
     /// stream's columns (mails accepted, lost, duplicates, outage) when a row has them, and
     /// the devices' mail's (sends acknowledged, delivered, lost, duplicates) likewise, and
-    /// the instant messages' (sent, lost, duplicates).
+    /// the instant messages' (sent, lost, duplicates); after `passed`, when the drills ran
+    /// with monitoring, the alerts that fired (`Name 3.1s→12.0s`: seconds after the fault
+    /// it fired → seconds after the heal it cleared, `…` still firing) and those expected
+    /// that did not fire within 15 s (`missed: Name`).
     public var text: String {
         let hasMail = rows.contains { $0.mail_accepted != nil }
         let hasSent = rows.contains { $0.sent_acked != nil }
         let hasIM = rows.contains { $0.im_sent != nil }
+        let hasAlerts = rows.contains { $0.alerts != nil }
         var out = Self.pad("drill", 26, left: true) + Self.pad("accepted", 9) + Self.pad("lost", 6) + Self.pad("dup", 5)
             + Self.pad("stale", 7) + Self.pad("prim", 6) + Self.pad("shared", 8) + Self.pad("phantoms", 9)
             + Self.pad("outage_ms", 11) + Self.pad("goal", 8)
             + (hasMail ? Self.pad("mails", 7) + Self.pad("m_lost", 8) + Self.pad("m_dup", 7) + Self.pad("m_outage", 10) : "")
             + (hasSent ? Self.pad("sent", 6) + Self.pad("s_deliv", 9) + Self.pad("s_lost", 8) + Self.pad("s_dup", 7) : "")
-            + (hasIM ? Self.pad("im", 6) + Self.pad("i_lost", 8) + Self.pad("i_dup", 7) : "") + "  passed\n"
+            + (hasIM ? Self.pad("im", 6) + Self.pad("i_lost", 8) + Self.pad("i_dup", 7) : "") + "  passed"
+            + (hasAlerts ? "  alerts (fired s after the fault→cleared s after the heal)" : "") + "\n"
         for row in rows {
             let goal = Drill(rawValue: row.drill)?.outageGoalMs
             let mark = Self.goalMet(row).map { $0 ? " met" : " MISSED" } ?? ""
@@ -104,9 +124,19 @@ public struct DrillTable: Equatable, Sendable {
                 + (hasSent ? Self.pad(row.sent_acked, 6) + Self.pad(row.sent_delivered, 9) + Self.pad(row.sent_lost, 8)
                     + Self.pad(row.sent_duplicates, 7) : "")
                 + (hasIM ? Self.pad(row.im_sent, 6) + Self.pad(row.im_lost, 8) + Self.pad(row.im_duplicates, 7) : "")
-                + "  " + (row.passed ? "True" : "False") + mark + "\n"
+                + "  " + (row.passed ? "True" : "False") + mark
+                + (hasAlerts ? "  " + Self.alertsColumn(row) : "") + "\n"
         }
         return out
+    }
+
+    static func alertsColumn(_ row: Row) -> String {
+        guard let alerts = row.alerts else { return "-" }
+        let seconds = { (ms: Int64) in String(format: "%.1f", Double(ms) / 1000) }
+        var parts = alerts.map { "\($0.alert) \(seconds($0.fired_after_ms))→\($0.cleared_after_heal_ms.map(seconds) ?? "…")" }
+        if parts.isEmpty { parts = ["none"] }
+        if let missed = row.alerts_missed, !missed.isEmpty { parts.append("missed: " + missed.joined(separator: ", ")) }
+        return parts.joined(separator: ", ")
     }
 
     private static func pad(_ value: Int?, _ width: Int) -> String { pad(value.map(String.init) ?? "-", width) }

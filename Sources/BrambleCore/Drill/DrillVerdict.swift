@@ -145,9 +145,13 @@ public struct DrillVerdict: Equatable, Sendable {
     /// The mail host's Dovecot master PID before the fault and after the stream.
     public var mailPIDBefore: String
     public var mailPIDAfter: String
+    /// What monitoring showed (nil: the cluster has no Prometheus); a measurement, not
+    /// part of `passed`.
+    public var alerts: DrillAlerts?
 
     public init(drill: Drill, stream: Stream, databaseLeaderBefore: String, databaseLeaderAfter: String,
-                mailPIDBefore: String = "", mailPIDAfter: String = "") {
+                mailPIDBefore: String = "", mailPIDAfter: String = "", alerts: DrillAlerts? = nil) {
+        self.alerts = alerts
         self.drill = drill
         self.stream = stream
         self.databaseLeaderBefore = databaseLeaderBefore
@@ -218,8 +222,8 @@ public struct DrillVerdict: Equatable, Sendable {
 extension DrillVerdict {
     /// The verdict line chaos/drill prints, its fields in chaos/README's order: every field
     /// named there, `null` where the stream did not say; `phantoms` only when the stream
-    /// counted them, the mail fields only when the stream carried mail, and `error` only
-    /// when there is one.
+    /// counted them, the mail fields only when the stream carried mail, the alert fields
+    /// only when the cluster has monitoring, and `error` only when there is one.
     public var jsonLine: String {
         var fields: [(String, any Encodable)] = [
             ("drill", drill.rawValue), ("accepted", stream.accepted), ("shown", stream.shown), ("lost", stream.lost),
@@ -238,6 +242,10 @@ extension DrillVerdict {
         }
         if stream.im_sent != nil || stream.im_lost != nil {
             fields += [("im_sent", stream.im_sent), ("im_shown", stream.im_shown), ("im_lost", stream.im_lost), ("im_duplicates", stream.im_duplicates)]
+        }
+        if let alerts {
+            fields += [("alerts", alerts.entries), ("alerts_expected", drill.expectedAlerts), ("alerts_missed", alerts.missed),
+                       ("alerts_uncleared", alerts.uncleared), ("alerts_already_firing", alerts.alreadyFiring)]
         }
         fields.append(("passed", passed))
         if let error { fields.append(("error", error)) }

@@ -113,16 +113,19 @@ public enum HealthEvaluation {
         } else {
             measured[.dispatcher] = (true, "warm; \(d.deviceKeys) device keys loaded")
         }
-        measured[.configurationDatabase] = f.databaseError.map { (false, "unreachable: \($0)") } ?? (true, "reachable")
+        measured[.configurationDatabase] = f.databaseError.map {
+            (false, "unreachable: \($0); check the database's primary (`patronictl list`, `make status`) and the route to it")
+        } ?? (true, "reachable")
         if let accounts = f.accounts {
             let started = min(d.deviceKeys, accounts.activeDevices)
-            measured[.userAccountsStarted] = (accounts.activeDevices == 0 || started * 4 >= accounts.activeDevices * 3,
-                                              "\(started) of \(accounts.activeDevices) device accounts started")
+            let enough = accounts.activeDevices == 0 || started * 4 >= accounts.activeDevices * 3
+            measured[.userAccountsStarted] = (enough, "\(started) of \(accounts.activeDevices) device accounts started"
+                + (enough ? "" : "; their keys are loading: if it stays, see the node's log for keys that do not open (a key-encryption key this node lacks)"))
             measured[.atLeastOneUser] = (accounts.users > 0,
                                          accounts.users > 0 ? "\(accounts.users) user accounts" : "no user accounts: add one with `bramble user add`")
         } else {
-            measured[.userAccountsStarted] = (false, "not counted yet")
-            measured[.atLeastOneUser] = (false, "not counted yet")
+            measured[.userAccountsStarted] = (false, "not counted yet: the node counts accounts every 10 heartbeats; if it stays, check the database")
+            measured[.atLeastOneUser] = (false, "not counted yet: the node counts accounts every 10 heartbeats; if it stays, check the database")
         }
         (measured[.messagingAgent], measured[.messagingServerReachable]) = messaging(f.messagingAgent)
         measured[.mds] = (true, "push API only; no browsing proxy")
@@ -145,7 +148,8 @@ public enum HealthEvaluation {
         }
         let share = a.total == 0 || a.watched * 4 >= a.total * 3
         let failing = a.failingCount == 0 ? "" : "; \(a.failingCount) failing (see `bramble user list`)"
-        let agent = (share, "watching \(a.watched) of \(a.total) mailboxes at epoch \(epoch)\(failing)")
+        let agent = (share, "watching \(a.watched) of \(a.total) mailboxes at epoch \(epoch)\(failing)"
+                     + (share ? "" : "; mail for the others does not reach their devices: check the mail server and the service account"))
         let reached = a.total - a.unreachableCount
         let reachable = a.total == 0 || reached * 4 >= a.total * 3
         let server = (reachable, reachable ? "mail server reachable for \(reached) of \(a.total) mailboxes"
@@ -162,7 +166,8 @@ public enum HealthEvaluation {
         let downFor = f.nowMs > since ? f.nowMs - since : 0
         let down = "SRP link down for \(downFor) ms"
         return switch l.cause {
-        case .relayAnswered: (downFor < limits.linkGraceMs, "\(down): \(l.lastError ?? "connecting")")
+        case .relayAnswered: (downFor < limits.linkGraceMs, "\(down): \(l.lastError ?? "connecting")"
+                              + (downFor < limits.linkGraceMs ? "" : "; the relay closed or refused it: check that the relay runs (`bramble check relay`) and has this pair's SRP key"))
         case .relaySilent: (false, "\(down) (relay silent or unreachable; check the route to the relay): \(l.lastError ?? "connecting")")
         // Counted as healthy so the pair does not hand the lease to and fro while both
         // would be refused; the detail says what is wrong.

@@ -176,6 +176,8 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         windows = [:]
         lastAckFrame = [:]
         healthBox.withLockedValue { $0.queueDepth = 0 }
+        metrics.queueDepth(0)
+        metrics.oldestUnacked(seconds: 0)
     }
 
     // MARK: What the rest of the node calls
@@ -344,6 +346,10 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 lastAckFrame[frame.pin] = frame.ref
                 let acks = try AckList.decode(payload)
                 guard windows[frame.pin] != nil else { return [] }
+                let now = Date()
+                for seq in acks.refs {
+                    if let item = windows[frame.pin]!.item(seq: seq) { metrics.delivered(item.service, after: now.timeIntervalSince(item.createdAt)) }
+                }
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: clock.nowMs())
                 metrics.itemsAcked(acked.count)
                 recorder.record(acked.map { .init(pin: frame.pin, seq: $0, state: .acked) }, epoch: epoch)
@@ -388,6 +394,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         let wallNow = Date()
         var sends: [Send<OutboundItem>] = []
         var depth = 0
+        var oldest: Date?
         for pin in windows.keys {
             let (expired, afterExpiry) = windows[pin]!.removeAll(where: { $0.expiresAt <= wallNow }, nowMs: now)
             if !expired.isEmpty {
@@ -396,8 +403,10 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
             }
             sends += afterExpiry + windows[pin]!.due(nowMs: now)
             depth += windows[pin]!.inFlightCount + windows[pin]!.pendingCount
+            if let created = windows[pin]!.minimum(of: \.createdAt), created < oldest ?? .distantFuture { oldest = created }
         }
         metrics.queueDepth(depth)
+        metrics.oldestUnacked(seconds: oldest.map { wallNow.timeIntervalSince($0) } ?? 0)
         healthBox.withLockedValue { $0.queueDepth = depth }
         transmit(sends)
     }

@@ -58,6 +58,7 @@ public actor HAController: Service {
                                               promotionThreshold: ConfigStore.Thresholds.defaults.promotion)
         (ha.staleAfterMs, ha.promotionHoldOffMs) = (UInt64(configuration.leaseMs), configuration.promotionHoldOffMs)
         machine = HAStateMachine(node: configuration.node, configuration: ha)
+        metrics.leaseDuration(ms: configuration.leaseMs)
     }
 
     public func run() async throws {
@@ -114,6 +115,8 @@ public actor HAController: Service {
             }
         }
         metrics.score(score)
+        metrics.health(checks, failoverThreshold: machine.configuration.failoverThreshold, promotionThreshold: machine.configuration.promotionThreshold)
+        health.report(to: metrics)
         await run(machine.observed(.init(nowMs: view?.nowMs ?? pending.databaseNow(clock), ownScore: score, databaseReachable: view != nil,
                                          databaseWritable: pending.lastWriteReached, lease: view?.lease, peer: view?.peer)))
         let beat = pending.heartbeat(configuration, role: machine.role.name, epoch: machine.role.servingEpoch, score: score, checks: checks)

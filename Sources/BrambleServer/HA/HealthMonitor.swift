@@ -10,6 +10,12 @@ public protocol HealthSource: Sendable {
     func servingSince(_ ms: UInt64)
     /// Every parameter, in BES's order.
     func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck]
+    /// Sets the gauges of what was last measured beyond the checks (the mailboxes watched).
+    func report(to metrics: NodeMetrics)
+}
+
+extension HealthSource {
+    public func report(to metrics: NodeMetrics) {}
 }
 
 /// Gathers the facts each health parameter is measured from — the Router's link, the
@@ -40,6 +46,13 @@ public final class HealthMonitor: HealthSource {
     }
 
     public func servingSince(_ ms: UInt64) { counted.withLockedValue { $0.servingSinceMs = ms } }
+
+    public func report(to metrics: NodeMetrics) {
+        guard let agent else { return }
+        let facts = agent.health
+        let serving = facts.servingEpoch != nil
+        metrics.mailboxes(total: serving ? facts.total : 0, watched: serving ? facts.watched : 0, failing: serving ? facts.failingCount : 0)
+    }
 
     public func evaluate(role: HAStateMachine.Role, databaseError: String?) -> [HealthCheck] {
         let c = counted.withLockedValue { $0 }

@@ -17,6 +17,13 @@ public final class NodeMetrics: Sendable {
     /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
     private let roles: [NodeRole: Meter]
     private let leaseRenewal: Timer
+    /// What an alert compares with: the pair's thresholds, each health parameter, the lease.
+    private let failoverThresholdGauge, promotionThresholdGauge, leaseDurationGauge, oldestUnackedGauge: Meter
+    private let parameters: [HealthParameter: Meter]
+    /// The mailboxes the Messaging Agent should watch, watches, and whose last check failed.
+    private let mailboxes: [String: Meter]
+    /// From an item's commit to the device's acknowledgement, by what it is.
+    private let delivery: [DataFrame.Service: Timer]
     public let catalog: MetricsCatalog
 
     public init(_ catalog: MetricsCatalog) {
@@ -73,6 +80,27 @@ public final class NodeMetrics: Sendable {
         leaseRenewal = c.timer("bramble_lease_renewal_seconds", help: "Time to renew the HA lease in the configuration database",
                                buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
                                          .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        failoverThresholdGauge = c.gauge("bramble_failover_threshold", help: "A primary scoring below this many healthy parameters fails over (the pair's setting)")
+        promotionThresholdGauge = c.gauge("bramble_promotion_threshold", help: "A standby must score at least this many healthy parameters to take over (the pair's setting)")
+        leaseDurationGauge = c.gauge("bramble_lease_duration_seconds", help: "How long a renewed HA lease lasts")
+        oldestUnackedGauge = c.gauge("bramble_oldest_unacked_seconds",
+                                     help: "Age of the oldest item this primary holds for a device and the device has not acknowledged (0: none)")
+        parameters = Dictionary(uniqueKeysWithValues: HealthParameter.allCases.map { parameter in
+            (parameter, c.gauge("bramble_health_parameter", help: "1 while the health parameter is healthy, 0 while not (its detail: /health)",
+                                labels: [("parameter", parameter.rawValue)]))
+        })
+        mailboxes = Dictionary(uniqueKeysWithValues: ["total", "watched", "failing"].map { state in
+            (state, c.gauge("bramble_mailboxes", help: "Mailboxes of active devices (total), those the Messaging Agent watches (watched: reached and last check worked), and those whose last check failed (failing); 0 on a standby",
+                            labels: [("state", state)]))
+        })
+        let latencyBuckets: [Duration] = [.milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                                          .milliseconds(500), .seconds(1), .milliseconds(2_500), .seconds(5), .seconds(10), .seconds(30),
+                                          .seconds(60), .seconds(300)]
+        delivery = Dictionary(uniqueKeysWithValues: [(DataFrame.Service.push, "push"), (.mail, "mail"), (.im, "im")].map { service, name in
+            (service, c.timer("bramble_delivery_seconds", help: "From an item's commit (a push accepted, a mail or instant message taken from its server) to the device's acknowledgement",
+                              labels: [("service", name)], buckets: latencyBuckets))
+        })
+        c.startTime()
         role(.standby, epoch: nil)
     }
 
@@ -107,6 +135,22 @@ public final class NodeMetrics: Sendable {
     func promoted() { promotionsTotal.increment() }
     func demoted() { demotionsTotal.increment() }
     func score(_ n: Int) { scoreGauge.set(n) }
+    /// What one heartbeat measured: each parameter, and the thresholds it is judged by.
+    func health(_ checks: [HealthCheck], failoverThreshold: Int, promotionThreshold: Int) {
+        for check in checks { parameters[check.parameter]?.set(check.healthy ? 1 : 0) }
+        failoverThresholdGauge.set(failoverThreshold)
+        promotionThresholdGauge.set(promotionThreshold)
+    }
+    func leaseDuration(ms: Int) { leaseDurationGauge.set(Double(ms) / 1000) }
+    func mailboxes(total: Int, watched: Int, failing: Int) {
+        mailboxes["total"]?.set(total)
+        mailboxes["watched"]?.set(watched)
+        mailboxes["failing"]?.set(failing)
+    }
+    func oldestUnacked(seconds: Double) { oldestUnackedGauge.set(max(0, seconds)) }
+    func delivered(_ service: DataFrame.Service, after seconds: Double) {
+        delivery[service]?.recordNanoseconds(Int64(max(0, seconds) * 1e9))
+    }
     func leaseRenewed(_ d: Duration) { leaseRenewal.recordNanoseconds(d.nanoseconds) }
     func role(_ role: NodeRole, epoch: UInt64?) {
         for (name, gauge) in roles { gauge.set(name == role ? 1 : 0) }

@@ -11,7 +11,7 @@ extension ConfigStore {
         let keys = try await deviceKeys()
         var items: [OutboundItem] = []
         for try await row in try await client.query("""
-            SELECT pin, seq, push_id, subject, body, expires_at, service, payload FROM outbound
+            SELECT pin, seq, push_id, subject, body, expires_at, service, payload, created_at FROM outbound
             WHERE state IN ('queued', 'sent') ORDER BY pin, seq
             """, logger: logger).decode(OutboundRow.self) {
             items.append(Self.item(row))
@@ -24,28 +24,28 @@ extension ConfigStore {
         var items: [OutboundItem] = []
         var keys: [PIN: SymmetricKey] = [:]
         let pins = ranges.map { Int64($0.pin.value) }, firsts = ranges.map { Int64($0.first) }, lasts = ranges.map { Int64($0.last) }
-        for try await (p, seq, pushID, subject, body, expires, service, payload, key) in try await client.query("""
-            SELECT o.pin, o.seq, o.push_id, o.subject, o.body, o.expires_at, o.service, o.payload, d.master_key
+        for try await (p, seq, pushID, subject, body, expires, service, payload, created, key) in try await client.query("""
+            SELECT o.pin, o.seq, o.push_id, o.subject, o.body, o.expires_at, o.service, o.payload, o.created_at, d.master_key
             FROM unnest(\(pins)::bigint[], \(firsts)::bigint[], \(lasts)::bigint[]) AS r(pin, first, last)
             JOIN outbound o ON o.pin = r.pin AND o.seq BETWEEN r.first AND r.last
             JOIN devices d ON d.pin = o.pin
             WHERE o.state IN ('queued', 'sent') AND d.status = 'active'
             ORDER BY o.pin, o.seq
-            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?, String).self) {
-            let item = Self.item((p, seq, pushID, subject, body, expires, service, payload))
+            """, logger: logger).decode((Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?, Date, String).self) {
+            let item = Self.item((p, seq, pushID, subject, body, expires, service, payload, created))
             items.append(item)
             keys[item.pin] = masterKey(key, pin: item.pin)
         }
         return (items, keys)
     }
 
-    typealias OutboundRow = (Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?)
+    typealias OutboundRow = (Int64, Int64, UUID, String, String, Date, Int16, ByteBuffer?, Date)
 
     static func item(_ row: OutboundRow) -> OutboundItem {
-        let (p, seq, pushID, subject, body, expires, service, payload) = row
+        let (p, seq, pushID, subject, body, expires, service, payload, created) = row
         return OutboundItem(pin: PIN(UInt32(p)), seq: UInt64(seq), pushID: pushID, subject: subject, body: body, expiresAt: expires,
                             service: DataFrame.Service(rawValue: UInt8(truncatingIfNeeded: service)) ?? .push,
-                            payload: payload.map { Array($0.readableBytesView) })
+                            payload: payload.map { Array($0.readableBytesView) }, createdAt: created)
     }
 
     /// Records delivery transitions in one statement; a row only moves forward

@@ -14,6 +14,9 @@ public struct OutboundItem: Sendable {
     /// More chunk (sealed from `payload`, its encoded form).
     public var service: DataFrame.Service = .push
     public var payload: [UInt8]? = nil
+    /// When it was committed (the database's `created_at` once reloaded): the start of
+    /// its delivery latency and of its age while unacknowledged.
+    public var createdAt = Date()
 
     /// The bytes the Dispatcher seals.
     var plaintext: [UInt8] {

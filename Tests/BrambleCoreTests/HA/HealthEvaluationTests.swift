@@ -84,4 +84,25 @@ import Testing
         f.accounts = nil
         #expect(HealthCheck.score(HealthEvaluation.evaluate(f)) == 4, "not counted yet")
     }
+
+    /// Issue 17's health truth: an unhealthy parameter's detail says what is wrong and
+    /// what to do about it.
+    @Test func everyUnhealthyDetailSaysWhatToDo() {
+        var f = facts()
+        f.dispatcher.lastTickMs = 1_000
+        f.databaseError = "no answer within 500 ms"
+        f.accounts = .init(users: 0, activeDevices: 8)
+        f.link = .init(up: false, sinceMs: 1_000, cause: .relayAnswered, lastError: "connection refused")
+        (f.messagingAgent.configured, f.messagingAgent.servingEpoch) = (true, 1)
+        (f.messagingAgent.total, f.messagingAgent.watched, f.messagingAgent.unreachableCount) = (4, 1, 3)
+        var unhealthy = HealthEvaluation.evaluate(f).filter { !$0.healthy }
+        f.accounts = nil
+        unhealthy += HealthEvaluation.evaluate(f).filter { !$0.healthy && $0.parameter == .userAccountsStarted }
+        #expect(Set(unhealthy.map(\.parameter)) == [.wirelessNetwork, .dispatcher, .configurationDatabase, .messagingAgent,
+                                                    .userAccountsStarted, .messagingServerReachable, .atLeastOneUser], "\(unhealthy)")
+        for check in unhealthy {
+            let remedy = ["check ", "see ", "restart ", "add "].contains { check.detail.contains($0) }
+            #expect(remedy, "\(check.parameter.rawValue): \(check.detail)")
+        }
+    }
 }
