@@ -135,6 +135,7 @@ let package = Package(
             dependencies: [
                 "BrambleCore", "BrambleNet", "BrambleAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]

@@ -15,7 +15,7 @@ struct Bramble: AsyncParsableCommand {
             Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) or BRAMBLE_URL (comma-separated) with --token-file or BRAMBLE_TOKEN; else both from the local cluster that `make up` started in the checkout this binary was built in (its .run/status.json, or $BRAMBLE_STATUS; never one in the current directory; it must be yours and mode 0600). A token given on the command line or in the environment is never sent to a URL read from a file; token files must be mode 0600. When a node cannot be reached the next one is asked.
             """,
         subcommands: [UserCommand.self, DeviceCommand.self, AppCommand.self, KeysCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self, IMCommand.self,
-                      StatusCommand.self, FailoverCommand.self, PairCommand.self])
+                      StatusCommand.self, FailoverCommand.self, PairCommand.self, CheckCommand.self])
 }
 
 /// Options every subcommand takes: where the nodes are and how to print.
