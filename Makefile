@@ -21,16 +21,16 @@ FUZZ_FLAGS := -max_len=$(FUZZ_MAX_LEN) -timeout=25 -print_final_stats=1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, Dovecot, Postfix, Prosody, iproute2, nftables, jq, systemd-analyze, zlib, OpenSSL headers)
-	@source scripts/lib.sh && source scripts/ha-db.sh && source scripts/mail.sh && source scripts/im.sh && ensure_ha_packages && ensure_mail_packages && ensure_im_packages
+deps: ## Install the Debian packages Bramble needs (PostgreSQL 15, Patroni, etcd, Dovecot, Postfix, Prosody, Prometheus, iproute2, nftables, jq, systemd-analyze, zlib, OpenSSL headers)
+	@source scripts/lib.sh && source scripts/ha-db.sh && source scripts/mail.sh && source scripts/im.sh && source scripts/monitoring.sh && ensure_ha_packages && ensure_mail_packages && ensure_im_packages && ensure_monitoring_packages
 
 build: deps ## Build every product (debug)
 	swift build
 
-up: ## Install what is missing, build (release), start the cluster: hosts as network namespaces, etcd ×3, PostgreSQL ×2 under Patroni, relay, an HA pair, demo devices, a mail host (Postfix, Dovecot), an IM host (Prosody)
+up: ## Install what is missing, build (release), start the cluster: hosts as network namespaces, etcd ×3, PostgreSQL ×2 under Patroni, relay, an HA pair, demo devices, a mail host (Postfix, Dovecot), an IM host (Prosody), a monitoring host (Prometheus)
 	@deploy/cluster up
 
-status: ## Print the local cluster as JSON (hosts, database, etcd, pair, relay, nodes, devices, mail, im, processes)
+status: ## Print the local cluster as JSON (hosts, database, etcd, pair, relay, nodes, devices, mail, im, monitoring, processes)
 	@deploy/cluster status --json
 
 down: ## Stop everything `make up` started (by PID); remove its namespaces, bridge and temp dirs

@@ -36,6 +36,7 @@ import Glibc
                 "BRAMBLE_NODE_B_HTTP_PORT": "\(base + 14)", "BRAMBLE_SMTP_PORT": "\(base + 15)",
                 "BRAMBLE_IMAP_PORT": "\(base + 16)", "BRAMBLE_LMTP_PORT": "\(base + 17)",
                 "BRAMBLE_SUBMISSION_PORT": "\(base + 18)", "BRAMBLE_XMPP_PORT": "\(base + 19)",
+                "BRAMBLE_PROMETHEUS_PORT": "\(base + 20)",
             ]) { $1 }
             environment = env
         }
@@ -62,15 +63,16 @@ import Glibc
             if mode == "netns" { namespacePrefix = deployment.environment["BRAMBLE_DEPLOY_PREFIX"]! + "-" }
             tmpdir = status["tmpdir"] as? String
             let hosts = status["hosts"] as? [[String: Any]] ?? []
-            #expect(hosts.count == 9, "db1 db2 db3 relay node-a node-b client mail im")
+            #expect(hosts.count == 10, "db1 db2 db3 relay node-a node-b client mail im monitoring")
             let processes = status["processes"] as? [[String: Any]] ?? []
             pids = processes.flatMap { [pid($0["pid"]), pid($0["supervisor_pid"])].compactMap { $0 } }
-            #expect(processes.count == 15 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
+            #expect(processes.count == 16 && processes.allSatisfy { $0["alive"] as? Bool == true }, "every process runs: \(processes)")
             let mailPIDs = processes.filter { $0["host"] as? String == "mail" }
             #expect(mailPIDs.compactMap { $0["name"] as? String } == ["dovecot", "postfix"], "the mail host's daemons: \(mailPIDs)")
             pids += self.processes(inSessionsOf: mailPIDs.compactMap { pid($0["pid"]) })  // their children too
             try checkMail(deployment, status)
             try checkIM(deployment, status)
+            try await checkMonitoring(deployment, status)
             // The relay and both nodes run under a supervisor (deploy/lib/supervise), none restarted yet.
             let supervised = processes.filter { $0["restarts"] != nil }
             #expect(supervised.compactMap { $0["name"] as? String } == ["relay", "node-a", "node-b"], "supervised: \(supervised)")

@@ -17,7 +17,7 @@ build_binaries() {
 
 cmd_up() {
   if [ -f "$RUN/status.json" ]; then
-    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2 && mail_host_up && im_host_up; then
+    if alive node-a && alive node-b && alive relay && alive device-1 && alive device-2 && mail_host_up && im_host_up && monitoring_host_up; then
       say "already up"; cmd_status; return 0
     fi
     say "a previous cluster is partly down; cleaning it up first"; cmd_down
@@ -33,10 +33,13 @@ cmd_up() {
   # Prosody needs no root (it runs as the caller then): the IM host starts whenever it is installed.
   local im=yes
   if [ "$(id -u)" -eq 0 ]; then ensure_im_packages; else (ensure_im_packages) 2>/dev/null || im=no; fi
+  # Prometheus needs no root either (it runs as the caller then).
+  local monitoring=yes
+  if [ "$(id -u)" -eq 0 ]; then ensure_monitoring_packages; else (ensure_monitoring_packages) 2>/dev/null || monitoring=no; fi
   choose_mode
-  set_db_hosts; set_mail_host; set_im_host
+  set_db_hosts; set_mail_host; set_im_host; set_monitoring_host
   if [ "$MODE" = loopback ]; then
-    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT" $(mail_ports) $(im_ports); do
+    for p in $(db_ports) "$DEVICE_PORT" "$SRP_PORT" "$RELAY_HTTP_PORT" "$NODE_A_PORT" "$NODE_B_PORT" $(mail_ports) $(im_ports) $(monitoring_ports); do
       port_busy "$p" && die "port $p is in use; stop what holds it or set the BRAMBLE_*_PORT variables"
     done
   else
@@ -61,7 +64,7 @@ cmd_up() {
     random_key > "$TMP/kek" )  # the key-encryption key both nodes seal master keys under
   DB_BRAMBLE_PASSWORD=$(cat "$TMP/db-password")
   tls_setup "$TMP/tls"
-  set_db_hosts; set_mail_host; set_im_host  # again, now that the certificates' paths are known
+  set_db_hosts; set_mail_host; set_im_host; set_monitoring_host  # again, now that the certificates' paths are known
   export CURL_CA_BUNDLE=$TMP/tls/ca.crt  # curl trusts it for the nodes' and the relay's HTTPS
   # The mail and IM hosts start beside the database (they need nothing else; under a second each).
   local mail_starter="" im_starter=""
@@ -83,6 +86,20 @@ cmd_up() {
   [ -z "$mail_starter" ] || wait "$mail_starter" || die "the mail host did not start (logs in $TMP/mail)"
   [ -z "$im_starter" ] || wait "$im_starter" || die "the IM host did not start (logs in $TMP/im)"
 
+  # Prometheus starts beside the relay and the pair, and its first scrapes still find them
+  # up: it hands its targets to its scrapers only at its service discovery's first 5-s tick
+  # (a fixed throttle in Prometheus 2.42), and the pair is up about 1.5 s after the relay
+  # starts. Started after the pair, it would add those 5–7 s to `up`; started beside the
+  # database, its first scrapes would find the pair down (a burst of alerts at every `up`).
+  local monitoring_starter="" monitoring_started=$SECONDS
+  if [ "$monitoring" = yes ]; then
+    echo yes > "$RUN/monitoring-host"
+    say "starting monitoring host on $(addr monitoring) (Prometheus :$PROMETHEUS_PORT, scraping the pair, the relay and Patroni every 2 s)"
+    ( monitoring_start "$TMP/monitoring" ) & monitoring_starter=$!
+  else
+    say "monitoring host: not started (Prometheus is not installed; as root, \`make up\` installs it)"
+  fi
+
   say "starting relay on $(addr relay) (devices :$DEVICE_PORT, SRP :$SRP_PORT, http :$RELAY_HTTP_PORT)"
   start_relay
 
@@ -98,6 +115,11 @@ cmd_up() {
   wait_node_ready node-b 60 || die "node-b did not become ready to take over (its /health/ready)"
 
   start_devices
+  if [ -n "$monitoring_starter" ]; then
+    wait "$monitoring_starter" || die "the monitoring host did not start (logs in $TMP/monitoring)"
+    monitoring_wait_targets "$TMP/monitoring" 20 || die "Prometheus does not see every target up (its targets: deploy/cluster exec curl $(monitoring_url)/api/v1/targets)"
+    say "Prometheus sees every target up ($((SECONDS - monitoring_started)) s after it was started; ready after $(cat "$TMP/monitoring/prometheus.start-ms") ms)"
+  fi
   write_status_json
   local ready=$SECONDS
   cat >&2 <<MSG
@@ -119,6 +141,12 @@ The IM host (Prosody) takes XMPP clients for $IM_DOMAIN at $(addr im):$XMPP_PORT
 demo user's JID is their e-mail address, all in one shared roster; \`make status\`'s im has their passwords.
 MSG
   fi
+  if [ "$monitoring" = yes ]; then
+    cat >&2 <<MSG
+Prometheus ($(monitoring_url)) scrapes both nodes, the relay and both Patroni members every 2 s
+and evaluates the alert rules of deploy/monitoring: \`deploy/cluster exec curl $(monitoring_url)/api/v1/alerts\`.
+MSG
+  fi
   if [ "$MODE" = netns ]; then
     cat >&2 <<MSG
 The hosts' addresses exist only inside their namespaces: run commands on the client host.
@@ -138,18 +166,20 @@ MSG
 # Everything stops at once where order does not matter, in three steps: the supervisors
 # (so nothing is restarted), then the devices, nodes and relay together (a primary
 # demotes and records it while the database is still there), then the database; the
-# mail and IM hosts, which need none of them, stop meanwhile.
+# mail, IM and monitoring hosts, which need none of them, stop meanwhile.
 cmd_down() {
   [ -d "$RUN" ] || { say "nothing to stop"; return 0; }
   TMP=$(cat "$RUN/tmpdir" 2>/dev/null || true)
   # The mail host stops beside everything else (Dovecot's own shutdown takes about a second).
-  local mail_stopper="" im_stopper=""
+  local mail_stopper="" im_stopper="" monitoring_stopper=""
   if [ -n "$TMP" ] && [ -d "$TMP/mail" ]; then ( mail_stop "$TMP/mail" ) & mail_stopper=$!; fi
   if [ -n "$TMP" ] && [ -d "$TMP/im" ]; then ( im_stop "$TMP/im" ) & im_stopper=$!; fi
+  if [ -n "$TMP" ] && [ -d "$TMP/monitoring" ]; then ( monitoring_stop "$TMP/monitoring" ) & monitoring_stopper=$!; fi
   stop_supervised 10 device-1 device-2 "${SUPERVISED[@]}"
   if [ -n "$TMP" ] && [ -d "$TMP/db" ]; then set_db_hosts; db_stop "$TMP/db"; fi
   [ -z "$mail_stopper" ] || wait "$mail_stopper" || true
   [ -z "$im_stopper" ] || wait "$im_stopper" || true
+  [ -z "$monitoring_stopper" ] || wait "$monitoring_stopper" || true
   [ "$MODE" = netns ] && remove_hosts
   case "$TMP" in /tmp/bramble-cluster.*) rm -rf "$TMP" ;; esac
   rm -rf "$RUN"

@@ -1,16 +1,17 @@
 # An operator's commands on a running cluster: logs, exec, stop-node, start-node,
-# start-relay, db-switchover, restart-mail, restart-im. Sourced by deploy/cluster.
+# start-relay, db-switchover, restart-mail, restart-im, restart-monitoring. Sourced by
+# deploy/cluster.
 
 cmd_logs() {
   require_up
   local name=${1:-} f file
   if [ -z "$name" ]; then
-    for f in "$TMP"/*.log "$TMP"/db/*.log "$TMP"/mail/*.log "$TMP"/im/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
+    for f in "$TMP"/*.log "$TMP"/db/*.log "$TMP"/mail/*.log "$TMP"/im/*.log "$TMP"/monitoring/*.log; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$f"; done
     for f in "$TMP"/device-*.jsonl; do [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .jsonl | sed 's/^device-//')" "$f"; done
     return 0
   fi
   # A process's log, or a device's log of shown items by its PIN.
-  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/mail/$name.log" "$TMP/im/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
+  for file in "$TMP/$name.log" "$TMP/db/$name.log" "$TMP/mail/$name.log" "$TMP/im/$name.log" "$TMP/monitoring/$name.log" "$TMP/device-$name.jsonl"; do [ -f "$file" ] && break; done
   [ -f "$file" ] || die "no log named '$name' (\`deploy/cluster logs\` lists them)"
   if [ "${2:-}" = -f ]; then exec tail -n 50 -f "$file"; else tail -n 100 "$file"; fi
 }
@@ -105,4 +106,21 @@ cmd_restart_im() {
   im_stop "$TMP/im"
   im_start "$TMP/im"
   say "IM host restarted (prosody pid $(im_prosody_pid "$TMP/im"))"
+}
+
+# Restart the monitoring host: Prometheus stopped by PID and started again on the same data
+# (its history kept), with the rule files of deploy/monitoring copied afresh and its config
+# written again; done once every target is up.
+cmd_restart_monitoring() {
+  require_up
+  [ -f "$RUN/monitoring-host" ] || die "this cluster has no monitoring host (Prometheus was not installed)"
+  set_monitoring_host
+  monitoring_stop "$TMP/monitoring"
+  monitoring_start "$TMP/monitoring"
+  monitoring_wait_targets "$TMP/monitoring" 20 || die "Prometheus does not see every target up"
+  # status.json names the rule files it loaded now.
+  ( umask 077; jq --argjson rules "$(monitoring_rules "$TMP/monitoring" | jq -R . | jq -s .)" '.monitoring.rules = $rules' \
+      "$RUN/status.json" > "$RUN/status.json.new" )
+  mv -f "$RUN/status.json.new" "$RUN/status.json"
+  say "monitoring host restarted (prometheus pid $(monitoring_prometheus_pid "$TMP/monitoring"), $(monitoring_rules "$TMP/monitoring" | wc -l) rule file(s))"
 }

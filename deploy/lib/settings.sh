@@ -18,10 +18,11 @@ IMAP_PORT=${BRAMBLE_IMAP_PORT:-1143}
 LMTP_PORT=${BRAMBLE_LMTP_PORT:-2424}
 SUBMISSION_PORT=${BRAMBLE_SUBMISSION_PORT:-2465}
 XMPP_PORT=${BRAMBLE_XMPP_PORT:-5223}
+PROMETHEUS_PORT=${BRAMBLE_PROMETHEUS_PORT:-9090}
 CONFIG=${BRAMBLE_BUILD:-release}
 SRP_ID=bramble
-HOSTS=(db1 db2 db3 relay node-a node-b client mail im)
-declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30 [mail]=40 [im]=50)
+HOSTS=(db1 db2 db3 relay node-a node-b client mail im monitoring)
+declare -A OCTET=([db1]=11 [db2]=12 [db3]=13 [relay]=20 [node-a]=21 [node-b]=22 [client]=30 [mail]=40 [im]=50 [monitoring]=60)
 DEMO=("demo1@example.test 2A00F00D" "demo2@example.test 2A00F00E")
 # Every demo user has a mailbox on the mail host; demo3 and demo4 have no device yet.
 MAIL_USERS=(demo1@example.test demo2@example.test demo3@example.test demo4@example.test)
@@ -80,6 +81,17 @@ set_im_host() {
   IM_TLS_CA=${TMP:+$TMP/tls/ca.crt} IM_TLS_CERT=${TMP:+$TMP/tls/im/cert.pem} IM_TLS_KEY=${TMP:+$TMP/tls/im/key.pem}
 }
 
+# The monitoring host for scripts/monitoring.sh: its address and namespace, and what its
+# Prometheus scrapes (each daemon's /metrics, with its host's name as the instance label),
+# over TLS verified against the cluster's CA unless the cluster runs without TLS.
+set_monitoring_host() {
+  MONITORING_ADDR=$(addr monitoring) MONITORING_NS=$(ns monitoring)
+  MONITORING_TLS=$TLS_MODE MONITORING_TLS_CA=${TMP:+$TMP/tls/ca.crt}
+  MONITORING_TARGETS=("bramble-node node-a $(addr node-a):$NODE_A_PORT" "bramble-node node-b $(addr node-b):$NODE_B_PORT"
+    "bramble-relay relay $(addr relay):$RELAY_HTTP_PORT"
+    "patroni pg1 $(addr db1):$API_PORT" "patroni pg2 $(addr db2):$((API_PORT + 1))")
+}
+
 set_db_hosts() {
   ETCD_ADDR=("$(addr db1)" "$(addr db2)" "$(addr db3)") ETCD_NS=("$(ns db1)" "$(ns db2)" "$(ns db3)")
   PG_ADDR=("$(addr db1)" "$(addr db2)") PG_NS=("$(ns db1)" "$(ns db2)")
@@ -104,6 +116,12 @@ mail_host_up() {
   local tmp d p; tmp=${TMP:-$(cat "$RUN/tmpdir" 2>/dev/null || true)}
   d=$(mail_dovecot_pid "$tmp/mail") p=$(mail_postfix_pid "$tmp/mail")
   [ -n "$d" ] && alive_pid "$d" && [ -n "$p" ] && alive_pid "$p"
+}
+# The monitoring host runs (or was never started: Prometheus not installed and not root to install it).
+monitoring_host_up() {
+  [ -f "$RUN/monitoring-host" ] || return 0
+  local tmp; tmp=${TMP:-$(cat "$RUN/tmpdir" 2>/dev/null || true)}
+  [ -n "$(monitoring_prometheus_pid "$tmp/monitoring")" ]
 }
 # The IM host runs (or was never started: Prosody not installed and not root to install it).
 im_host_up() {

@@ -37,12 +37,21 @@ write_status_json() {
     im=$(jq -n --arg xmpp "$(addr im):$XMPP_PORT" --arg domain "$IM_DOMAIN" --arg log "$TMP/im/prosody.log" '
       {host: "im", xmpp: $xmpp, domain: $domain, logs: {prosody: $log}}')
   fi
+  # The monitoring host: Prometheus's URL (on the monitoring host: reach it with `exec`),
+  # the rule files it loaded (its copies), its config and log.
+  local monitoring=null
+  if [ -f "$RUN/monitoring-host" ]; then
+    monitoring=$(jq -n --arg url "$(monitoring_url)" --arg config "$TMP/monitoring/prometheus.yml" --arg log "$TMP/monitoring/prometheus.log" \
+      --argjson rules "$(monitoring_rules "$TMP/monitoring" | jq -R . | jq -s .)" '
+      {host: "monitoring", prometheus: $url, rules: $rules, config: $config, logs: {prometheus: $log}}')
+  fi
   ( umask 077
     jq -n --arg mode "$MODE" --argjson hosts "$hosts" --arg exec "$BRAMBLE_ROOT/deploy/cluster exec" \
       --arg a_url "$(node_url node-a)" --arg b_url "$(node_url node-b)" --arg a_conf "$TMP/node-a.conf" --arg b_conf "$TMP/node-b.conf" \
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
       --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
-      --argjson im "$im" --rawfile im_passwords "$im_passwords" --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" '
+      --argjson im "$im" --rawfile im_passwords "$im_passwords" --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" \
+      --argjson monitoring "$monitoring" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca, enabled: ($tls_mode == "yes"),
              links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", xmpp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
@@ -63,6 +72,7 @@ write_status_json() {
               else null end),
        im: (if $im then $im + {users: [$im_passwords | split("\n")[] | select(length > 0) | split(" ") | {jid: .[0], password: .[1]}], prosody_pid: null}
             else null end),
+       monitoring: (if $monitoring then $monitoring + {prometheus_pid: null} else null end),
        tmpdir: $tmp}' > "$RUN/status.json.new" )
   mv -f "$RUN/status.json.new" "$RUN/status.json"
 }
@@ -107,6 +117,7 @@ live_status_json() {
                process_json postfix mail "$(mail_postfix_pid "$TMP/mail")"
              fi
              [ ! -f "$RUN/im-host" ] || process_json prosody im "$(im_prosody_pid "$TMP/im")"
+             [ ! -f "$RUN/monitoring-host" ] || process_json prometheus monitoring "$(monitoring_prometheus_pid "$TMP/monitoring")"
            } | jq -s .)
   jq --argjson db "$db" --argjson health "$health" --argjson procs "$procs" '
     ($procs | map({(.name): .}) | add) as $p
@@ -120,14 +131,16 @@ live_status_json() {
     | .etcd = $db.etcd
     | .relay += {pid: $p.relay.pid, restarts: $p.relay.restarts, alive: $p.relay.alive}
     | if .im then .im.prosody_pid = $p.prosody.pid else . end
+    | if .monitoring then .monitoring.prometheus_pid = $p.prometheus.pid else . end
     | .processes = $procs' "$RUN/status.json"
 }
 
 cmd_status() {
-  require_up; set_db_hosts
-  local status; status=$(live_status_json)
+  require_up; set_db_hosts; set_monitoring_host
+  local status targets=""; status=$(live_status_json)
   if [ "${1:-}" = --json ]; then echo "$status"; return 0; fi
-  jq -r '
+  [ ! -f "$RUN/monitoring-host" ] || targets=$(monitoring_targets_up)
+  jq -r --arg targets "$targets" '
     def col($w): tostring | . + " " * ([$w - length, 0] | max);
     "mode \(.mode); hosts: " + ([.hosts[] | "\(.name) \(.address)"] | join(", ")),
     (.nodes as $nodes | .pair[] | . as $p | ($nodes[] | select(.name == $p.node)) as $n
@@ -145,6 +158,10 @@ cmd_status() {
        + (if $bench > 0 then " and \($bench) bench users (imbench1…)" else "" end)
        + "  Prosody pid \(.im.prosody_pid)"
      else "im       not started (Prosody is not installed)" end),
+    (if .monitoring then "monitoring Prometheus \(.monitoring.prometheus)  "
+       + (if $targets == "" then "targets unknown (its API does not answer)" else ($targets | split(" ")) as [$up, $all] | "targets up \($up)/\($all)" end)
+       + "  rules: \(.monitoring.rules | length) file(s)  pid \(.monitoring.prometheus_pid)"
+     else "monitoring not started (Prometheus is not installed)" end),
     ([.processes[] | select(.alive | not) | .name]) as $down
     | ([.processes[] | select(.restarts != null and .supervised == false and .alive) | .name]) as $unsupervised
     | "processes: \(.processes | length - ($down | length)) of \(.processes | length) running"
