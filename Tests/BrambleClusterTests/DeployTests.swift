@@ -171,6 +171,15 @@ import Glibc
                 #expect((verdict["im_sent"] as? Int ?? 0) > 0 && verdict["im_lost"] as? Int == 0 && verdict["im_duplicates"] as? Int == 0,
                         "drill \(name): every instant message the IM host accepted shown once: \(verdict)")
             }
+
+            // Monitoring saw the drills: the kill of the primary fired the failover alert in
+            // Prometheus; afterwards the cluster returns to no firing critical alert; a paused
+            // standby shows as one that cannot take over, and clears when it resumes.
+            checkDrillAlerts(drills)
+            let prometheus = try #require((status["monitoring"] as? [String: Any])?["prometheus"] as? String)
+            let critical = try await waitForNoCriticalAlert(deployment, prometheus, seconds: 90)
+            #expect(critical.isEmpty, "no critical alert fires once the drills are over: \(critical)")
+            try await pausingTheStandbyFiresStandbyCannotTakeOver(deployment, prometheus)
         } catch {
             Issue.record("deploy smoke test: \(error)")
         }

@@ -38,12 +38,12 @@ poll_alerts() {  # url file limit
   done
 }
 
-# Whether any alert that was not firing before the fault still fires (the last poll),
-# so the drill keeps watching until it clears or 60 s after the heal have passed.
-alerts_still_firing() {  # file fault_ms
+# Whether any alert that was not firing before the fault is firing or pending (about to
+# fire) at the last poll: the drill keeps watching until it has cleared.
+alerts_still_active() {  # file fault_ms
   local before now
   before=$(awk -v f="$2" '$1 < f' "$1" | tail -1 | cut -d' ' -f2- | jq -c '[.data.alerts[] | select(.state == "firing") | .labels.alertname] | unique' 2>/dev/null) || before="[]"
-  now=$(tail -1 "$1" | cut -d' ' -f2- | jq -c '[.data.alerts[] | select(.state == "firing") | .labels.alertname] | unique' 2>/dev/null) || return 1
+  now=$(tail -1 "$1" | cut -d' ' -f2- | jq -c '[.data.alerts[] | .labels.alertname] | unique' 2>/dev/null) || return 1
   jq -e --argjson before "${before:-[]}" '(. - $before) | length > 0' <<< "$now" >/dev/null
 }
 
@@ -91,8 +91,11 @@ run_drill() {
   heal_at=$(date +%s%3N)
   wait "$stream" || true
   if [ -n "$poller" ]; then
-    # Watch on until the alerts the fault raised have cleared, at most 60 s after the heal.
-    while [ "$(date +%s%3N)" -lt $((heal_at + 62000)) ] && [ -s "$alerts" ] && alerts_still_firing "$alerts" "$fault_at"; do sleep 1; done
+    # Watch on for at least 20 s after the fault (an alert has 15 s to fire), then until
+    # what the fault raised (firing or pending) has cleared, at most 60 s after the heal.
+    local now
+    while now=$(date +%s%3N); [ "$now" -lt $((heal_at + 62000)) ] && [ -s "$alerts" ] \
+      && { [ "$now" -lt $((fault_at + 20000)) ] || alerts_still_active "$alerts" "$fault_at"; }; do sleep 1; done
     touch "$alerts.stop"; wait "$poller" || true
   fi
   # The devices' mail's timings (measurements beside the verdict): the slowest send from its
