@@ -45,6 +45,11 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     /// their frames upwards and never send an acknowledgement twice, so one at or below
     /// it is a replay.
     private var lastAckFrame: [PIN: UInt64] = [:]
+    /// Devices the relay said went offline (until they come back or acknowledge), and when
+    /// each device last came back: their items wait for coverage, not for this node, so
+    /// they count neither in the oldest unacknowledged age nor in delivery latency.
+    private var offline: Set<PIN> = []
+    private var cameBackAt: [PIN: Date] = [:]
     private let envelope = Envelope()
     private let emptyWindow: DeliveryWindow<OutboundItem>
     /// PINs with no active device, and when that was looked up: a frame for one of them
@@ -175,6 +180,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         servingEpoch = nil
         windows = [:]
         lastAckFrame = [:]
+        (offline, cameBackAt) = ([], [:])
         healthBox.withLockedValue { $0.queueDepth = 0 }
         metrics.queueDepth(0)
         metrics.oldestUnacked(seconds: 0)
@@ -259,12 +265,17 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
     public func linkDown(epoch: UInt64) async {}
 
     public func deviceOnline(_ pin: PIN) async {
+        if offline.remove(pin) != nil { cameBackAt[pin] = Date() }
         guard windows[pin] != nil else { return }
         transmit(windows[pin]!.resendAll(nowMs: clock.nowMs()))
     }
 
     /// The devices among `pins` out of coverage, as far as this node can tell: one of their
     /// items has waited more than `afterMs` for its acknowledgement.
+    public func deviceOffline(_ pin: PIN) async {
+        offline.insert(pin)
+    }
+
     public func outOfCoverage(_ pins: [PIN], afterMs: UInt64) -> Set<PIN> {
         let now = clock.nowMs()
         return Set(pins.filter { pin in windows[pin]?.oldestInFlightSentAtMs.map { now &- $0 > afterMs } ?? false })
@@ -346,12 +357,10 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 lastAckFrame[frame.pin] = frame.ref
                 let acks = try AckList.decode(payload)
                 guard windows[frame.pin] != nil else { return [] }
-                let now = Date()
-                for seq in acks.refs {
-                    if let item = windows[frame.pin]!.item(seq: seq) { metrics.delivered(item.service, after: now.timeIntervalSince(item.createdAt)) }
-                }
+                let items = Dictionary(acks.refs.compactMap { seq in windows[frame.pin]!.item(seq: seq).map { (seq, $0) } }, uniquingKeysWith: { a, _ in a })
                 let (acked, sends) = windows[frame.pin]!.acknowledge(acks.refs, nowMs: clock.nowMs())
                 metrics.itemsAcked(acked.count)
+                measureDelivery(acked.compactMap { items[$0] }, pin: frame.pin)
                 recorder.record(acked.map { .init(pin: frame.pin, seq: $0, state: .acked) }, epoch: epoch)
                 return sends
             case .request:
@@ -386,6 +395,18 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         }
     }
 
+    /// Each acknowledged item's time from its commit, unless its device was out of
+    /// coverage since (offline now, or back only after the commit): that wait is the
+    /// device's, not the server's. An acknowledgement also proves the device is online.
+    private func measureDelivery(_ items: [OutboundItem], pin: PIN) {
+        let wasOffline = offline.remove(pin) != nil
+        if wasOffline { cameBackAt[pin] = Date() }
+        let now = Date()
+        for item in items where !wasOffline && (cameBackAt[pin].map { $0 < item.createdAt } ?? true) {
+            metrics.delivered(item.service, after: now.timeIntervalSince(item.createdAt))
+        }
+    }
+
     /// Resends what is due and expires what is too old; runs every `tickMs`.
     func tick() {
         let now = clock.nowMs()
@@ -396,6 +417,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
         var depth = 0
         var oldest: Date?
         for pin in windows.keys {
+            let inCoverage = !offline.contains(pin)
             let (expired, afterExpiry) = windows[pin]!.removeAll(where: { $0.expiresAt <= wallNow }, nowMs: now)
             if !expired.isEmpty {
                 metrics.itemsExpired(expired.count)
@@ -403,7 +425,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
             }
             sends += afterExpiry + windows[pin]!.due(nowMs: now)
             depth += windows[pin]!.inFlightCount + windows[pin]!.pendingCount
-            if let created = windows[pin]!.minimum(of: \.createdAt), created < oldest ?? .distantFuture { oldest = created }
+            if inCoverage, let created = windows[pin]!.minimum(of: \.createdAt), created < oldest ?? .distantFuture { oldest = created }
         }
         metrics.queueDepth(depth)
         metrics.oldestUnacked(seconds: oldest.map { wallNow.timeIntervalSince($0) } ?? 0)

@@ -79,7 +79,8 @@ public final class NodeMetrics: Sendable {
         self.roles = roles
         leaseRenewal = c.timer("bramble_lease_renewal_seconds", help: "Time to renew the HA lease in the configuration database",
                                buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-                                         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+                                         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+                                         .milliseconds(2_500), .seconds(5), .seconds(10), .seconds(30)])
         failoverThresholdGauge = c.gauge("bramble_failover_threshold", help: "A primary scoring below this many healthy parameters fails over (the pair's setting)")
         promotionThresholdGauge = c.gauge("bramble_promotion_threshold", help: "A standby must score at least this many healthy parameters to take over (the pair's setting)")
         leaseDurationGauge = c.gauge("bramble_lease_duration_seconds", help: "How long a renewed HA lease lasts")

@@ -35,4 +35,10 @@ public protocol SRPLinkDelegate: Sendable {
     func received(_ frames: [DataFrame]) async
     /// A device came online at the relay.
     func deviceOnline(_ pin: PIN) async
+    /// A device went offline at the relay (out of coverage).
+    func deviceOffline(_ pin: PIN) async
+}
+
+extension SRPLinkDelegate {
+    public func deviceOffline(_ pin: PIN) async {}
 }

@@ -125,7 +125,8 @@ extension SRPRouter {
                 switch frame {
                 case .data(let d): data.append(d)
                 case .presence(let pin, true): await delegate.deviceOnline(pin)
-                case .presence(_, false), .pong, .registered: break
+                case .presence(let pin, false): await delegate.deviceOffline(pin)
+                case .pong, .registered: break
                 case .ping(let n): outbound.sendControl(.pong(n))
                 case .epochRefused(let reason, let held): throw EpochRefused(reason: reason, heldEpoch: held)
                 case .error(let code, let message):
