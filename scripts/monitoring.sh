@@ -135,12 +135,13 @@ monitoring_start() {
     </dev/null >>"$dir/prometheus.log" 2>&1 &
   pid=$!
   echo "$pid" > "$dir/prometheus.pid"
+  local ready=no
   for i in $(seq 0 300); do
-    run_in "$MONITORING_NS" curl -fsS -o /dev/null --max-time 1 "$(monitoring_url)/-/ready" 2>/dev/null && break
+    run_in "$MONITORING_NS" curl -fsS -o /dev/null --max-time 1 "$(monitoring_url)/-/ready" 2>/dev/null && { ready=yes; break; }
     alive_pid "$pid" || { tail -n 20 "$dir/prometheus.log" >&2; die "Prometheus did not start (its log: $dir/prometheus.log)"; }
     sleep 0.1
   done
-  if [ "$i" -ge 300 ]; then
+  if [ "$ready" = no ]; then
     tail -n 20 "$dir/prometheus.log" >&2
     stop_pids 5 "$pid"
     die "Prometheus is not ready at $(monitoring_url) after 30 s (stopped it)"

@@ -117,7 +117,7 @@ extension Drill {
         case .killPrimary: ["BrambleFailover", "BrambleRestarted"]
         case .pausePrimary, .switchover, .isolatePrimary, .partitionPrimaryRelay, .partitionPrimaryDB, .flap: ["BrambleFailover"]
         case .killStandby, .restartRelay: ["BrambleRestarted"]
-        case .killDBPrimary: ["BrambleDatabaseNoSyncStandby"]
+        case .killDBPrimary: ["BrambleDatabaseFailover"]
         case .slowLink, .restartMail, .partitionPrimaryMail: []
         }
     }

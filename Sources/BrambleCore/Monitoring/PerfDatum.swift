@@ -47,11 +47,15 @@ public struct PerfDatum: Sendable, Equatable {
         return ([Self.quoted(label) + "=" + Self.number(value) + unit.rawValue] + fields).joined(separator: ";")
     }
 
+    /// Labels come partly from nodes (their names): at most this many characters.
+    static let maxLabel = 64
+
     /// A label as the format allows it: no `=` (it ends the label, so it becomes `_`), no
-    /// control characters; a `'` doubled, and the whole quoted when it holds a space or a quote.
+    /// control characters, at most `maxLabel` characters; a `'` doubled, and the whole
+    /// quoted when it holds a space or a quote.
     static func quoted(_ label: String) -> String {
         var scalars = String.UnicodeScalarView()
-        for s in label.unicodeScalars {
+        for s in label.unicodeScalars.prefix(maxLabel) {
             if s.value < 0x20 || (0x7F...0x9F).contains(s.value) || s == "=" || s == "|" {
                 scalars.append("_")
             } else {

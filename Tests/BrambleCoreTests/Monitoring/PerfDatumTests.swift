@@ -24,6 +24,8 @@ import Testing
         #expect(PerfDatum.quoted("a=b|c\nd") == "a_b_c_d")
         #expect(PerfDatum.quoted("") == "_")
         #expect(PerfDatum("o'brien score", 3).rendered == "'o''brien score'=3")
+        // A hostile node's 1 MiB name makes a bounded label.
+        #expect(PerfDatum.quoted(String(repeating: "x", count: 1 << 20) + "_score") == String(repeating: "x", count: 64))
     }
 
     @Test func numbersNeverUseExponentsAndKeepThreeDecimals() {
