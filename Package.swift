@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "BrambleRelay",
             dependencies: [
-                "BrambleCore", "BrambleNet",
+                "BrambleCore", "BrambleNet", "BrambleAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

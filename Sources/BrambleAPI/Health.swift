@@ -82,3 +82,24 @@ public struct RoleAnswer: Codable, Sendable, Equatable {
     public var role: NodeRole
     public init(node: String, role: NodeRole) { (self.node, self.role) = (node, role) }
 }
+
+/// The relay's `GET /health` (on its `--http-listen`): what it holds now.
+public struct RelayHealth: Codable, Sendable, Equatable {
+    public var status: String
+    public var connected_devices: Int
+    public var connections: Int
+    public var unauthenticated_connections: Int
+    public var registered_device_keys: Int
+    /// The node registered for each SRP ID, by its epoch.
+    public var sessions: [String: UInt64]
+    public var stored_for_devices: Int
+    public var stored_for_servers: Int
+    public var stored_bytes: Int
+
+    public init(status: String = "ok", connected_devices: Int, connections: Int, unauthenticated_connections: Int, registered_device_keys: Int,
+                sessions: [String: UInt64], stored_for_devices: Int, stored_for_servers: Int, stored_bytes: Int) {
+        (self.status, self.connected_devices, self.connections, self.unauthenticated_connections) = (status, connected_devices, connections, unauthenticated_connections)
+        (self.registered_device_keys, self.sessions, self.stored_for_devices) = (registered_device_keys, sessions, stored_for_devices)
+        (self.stored_for_servers, self.stored_bytes) = (stored_for_servers, stored_bytes)
+    }
+}

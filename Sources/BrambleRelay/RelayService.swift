@@ -1,3 +1,4 @@
+import BrambleAPI
 import BrambleCore
 import BrambleNet
 import Crypto
@@ -127,23 +128,11 @@ public struct RelayService: Service {
         }
     }
 
-    struct Health: ResponseEncodable {
-        var status = "ok"
-        var connected_devices: Int
-        var connections: Int
-        var unauthenticated_connections: Int
-        var registered_device_keys: Int
-        var sessions: [String: UInt64]
-        var stored_for_devices: Int
-        var stored_for_servers: Int
-        var stored_bytes: Int
-    }
-
     static func router(hub: RelayHub, metrics: RelayMetrics) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/health") { _, _ in
             let s = hub.snapshot
-            return Health(connected_devices: s.connectedDevices, connections: s.connections,
+            return RelayHealth(connected_devices: s.connectedDevices, connections: s.connections,
                           unauthenticated_connections: s.unauthenticated, registered_device_keys: s.deviceKeys,
                           sessions: s.sessions, stored_for_devices: s.storedForDevices,
                           stored_for_servers: s.storedForServers, stored_bytes: s.storedBytes)
@@ -155,3 +144,5 @@ public struct RelayService: Service {
         return router
     }
 }
+
+extension RelayHealth: ResponseEncodable {}

@@ -309,26 +309,15 @@ enum NodeProbe {
             queueDepth: queue))
     }
 
-    /// The relay's `/health` (its `RelayService.Health`).
+    /// The relay's `/health` (BrambleAPI's `RelayHealth`).
     static func observeRelay(_ base: String, ca: String?, budget: Double) async -> RelayCheck.Observation {
-        struct Health: Decodable {
-            var status: String
-            var connected_devices: Int
-            var connections: Int
-            var unauthenticated_connections: Int
-            var registered_device_keys: Int
-            var sessions: [String: UInt64]
-            var stored_for_devices: Int
-            var stored_for_servers: Int
-            var stored_bytes: Int
-        }
         switch await get(base + HealthAPI.health, ca: ca, budget: budget) {
         case .unreachable(let reason): return .unreachable(reason)
         case .unreadable(let reason): return .unreadable(reason)
         case .answer(let status, _) where status >= 500: return .unreachable("/health answered HTTP \(status)")
         case .answer(let status, _) where status != 200: return .unreadable("/health answered HTTP \(status): not a Bramble relay?")
         case .answer(_, let body):
-            guard let h = try? JSONDecoder().decode(Health.self, from: body) else { return .unreadable("/health is not a Bramble relay's answer") }
+            guard let h = try? JSONDecoder().decode(RelayHealth.self, from: body) else { return .unreadable("/health is not a Bramble relay's answer") }
             return .answered(.init(status: h.status, connectedDevices: h.connected_devices, connections: h.connections,
                                    unauthenticatedConnections: h.unauthenticated_connections, registeredDeviceKeys: h.registered_device_keys,
                                    sessions: h.sessions, storedForDevices: h.stored_for_devices, storedForServers: h.stored_for_servers,
