@@ -39,6 +39,11 @@ import Testing
             for node in ["node-a", "node-b"] {
                 try await cluster.waitFor("\(node) to count the user", seconds: 10) { try await cluster.health(node)["score"] as? Int == 12 }
             }
+            // node-a's view of its peer comes from node-b's heartbeat row, a heartbeat behind
+            // node-b's own /health: wait until it has the counted score too.
+            try await cluster.waitFor("node-a to see node-b's score", seconds: 10) {
+                ((try await cluster.health("node-a"))["peer"] as? [String: Any])?["score"] as? Int == 12
+            }
             let (a, b) = (cluster.nodeURL("node-a"), cluster.nodeURL("node-b"))
             let (aPlace, bPlace) = (a.dropFirst("https://".count), b.dropFirst("https://".count))
             let ca = ["--ca-file", cluster.tls.ca]
