@@ -7,13 +7,22 @@ extension HTTPClient {
     /// A client for the nodes' and the relay's HTTPS that trusts only the private CA in
     /// `caFile` (the certificate must name the address dialled): `HTTPClient.shared`
     /// trusts the system's roots, which never signed a Bramble certificate. One per CA
-    /// file, made on first use and kept for the life of the process, like the shared one.
-    public static func bramble(caFile: String) throws -> HTTPClient {
+    /// file and kind, made on first use and kept for the life of the process, like the
+    /// shared one. `failingFast` (a monitor's probe): a refused connection fails at once
+    /// instead of being retried until the deadline, and no redirect is followed; nil
+    /// `caFile`: plain HTTP only.
+    public static func bramble(caFile: String?, failingFast: Bool = false) throws -> HTTPClient {
         try brambleClients.withLockedValue { clients in
-            if let client = clients[caFile] { return client }
-            let client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                    configuration: .init(tlsConfiguration: try TLSFiles(ca: caFile).clientConfiguration()))
-            clients[caFile] = client
+            let key = "\(failingFast) \(caFile ?? "")"
+            if let client = clients[key] { return client }
+            var configuration = HTTPClient.Configuration()
+            if let caFile { configuration.tlsConfiguration = try TLSFiles(ca: caFile).clientConfiguration() }
+            if failingFast {
+                configuration.redirectConfiguration = .disallow
+                configuration.connectionPool.retryConnectionEstablishment = false
+            }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            clients[key] = client
             return client
         }
     }

@@ -328,7 +328,7 @@ enum NodeProbe {
     /// GET `url` within `budget` seconds, at most `limit` bytes of body.
     static func get(_ url: String, ca: String?, budget: Double, limit: Int = maxBody) async -> Fetched {
         let http: HTTPClient
-        do { http = try client(ca: url.lowercased().hasPrefix("https:") ? ca : nil) } catch { return .unreadable("\(error)") }
+        do { http = try HTTPClient.bramble(caFile: url.lowercased().hasPrefix("https:") ? ca : nil, failingFast: true) } catch { return .unreadable("\(error)") }
         do {
             let response = try await http.execute(HTTPClientRequest(url: url), timeout: .milliseconds(Int64(budget * 1000)))
             var body = Data()
@@ -339,22 +339,6 @@ enum NodeProbe {
             return .answer(status: Int(response.status.code), body: body)
         } catch {
             return .unreachable(describe(error, budget: budget))
-        }
-    }
-
-    /// One client per CA file for the life of the process, as `HTTPClient.bramble`, but one
-    /// that fails a refused connection at once instead of retrying it until the deadline.
-    private static let clients = Mutex<[String: HTTPClient]>([:])
-    static func client(ca: String?) throws -> HTTPClient {
-        try clients.withLock { clients in
-            if let client = clients[ca ?? ""] { return client }
-            var configuration = HTTPClient.Configuration()
-            configuration.redirectConfiguration = .disallow
-            configuration.connectionPool.retryConnectionEstablishment = false
-            if let ca { configuration.tlsConfiguration = try TLSFiles(ca: ca).clientConfiguration() }
-            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-            clients[ca ?? ""] = client
-            return client
         }
     }
 
