@@ -44,10 +44,12 @@ public struct UserRecord: Codable, Sendable, Equatable {
     public var reconciliation: Bool?
     /// Whether the user may use instant messaging; nil from a server that does not say.
     public var im: Bool?
+    /// Over-the-air activation; nil from a server that does not say.
+    public var activation: ActivationStatus?
     public init(email: String, display_name: String, created_at: Date, devices: [String], mailbox: MailboxWatch? = nil,
-                reconciliation: Bool? = nil, im: Bool? = nil) {
+                reconciliation: Bool? = nil, im: Bool? = nil, activation: ActivationStatus? = nil) {
         (self.email, self.display_name, self.created_at, self.devices, self.mailbox) = (email, display_name, created_at, devices, mailbox)
-        (self.reconciliation, self.im) = (reconciliation, im)
+        (self.reconciliation, self.im, self.activation) = (reconciliation, im, activation)
     }
 }
 

@@ -15,18 +15,29 @@ public struct DeviceCredential: Codable, Sendable, Equatable, CustomStringConver
     public var srpID: String
     /// Base64 of the 32-byte master key.
     public var masterKey: String
+    /// Base64 of the domain's Ed25519 public key: the device applies only IT policies it
+    /// signed (pinned at activation). nil in a credential from before the Policy Service.
+    public var domainKey: String?
 
     enum CodingKeys: String, CodingKey {
         case pin, email
         case srpID = "srp_id"
         case masterKey = "master_key"
+        case domainKey = "domain_key"
     }
 
-    public init(pin: PIN, email: String, srpID: String, masterKey: SymmetricKey) {
+    public init(pin: PIN, email: String, srpID: String, masterKey: SymmetricKey, domainKey: [UInt8]? = nil) {
         self.pin = pin.description
         self.email = email
         self.srpID = srpID
         self.masterKey = masterKey.withUnsafeBytes { Data($0).base64EncodedString() }
+        self.domainKey = domainKey.map { Data($0).base64EncodedString() }
+    }
+
+    /// The domain's public key, if the credential has a valid one.
+    public var domainPublicKey: [UInt8]? {
+        guard let domainKey, let data = Data(base64Encoded: domainKey), data.count == Activation.domainKeyLength else { return nil }
+        return Array(data)
     }
 
     public var description: String { "DeviceCredential(pin: \(pin), email: \(email), srp_id: \(srpID))" }

@@ -46,13 +46,17 @@ public final class DeviceAgent: @unchecked Sendable {
     private let relayKey: SymmetricKey
     private let logger: Logger
     private let onShown: (@Sendable (ShownItem) -> Void)?
+    /// After each burst's acknowledgements were written (their sequence numbers).
+    private let onAcknowledged: (@Sendable ([UInt64]) -> Void)?
     // Touched only by the task running `run()`.
     private let envelope = Envelope()
     private let store: ShownStore
     /// Shared with the session's request sender.
     public let outbox: DeviceOutbox
 
-    public init(configuration: Configuration, logger: Logger, onShown: (@Sendable (ShownItem) -> Void)? = nil) throws {
+    public init(configuration: Configuration, logger: Logger, onShown: (@Sendable (ShownItem) -> Void)? = nil,
+                onAcknowledged: (@Sendable ([UInt64]) -> Void)? = nil) throws {
+        self.onAcknowledged = onAcknowledged
         (pin, key) = try configuration.credential.validated()
         relayKey = DeviceProof.relayKey(master: key, pin: pin)
         self.configuration = configuration
@@ -190,6 +194,7 @@ public final class DeviceAgent: @unchecked Sendable {
             // Persist once per burst, then acknowledge the burst.
             try store.save()
             try await link.outbound.write(contentsOf: try acknowledgements(refs))
+            onAcknowledged?(refs)
         }
     }
 
@@ -217,6 +222,8 @@ public final class DeviceAgent: @unchecked Sendable {
             case .im: shown = .im(try IMMessage.decode(payload), pin: p, seq: ref, at: now)
             case .imContacts: shown = .imContacts(try IMContactList.decode(payload), pin: p, ref: ref, at: now)
             case .imPresence: shown = .imPresence(try IMPresenceUpdate.decode(payload), pin: p, ref: ref, at: now)
+            case .policy: shown = try applyPolicy(try SignedPolicy.decode(payload), ref: ref, at: now)
+            case .serviceBooks: shown = .serviceBooks(try ServiceBooks.decode(payload), pin: p, ref: ref, at: now)
             default:
                 // The server recorded these requests: they leave the outbox, each said once.
                 for entry in try outbox.acknowledge(try AckList.decode(payload).refs) {
@@ -236,6 +243,24 @@ public final class DeviceAgent: @unchecked Sendable {
         shownTotal.withLockedValue { $0 += 1 }
         onShown?(shown)
         return frame.ref
+    }
+
+    /// Applies an IT policy signed by the device's domain and says so (a `policyApplied`
+    /// request); one signed by any other key is refused, and the refusal said.
+    private func applyPolicy(_ signed: SignedPolicy, ref: UInt64, at now: Date) throws -> ShownItem {
+        let claimed = try? ITPolicy.decode(signed.policy)
+        do {
+            guard let domainKey = configuration.credential.domainPublicKey else {
+                throw SignedPolicy.Refused(description: "the device has no domain key to check policies with (activate it again)")
+            }
+            let policy = try signed.verified(domainKey: domainKey)
+            try request(.policyApplied(version: policy.version, digest: signed.digest))
+            return .policy(policy, applied: true, reason: nil, pin: pin.description, ref: ref, at: now)
+        } catch let refused as SignedPolicy.Refused {
+            logger.warning("IT policy refused", metadata: ["device.pin": "\(pin)", "reason": "\(refused)"])
+            try request(.policyRefused(version: claimed?.version ?? 0, reason: refused.description))
+            return .policy(claimed, applied: false, reason: refused.description, pin: pin.description, ref: ref, at: now)
+        }
     }
 
     /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.

@@ -19,8 +19,11 @@ import Foundation
 /// the device sent, `ref` its request number (and `seq`) and `error` if it failed; the
 /// contacts (`service` "im-contacts") have `contacts`, each `jid`, `name`, `presence`
 /// (available, away, busy, offline) and `status`; a contact's new presence (`service`
-/// "im-presence") has `jid`, `presence` and `status`. Fields a service does not have are
-/// left out.
+/// "im-presence") has `jid`, `presence` and `status`. The Policy Service: an IT policy
+/// (`service` "policy") has `policy` (its name, version and rules) and `state` "applied",
+/// or "refused" with `reason` (not signed by the device's domain); the service books
+/// (`service` "service-books") have `services`, each `service`, `identifier` and `name`.
+/// Fields a service does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
     public var ref: UInt64
@@ -57,6 +60,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var status: String?
     public var contacts: [IMContactList.Contact]?
     public var error: String?
+    public var policy: ITPolicy?
+    public var services: [ServiceBooks.Book]?
     public var receivedAt: Date
 
     /// The delivery number this line records as shown; nil for a line that records no
@@ -129,6 +134,18 @@ public struct ShownItem: Codable, Sendable, Equatable {
         return s
     }
 
+    public static func policy(_ policy: ITPolicy?, applied: Bool, reason: String?, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "policy", receivedAt: at)
+        (s.policy, s.state, s.reason) = (policy, applied ? "applied" : "refused", reason)
+        return s
+    }
+
+    public static func serviceBooks(_ books: ServiceBooks, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "service-books", receivedAt: at)
+        s.services = books.books
+        return s
+    }
+
     /// The server recorded the device's request `ref`.
     public static func request(_ request: DeviceRequest, pin: String, ref: UInt64, at: Date) -> ShownItem {
         var s = ShownItem(pin: pin, ref: ref, service: "request", receivedAt: at)
@@ -141,13 +158,14 @@ public struct ShownItem: Codable, Sendable, Equatable {
         case .imSend(let to, _): s.toJID = to
         case .imPresence(let presence): s.presence = presence.rawValue
         case .imLogout: break
+        case .policyApplied, .policyRefused: break
         }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
         case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb, read, deleted, folder, folders
-        case jid, id, presence, status, contacts, error
+        case jid, id, presence, status, contacts, error, policy, services
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"
@@ -189,6 +207,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
         status = try c.decodeIfPresent(String.self, forKey: .status)
         contacts = try c.decodeIfPresent([IMContactList.Contact].self, forKey: .contacts)
         error = try c.decodeIfPresent(String.self, forKey: .error)
+        policy = try c.decodeIfPresent(ITPolicy.self, forKey: .policy)
+        services = try c.decodeIfPresent([ServiceBooks.Book].self, forKey: .services)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -224,6 +244,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
         try c.encodeIfPresent(status, forKey: .status)
         try c.encodeIfPresent(contacts, forKey: .contacts)
         try c.encodeIfPresent(error, forKey: .error)
+        try c.encodeIfPresent(policy, forKey: .policy)
+        try c.encodeIfPresent(services, forKey: .services)
     }
 
     /// Reads the lines `encoder` writes (the log's `received_at`, ISO 8601 with fractions).

@@ -20,12 +20,15 @@ final class RelayHub: Sendable {
     private let logger: Logger
     let metrics: RelayMetrics
     private let audit: RelayAuditLog?
+    /// Mails activation requests; nil: the relay offers no activation over the air.
+    private let mailer: ActivationMailer?
 
-    init(core: RelayCore, metrics: RelayMetrics, logger: Logger, audit: RelayAuditLog? = nil) {
+    init(core: RelayCore, metrics: RelayMetrics, logger: Logger, audit: RelayAuditLog? = nil, mailer: ActivationMailer? = nil) {
         self.state = NIOLockedValueBox(State(core: core))
         self.metrics = metrics
         self.logger = logger
         self.audit = audit
+        self.mailer = mailer
     }
 
     func add(_ channel: any Channel) -> ConnectionID {
@@ -164,6 +167,35 @@ final class RelayHub: Sendable {
             logger.warning("device keys for PINs of another SRP ID ignored", metadata: ["srp.id": "\(srpID)", "devices": "\(count)"])
         case .storeOverflow(let n):
             logger.notice("store-and-forward queue full, oldest dropped", metadata: ["dropped": "\(n)"])
+        case .activationRequested(let conn, let request):
+            mail(request, for: conn)
+        case .activationRefused(let pin):
+            logger.debug("activation request refused", metadata: ["device.pin": "\(pin)"])
+        case .activationUndeliverable(let pin):
+            logger.debug("activation message with nowhere to go", metadata: ["device.pin": "\(pin)"])
+        case .activationTimedOut(let pin):
+            logger.debug("activating device closed after the activation timeout", metadata: ["device.pin": "\(pin)"])
+        }
+    }
+
+    /// Mails the request in its own task; a failure closes the device's connection with
+    /// the reason (the address only in debug: anyone can send requests).
+    private func mail(_ request: ActivationFrame, for conn: ConnectionID) {
+        guard let mailer else {
+            run { $0.activationMailFailed(conn, reason: "no mail route configured") }
+            return
+        }
+        Task {
+            do {
+                try await mailer.send(request)
+                metrics.activationMails.increment()
+                logger.info("activation request mailed", metadata: ["device.pin": "\(request.pin)"])
+            } catch {
+                metrics.activationMailFailures.increment()
+                logger.warning("activation request not mailed", metadata: ["device.pin": "\(request.pin)", "error": "\(error)"])
+                let reason = (error as? SMTPSession.Refused).map { "the mail server answered \($0.reply.code)" } ?? "the mail server could not be reached"
+                run { $0.activationMailFailed(conn, reason: reason) }
+            }
         }
     }
 }

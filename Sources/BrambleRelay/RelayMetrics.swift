@@ -21,6 +21,10 @@ final class RelayMetrics: Sendable {
     private let hellosTimedOut: CoreMetrics.Counter
     private let devicesIdleClosed: CoreMetrics.Counter
     private let presencesDeferred: CoreMetrics.Counter
+    private let activationRequests: CoreMetrics.Counter
+    let activationMails: CoreMetrics.Counter
+    let activationMailFailures: CoreMetrics.Counter
+    private let activationRefusals: CoreMetrics.Counter
 
     init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -44,6 +48,12 @@ final class RelayMetrics: Sendable {
         devicesIdleClosed = c.counter("bramble_relay_devices_idle_closed_total", help: "Device connections closed after the idle timeout")
         presencesDeferred = c.counter("bramble_relay_presence_deferred_total",
                                       help: "Device presences held back by the per-PIN presence interval")
+        activationRequests = c.counter("bramble_relay_activation_requests_total", help: "Over-the-air activation requests taken from devices")
+        activationMails = c.counter("bramble_relay_activation_mails_total", help: "Activation requests mailed to the user's mailbox (etp.dat)")
+        activationMailFailures = c.counter("bramble_relay_activation_mail_failures_total",
+                                           help: "Activation requests the relay could not mail (the device was told)")
+        activationRefusals = c.counter("bramble_relay_activation_refused_total",
+                                       help: "Activation requests refused: an address in a domain the relay does not mail to")
         c.startTime()
     }
 
@@ -61,7 +71,10 @@ final class RelayMetrics: Sendable {
         case .helloTimedOut: hellosTimedOut.increment()
         case .deviceIdle: devicesIdleClosed.increment()
         case .presenceDeferred: presencesDeferred.increment()
-        case .unregistered, .refusedData, .serverSilent, .deviceOnline, .deviceOffline, .deviceKeysSynced, .deviceKeysRefused: break
+        case .activationRequested: activationRequests.increment()
+        case .activationRefused: activationRefusals.increment()
+        case .unregistered, .refusedData, .serverSilent, .deviceOnline, .deviceOffline, .deviceKeysSynced, .deviceKeysRefused,
+             .activationUndeliverable, .activationTimedOut: break
         }
     }
 }

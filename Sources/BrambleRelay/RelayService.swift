@@ -37,6 +37,16 @@ public struct RelayServiceConfiguration: Sendable {
     }
     /// Routing, store-and-forward and lockout behaviour.
     public var relay = RelayConfiguration()
+    /// Where activation requests are mailed (`relay.activationDomains` says for whom);
+    /// nil: none are.
+    public var activationSMTP: ActivationSMTP?
+    public struct ActivationSMTP: Sendable {
+        public var smtp: HostPort
+        /// TLS from the first byte, verifying the mail server (nil: plaintext, by name).
+        public var tls: NIOSSLContext?
+        public var sender: String
+        public init(smtp: HostPort, tls: NIOSSLContext?, sender: String) { (self.smtp, self.tls, self.sender) = (smtp, tls, sender) }
+    }
     /// JSON-lines audit log of registrations and of each item's sending epoch (drills).
     public var auditLog: String?
     /// systemd's readiness and watchdog socket (`Type=notify`, `WatchdogSec=`), from the
@@ -65,7 +75,10 @@ public struct RelayService: Service {
     public func run() async throws {
         let metrics = RelayMetrics(registry: registry)
         let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
-                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map { try RelayAuditLog(path: $0, metrics: metrics, logger: self.logger) })
+                           metrics: metrics, logger: logger, audit: try configuration.auditLog.map { try RelayAuditLog(path: $0, metrics: metrics, logger: self.logger) },
+                           mailer: configuration.activationSMTP.map {
+                               ActivationMailer(configuration: .init(smtp: $0.smtp, tls: $0.tls, sender: $0.sender))
+                           })
         defer { hub.finishAudit() }
         let group = MultiThreadedEventLoopGroup.singleton
         let logger = self.logger

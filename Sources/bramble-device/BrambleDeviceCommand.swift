@@ -4,13 +4,132 @@ import BrambleDevice
 import BrambleNet
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
+import NIOSSL
 
 @main
 struct BrambleDeviceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bramble-device",
         abstract: "A simulated BlackBerry device, or many of them.",
-        subcommands: [Run.self, Load.self, Control.self])
+        subcommands: [Run.self, Activate.self, Load.self, Control.self])
+}
+
+struct Activate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Activate a device over the air with the user's e-mail address and activation password.",
+        discussion: """
+            BES's Enterprise Activation: no credential file is handed over. The device sends
+            an activation request through the relay, which mails it to the address (an
+            e-mail with an etp.dat attachment); the user's Bramble finds it in the mailbox,
+            and the two agree on the device's master key with CPace on the activation password
+            (a captured exchange gives nothing to test passwords against). Then the device
+            verifies and applies its IT policy, signed by the domain's key, and receives its
+            service books.
+
+            Prints one JSON line per stage: {"service": "activation", "stage": S, "pin", "email",
+            "at"}, S being "Activating", "Encryption Verified. Waiting for Services", "Services
+            Received", "Activation Complete"; on failure a line with stage "error" and "error"
+            the reason, and exit status 1 (a wrong password, an expired or locked activation,
+            a policy not signed by the domain, the time out). The credential file (mode 0600)
+            is written once the key is agreed; `bramble-device run --credential OUT` then runs
+            the device, continuing from OUT.state. The password is read from a file ('-':
+            standard input), never from the command line.
+            """)
+
+    @Option(help: "The user's e-mail address.") var email: String
+    @Option(help: "File holding the activation password ('-': standard input).") var passwordFile: String
+    @OptionGroup var relay: RelayOptions
+    @Option(help: "Where to write the device's credential file (default: device-PIN.json).") var credential: String?
+    @Option(help: "The device's PIN, 1–8 hex digits (default: a random one).") var pin: String?
+    @Option(help: "Give up after this many seconds.") var timeout = 120
+    @Flag(help: "Also print the device's items (policy, service books) as JSON lines.") var json = false
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func validate() throws {
+        if let pin, PIN(pin) == nil { throw ValidationError("--pin must be 1–8 hex digits, got '\(pin)'") }
+        guard (5...3_600).contains(timeout) else { throw ValidationError("--timeout must be 5…3600 seconds") }
+        guard email.contains("@"), !email.contains(" ") else { throw ValidationError("--email must be an e-mail address, got '\(email)'") }
+    }
+
+    func run() async throws {
+        BrambleLogging.bootstrap(level: logLevel ?? "warning")
+        let (address, tls) = try relay.endpoint()
+        let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
+        guard let data, let text = String(data: data, encoding: .utf8), !text.trimmingCharacters(in: .newlines).isEmpty else {
+            throw ValidationError("cannot read the activation password from \(passwordFile)")
+        }
+        let password = text.trimmingCharacters(in: .newlines)
+        let pin = self.pin.flatMap(PIN.init) ?? PIN(UInt32.random(in: 1...UInt32.max))
+        let out = credential ?? "device-\(pin).json"
+        guard !FileManager.default.fileExists(atPath: out) else { throw ValidationError("\(out) already exists; choose another --credential or remove it") }
+        let canonical = ActivationPassword.canonicalEmail(email)
+        let printer = StagePrinter(pin: pin.description, email: canonical)
+        do {
+            let json = self.json
+            try await withDeadline(ms: timeout * 1_000) {
+                try await Self.activate(pin: pin, email: canonical, password: password, out: out, address: address, tls: tls, json: json, printer: printer)
+            }
+        } catch {
+            printer.print(stage: "error", error: error is DeadlineExceeded ? "no answer within \(timeout) s" : "\(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    private static func activate(pin: PIN, email: String, password: String, out: String, address: HostPort, tls: NIOSSLContext?,
+                                 json: Bool, printer: StagePrinter) async throws {
+        let exchange = DeviceActivation(configuration: .init(email: email, password: password, pin: pin, relay: address, tls: tls))
+        let credential = try await exchange.exchangeKeys { printer.print(stage: $0.rawValue) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try SecretFilePermissions.create(out, bytes: try encoder.encode(credential), what: "device credential")
+
+        // The device as it runs from now on, until its service books are acknowledged.
+        var config = DeviceAgent.Configuration(credential: credential, relay: address, tls: tls)
+        config.statePath = out + ".state"
+        config.printJSON = json
+        let events = AsyncStream.makeStream(of: ActivationProgress.self)
+        let books = NIOLockedValueBox<UInt64?>(nil)
+        let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"), onShown: { item in
+            if item.service == "policy", item.state == "refused" { events.continuation.yield(.refused(item.reason ?? "the IT policy was refused")) }
+            if item.service == "service-books" {
+                books.withLockedValue { $0 = item.ref }
+                events.continuation.yield(.servicesReceived)
+            }
+        }, onAcknowledged: { refs in
+            if let seq = books.withLockedValue({ $0 }), refs.contains(seq) { events.continuation.yield(.acknowledged) }
+        })
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await agent.run() }
+            for await event in events.stream {
+                switch event {
+                case .refused(let reason): throw DeviceActivation.Failed(reason)
+                case .servicesReceived: printer.print(stage: DeviceActivation.Stage.servicesReceived.rawValue)
+                case .acknowledged:
+                    printer.print(stage: DeviceActivation.Stage.complete.rawValue)
+                    group.cancelAll()
+                    return
+                }
+            }
+        }
+    }
+
+    enum ActivationProgress: Sendable { case refused(String), servicesReceived, acknowledged }
+}
+
+/// The activation's JSON lines on standard output.
+struct StagePrinter: Sendable {
+    let pin: String
+    let email: String
+
+    func print(stage: String, error: String? = nil) {
+        struct Line: Encodable { var service = "activation"; var stage: String; var pin: String; var email: String; var at: String; var error: String? }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let line = Line(stage: stage, pin: pin, email: email, at: Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)), error: error)
+        guard let data = try? encoder.encode(line) else { return }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
 }
 
 struct Run: AsyncParsableCommand {

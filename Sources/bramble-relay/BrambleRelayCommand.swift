@@ -55,6 +55,9 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "This relay's certificate (PEM), for its IP address or name; devices and nodes verify it.") var tlsCert: String?
     @Option(help: "This relay's private key (PEM, mode 0600).") var tlsKey: String?
     @Option(help: "yes: run the device and SRP listeners without TLS (a warning is logged); no (default) needs tls-ca, tls-cert and tls-key.") var plaintext: String?
+    @Option(help: "Mail domains whose users may activate devices over the air through this relay, comma-separated (default: none, no activation over the air).") var activationDomains: String?
+    @Option(help: "The mail server's SMTP listener, HOST:PORT, that activation requests are mailed to (as BES's infrastructure did); needed with activation-domains. TLS from the first byte against tls-ca unless plaintext = yes.") var activationSmtp: String?
+    @Option(help: "Envelope sender and From of activation request mails (default: activation@ the first activation domain).") var activationSender: String?
     @Option(help: "Append a JSON-lines audit of SRP registrations and of each item's sending epoch to this file (for failover drills; off by default).") var auditLog: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
@@ -91,6 +94,7 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             "max-unauthenticated-per-source": maxUnauthenticatedPerSource, "hello-timeout-ms": helloTimeoutMs,
             "device-idle-timeout": deviceIdleTimeout, "presence-interval-ms": presenceIntervalMs,
             "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
+            "activation-domains": activationDomains, "activation-smtp": activationSmtp, "activation-sender": activationSender,
         ]
     }
 
@@ -163,6 +167,27 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         config.relay.helloTimeoutMs = UInt64(try await limit("hello-timeout-ms", Default.helloTimeoutMs, 100...600_000))
         config.relay.deviceIdleMs = UInt64(try await limit("device-idle-timeout", Default.deviceIdleTimeout, 1...86_400)) * 1000
         config.relay.presenceMinIntervalMs = UInt64(try await limit("presence-interval-ms", Default.presenceIntervalMs, 0...600_000))
+
+        let domains = (try await settings.string("activation-domains") ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+        let smtp = try await settings.string("activation-smtp")
+        guard domains.isEmpty == (smtp == nil) else {
+            throw ValidationError("activation-domains and activation-smtp go together: the domains whose users activate over the air, and where their requests are mailed")
+        }
+        if let smtp, let first = domains.first {
+            guard domains.allSatisfy({ $0.contains(".") && !$0.contains("@") && !$0.contains(" ") }) else {
+                throw ValidationError("activation-domains must be mail domains such as example.com, got '\(domains.joined(separator: ","))'")
+            }
+            let sender = try await settings.string("activation-sender") ?? "activation@\(first)"
+            guard sender.contains("@"), !sender.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.isNewline }) else {
+                throw ValidationError("activation-sender must be an e-mail address, got '\(sender)'")
+            }
+            config.relay.activationDomains = Set(domains)
+            do {
+                config.activationSMTP = .init(smtp: try Self.hostPort(smtp, "--activation-smtp"),
+                                              tls: try await settings.string("tls-ca").map { try TLSFiles(ca: $0).clientContext() }, sender: sender)
+            } catch let error as ValidationError { throw error } catch { throw ValidationError("\(error)") }
+        }
         return config
     }
 

@@ -169,13 +169,25 @@ func mailboxState(_ u: UserRecord) -> String {
 func describeInDetail(_ u: UserRecord) -> String {
     var lines = [describe(u)]
     if let on = u.reconciliation { lines.append("  reconciliation: \(on ? "on" : "off")") }
-    guard let m = u.mailbox else { return lines.joined(separator: "\n") }
     let time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }
+    if let a = u.activation { lines.append("  activation: " + describe(a, time: time)) }
+    guard let m = u.mailbox else { return lines.joined(separator: "\n") }
     lines.append("  watermark: UIDVALIDITY \(m.uid_validity.map(String.init) ?? "-"), last UID \(m.last_uid)")
     lines.append("  last checked: \(time(m.checked_at))")
     lines.append("  last mail: \(time(m.last_mail_at))\(m.last_message_id.map { " \($0)" } ?? "")")
     lines.append("  last error: \(m.last_error.map { "\($0) (\(time(m.error_at)))" } ?? "none")")
     return lines.joined(separator: "\n")
+}
+
+/// An activation's state, failures, expiry, device and last event, on one line.
+func describe(_ a: ActivationStatus, time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }) -> String {
+    guard a.state != "none" else { return "none (no activation password set)" }
+    var parts = [a.state.replacingOccurrences(of: "_", with: " ")]
+    if a.failures > 0 { parts.append("\(a.failures) failed of \(ActivationPassword.maxFailures)") }
+    if let pin = a.pin { parts.append("device \(pin)") }
+    if ["pending", "in_progress", "expired"].contains(a.state) { parts.append("password expires \(time(a.expires_at))") }
+    if !a.last_event.isEmpty { parts.append("last: \(a.last_event) (\(time(a.last_event_at)))") }
+    return parts.joined(separator: "; ")
 }
 
 func describe(_ d: DeviceRecord) -> String {

@@ -1,11 +1,71 @@
 import ArgumentParser
 import BrambleAPI
+import BrambleCore
 import BrambleNet
+import Foundation
 
 struct UserCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "user", abstract: "Add, list, show, change and remove users.",
-        subcommands: [Add.self, List.self, Show.self, Set.self, Remove.self])
+        subcommands: [Add.self, List.self, Show.self, Set.self, Activation.self, Remove.self])
+
+    struct Activation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set a one-time activation password for activating a device over the air.",
+            discussion: """
+                The user types their e-mail address and this password on the device
+                (`bramble-device activate`). The password is 8–64 characters, valid once, for
+                --expires (default 48h, as BES; e.g. 30m, 12h, 7d; at most 30d); the node keeps
+                only a slow salted hash of it, sealed under the key-encryption key, and logs it
+                nowhere. Five activation runs that fail (a wrong password) lock the activation
+                until a new password is set here, which also clears the failures.
+                --generate makes a 12-character password and prints it once; --password-file
+                reads one from a file ('-': standard input), never from the command line.
+                --send-instructions mails the user what to type (address and password) through
+                the mail server's submission service. `bramble user show EMAIL` gives the
+                activation's state: none, pending, in progress, locked, completed or expired,
+                with its last event.
+                """)
+        @OptionGroup var connection: Connection
+        @Argument(help: "The user's e-mail address.") var email: String
+        @Flag(help: "Make the password (printed once).") var generate = false
+        @Option(help: "Read the password from this file ('-': standard input).") var passwordFile: String?
+        @Option(help: "How long the password stays valid: Nm, Nh or Nd (default 48h).") var expires = "48h"
+        @Flag(help: "Mail the user the activation instructions, password included.") var sendInstructions = false
+
+        func validate() throws {
+            guard Email.isPlausible(email.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("'\(email)' is not an e-mail address") }
+            guard generate != (passwordFile != nil) else { throw ValidationError("give --generate or --password-file (one of them)") }
+            guard Self.seconds(expires) != nil else { throw ValidationError("--expires must be Nm, Nh or Nd (1m to 30d), got '\(expires)'") }
+        }
+
+        /// "30m", "48h", "7d" in seconds, within 1 minute and 30 days.
+        static func seconds(_ text: String) -> Int? {
+            guard let unit = text.last, let n = Int(text.dropLast()), n > 0 else { return nil }
+            let seconds: Int? = switch unit { case "m": n * 60; case "h": n * 3_600; case "d": n * 86_400; default: nil }
+            guard let seconds, (60...NewActivation.maxExpirySeconds).contains(seconds) else { return nil }
+            return seconds
+        }
+
+        func run() async throws {
+            var password: String?
+            if let passwordFile {
+                let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
+                guard let data, let text = String(data: data, encoding: .utf8) else { throw ValidationError("cannot read the password from \(passwordFile)") }
+                password = text.trimmingCharacters(in: .newlines)
+                do { try ActivationPassword.validate(password!) } catch { throw ValidationError(error.description) }
+            }
+            let set = try await connection.call(.POST, AdminAPI.activation(email), body: NewActivation(
+                password: password, generate: generate ? true : nil, expires_seconds: Self.seconds(expires), send_instructions: sendInstructions ? true : nil),
+                as: ActivationSet.self)
+            try connection.show(set) { s in
+                var lines = ["activation for \(s.email): \(describe(s.activation))"]
+                if let p = s.password { lines.append("activation password: \(p)") }
+                if s.instructions_sent { lines.append("instructions mailed to \(s.email)") }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -215,7 +215,13 @@ final class TestCluster: @unchecked Sendable {
             "--srp-listen", "127.0.0.1:\(srpPort)", "--http-listen", "127.0.0.1:\(relayHTTPPort)",
             "--lockout-window", "\(options.lockoutWindowSeconds)", "--lockout-max-connects", "\(options.lockoutMaxConnects)",
             "--audit-log", dir + "/relay-audit.jsonl",
-        ] + tls.flags("relay") + options.relayArguments, logPath: dir + "/relay.log")
+        ] + tls.flags("relay") + activationArguments + options.relayArguments, logPath: dir + "/relay.log")
+    }
+
+    /// With a mail host, the relay mails activation requests for example.test to it.
+    private var activationArguments: [String] {
+        guard let mailHost else { return [] }
+        return ["--activation-domains", "example.test", "--activation-smtp", mailHost.smtp.description]
     }
 
     func startNode(_ name: String) throws {

@@ -12,6 +12,13 @@ extension MasterKeyVault {
     public enum SecretPurpose: String, Sendable {
         case imPassword = "bramble-im-password-v1"
         case imSCRAMKeys = "bramble-im-scram-keys-v1"
+        /// An activation password's secret (scrypt), bound to the user's address.
+        case activationSecret = "bramble-activation-secret-v1"
+        /// A CPace run's ISK while the device's key confirmation is awaited, bound to the
+        /// run's session id.
+        case activationISK = "bramble-activation-isk-v1"
+        /// The domain's Ed25519 signing key (IT policies).
+        case domainSigningKey = "bramble-domain-signing-key-v1"
     }
 
     public struct SecretOpenFailure: Error, CustomStringConvertible, Equatable {
@@ -20,18 +27,29 @@ extension MasterKeyVault {
     }
 
     public func sealSecret(_ bytes: [UInt8], purpose: SecretPurpose, pin: PIN) -> String {
-        let box = try! AES.GCM.seal(bytes, using: currentKEK, authenticating: Array(purpose.rawValue.utf8) + pin.bigEndianBytes)
-        return Self.secretPrefix + box.combined!.base64EncodedString()
+        sealSecret(bytes, purpose: purpose, context: pin.bigEndianBytes)
     }
 
     /// Opens under the current KEK, or the previous one during a rotation.
     public func openSecret(_ stored: String, purpose: SecretPurpose, pin: PIN) throws(SecretOpenFailure) -> [UInt8] {
+        guard let bytes = openSecret(stored, purpose: purpose, context: pin.bigEndianBytes) else { throw SecretOpenFailure(pin: pin) }
+        return bytes
+    }
+
+    /// A secret bound to `context` (an address, a session id) rather than a PIN.
+    public func sealSecret(_ bytes: [UInt8], purpose: SecretPurpose, context: [UInt8]) -> String {
+        let box = try! AES.GCM.seal(bytes, using: currentKEK, authenticating: Array(purpose.rawValue.utf8) + context)
+        return Self.secretPrefix + box.combined!.base64EncodedString()
+    }
+
+    /// nil when it does not open under either KEK with this purpose and context.
+    public func openSecret(_ stored: String, purpose: SecretPurpose, context: [UInt8]) -> [UInt8]? {
         guard stored.hasPrefix(Self.secretPrefix), let combined = Data(base64Encoded: String(stored.dropFirst(Self.secretPrefix.count))),
-              let box = try? AES.GCM.SealedBox(combined: combined) else { throw SecretOpenFailure(pin: pin) }
-        let additional = Array(purpose.rawValue.utf8) + pin.bigEndianBytes
+              let box = try? AES.GCM.SealedBox(combined: combined) else { return nil }
+        let additional = Array(purpose.rawValue.utf8) + context
         for key in [currentKEK] + (previousKEK.map { [$0] } ?? []) {
             if let bytes = try? AES.GCM.open(box, using: key, authenticating: additional) { return Array(bytes) }
         }
-        throw SecretOpenFailure(pin: pin)
+        return nil
     }
 }

@@ -7,7 +7,7 @@
 /// to all), 8 folder (where `file` puts the mail, as the user reads its name); for
 /// instant messaging 9 jid, 10 password (on the wire only), 11 sealed_password (as
 /// recorded: the password sealed under the nodes' key-encryption key, bound to the PIN),
-/// 12 presence; `imSend` carries its peer in 3 (to) and its text in 6 (body).
+/// 12 presence; for the Policy Service 13 version, 14 digest, 15 reason; `imSend` carries its peer in 3 (to) and its text in 6 (body).
 public enum DeviceRequest: Equatable, Sendable {
     /// The next chunk of a mail's text.
     case more(messageID: String)
@@ -35,10 +35,20 @@ public enum DeviceRequest: Equatable, Sendable {
     /// The device user's own presence, as their contacts see it.
     case imPresence(IMPresence)
     case imLogout
+    /// The Policy Service: the device verified the IT policy of `version` (signed by its
+    /// domain's key) and applied it; `digest` is SHA-256 of the policy as signed.
+    case policyApplied(version: UInt64, digest: [UInt8])
+    /// The device did not apply the policy of `version` (its signature is not its domain's,
+    /// or it cannot be read); `reason` says why.
+    case policyRefused(version: UInt64, reason: String)
 
     public enum Kind: UInt64, Sendable {
         case more = 1, send = 2, reply = 3, forward = 4, read = 5, unread = 6, delete = 7, file = 8, folders = 9
         case imLogin = 10, imSend = 11, imPresence = 12, imLogout = 13
+        case policyApplied = 14, policyRefused = 15
+
+        /// What the Policy Service acts on.
+        public static let policyKinds: [Kind] = [.policyApplied, .policyRefused]
     }
 
     /// An IM login's password: as the device sends it, or as the node records it (sealed
@@ -52,6 +62,9 @@ public enum DeviceRequest: Equatable, Sendable {
     public static let maxPasswordLength = 1024
     /// A sealed password as `MasterKeyVault.sealSecret` writes it.
     public static let maxSealedLength = 2048
+
+    /// Why a device refused a policy.
+    public static let maxReasonLength = 256
 
     /// A device's text: well above what a handheld's user types, far below a frame's 256 KB.
     public static let maxBodyLength = 64 * 1024
@@ -75,6 +88,8 @@ public enum DeviceRequest: Equatable, Sendable {
         case .imSend: .imSend
         case .imPresence: .imPresence
         case .imLogout: .imLogout
+        case .policyApplied: .policyApplied
+        case .policyRefused: .policyRefused
         }
     }
 
@@ -85,7 +100,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var messageID: String? {
         switch self {
         case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _), .read(let id), .unread(let id), .delete(let id), .file(let id, _): id
-        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout: nil
+        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: nil
         }
     }
 
@@ -93,7 +108,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var reconciles: Bool {
         switch kind {
         case .read, .unread, .delete, .file: true
-        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout: false
+        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: false
         }
     }
 
@@ -113,6 +128,8 @@ public enum DeviceRequest: Equatable, Sendable {
         case .imSend: "im send"
         case .imPresence: "im presence"
         case .imLogout: "im logout"
+        case .policyApplied: "policy applied"
+        case .policyRefused: "policy refused"
         }
     }
 
@@ -120,7 +137,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var recipients: [String] {
         switch self {
         case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
-        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout: []
+        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: []
         }
     }
 
@@ -128,7 +145,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var sendsMail: Bool {
         switch kind {
         case .send, .reply, .forward: true
-        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout: false
+        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: false
         }
     }
 
@@ -149,6 +166,12 @@ public enum DeviceRequest: Equatable, Sendable {
             w.string(6, body, max: Self.maxBodyLength)
         case .imPresence(let presence):
             w.string(12, presence.rawValue, max: 16)
+        case .policyApplied(let version, let digest):
+            w.uint(13, version)
+            w.bytes(14, digest)
+        case .policyRefused(let version, let reason):
+            w.uint(13, version)
+            w.string(15, reason, max: Self.maxReasonLength)
         case .file(_, let folder):
             w.string(8, folder, max: Self.maxFolderLength)
         case .send(let to, let cc, let subject, let body):
@@ -230,6 +253,13 @@ public enum DeviceRequest: Equatable, Sendable {
             guard let presence = IMPresence(rawValue: raw), presence != .offline else { throw PayloadError("presence must be available, away or busy") }
             return .imPresence(presence)
         case .imLogout: return .imLogout
+        case .policyApplied:
+            let digest = try f.bytes(14, max: 32, "digest")
+            guard let digest, digest.count == 32 else { throw PayloadError("digest is not 32 bytes") }
+            return .policyApplied(version: try f.requiredUInt(13, "version"), digest: Array(digest))
+        case .policyRefused:
+            let reason = try f.string(15, max: maxReasonLength, "reason") ?? ""
+            return .policyRefused(version: try f.requiredUInt(13, "version"), reason: MailText.printable(reason))
         }
     }
 

@@ -28,7 +28,8 @@ public struct RelayAuditRecord: Equatable, Sendable {
             case .refused(let srpID, let epoch, let reason): self = .refused(srpID: srpID, epoch: epoch, reason: reason)
             case .refusedData, .serverSilent, .deviceOnline, .deviceOffline, .storedForDevice, .storedForServer,
                  .storeOverflow, .storedExpired, .connectionRefused, .helloRefused, .helloTimedOut, .deviceIdle,
-                 .presenceDeferred, .deviceKeysSynced, .deviceKeysRefused:
+                 .presenceDeferred, .deviceKeysSynced, .deviceKeysRefused, .activationRequested, .activationRefused,
+                 .activationUndeliverable, .activationTimedOut:
                 return nil
             }
         }

@@ -39,6 +39,13 @@ public struct RelayConfiguration: Sendable {
     /// each one makes the server resend what is in flight, so a device reconnecting in a
     /// loop cannot make it resend in a loop. A later one is told when the interval passes.
     public var presenceMinIntervalMs: UInt64 = 2_000
+    /// The mail domains whose users may activate over the air through this relay (lower
+    /// case): their requests are mailed to the address (BES: the BlackBerry
+    /// Infrastructure). Empty: activation over the air is not offered.
+    public var activationDomains: Set<String> = []
+    /// How long an activating device's connection may stay open: the request's mail, the
+    /// server's answer, the key confirmation.
+    public var activationTimeoutMs: UInt64 = 120_000
 
     public init() {}
 }

@@ -37,13 +37,16 @@ public struct RelayCore: Sendable {
         /// A device hello held until its SRP ID's keys arrive.
         case deviceHeld(PIN, srpID: String, nonce: [UInt8], proof: [UInt8])
         case device(PIN, srpID: String)
+        /// A device activating over the air (`Frame.activation`): its request was handed
+        /// to the mailer; `answeredBy` is the SRP ID whose server responded.
+        case activating(PIN, answeredBy: String?)
         case serverAwaitingRegistration(nonce: [UInt8])
         case server(srpID: String, epoch: UInt64)
 
         var isAuthenticated: Bool {
             switch self {
             case .device, .server: true
-            case .deviceChallenged, .deviceHeld, .serverAwaitingRegistration: false
+            case .deviceChallenged, .deviceHeld, .activating, .serverAwaitingRegistration: false
             }
         }
     }
@@ -89,6 +92,8 @@ public struct RelayCore: Sendable {
     /// SRP IDs whose key set is complete: a hello for a PIN outside it is refused.
     private var synced: Set<String> = []
     private var held: [PIN: Set<ConnectionID>] = [:]
+    /// The connection activating each PIN (one at a time: a new request displaces it).
+    private var activating: [PIN: ConnectionID] = [:]
     private var presenceSentMs: [PIN: UInt64] = [:]
     private var presenceDue: Set<PIN> = []
     private var toDevice: [PIN: [Stored]] = [:]
@@ -104,6 +109,7 @@ public struct RelayCore: Sendable {
     // MARK: Queries (for health and metrics)
 
     public var connectedDevices: Int { devices.count }
+    public var activatingDevices: Int { activating.count }
     public var connections: Int { peers.count }
     /// Device connections not yet authenticated (the SRP listener has its own cap).
     public var unauthenticatedConnections: Int { unauthenticated }
@@ -186,6 +192,21 @@ public struct RelayCore: Sendable {
             return deliverToDevice(data, nowMs: nowMs)
         case (.server(let srpID, _), .deviceKeys(let update)):
             return deviceKeys(update, from: srpID, nowMs: nowMs)
+        case (.deviceChallenged, .activation(let a)) where a.phase == .request:
+            return activationRequested(conn, a)
+        case (.activating(let pin, let answeredBy?), .activation(let a)) where a.phase == .confirm:
+            guard a.pin == pin, a.srpID == answeredBy else {
+                return refuse(conn, .protocolViolation, "an activation confirmation for another PIN or server")
+            }
+            // No session now (a failover under way): the device sends it again.
+            guard let session = sessions[answeredBy] else { return [.event(.activationUndeliverable(pin))] }
+            return [.send(session.conn, frame)]
+        case (.server(let srpID, _), .activation(let a)) where a.phase == .response || a.phase == .result:
+            guard a.srpID == srpID else { return refuse(conn, .protocolViolation, "an activation answer in another SRP ID's name") }
+            guard let device = activating[a.pin], case .activating(_, let answeredBy)? = peers[device]?.role,
+                  answeredBy == nil || answeredBy == srpID else { return [.event(.activationUndeliverable(a.pin))] }
+            peers[device]?.role = .activating(a.pin, answeredBy: srpID)
+            return [.send(device, frame)]
         case (.server, .error), (.device, .error):
             return []
         default:
@@ -218,6 +239,9 @@ public struct RelayCore: Sendable {
             held[pin]?.remove(conn)
             if held[pin]?.isEmpty == true { held[pin] = nil }
             return []
+        case .activating(let pin, _):
+            if activating[pin] == conn { activating[pin] = nil }
+            return []
         case .server(let srpID, let epoch):
             guard sessions[srpID]?.conn == conn else { return [] }
             sessions[srpID] = nil
@@ -246,6 +270,8 @@ public struct RelayCore: Sendable {
                 if nowMs >= peer.connectedMs &+ c.helloTimeoutMs { expired.append((conn, .helloTimedOut)) }
             case .device(let pin, _) where nowMs >= peer.heardMs &+ c.deviceIdleMs:
                 expired.append((conn, .deviceIdle(pin)))
+            case .activating(let pin, _) where nowMs >= peer.connectedMs &+ c.activationTimeoutMs:
+                expired.append((conn, .activationTimedOut(pin)))
             default:
                 break
             }
@@ -388,6 +414,32 @@ public struct RelayCore: Sendable {
         if let conn = devices[pin] { actions += refuse(conn, .unknownDevice, message) }
         for conn in held[pin] ?? [] { actions += refuse(conn, .unknownDevice, message) }
         return actions
+    }
+
+    // MARK: Activation
+
+    /// A device asks to be activated: the shell mails its request (`activationRequested`
+    /// event) if the address's domain is one the relay mails to.
+    private mutating func activationRequested(_ conn: ConnectionID, _ a: ActivationFrame) -> [Action] {
+        let domain = a.email.split(separator: "@").last.map { $0.lowercased() } ?? ""
+        guard configuration.activationDomains.contains(domain) else {
+            let why = configuration.activationDomains.isEmpty ? "this relay does not offer activation over the air"
+                : "this relay does not carry activation requests for \(domain.isEmpty ? "that address" : domain)"
+            return refuse(conn, .activationRefused, why, event: .activationRefused(a.pin))
+        }
+        var actions: [Action] = []
+        if let old = activating[a.pin], old != conn {
+            actions += refuse(old, .displaced, "another activation request for this PIN")
+        }
+        peers[conn]?.role = .activating(a.pin, answeredBy: nil)
+        activating[a.pin] = conn
+        return actions + [.event(.activationRequested(conn, a))]
+    }
+
+    /// The shell could not mail the request of `conn`: the device hears why and is closed.
+    public mutating func activationMailFailed(_ conn: ConnectionID, reason: String) -> [Action] {
+        guard case .activating? = peers[conn]?.role else { return [] }
+        return refuse(conn, .activationRefused, "the activation request could not be mailed: \(reason)")
     }
 
     // MARK: Servers
@@ -542,4 +594,13 @@ public enum RelayEvent: Equatable, Sendable {
     case deviceKeysSynced(srpID: String, count: Int)
     /// Keys for PINs another SRP ID holds were ignored.
     case deviceKeysRefused(srpID: String, count: Int)
+    /// A device asked to be activated: the shell mails `frame.body` (etp.dat) to
+    /// `frame.email` and reports a failure with `activationMailFailed(connection, …)`.
+    case activationRequested(ConnectionID, ActivationFrame)
+    /// An activation request for an address the relay does not mail to.
+    case activationRefused(PIN)
+    /// An activation answer or confirmation with nowhere to go (the device left, no
+    /// server registered); the device's retry or timeout deals with it.
+    case activationUndeliverable(PIN)
+    case activationTimedOut(PIN)
 }

@@ -56,6 +56,12 @@ extension Frame {
                 buffer.writeInteger(UInt8(entry.key.count))
                 buffer.writeBytes(entry.key)
             }
+        case .activation(let a):
+            buffer.writeInteger(a.phase.rawValue)
+            buffer.writeInteger(a.pin.value)
+            buffer.writeShortString(a.srpID)
+            buffer.writeLongString(a.email)
+            buffer.writeBytes(a.body)
         }
         let length = buffer.writerIndex - lengthIndex - 4
         buffer.setInteger(UInt32(length), at: lengthIndex)
@@ -151,6 +157,17 @@ extension Frame {
                 entries.append(.init(pin: pin, key: try body.readFixedBytes(Int(length), "key")))
             }
             frame = .deviceKeys(DeviceKeyUpdate(phase: phase, entries: entries))
+        case .activation:
+            let rawPhase: UInt8 = try body.read("phase")
+            guard let phase = ActivationFrame.Phase(rawValue: rawPhase) else { throw WireError(.invalidField("phase")) }
+            let pin = PIN(try body.read("pin") as UInt32)
+            // A request names no SRP ID yet, and only a request names an address.
+            let srpID = phase == .request ? try body.readEmptyField("srp_id") : try body.readSRPID()
+            let email = phase == .request ? try body.readLongString("email", max: Activation.maxEmailLength) : try body.readEmptyLongField("email")
+            guard phase != .request || !email.isEmpty else { throw WireError(.invalidField("email")) }
+            let message = body.readBytes(length: body.readableBytes) ?? []
+            guard !message.isEmpty, message.count <= Activation.maxMessageLength else { throw WireError(.invalidField("body")) }
+            frame = .activation(ActivationFrame(phase: phase, pin: pin, email: email, srpID: srpID, body: message))
         }
         guard body.readableBytes == 0 else { throw WireError(.trailingBytes(body.readableBytes)) }
         return frame
@@ -175,6 +192,18 @@ extension ByteBuffer {
             throw WireError(.invalidField("srp_id"))
         }
         return id
+    }
+
+    fileprivate mutating func readEmptyField(_ field: String) throws(WireError) -> String {
+        let length: UInt8 = try read("\(field).length")
+        guard length == 0 else { throw WireError(.invalidField(field)) }
+        return ""
+    }
+
+    fileprivate mutating func readEmptyLongField(_ field: String) throws(WireError) -> String {
+        let length: UInt16 = try read("\(field).length")
+        guard length == 0 else { throw WireError(.invalidField(field)) }
+        return ""
     }
 
     fileprivate mutating func readLongString(_ field: String, max: Int) throws(WireError) -> String {

@@ -28,10 +28,14 @@ public enum Frame: Equatable, Sendable {
     case epochRefused(reason: EpochRefusal, heldEpoch: UInt64)
     /// Server → relay: the relay keys its devices prove themselves with (`DeviceProof`).
     case deviceKeys(DeviceKeyUpdate)
+    /// Over-the-air activation (`Activation`), before the device has a key the relay
+    /// knows: its request, which the relay mails to the user, and the exchange after it.
+    case activation(ActivationFrame)
 
     public enum FrameType: UInt8, Sendable, CaseIterable {
         case deviceHello = 1, deviceWelcome = 2, challenge = 3, register = 4, registered = 5
         case data = 6, presence = 7, error = 8, ping = 9, pong = 10, epochRefused = 11, deviceKeys = 12
+        case activation = 13
     }
 
     public enum ErrorCode: UInt16, Sendable {
@@ -48,6 +52,9 @@ public enum Frame: Equatable, Sendable {
         case unknownDevice = 8
         /// The relay is at a connection limit; try again later.
         case overloaded = 9
+        /// An activation request the relay will not mail (no mail route for the address's
+        /// domain, or over-the-air activation is not offered).
+        case activationRefused = 10
         case other = 99
     }
 
@@ -65,6 +72,7 @@ public enum Frame: Equatable, Sendable {
         case .pong: .pong
         case .epochRefused: .epochRefused
         case .deviceKeys: .deviceKeys
+        case .activation: .activation
         }
     }
 }
@@ -96,6 +104,33 @@ public struct DeviceKeyUpdate: Equatable, Sendable, CustomStringConvertible {
 
     /// Never shows a key.
     public var description: String { "DeviceKeyUpdate(\(phase), \(entries.count) entries)" }
+}
+
+/// One step of an over-the-air activation. The relay reads only the routing fields;
+/// `body` is the step's message (`ActivationRequest`, `ActivationResponse`, …).
+public struct ActivationFrame: Equatable, Sendable {
+    public enum Phase: UInt8, Sendable {
+        /// Device → relay: mail `body` (etp.dat) to `email`.
+        case request = 1
+        /// Server → relay → the device activating `pin`; `srpID` is the server's.
+        case response = 2
+        /// Device → relay → the server of `srpID`.
+        case confirm = 3
+        /// Server → relay → the device: the outcome.
+        case result = 4
+    }
+
+    public var phase: Phase
+    public var pin: PIN
+    /// Request only: where the relay mails it.
+    public var email: String
+    /// The answering server's SRP ID (response, result) or the one addressed (confirm).
+    public var srpID: String
+    public var body: [UInt8]
+
+    public init(phase: Phase, pin: PIN, email: String = "", srpID: String = "", body: [UInt8]) {
+        (self.phase, self.pin, self.email, self.srpID, self.body) = (phase, pin, email, srpID, body)
+    }
 }
 
 /// Why the relay fenced a server session (`Frame.epochRefused`).
@@ -156,12 +191,18 @@ public struct DataFrame: Equatable, Sendable {
         case imContacts = 12
         /// A contact's presence changed, `IMPresenceUpdate` (likewise).
         case imPresence = 13
+        /// The user's IT policy, a `SignedPolicy` (server → device, likewise); the device
+        /// confirms it with a `policyApplied` request.
+        case policy = 14
+        /// The services the device may use, `ServiceBooks` (likewise), sent once the
+        /// device confirmed its policy.
+        case serviceBooks = 15
 
         /// The services the server delivers through a device's window (sequence numbered,
         /// acknowledged with `ack`).
         public var isDelivered: Bool {
             switch self {
-            case .push, .mail, .more, .sent, .state, .folders, .imSession, .im, .imContacts, .imPresence: true
+            case .push, .mail, .more, .sent, .state, .folders, .imSession, .im, .imContacts, .imPresence, .policy, .serviceBooks: true
             case .ack, .request, .requestAck: false
             }
         }

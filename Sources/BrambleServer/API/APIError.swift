@@ -36,6 +36,7 @@ extension Request {
 extension PushAccepted: ResponseEncodable {}
 extension PushStatus: ResponseEncodable {}
 extension UserRecord: ResponseEncodable {}
+extension ActivationSet: ResponseEncodable {}
 extension UserList: ResponseEncodable {}
 extension IMStatus: ResponseEncodable {}
 extension DeviceRecord: ResponseEncodable {}

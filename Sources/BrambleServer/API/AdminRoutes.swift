@@ -2,12 +2,15 @@ import BrambleAPI
 import BrambleCore
 @preconcurrency import Crypto
 import Foundation
+import BrambleNet
 import Hummingbird
 
 /// The Administration Service's API behind the `bramble` CLI.
 struct AdminRoutes {
     let store: ConfigStore
     let srpID: String
+    /// The mail server (activation instructions go out through its submission service).
+    var mail: MessagingAgent.Configuration?
     /// A device was provisioned or removed: the Dispatcher loads the keys (and tells the
     /// relay) now rather than at the next account count.
     var devicesChanged: @Sendable () -> Void = {}
@@ -45,6 +48,11 @@ struct AdminRoutes {
             guard let user = try await store.users(email: email).first else { throw APIErrorBody(.notFound, "no user \(email)") }
             return user
         }
+        router.post("/admin/users/{email}/activation") { request, context -> ActivationSet in
+            let email = Email.canonical(try Self.emailParameter(context))
+            let body = try await request.decodeJSON(NewActivation.self, context: context)
+            return try await setActivation(email: email, body)
+        }
         router.patch("/admin/users/{email}") { request, context -> UserRecord in
             let email = try Self.emailParameter(context)
             let body = try await request.decodeJSON(UserSettings.self, context: context)
@@ -70,8 +78,9 @@ struct AdminRoutes {
             let key = SymmetricKey(size: .bits256)
             let device = try await mapped { try await store.provisionDevice(email: email, pin: pin, key: key) }
             devicesChanged()
+            let domain = try? await store.domainKey()
             return EditedResponse(status: .created, response: Provisioned(
-                device: device, credential: DeviceCredential(pin: pin, email: email, srpID: srpID, masterKey: key)))
+                device: device, credential: DeviceCredential(pin: pin, email: email, srpID: srpID, masterKey: key, domainKey: domain?.publicKey)))
         }
         router.get(RouterPath(AdminAPI.devices)) { _, _ in DeviceList(devices: try await store.devices()) }
         router.get("/admin/devices/{pin}") { _, context -> DeviceRecord in
@@ -86,6 +95,41 @@ struct AdminRoutes {
     }
 
     /// Push applications: a token each, made here and shown once.
+    /// A new activation password: checked, reduced to its secret (the password itself is
+    /// never stored or logged), and mailed to the user if asked.
+    private func setActivation(email: String, _ body: NewActivation) async throws -> ActivationSet {
+        let generate = body.generate == true
+        guard generate != (body.password != nil) else { throw APIErrorBody(.badRequest, "give a password or generate one, not both or neither") }
+        let password = body.password ?? ActivationPassword.generate()
+        do { try ActivationPassword.validate(password) } catch { throw APIErrorBody(.badRequest, error.description) }
+        let seconds = body.expires_seconds ?? ActivationPassword.defaultExpirySeconds
+        guard (1...NewActivation.maxExpirySeconds).contains(seconds) else {
+            throw APIErrorBody(.badRequest, "expires_seconds must be 1…\(NewActivation.maxExpirySeconds)")
+        }
+        let expires = Date().addingTimeInterval(TimeInterval(seconds))
+        let status = try await mapped {
+            try await store.setActivationPassword(email: email, secret: ActivationPassword.secret(password: password, email: email), expiresAt: expires)
+        }
+        var sent = false
+        if body.send_instructions == true {
+            guard let mail, let submission = mail.submission else {
+                throw APIErrorBody(.unavailable, "the password is set, but this node has no mail submission service to send instructions through")
+            }
+            let message = ActivationMail.instructions(to: email, from: email, password: password, expires: expires,
+                                                      messageID: "<activation.\(UInt64.random(in: 0...UInt64.max))@bramble.invalid>", date: Date())
+            do {
+                try await SMTPSession.with(to: submission, tls: mail.tls, connectTimeout: .seconds(2)) { smtp in
+                    try await smtp.authenticatePlain(as: email, login: mail.serviceUser, password: mail.servicePassword)
+                    _ = try await smtp.send(from: email, to: [email], message: String(decoding: message, as: UTF8.self))
+                }
+                sent = true
+            } catch {
+                throw APIErrorBody(.unavailable, "the password is set, but the instructions could not be mailed: \(describe(error))")
+            }
+        }
+        return ActivationSet(email: email, activation: status, password: generate ? password : nil, instructions_sent: sent)
+    }
+
     /// The `{email}` of a path, percent-decoded (the router leaves it as sent: the CLI
     /// escapes what a path may not hold), in its canonical form.
     static func emailParameter(_ context: some RequestContext) throws -> String {

@@ -4,6 +4,7 @@ import Hummingbird
 /// The mail server's notifications: "this user's INBOX got mail" (`MailAPI.notify`).
 struct MailRoutes {
     let agent: MessagingAgent
+    let activation: ActivationService
 
     func register(on router: Router<BasicRequestContext>) {
         router.post(RouterPath(MailAPI.notify)) { request, _ -> Response in
@@ -14,6 +15,7 @@ struct MailRoutes {
             // 409 from a standby: the mail server's script then tries the other node and
             // remembers which one took it.
             guard await agent.notify(email: user) else { throw APIErrorBody(.notPrimary, "this node is not the primary") }
+            activation.notify(email: user)
             return Response(status: .accepted)
         }
     }

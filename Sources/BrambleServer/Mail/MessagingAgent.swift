@@ -593,12 +593,14 @@ public actor MessagingAgent: Service, LeaseFollower {
         guard !uids.isEmpty else { return [] }
         let set = uids.map(String.init).joined(separator: ",")
         var mails: [FetchedMail] = []
-        let fetched = try await session.uidFetch(set, "UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IMPORTANCE X-PRIORITY PRIORITY)]")
+        let fetched = try await session.uidFetch(set, "UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (IMPORTANCE X-PRIORITY PRIORITY X-BRAMBLE-ACTIVATION)]")
         let wanted = Set(uids)
         for (uid, attributes) in fetched.sorted(by: { $0.uid < $1.uid }) where wanted.contains(uid) {
             let envelope = attributes["ENVELOPE"].flatMap(MailEnvelope.init)
                 ?? MailEnvelope(date: "", subject: "(a message whose envelope could not be read)", from: [], to: [], cc: [], messageID: "")
             let headers = attributes.first { $0.name.hasPrefix("BODY[HEADER") }?.value.bytes ?? []
+            // An activation request is the activation service's to read and remove; no device gets it.
+            if String(decoding: headers, as: UTF8.self).lowercased().contains(Activation.mailHeader.lowercased() + ":") { continue }
             let parts = attributes["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
             let textPart = MailStructure.textPart(parts)
             var raw: [UInt8]?
@@ -668,6 +670,8 @@ public actor MessagingAgent: Service, LeaseFollower {
                     break  // the outgoing queue's
                 case .imLogin, .imSend, .imPresence, .imLogout:
                     break  // the Collaboration Service's (not in this list)
+                case .policyApplied, .policyRefused:
+                    break  // the Policy Service's (not in this list)
                 }
             }
             if !held.isEmpty {

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTLS
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
@@ -43,10 +44,13 @@ public struct Node {
         // The Dispatcher tells the Agent when it has recorded device requests (More).
         let agentWakes = AsyncStream.makeStream(of: MessagingAgent.Wake.self, bufferingPolicy: .bufferingNewest(8))
         let imWakes = AsyncStream.makeStream(of: CollaborationService.Wake.self, bufferingPolicy: .bufferingNewest(1))
+        // Made after the Dispatcher, which wakes it for policy confirmations.
+        let activationBox = NIOLockedValueBox<ActivationService?>(nil)
         let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
                                     metrics: metrics, logger: logger, onRequestsRecorded: {
                                         agentWakes.continuation.yield(.requests)
                                         imWakes.continuation.yield(.requests)
+                                        activationBox.withLockedValue { $0 }?.requestsRecorded()
                                     })
         let agent = MessagingAgent(configuration: c.mail, store: store, dispatcher: dispatcher, wakes: agentWakes,
                                    pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
@@ -54,6 +58,13 @@ public struct Node {
         im?.leaseMarginMs = UInt64(c.leaseMs) * 7 / 10
         let collaboration = CollaborationService(configuration: im, store: store, dispatcher: dispatcher, wakes: imWakes,
                                                  pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger, lease: snapshot)
+        let activation = ActivationService(
+            configuration: c.mail.map {
+                var a = ActivationService.Configuration(mail: $0, srpID: c.srpID)
+                a.imOffered = c.im != nil
+                return a
+            }, store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, logger: logger)
+        activationBox.withLockedValue { $0 = activation }
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
@@ -61,16 +72,16 @@ public struct Node {
         routerConfiguration.linkTimeoutMs = c.relayTimeoutMs
         routerConfiguration.tls = c.relayTLS
         let router = SRPRouter(configuration: routerConfiguration, delegate: dispatcher, outbound: outbound, status: link, inbox: inbox,
-                               clock: clock, metrics: metrics, logger: logger)
+                               clock: clock, metrics: metrics, logger: logger, onActivation: { activation.received($0) })
         let probe = RelayProbe(relay: c.relay, tls: c.relayTLS, clock: clock)
         let listener = PairListener(database: haDatabase, store: store, dispatcher: dispatcher, inbox: inbox, uncertain: uncertain,
                                     node: c.node, logger: logger)
-        let http = try Self.http(c, store: store, committer: committer, agent: agent, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
+        let http = try Self.http(c, store: store, committer: committer, agent: agent, activation: activation, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
                              link: link, probe: probe, clock: clock, startup: startup, notifier: notifier,
                              devicesChanged: { dispatcher.refreshKeys() }, logger: logger)
 
         // The order of this list is the node's dependency order (see above).
-        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, collaboration, router, listener, probe]
+        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, collaboration, activation, router, listener, probe]
         var ha = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
         ha.leaseMs = c.leaseMs
         ha.heartbeatIntervalMs = c.heartbeatIntervalMs
@@ -102,7 +113,8 @@ public struct Node {
         try ConfigStore.clientConfiguration(c.database, host: host, leaseMs: c.leaseMs, maximumConnections: connections, extra: extra)
     }
 
-    private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent, metrics: NodeMetrics,
+    private static func http(_ c: NodeConfiguration, store: ConfigStore, committer: PushCommitter, agent: MessagingAgent,
+                             activation: ActivationService, metrics: NodeMetrics,
                              registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
                              devicesChanged: @escaping @Sendable () -> Void, logger: Logger) throws -> some Service {
@@ -112,8 +124,8 @@ public struct Node {
         HealthRoutes(node: c.node, pair: c.pair, srpID: c.srpID, relay: c.relay.description, snapshot: snapshot, link: link,
                      relayProbe: probe, registry: registry, clock: clock).register(on: router)
         PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)
-        MailRoutes(agent: agent).register(on: router)
-        AdminRoutes(store: store, srpID: c.srpID, devicesChanged: devicesChanged).register(on: router)
+        MailRoutes(agent: agent, activation: activation).register(on: router)
+        AdminRoutes(store: store, srpID: c.srpID, mail: c.mail, devicesChanged: devicesChanged).register(on: router)
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(
             router: router,

@@ -131,7 +131,8 @@ extension SRPRouter {
                 case .epochRefused(let reason, let held): throw EpochRefused(reason: reason, heldEpoch: held)
                 case .error(let code, let message):
                     logger.warning("relay error on srp link", metadata: ["code": "\(code)", "message": "\(message)"])
-                case .deviceHello, .deviceWelcome, .challenge, .register, .deviceKeys:
+                case .activation(let a) where a.phase == .confirm: onActivation(a)
+                case .deviceHello, .deviceWelcome, .challenge, .register, .deviceKeys, .activation:
                     throw ProtocolError(description: "unexpected \(frame.type) frame on srp link")
                 }
             }

@@ -45,12 +45,16 @@ public final class SRPRouter: Service, LeaseFollower {
     let clock: any NodeClock
     let metrics: NodeMetrics
     let logger: Logger
+    /// Activation frames from devices (their key confirmations), for the activation service.
+    let onActivation: @Sendable (ActivationFrame) -> Void
     let holding = Watched(Holding())
     public let followerName = "router"
 
     public init(configuration: Configuration, delegate: any SRPLinkDelegate, outbound: SRPOutbound, status: LinkStatus,
-                inbox: HAInbox, clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger) {
+                inbox: HAInbox, clock: any NodeClock = SystemClock(), metrics: NodeMetrics, logger: Logger,
+                onActivation: @escaping @Sendable (ActivationFrame) -> Void = { _ in }) {
         (self.configuration, self.delegate, self.outbound, self.status) = (configuration, delegate, outbound, status)
+        self.onActivation = onActivation
         (self.inbox, self.clock, self.metrics, self.logger) = (inbox, clock, metrics, logger)
     }
 

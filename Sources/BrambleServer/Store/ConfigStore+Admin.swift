@@ -38,6 +38,8 @@ extension ConfigStore {
                                                  last_mail_at: mailAt, last_message_id: messageID, last_error: error, error_at: errorAt) : nil
             users.append(UserRecord(email: e, display_name: n, created_at: c, devices: pins, mailbox: mailbox, reconciliation: reconciliation, im: im))
         }
+        let activations = try await activationStatuses(email: email)
+        for i in users.indices { users[i].activation = activations[users[i].email] ?? ActivationStatus.none }
         return users
     }
 

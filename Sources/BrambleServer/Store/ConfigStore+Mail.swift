@@ -276,7 +276,7 @@ extension ConfigStore {
     /// `openOutgoingMail`.)
     public func pendingRequests(limit: Int = 500) async throws -> [PendingRequest] {
         var out: [PendingRequest] = []
-        let sends = ([DeviceRequest.Kind.send, .reply, .forward] + DeviceRequest.Kind.imKinds).map { Int16($0.rawValue) }
+        let sends = ([DeviceRequest.Kind.send, .reply, .forward] + DeviceRequest.Kind.imKinds + DeviceRequest.Kind.policyKinds).map { Int16($0.rawValue) }
         for try await (p, ref, id, payload) in try await client.query("""
             SELECT pin, ref, message_id, payload FROM device_requests WHERE state = 'pending' AND kind <> ALL(\(sends))
             ORDER BY min(received_at) OVER (PARTITION BY pin), pin, ref LIMIT \(limit)

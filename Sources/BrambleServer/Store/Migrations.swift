@@ -342,6 +342,67 @@ enum Migrations {
             )
             """,
         ]),
+        // Over-the-air activation and the Policy Service. The domain's Ed25519 signing key
+        // (sealed under the KEK), IT policies by name (a user without one has "default"),
+        // each user's activation: its password's secret (scrypt, sealed), expiry, failed
+        // runs and state; every run by its CPace session id (a seen one is refused), with
+        // the sealed ISK, so a new primary can check the device's key confirmation; and
+        // which policy version each device was sent and confirmed.
+        Migration(version: 13, name: "activation over the air, IT policies", sql: [
+            """
+            CREATE TABLE domain_keys (
+                only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                signing_key text NOT NULL,
+                public_key bytea NOT NULL CHECK (length(public_key) = 32),
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE policies (
+                name text PRIMARY KEY,
+                version bigint NOT NULL DEFAULT 1,
+                rules text NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            "ALTER TABLE users ADD COLUMN policy text REFERENCES policies(name)",
+            """
+            CREATE TABLE activations (
+                user_id bigint PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+                secret text NOT NULL,
+                expires_at timestamptz NOT NULL,
+                failures int NOT NULL DEFAULT 0,
+                state text NOT NULL CHECK (state IN ('pending', 'in_progress', 'locked', 'done')),
+                pin bigint,
+                services_seq bigint,
+                last_event text NOT NULL DEFAULT '',
+                last_event_at timestamptz NOT NULL DEFAULT now(),
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE activation_sessions (
+                session_id bytea PRIMARY KEY CHECK (length(session_id) = 16),
+                user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                pin bigint NOT NULL,
+                request bytea NOT NULL,
+                response bytea,
+                isk text,
+                state text NOT NULL CHECK (state IN ('responded', 'confirmed', 'failed')),
+                created_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+            """
+            CREATE TABLE device_policies (
+                pin bigint PRIMARY KEY REFERENCES devices(pin) ON DELETE CASCADE,
+                policy text NOT NULL,
+                version bigint NOT NULL,
+                state text NOT NULL CHECK (state IN ('sent', 'applied', 'refused')),
+                detail text NOT NULL DEFAULT '',
+                updated_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.

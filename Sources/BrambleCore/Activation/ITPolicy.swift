@@ -1,0 +1,178 @@
+import Crypto
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// An IT policy: the rules a device must apply (BES: password required, minimum length,
+/// security timeout, which services the device may use). The Policy Service signs it with
+/// the domain's key; the device applies only a policy signed by the key it pinned at
+/// activation, and says so (`DeviceRequest.policyApplied`).
+///
+/// Tags: 1 name, 2 version, 3 password_required, 4 min_password_length,
+/// 5 lock_timeout_minutes, 6 allowed_service (repeated).
+public struct ITPolicy: Equatable, Sendable, Codable {
+    public static let maxNameLength = 64
+    public static let services = ["push", "mail", "im"]
+
+    public var name: String
+    /// Raised on every change: the device confirms the version it applied.
+    public var version: UInt64
+    public var passwordRequired: Bool
+    public var minPasswordLength: Int
+    /// Minutes of inactivity before the device locks (0: never).
+    public var lockTimeoutMinutes: Int
+    /// Of `services`: what the service books may offer.
+    public var allowedServices: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name, version
+        case passwordRequired = "password_required"
+        case minPasswordLength = "min_password_length"
+        case lockTimeoutMinutes = "lock_timeout_minutes"
+        case allowedServices = "allowed_services"
+    }
+
+    public init(name: String, version: UInt64 = 1, passwordRequired: Bool = false, minPasswordLength: Int = 0,
+                lockTimeoutMinutes: Int = 0, allowedServices: [String] = ITPolicy.services) {
+        (self.name, self.version, self.passwordRequired, self.minPasswordLength) = (name, version, passwordRequired, minPasswordLength)
+        (self.lockTimeoutMinutes, self.allowedServices) = (lockTimeoutMinutes, allowedServices)
+    }
+
+    /// The policy every user has until the administrator assigns another.
+    public static let standard = ITPolicy(name: "default")
+
+    /// The rules a policy's values must keep (a policy the device could not apply is
+    /// refused when it is set, not when a device meets it).
+    public func validated() throws(PayloadError) -> ITPolicy {
+        guard !name.isEmpty, name.utf8.count <= Self.maxNameLength,
+              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0) }) else {
+            throw PayloadError("a policy's name is 1–\(Self.maxNameLength) letters, digits, '-', '_' or '.'")
+        }
+        guard (0...64).contains(minPasswordLength) else { throw PayloadError("min_password_length is 0–64") }
+        guard (0...1_440).contains(lockTimeoutMinutes) else { throw PayloadError("lock_timeout_minutes is 0–1440") }
+        guard allowedServices.allSatisfy(Self.services.contains), Set(allowedServices).count == allowedServices.count else {
+            throw PayloadError("allowed services are among \(Self.services.joined(separator: ", ")), each once")
+        }
+        return self
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.string(1, name, max: Self.maxNameLength)
+        w.uint(2, version)
+        w.bool(3, passwordRequired)
+        w.uint(4, UInt64(minPasswordLength))
+        w.uint(5, UInt64(lockTimeoutMinutes))
+        for s in allowedServices { w.string(6, s, max: 16) }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: some Collection<UInt8>) throws(PayloadError) -> ITPolicy {
+        let f = try PayloadFields(bytes)
+        let minLength = try f.uint(4, "min_password_length") ?? 0
+        let timeout = try f.uint(5, "lock_timeout_minutes") ?? 0
+        guard minLength <= 64, timeout <= 1_440 else { throw PayloadError("policy value out of range") }
+        return try ITPolicy(name: try f.requiredString(1, max: maxNameLength, "name"), version: try f.requiredUInt(2, "version"),
+                            passwordRequired: try f.bool(3, "password_required"), minPasswordLength: Int(minLength),
+                            lockTimeoutMinutes: Int(timeout), allowedServices: try f.strings(6, max: 16, maxCount: 16, "allowed_service")).validated()
+    }
+}
+
+/// A policy as the device receives it (service `policy`): its encoding and the domain
+/// key's Ed25519 signature over a label and that encoding. Tags: 1 policy, 2 signature.
+public struct SignedPolicy: Equatable, Sendable {
+    static let label = Array("bramble-it-policy-v1".utf8)
+    public var policy: [UInt8]
+    public var signature: [UInt8]
+
+    public static func sign(_ policy: ITPolicy, with key: Curve25519.Signing.PrivateKey) -> SignedPolicy {
+        let bytes = policy.encoded()
+        // Ed25519 signing of bytes in memory does not fail.
+        return SignedPolicy(policy: bytes, signature: Array(try! key.signature(for: label + bytes)))
+    }
+
+    public struct Refused: Error, CustomStringConvertible, Equatable, Sendable {
+        public let description: String
+        public init(description: String) { self.description = description }
+    }
+
+    /// The policy, if `domainKey` (the 32-byte Ed25519 public key pinned at activation)
+    /// signed it.
+    public func verified(domainKey: [UInt8]) throws(Refused) -> ITPolicy {
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: domainKey) else {
+            throw Refused(description: "no valid domain key to check the policy with")
+        }
+        guard key.isValidSignature(signature, for: Self.label + policy) else {
+            throw Refused(description: "the policy is not signed by this device's domain")
+        }
+        do { return try ITPolicy.decode(policy) } catch { throw Refused(description: "the policy cannot be read: \(error)") }
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        w.bytes(1, policy)
+        w.bytes(2, signature)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> SignedPolicy {
+        let f = try PayloadFields(bytes)
+        guard let policy = try f.bytes(1, max: 4_096, "policy") else { throw PayloadError("policy missing") }
+        guard let signature = try f.bytes(2, max: 64, "signature"), signature.count == 64 else { throw PayloadError("signature is not 64 bytes") }
+        return SignedPolicy(policy: Array(policy), signature: Array(signature))
+    }
+
+    /// What the device confirms it applied: SHA-256 of the signed policy bytes.
+    public var digest: [UInt8] { Array(SHA256.hash(data: policy)) }
+}
+
+/// The service books (service `serviceBooks`): which services the device may use and how
+/// it names them, sent once the device confirmed its IT policy.
+/// Tags: 1 book (repeated record: 1 service, 2 identifier, 3 name).
+public struct ServiceBooks: Equatable, Sendable {
+    public struct Book: Equatable, Sendable, Codable {
+        /// "push", "mail", "im".
+        public var service: String
+        /// The routing identity of the service: the SRP ID (push), the mailbox address
+        /// (mail, BES's CMIME), the IM user ID (im).
+        public var identifier: String
+        public var name: String
+        public init(service: String, identifier: String, name: String) { (self.service, self.identifier, self.name) = (service, identifier, name) }
+    }
+
+    public var books: [Book]
+    public init(books: [Book]) { self.books = books }
+
+    /// The books a user's policy allows: push, mail and IM, as the node offers them.
+    public static func offered(srpID: String, email: String, imOffered: Bool, policy: ITPolicy) -> ServiceBooks {
+        var books: [Book] = []
+        if policy.allowedServices.contains("push") { books.append(Book(service: "push", identifier: srpID, name: "Bramble push (\(srpID))")) }
+        if policy.allowedServices.contains("mail") { books.append(Book(service: "mail", identifier: email, name: "Bramble e-mail (CMIME)")) }
+        if imOffered, policy.allowedServices.contains("im") { books.append(Book(service: "im", identifier: email, name: "Bramble instant messaging")) }
+        return ServiceBooks(books: books)
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = PayloadWriter()
+        for b in books {
+            var r = PayloadWriter()
+            r.string(1, b.service, max: 16)
+            r.string(2, b.identifier, max: 255)
+            r.string(3, b.name, max: 128)
+            w.record(1, r)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ServiceBooks {
+        var books: [Book] = []
+        for r in try PayloadFields(bytes).records(1, maxCount: 32, "book") {
+            books.append(Book(service: try r.requiredString(1, max: 16, "service"), identifier: try r.requiredString(2, max: 255, "identifier"),
+                              name: try r.string(3, max: 128, "name") ?? ""))
+        }
+        return ServiceBooks(books: books)
+    }
+}

@@ -1,0 +1,228 @@
+import BrambleCore
+import BrambleNet
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOSSL
+import ServiceLifecycle
+
+/// Over-the-air activation on the primary (the Messaging Agent's activation e-mails and
+/// the Policy Service, seeds 001 and 002):
+/// 1. finds the `etp.dat` request the relay mailed to a user with an activation pending
+///    (the mail server's notification first, a sweep every few seconds after), answers it
+///    through the relay (`ActivationResponse`), and only then removes the mail;
+/// 2. checks the device's key confirmation; on success the device exists with the master
+///    key CPace gave both sides, and its signed IT policy is queued;
+/// 3. once the device confirms the policy, queues the service books.
+/// Every step is recorded in the configuration database before its answer leaves, so a
+/// new primary finishes a run the old one began.
+public actor ActivationService: Service, LeaseFollower {
+    public struct Configuration: Sendable {
+        /// The mail server and the service account (the Messaging Agent's).
+        public var mail: MessagingAgent.Configuration
+        public var srpID: String
+        /// Pending activations' mailboxes are looked at least this often.
+        public var sweepMs: UInt64 = 3_000
+        /// Whether the node offers instant messaging (the service books say so).
+        public var imOffered = false
+        public init(mail: MessagingAgent.Configuration, srpID: String) { (self.mail, self.srpID) = (mail, srpID) }
+    }
+
+    enum Event: Sendable {
+        case notified(String)
+        case confirm(ActivationFrame)
+        case requests
+        /// The sweep's clock.
+        case tick
+    }
+
+    public nonisolated let followerName = "activation"
+    private let configuration: Configuration?
+    private let store: ConfigStore
+    private let dispatcher: Dispatcher
+    private let outbound: SRPOutbound
+    private let pair: String
+    private let node: String
+    private let clock: any NodeClock
+    private let logger: Logger
+    private let events = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1_024))
+    private let serving = NIOLockedValueBox<UInt64?>(nil)
+    private var domain: ConfigStore.DomainKey?
+    private var lastSweepMs: UInt64 = 0
+
+    public init(configuration: Configuration?, store: ConfigStore, dispatcher: Dispatcher, outbound: SRPOutbound,
+                pair: String, node: String, clock: any NodeClock, logger: Logger) {
+        (self.configuration, self.store, self.dispatcher, self.outbound) = (configuration, store, dispatcher, outbound)
+        (self.pair, self.node, self.clock, self.logger) = (pair, node, clock, logger)
+    }
+
+    // MARK: What the rest of the node calls
+
+    /// The mail server says `email`'s INBOX changed: look for a request there now.
+    public nonisolated func notify(email: String) {
+        guard serving.withLockedValue({ $0 }) != nil else { return }
+        events.continuation.yield(.notified(email.lowercased()))
+    }
+
+    /// A device's key confirmation arrived over the SRP link.
+    public nonisolated func received(_ frame: ActivationFrame) {
+        events.continuation.yield(.confirm(frame))
+    }
+
+    /// Device requests were recorded (a policy confirmation among them, perhaps).
+    public nonisolated func requestsRecorded() {
+        events.continuation.yield(.requests)
+    }
+
+    public func serve(epoch: UInt64) async {
+        serving.withLockedValue { $0 = epoch }
+        lastSweepMs = 0
+        events.continuation.yield(.requests)
+    }
+
+    public func stopServing(epoch: UInt64) async {
+        serving.withLockedValue { if $0 == epoch { $0 = nil } }
+    }
+
+    // MARK: The loop
+
+    public func run() async throws {
+        guard configuration != nil else {
+            try? await gracefulShutdown()
+            return
+        }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.loop() }
+                group.addTask {
+                    // The sweep's clock: a tick wakes the loop to see whether a sweep is due.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(500))
+                        self.events.continuation.yield(.tick)
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.events.continuation.finish()
+        }
+    }
+
+    private func loop() async {
+        for await event in events.stream {
+            guard let epoch = serving.withLockedValue({ $0 }), let c = configuration else { continue }
+            await pass(event, epoch: epoch, c)
+        }
+    }
+
+    private func pass(_ event: Event, epoch: UInt64, _ c: Configuration) async {
+        do {
+            if domain == nil { domain = try await store.domainKey() }
+        } catch {
+            logger.warning("the domain's signing key could not be loaded", metadata: ["error": "\(describe(error))"])
+            return
+        }
+        guard let domain else { return }
+        var notified: String?
+        switch event {
+        case .confirm(let frame): return await confirm(frame, epoch: epoch, domain: domain)
+        case .requests: return await policyRequests(epoch: epoch, c)
+        case .notified(let email): notified = email
+        case .tick: break
+        }
+        let now = clock.nowMs()
+        let sweep = now >= lastSweepMs + c.sweepMs
+        guard sweep || notified != nil else { return }
+        if sweep { lastSweepMs = now }
+        let candidates: [ConfigStore.ActivationCandidate]
+        do { candidates = try await store.activationCandidates() } catch {
+            logger.warning("pending activations could not be read", metadata: ["error": "\(describe(error))"])
+            return
+        }
+        for candidate in candidates where sweep || notified == candidate.email {
+            await check(candidate, epoch: epoch, domain: domain, c)
+        }
+    }
+
+    /// Looks in one mailbox for activation requests; answers each, then removes it.
+    private func check(_ candidate: ConfigStore.ActivationCandidate, epoch: UInt64, domain: ConfigStore.DomainKey, _ c: Configuration) async {
+        do {
+            try await withDeadline(ms: 20_000, clock: clock) { [store, srpID = c.srpID, pair, node, logger, outbound, serving] in
+                try await IMAPSession.with(to: c.mail.imap, tls: c.mail.tls, connectTimeout: .seconds(2)) { session in
+                    try await session.login(user: "\(candidate.email)*\(c.mail.serviceUser)", password: c.mail.servicePassword)
+                    _ = try await session.select("INBOX")
+                    let uids = try await session.uidSearch(header: Activation.mailHeader, value: "1").prefix(16)
+                    for uid in uids {
+                        guard serving.withLockedValue({ $0 }) == epoch else { break }
+                        let fetched = try await session.uidFetch("\(uid)", "BODYSTRUCTURE")
+                        let parts = fetched.first { $0.uid == uid }?.attributes["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
+                        var etp: [UInt8] = []
+                        if let part = parts.first(where: { $0.name?.lowercased() == Activation.attachmentName }),
+                           let raw = try await session.uidFetchSection(uid, section: part.section, maxBytes: 4 * Activation.maxMessageLength) {
+                            etp = MailText.decodeTransfer(raw, encoding: part.encoding)
+                        }
+                        let pin = (try? ActivationRequest.decode(etp))?.pin
+                        let answer = try await store.answerActivationRequest(candidate, etp: etp, srpID: srpID, domain: domain,
+                                                                             pair: pair, node: node, epoch: epoch)
+                        if let pin {
+                            let frame: ActivationFrame
+                            switch answer {
+                            case .respond(let response):
+                                frame = ActivationFrame(phase: .response, pin: pin, srpID: srpID, body: response.encoded())
+                                logger.info("activation request answered", metadata: ["device.pin": "\(pin)", "user": "\(candidate.email)"])
+                            case .refuse(let reason):
+                                let sid = (try? ActivationRequest.decode(etp))?.sessionID ?? []
+                                frame = ActivationFrame(phase: .result, pin: pin, srpID: srpID,
+                                                        body: ActivationResult(sessionID: sid, accepted: false, reason: reason).encoded())
+                                logger.notice("activation request refused", metadata: ["device.pin": "\(pin)", "user": "\(candidate.email)", "reason": "\(reason)"])
+                            }
+                            outbound.send([.activation(frame)], epoch: epoch)
+                        } else {
+                            logger.notice("an unreadable activation request was removed", metadata: ["user": "\(candidate.email)"])
+                        }
+                        // Answered (and recorded): the request leaves the mailbox.
+                        _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
+                        try await session.uidExpunge("\(uid)")
+                    }
+                    await session.logout()
+                }
+            }
+        } catch {
+            logger.warning("activation check of a mailbox failed", metadata: ["user": "\(candidate.email)", "error": "\(describe(error))"])
+        }
+    }
+
+    private func confirm(_ frame: ActivationFrame, epoch: UInt64, domain: ConfigStore.DomainKey) async {
+        guard let confirm = try? ActivationConfirm.decode(frame.body) else { return }
+        do {
+            let (result, committed) = try await withDeadline(ms: 10_000, clock: clock) { [store, pair, node] in
+                try await store.confirmActivation(confirm, pin: frame.pin, domain: domain, pair: pair, node: node, epoch: epoch)
+            }
+            if let committed {
+                // The relay learns the device's key with the items (the Dispatcher warms it).
+                await dispatcher.committed(committed.items, keys: committed.keys)
+            }
+            outbound.send([.activation(ActivationFrame(phase: .result, pin: frame.pin, srpID: configuration?.srpID ?? "", body: result.encoded()))], epoch: epoch)
+            logger.info(result.accepted ? "activation key confirmed; IT policy sent" : "activation key confirmation refused",
+                        metadata: ["device.pin": "\(frame.pin)", "reason": "\(result.reason)"])
+        } catch {
+            // The device sends its confirmation again.
+            logger.warning("activation confirmation not recorded", metadata: ["device.pin": "\(frame.pin)", "error": "\(describe(error))"])
+        }
+    }
+
+    private func policyRequests(epoch: UInt64, _ c: Configuration) async {
+        do {
+            for request in try await store.pendingPolicyRequests() {
+                let committed = try await withDeadline(ms: 10_000, clock: clock) { [store, pair, node] in
+                    try await store.recordPolicyOutcome(request, srpID: c.srpID, imOffered: c.imOffered, pair: pair, node: node, epoch: epoch)
+                }
+                if let committed, !committed.items.isEmpty {
+                    await dispatcher.committed(committed.items, keys: committed.keys)
+                    logger.info("IT policy applied; service books sent", metadata: ["device.pin": "\(request.pin)"])
+                }
+            }
+        } catch {
+            logger.warning("policy confirmations not recorded", metadata: ["error": "\(describe(error))"])
+        }
+    }
+}
