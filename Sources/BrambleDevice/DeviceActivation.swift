@@ -117,4 +117,39 @@ public struct DeviceActivation: Sendable {
             }
         }
     }
+
+    /// Step 3: runs the device with its new credential until its service books are
+    /// acknowledged ("Services Received", then "Activation Complete"); throws if the IT
+    /// policy is refused (not signed by the domain the exchange named).
+    public func receiveServices(credential: DeviceCredential, statePath: String?, printJSON: Bool = false,
+                                stage: @escaping @Sendable (Stage) -> Void) async throws {
+        var config = DeviceAgent.Configuration(credential: credential, relay: configuration.relay, tls: configuration.tls)
+        config.statePath = statePath
+        config.printJSON = printJSON
+        enum Progress: Sendable { case refused(String), servicesReceived, acknowledged }
+        let events = AsyncStream.makeStream(of: Progress.self)
+        let books = NIOLockedValueBox<UInt64?>(nil)
+        let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"), onShown: { item in
+            if item.service == "policy", item.state == "refused" { events.continuation.yield(.refused(item.reason ?? "the IT policy was refused")) }
+            if item.service == "service-books" {
+                books.withLockedValue { $0 = item.ref }
+                events.continuation.yield(.servicesReceived)
+            }
+        }, onAcknowledged: { refs in
+            if let seq = books.withLockedValue({ $0 }), refs.contains(seq) { events.continuation.yield(.acknowledged) }
+        })
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await agent.run() }
+            for await event in events.stream {
+                switch event {
+                case .refused(let reason): throw Failed(reason)
+                case .servicesReceived: stage(.servicesReceived)
+                case .acknowledged:
+                    stage(.complete)
+                    group.cancelAll()
+                    return
+                }
+            }
+        }
+    }
 }

@@ -84,37 +84,8 @@ struct Activate: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try SecretFilePermissions.create(out, bytes: try encoder.encode(credential), what: "device credential")
 
-        // The device as it runs from now on, until its service books are acknowledged.
-        var config = DeviceAgent.Configuration(credential: credential, relay: address, tls: tls)
-        config.statePath = out + ".state"
-        config.printJSON = json
-        let events = AsyncStream.makeStream(of: ActivationProgress.self)
-        let books = NIOLockedValueBox<UInt64?>(nil)
-        let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"), onShown: { item in
-            if item.service == "policy", item.state == "refused" { events.continuation.yield(.refused(item.reason ?? "the IT policy was refused")) }
-            if item.service == "service-books" {
-                books.withLockedValue { $0 = item.ref }
-                events.continuation.yield(.servicesReceived)
-            }
-        }, onAcknowledged: { refs in
-            if let seq = books.withLockedValue({ $0 }), refs.contains(seq) { events.continuation.yield(.acknowledged) }
-        })
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await agent.run() }
-            for await event in events.stream {
-                switch event {
-                case .refused(let reason): throw DeviceActivation.Failed(reason)
-                case .servicesReceived: printer.print(stage: DeviceActivation.Stage.servicesReceived.rawValue)
-                case .acknowledged:
-                    printer.print(stage: DeviceActivation.Stage.complete.rawValue)
-                    group.cancelAll()
-                    return
-                }
-            }
-        }
+        try await exchange.receiveServices(credential: credential, statePath: out + ".state", printJSON: json) { printer.print(stage: $0.rawValue) }
     }
-
-    enum ActivationProgress: Sendable { case refused(String), servicesReceived, acknowledged }
 }
 
 /// The activation's JSON lines on standard output.

@@ -22,6 +22,7 @@ struct FuzzTarget: Sendable {
 let fuzzTargets: [FuzzTarget] = [
     FramesTarget.target, EnvelopeTarget.target, PayloadsTarget.target, IMAPTarget.target,
     MIMETarget.target, SettingsTarget.target, SMTPTarget.target, NotifyTarget.target, XMPPTarget.target,
+    ActivationTarget.target,
 ]
 
 /// The target this process runs; set once, before libFuzzer calls in (from one thread).

@@ -4,7 +4,7 @@
 struct FuzzUsage {
     static func main() {
         print("""
-            bramble-fuzz holds Bramble's libFuzzer targets (frames, envelope, payloads, imap, mime, settings, smtp, notify).
+            bramble-fuzz holds Bramble's libFuzzer targets (frames, envelope, payloads, imap, mime, settings, smtp, notify, xmpp, activation).
             Run `make fuzz` (every target, FUZZ_SECONDS each) or `make fuzz-short`; both build it with -sanitize=fuzzer,address.
             """)
     }

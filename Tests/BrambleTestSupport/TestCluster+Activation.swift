@@ -24,8 +24,8 @@ extension TestCluster {
                                                       body: NewActivation(password: password, expires_seconds: expiresSeconds), as: ActivationSet.self).activation
     }
 
-    func activation(_ email: String) async throws -> ActivationStatus {
-        try await admin(options.nodes[0]).call(.GET, AdminAPI.user(email), as: UserRecord.self).activation ?? .none
+    func activation(_ email: String, node: String? = nil) async throws -> ActivationStatus {
+        try await admin(node ?? options.nodes[0]).call(.GET, AdminAPI.user(email), as: UserRecord.self).activation ?? .none
     }
 
     /// Runs `bramble-device activate`; its exit status and stage lines. The credential goes

@@ -97,8 +97,35 @@ start_relay() {
   echo "${BRAMBLE_RELAY_ARGS:-}" > "$RUN/relay-args"
   start_supervised relay relay "$BIN/bramble-relay" --srp-keys "$TMP/srp-keys" --device-listen "$(addr relay):$DEVICE_PORT" \
     --srp-listen "$(addr relay):$SRP_PORT" --http-listen "$(addr relay):$RELAY_HTTP_PORT" --audit-log "$TMP/relay-audit.jsonl" \
-    --max-unauthenticated-per-source 2000 $(tls_flags relay) $(cat "$RUN/relay-args")
+    --max-unauthenticated-per-source 2000 $(tls_flags relay) $(activation_flags) $(cat "$RUN/relay-args")
   wait_http_ok "$(relay_health_url)" 20 "$(ns client)" || { tail -20 "$TMP/relay.log" >&2; die "relay did not start"; }
+}
+
+# With the mail host, the relay mails activation requests for its domain to it (BES: the
+# BlackBerry Infrastructure), over TLS as any client of the mail host.
+activation_flags() {
+  [ -f "$RUN/mail-host" ] || return 0
+  echo "--activation-domains $MAIL_DOMAIN --activation-smtp $(addr mail):$SMTP_PORT"
+}
+
+# The demo mailboxes with no device yet (MAIL_USERS less DEMO): users with a one-time
+# activation password (30 days), each in its own 0600 file, for `bramble-device activate`.
+ready_activations() {
+  local email pin entry has password
+  [ -f "$RUN/mail-host" ] || return 0
+  for email in "${MAIL_USERS[@]}"; do
+    has=""
+    for entry in "${DEMO[@]}"; do read -r _ pin <<< "$entry"; [[ $entry == "$email "* ]] && has=$pin; done
+    [ -z "$has" ] || continue
+    say "adding demo user $email, ready to activate over the air (make status: mail.users)"
+    run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" >/dev/null
+    password="$TMP/activation-password-$email"
+    # 12 characters without look-alikes; head before tr, so no SIGPIPE reaches pipefail.
+    local chars; chars=$(head -c 1024 /dev/urandom | LC_ALL=C tr -dc 'a-km-np-z2-9')
+    ( umask 077; printf '%s' "${chars:0:12}" > "$password" )
+    run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" user activation "$email" --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) \
+      --password-file "$password" --expires 30d >/dev/null
+  done
 }
 
 start_devices() {
@@ -118,4 +145,5 @@ start_devices() {
       --relay "$(addr relay):$DEVICE_PORT" $(client_tls_flag) --log "$TMP/device-$pin.jsonl"
     i=$((i + 1))
   done
+  ready_activations
 }

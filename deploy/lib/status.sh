@@ -29,6 +29,19 @@ write_status_json() {
       {host: "mail", smtp: $smtp, imap: $imap, lmtp: $lmtp, submission: $submission, domain: $domain,
        service_account: {user: $user, password_file: $password_file}, logs: {dovecot: $dovecot_log, postfix: $postfix_log}}')
   fi
+  # Demo mailboxes ready to activate over the air: the path of each one's activation
+  # password file (never the password: status holds no activation password).
+  local activations
+  activations=$(for email in "${MAIL_USERS[@]}"; do
+    [ ! -f "$TMP/activation-password-$email" ] || jq -n --arg email "$email" --arg file "$TMP/activation-password-$email" '{($email): $file}'
+  done | jq -s 'add // {}')
+  # The argv prefixes that run a device against this cluster's relay (in the client
+  # host's namespace, with its TLS settings): activate appends --email E --password-file F
+  # --credential OUT, run appends --credential FILE --json.
+  local device_commands
+  device_commands=$(jq -n --arg exec "$BRAMBLE_ROOT/deploy/cluster" --arg bin "$BIN/bramble-device" --arg relay "$(addr relay):$DEVICE_PORT" \
+    --argjson tls "$(client_tls_flag | jq -R 'split(" ")')" '
+    {activate: ([$exec, "exec", $bin, "activate", "--relay", $relay] + $tls), run: ([$exec, "exec", $bin, "run", "--relay", $relay] + $tls)}')
   # The IM host: where clients connect, and every account with its password (JID =
   # e-mail address), read by jq from its 0600 file like the mailboxes'.
   local im=null im_passwords=/dev/null
@@ -51,7 +64,7 @@ write_status_json() {
       --rawfile token "$TMP/admin-token" --arg devices_addr "$(addr relay):$DEVICE_PORT" --arg srp "$(addr relay):$SRP_PORT" \
       --arg relay_health "$(relay_health_url)" --arg audit "$TMP/relay-audit.jsonl" --argjson devices "$devices" --arg tmp "$TMP" --argjson mail "$mail" \
       --argjson im "$im" --rawfile im_passwords "$im_passwords" --rawfile passwords "$passwords" --arg ca "$TMP/tls/ca.crt" --rawfile push_token "$TMP/push-token" --arg tls_mode "$TLS_MODE" \
-      --argjson monitoring "$monitoring" '
+      --argjson monitoring "$monitoring" --argjson activations "$activations" --argjson device_commands "$device_commands" '
       {mode: $mode, hosts: $hosts, exec: $exec,
        tls: {ca: $ca, enabled: ($tls_mode == "yes"),
              links: (if $tls_mode == "no" then {srp: "plain (BRAMBLE_DEPLOY_TLS=no)", devices: "plain (BRAMBLE_DEPLOY_TLS=no)", api: "plain (BRAMBLE_DEPLOY_TLS=no)", database: "plain (BRAMBLE_DEPLOY_TLS=no)", imap: "plain (BRAMBLE_DEPLOY_TLS=no)", smtp: "plain (BRAMBLE_DEPLOY_TLS=no)", xmpp: "plain (BRAMBLE_DEPLOY_TLS=no)", submission: "plain (BRAMBLE_DEPLOY_TLS=no)", etcd: "mutual TLS (clients and peers) and authentication (users root, patroni)", patroni: "plain (BRAMBLE_DEPLOY_TLS=no)"} else {srp: "mutual TLS (the node verifies the relay, the relay the node)", devices: "TLS (devices verify the relay)",
@@ -67,8 +80,9 @@ write_status_json() {
                {name: "node-b", host: "node-b", health_url: "\($b_url)/health", push_url: "\($b_url)/push", config: $b_conf}],
        push_url: "\($a_url)/push", admin_token: ($token | rtrimstr("\n")), push_token: ($push_token | rtrimstr("\n")), push_app: "demo",
        relay: {host: "relay", devices: $devices_addr, srp: $srp, health_url: $relay_health, audit_log: $audit},
-       devices: $devices,
-       mail: (if $mail then $mail + {users: [$passwords | split("\n")[] | select(length > 0) | split(" ") | {email: .[0], password: .[1]}]}
+       devices: $devices, device_commands: $device_commands,
+       mail: (if $mail then $mail + {users: [$passwords | split("\n")[] | select(length > 0) | split(" ") | {email: .[0], password: .[1]}
+                                             | . + (if $activations[.email] then {activation_password_file: $activations[.email]} else {} end)]}
               else null end),
        im: (if $im then $im + {users: [$im_passwords | split("\n")[] | select(length > 0) | split(" ") | {jid: .[0], password: .[1]}], prosody_pid: null}
             else null end),

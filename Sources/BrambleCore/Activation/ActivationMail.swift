@@ -10,7 +10,7 @@ public enum ActivationMail {
         let boundary = "bramble-activation-\(messageID.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 })"
         var lines = [
             "From: Bramble activation <\(sender)>",
-            "To: <\(email)>",
+            "To: <\(Activation.printable(email))>",
             "Subject: Bramble device activation request",
             "Date: \(MessageComposer.rfc5322Date(date))",
             "Message-ID: \(messageID)",
@@ -46,7 +46,7 @@ public enum ActivationMail {
     /// own mailbox, as BES's "send an email with activation instructions" did.
     public static func instructions(to email: String, from sender: String, password: String, expires: Date,
                                     messageID: String, date: Date) -> [UInt8] {
-        let clean = { (s: String) in String(s.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init)) }
+        let clean = Activation.printable
         let lines = [
             "From: Bramble administrator <\(clean(sender))>",
             "To: <\(clean(email))>",

@@ -56,12 +56,33 @@ public enum Activation {
         [UInt8(truncatingIfNeeded: bytes.count >> 8), UInt8(truncatingIfNeeded: bytes.count)] + bytes
     }
 
-    /// An e-mail address in an activation message: bounded, one `@`, no control character
-    /// or space (the node looks it up in its canonical form).
-    static func isAcceptableEmail(_ s: String) -> Bool {
+    /// An e-mail address in an activation message, which the relay puts in an SMTP
+    /// command and a header: bounded; one `@` between a non-empty local part and a dotted
+    /// domain; no space or control character (C0, DEL, C1, line separators); none of the
+    /// characters that make a source route, a list or a relay hop (`<>()[],;:"\%!`).
+    public static func isAcceptableEmail(_ s: String) -> Bool {
         let bytes = Array(s.utf8)
-        guard (3...maxEmailLength).contains(bytes.count), bytes.count(where: { $0 == 0x40 }) == 1 else { return false }
-        return !s.unicodeScalars.contains { $0.value <= 0x20 || (0x7F...0x9F).contains($0.value) }
+        guard (3...maxEmailLength).contains(bytes.count), bytes.count(where: { $0 == 0x40 }) == 1,
+              let at = bytes.firstIndex(of: 0x40), at > 0 else { return false }
+        let domain = bytes[(at + 1)...]
+        guard domain.contains(0x2E), domain.first != 0x2E, domain.last != 0x2E else { return false }
+        return !s.unicodeScalars.contains { isControl($0) || $0.properties.isWhitespace || "<>()[],;:\"\\%!".unicodeScalars.contains($0) }
+    }
+
+    /// C0, DEL, C1 and the Unicode line and paragraph separators.
+    static func isControl(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+    }
+
+    /// Text bound for a header or a terminal, without control characters.
+    public static func printable(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.filter { !isControl($0) }))
+    }
+
+    /// The domain of an acceptable address, lower-cased.
+    public static func domain(of email: String) -> String? {
+        guard isAcceptableEmail(email), let at = email.firstIndex(of: "@") else { return nil }
+        return email[email.index(after: at)...].lowercased()
     }
 }
 
@@ -186,7 +207,7 @@ public struct ActivationResult: Equatable, Sendable {
         let f = try PayloadFields(bytes)
         let reason = try f.string(3, max: Activation.maxReasonLength, "reason") ?? ""
         return ActivationResult(sessionID: try f.fixed(1, Activation.sessionIDLength, "session_id"), accepted: try f.bool(2, "accepted"),
-                                reason: String(reason.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init)))
+                                reason: Activation.printable(reason))
     }
 }
 

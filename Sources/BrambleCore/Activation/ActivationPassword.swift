@@ -30,7 +30,7 @@ public enum ActivationPassword {
         let count = password.count
         guard count >= minLength else { throw Refused(description: "an activation password has at least \(minLength) characters") }
         guard count <= maxLength else { throw Refused(description: "an activation password has at most \(maxLength) characters") }
-        guard !password.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+        guard !password.unicodeScalars.contains(where: Activation.isControl) else {
             throw Refused(description: "an activation password holds no control characters or line breaks")
         }
         guard password.trimmingCharacters(in: .whitespaces) == password else {

@@ -48,7 +48,7 @@ public struct ITPolicy: Equatable, Sendable, Codable {
     /// refused when it is set, not when a device meets it).
     public func validated() throws(PayloadError) -> ITPolicy {
         guard !name.isEmpty, name.utf8.count <= Self.maxNameLength,
-              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0) }) else {
+              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType == .decimal || "-_.".unicodeScalars.contains($0) }) else {
             throw PayloadError("a policy's name is 1–\(Self.maxNameLength) letters, digits, '-', '_' or '.'")
         }
         guard (0...64).contains(minPasswordLength) else { throw PayloadError("min_password_length is 0–64") }
@@ -64,8 +64,8 @@ public struct ITPolicy: Equatable, Sendable, Codable {
         w.string(1, name, max: Self.maxNameLength)
         w.uint(2, version)
         w.bool(3, passwordRequired)
-        w.uint(4, UInt64(minPasswordLength))
-        w.uint(5, UInt64(lockTimeoutMinutes))
+        w.uint(4, UInt64(clamping: minPasswordLength))
+        w.uint(5, UInt64(clamping: lockTimeoutMinutes))
         for s in allowedServices { w.string(6, s, max: 16) }
         return w.bytes
     }
@@ -170,7 +170,9 @@ public struct ServiceBooks: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ServiceBooks {
         var books: [Book] = []
         for r in try PayloadFields(bytes).records(1, maxCount: 32, "book") {
-            books.append(Book(service: try r.requiredString(1, max: 16, "service"), identifier: try r.requiredString(2, max: 255, "identifier"),
+            let service = try r.requiredString(1, max: 16, "service")
+            guard ITPolicy.services.contains(service) else { throw PayloadError("unknown service \(service.debugDescription)") }
+            books.append(Book(service: service, identifier: try r.requiredString(2, max: 255, "identifier"),
                               name: try r.string(3, max: 128, "name") ?? ""))
         }
         return ServiceBooks(books: books)

@@ -46,6 +46,10 @@ public struct RelayConfiguration: Sendable {
     /// How long an activating device's connection may stay open: the request's mail, the
     /// server's answer, the key confirmation.
     public var activationTimeoutMs: UInt64 = 120_000
+    /// Activation requests mailed to one address, and taken from one source address, in a
+    /// minute: the relay is no open mail cannon. A device's user retries by hand.
+    public var activationMaxPerAddress = 5
+    public var activationMaxPerSource = 30
 
     public init() {}
 }

@@ -94,6 +94,9 @@ public struct RelayCore: Sendable {
     private var held: [PIN: Set<ConnectionID>] = [:]
     /// The connection activating each PIN (one at a time: a new request displaces it).
     private var activating: [PIN: ConnectionID] = [:]
+    /// When requests were mailed, by address and by source address (the last minute's).
+    private var activationMails: [String: [UInt64]] = [:]
+    private var activationSources: [String: [UInt64]] = [:]
     private var presenceSentMs: [PIN: UInt64] = [:]
     private var presenceDue: Set<PIN> = []
     private var toDevice: [PIN: [Stored]] = [:]
@@ -193,7 +196,7 @@ public struct RelayCore: Sendable {
         case (.server(let srpID, _), .deviceKeys(let update)):
             return deviceKeys(update, from: srpID, nowMs: nowMs)
         case (.deviceChallenged, .activation(let a)) where a.phase == .request:
-            return activationRequested(conn, a)
+            return activationRequested(conn, a, nowMs: nowMs)
         case (.activating(let pin, let answeredBy?), .activation(let a)) where a.phase == .confirm:
             guard a.pin == pin, a.srpID == answeredBy else {
                 return refuse(conn, .protocolViolation, "an activation confirmation for another PIN or server")
@@ -420,13 +423,28 @@ public struct RelayCore: Sendable {
 
     /// A device asks to be activated: the shell mails its request (`activationRequested`
     /// event) if the address's domain is one the relay mails to.
-    private mutating func activationRequested(_ conn: ConnectionID, _ a: ActivationFrame) -> [Action] {
-        let domain = a.email.split(separator: "@").last.map { $0.lowercased() } ?? ""
-        guard configuration.activationDomains.contains(domain) else {
-            let why = configuration.activationDomains.isEmpty ? "this relay does not offer activation over the air"
-                : "this relay does not carry activation requests for \(domain.isEmpty ? "that address" : domain)"
-            return refuse(conn, .activationRefused, why, event: .activationRefused(a.pin))
+    private mutating func activationRequested(_ conn: ConnectionID, _ a: ActivationFrame, nowMs: UInt64) -> [Action] {
+        guard !configuration.activationDomains.isEmpty else {
+            return refuse(conn, .activationRefused, "this relay does not offer activation over the air", event: .activationRefused(a.pin))
         }
+        guard let domain = Activation.domain(of: a.email) else {
+            return refuse(conn, .activationRefused, "not an e-mail address the relay mails to", event: .activationRefused(a.pin))
+        }
+        guard configuration.activationDomains.contains(domain) else {
+            return refuse(conn, .activationRefused, "this relay does not carry activation requests for \(domain)", event: .activationRefused(a.pin))
+        }
+        // Bounded mail: so many requests an address, and a source address, may cause a minute.
+        let window: UInt64 = 60_000
+        let address = a.email.lowercased(), source = peers[conn]?.source ?? "-"
+        let byAddress = (activationMails[address] ?? []).filter { nowMs < $0 &+ window }
+        let bySource = (activationSources[source] ?? []).filter { nowMs < $0 &+ window }
+        guard byAddress.count < configuration.activationMaxPerAddress, bySource.count < configuration.activationMaxPerSource else {
+            return refuse(conn, .activationRefused, "too many activation requests; try again in a minute", event: .activationRefused(a.pin))
+        }
+        activationMails[address] = byAddress + [nowMs]
+        activationSources[source] = bySource + [nowMs]
+        if activationMails.count > 10_000 { activationMails = activationMails.filter { $0.value.contains { nowMs < $0 &+ window } } }
+        if activationSources.count > 10_000 { activationSources = activationSources.filter { $0.value.contains { nowMs < $0 &+ window } } }
         var actions: [Action] = []
         if let old = activating[a.pin], old != conn {
             actions += refuse(old, .displaced, "another activation request for this PIN")

@@ -262,10 +262,12 @@ extension ConfigStore {
         for try await (name, version, rules) in try await conn.query("""
             SELECT p.name, p.version, p.rules FROM users u JOIN policies p ON p.name = COALESCE(u.policy, 'default') WHERE u.id = \(userID)
             """, logger: logger).decode((String, Int64, String).self) {
+            // The row's rules as the policy's JSON; its name and version are the columns'.
             if var policy = try? JSONDecoder().decode(ITPolicy.self, from: Data(rules.utf8)) {
-                (policy.name, policy.version) = (name, UInt64(version))
-                return policy
+                (policy.name, policy.version) = (name, UInt64(clamping: version))
+                if let valid = try? policy.validated() { return valid }
             }
+            logger.error("IT policy \(name) cannot be read or breaks the rules; the default policy applies", metadata: ["policy": "\(name)"])
         }
         return .standard
     }
