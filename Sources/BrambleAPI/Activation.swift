@@ -50,7 +50,10 @@ public struct ActivationSet: Codable, Sendable, Equatable {
     public var activation: ActivationStatus
     public var password: String?
     public var instructions_sent: Bool
-    public init(email: String, activation: ActivationStatus, password: String?, instructions_sent: Bool) {
+    /// Why the instructions could not be mailed (the password is set all the same).
+    public var instructions_error: String?
+    public init(email: String, activation: ActivationStatus, password: String?, instructions_sent: Bool, instructions_error: String? = nil) {
         (self.email, self.activation, self.password, self.instructions_sent) = (email, activation, password, instructions_sent)
+        self.instructions_error = instructions_error
     }
 }

@@ -82,7 +82,8 @@ public struct DeviceActivation: Sendable {
                     case .activation(let a) where a.phase == .response && a.pin == c.pin && credential == nil:
                         let response: ActivationResponse
                         do { response = try ActivationResponse.decode(a.body) } catch { throw Failed("the server's answer cannot be read: \(error)") }
-                        guard response.sessionID == sid, response.srpID == a.srpID else { throw Failed("the server answered another activation") }
+                        // An answer to an earlier request of this PIN (still in the mailbox) is not ours.
+                        guard response.sessionID == sid, response.srpID == a.srpID else { continue }
                         let (isk, ta): ([UInt8], [UInt8])
                         do {
                             (isk, ta) = try bound.finish(responderShare: response.share, responderAssociatedData: response.associatedData,

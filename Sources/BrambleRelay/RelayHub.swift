@@ -187,7 +187,8 @@ final class RelayHub: Sendable {
         }
         Task {
             do {
-                try await mailer.send(request)
+                // Bounded: SMTP waits for nothing by itself.
+                try await withDeadline(ms: 20_000) { try await mailer.send(request) }
                 metrics.activationMails.increment()
                 logger.info("activation request mailed", metadata: ["device.pin": "\(request.pin)"])
             } catch {

@@ -42,8 +42,10 @@ struct UserCommand: AsyncParsableCommand {
         /// "30m", "48h", "7d" in seconds, within 1 minute and 30 days.
         static func seconds(_ text: String) -> Int? {
             guard let unit = text.last, let n = Int(text.dropLast()), n > 0 else { return nil }
-            let seconds: Int? = switch unit { case "m": n * 60; case "h": n * 3_600; case "d": n * 86_400; default: nil }
-            guard let seconds, (60...NewActivation.maxExpirySeconds).contains(seconds) else { return nil }
+            let factor: Int? = switch unit { case "m": 60; case "h": 3_600; case "d": 86_400; default: nil }
+            guard let factor else { return nil }
+            let (seconds, overflow) = n.multipliedReportingOverflow(by: factor)
+            guard !overflow, (60...NewActivation.maxExpirySeconds).contains(seconds) else { return nil }
             return seconds
         }
 
@@ -62,6 +64,7 @@ struct UserCommand: AsyncParsableCommand {
                 var lines = ["activation for \(s.email): \(describe(s.activation))"]
                 if let p = s.password { lines.append("activation password: \(p)") }
                 if s.instructions_sent { lines.append("instructions mailed to \(s.email)") }
+                if let error = s.instructions_error { lines.append("instructions NOT mailed: \(error)") }
                 return lines.joined(separator: "\n")
             }
         }

@@ -121,7 +121,7 @@ ready_activations() {
     run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" user add --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) --email "$email" >/dev/null
     password="$TMP/activation-password-$email"
     # 12 characters without look-alikes; head before tr, so no SIGPIPE reaches pipefail.
-    local chars; chars=$(head -c 1024 /dev/urandom | LC_ALL=C tr -dc 'a-km-np-z2-9')
+    local chars; chars=$(head -c 1024 /dev/urandom | LC_ALL=C tr -dc 'a-hjkmnp-z2-9')
     ( umask 077; printf '%s' "${chars:0:12}" > "$password" )
     run_in "$(ns client)" env $(no_bramble_env) "$BIN/bramble" user activation "$email" --url "$(node_url node-a)" --token-file "$TMP/admin-token" $(client_tls_flag) \
       --password-file "$password" --expires 30d >/dev/null

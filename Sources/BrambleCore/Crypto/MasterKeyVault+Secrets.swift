@@ -42,6 +42,17 @@ extension MasterKeyVault {
         return Self.secretPrefix + box.combined!.base64EncodedString()
     }
 
+    /// The secret, if it opens only under the previous KEK (a rotation: seal it again).
+    public func secretUnderPrevious(_ stored: String, purpose: SecretPurpose, context: [UInt8]) -> [UInt8]? {
+        guard let previousKEK, stored.hasPrefix(Self.secretPrefix),
+              let combined = Data(base64Encoded: String(stored.dropFirst(Self.secretPrefix.count))),
+              let box = try? AES.GCM.SealedBox(combined: combined) else { return nil }
+        let additional = Array(purpose.rawValue.utf8) + context
+        guard (try? AES.GCM.open(box, using: currentKEK, authenticating: additional)) == nil,
+              let bytes = try? AES.GCM.open(box, using: previousKEK, authenticating: additional) else { return nil }
+        return Array(bytes)
+    }
+
     /// nil when it does not open under either KEK with this purpose and context.
     public func openSecret(_ stored: String, purpose: SecretPurpose, context: [UInt8]) -> [UInt8]? {
         guard stored.hasPrefix(Self.secretPrefix), let combined = Data(base64Encoded: String(stored.dropFirst(Self.secretPrefix.count))),

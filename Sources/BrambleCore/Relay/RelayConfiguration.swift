@@ -48,7 +48,7 @@ public struct RelayConfiguration: Sendable {
     public var activationTimeoutMs: UInt64 = 120_000
     /// Activation requests mailed to one address, and taken from one source address, in a
     /// minute: the relay is no open mail cannon. A device's user retries by hand.
-    public var activationMaxPerAddress = 5
+    public var activationMaxPerAddress = 10
     public var activationMaxPerSource = 30
 
     public init() {}

@@ -110,24 +110,29 @@ struct AdminRoutes {
         let status = try await mapped {
             try await store.setActivationPassword(email: email, secret: ActivationPassword.secret(password: password, email: email), expiresAt: expires)
         }
-        var sent = false
+        // The password is set whatever becomes of the instructions: a generated one is
+        // answered either way, so it is never lost.
+        var (sent, failure): (Bool, String?) = (false, nil)
         if body.send_instructions == true {
-            guard let mail, let submission = mail.submission else {
-                throw APIErrorBody(.unavailable, "the password is set, but this node has no mail submission service to send instructions through")
-            }
-            let message = ActivationMail.instructions(to: email, from: email, password: password, expires: expires,
-                                                      messageID: "<activation.\(UInt64.random(in: 0...UInt64.max))@bramble.invalid>", date: Date())
-            do {
-                try await SMTPSession.with(to: submission, tls: mail.tls, connectTimeout: .seconds(2)) { smtp in
-                    try await smtp.authenticatePlain(as: email, login: mail.serviceUser, password: mail.servicePassword)
-                    _ = try await smtp.send(from: email, to: [email], message: String(decoding: message, as: UTF8.self))
+            if let mail, let submission = mail.submission {
+                let message = ActivationMail.instructions(to: email, from: email, password: password, expires: expires,
+                                                          messageID: "<activation.\(UInt64.random(in: 0...UInt64.max))@bramble.invalid>", date: Date())
+                do {
+                    try await withDeadline(ms: 15_000) {
+                        try await SMTPSession.with(to: submission, tls: mail.tls, connectTimeout: .seconds(2)) { smtp in
+                            try await smtp.authenticatePlain(as: email, login: mail.serviceUser, password: mail.servicePassword)
+                            _ = try await smtp.send(from: email, to: [email], message: String(decoding: message, as: UTF8.self))
+                        }
+                    }
+                    sent = true
+                } catch {
+                    failure = "the mail server did not take them: \(describe(error))"
                 }
-                sent = true
-            } catch {
-                throw APIErrorBody(.unavailable, "the password is set, but the instructions could not be mailed: \(describe(error))")
+            } else {
+                failure = "this node has no mail submission service"
             }
         }
-        return ActivationSet(email: email, activation: status, password: generate ? password : nil, instructions_sent: sent)
+        return ActivationSet(email: email, activation: status, password: generate ? password : nil, instructions_sent: sent, instructions_error: failure)
     }
 
     /// The `{email}` of a path, percent-decoded (the router leaves it as sent: the CLI

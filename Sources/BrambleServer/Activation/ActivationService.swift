@@ -131,6 +131,8 @@ public actor ActivationService: Service, LeaseFollower {
         }
         let now = clock.nowMs()
         let sweep = now >= lastSweepMs + c.sweepMs
+        // A policy confirmation whose recording failed is tried again with the sweep.
+        if sweep { await policyRequests(epoch: epoch, c) }
         guard sweep || notified != nil else { return }
         if sweep { lastSweepMs = now }
         let candidates: [ConfigStore.ActivationCandidate]
@@ -153,33 +155,45 @@ public actor ActivationService: Service, LeaseFollower {
                     let uids = try await session.uidSearch(header: Activation.mailHeader, value: "1").prefix(16)
                     for uid in uids {
                         guard serving.withLockedValue({ $0 }) == epoch else { break }
-                        let fetched = try await session.uidFetch("\(uid)", "BODYSTRUCTURE")
-                        let parts = fetched.first { $0.uid == uid }?.attributes["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
-                        var etp: [UInt8] = []
-                        if let part = parts.first(where: { $0.name?.lowercased() == Activation.attachmentName }),
-                           let raw = try await session.uidFetchSection(uid, section: part.section, maxBytes: 4 * Activation.maxMessageLength) {
-                            etp = MailText.decodeTransfer(raw, encoding: part.encoding)
+                        // One mail's trouble (too large, unreadable) is that mail's: it is
+                        // answered as unreadable and removed like any other.
+                        var (etp, mailID): ([UInt8], String) = ([], "")
+                        do {
+                            let fetched = try await session.uidFetch("\(uid)", "ENVELOPE BODYSTRUCTURE")
+                            let attributes = fetched.first { $0.uid == uid }?.attributes
+                            mailID = Activation.printable(String((attributes?["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID ?? "").prefix(998)))
+                            let parts = attributes?["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
+                            if let part = parts.first(where: { $0.name?.lowercased() == Activation.attachmentName }),
+                               let raw = try await session.uidFetchSection(uid, section: part.section, maxBytes: 4 * Activation.maxMessageLength) {
+                                etp = MailText.decodeTransfer(raw, encoding: part.encoding)
+                            }
+                        } catch is IMAPSession.TooLarge {
+                            etp = []
                         }
-                        let pin = (try? ActivationRequest.decode(etp))?.pin
-                        let answer = try await store.answerActivationRequest(candidate, etp: etp, srpID: srpID, domain: domain,
+                        let request = try? ActivationRequest.decode(etp)
+                        let answer = try await store.answerActivationRequest(candidate, etp: etp, mailID: mailID, srpID: srpID, domain: domain,
                                                                              pair: pair, node: node, epoch: epoch)
-                        if let pin {
-                            let frame: ActivationFrame
+                        if let request {
+                            var frame: ActivationFrame?
                             switch answer {
                             case .respond(let response):
-                                frame = ActivationFrame(phase: .response, pin: pin, srpID: srpID, body: response.encoded())
-                                logger.info("activation request answered", metadata: ["device.pin": "\(pin)", "user": "\(candidate.email)"])
+                                frame = ActivationFrame(phase: .response, pin: request.pin, srpID: srpID, body: response.encoded())
+                                logger.info("activation request answered", metadata: ["device.pin": "\(request.pin)", "user": "\(candidate.email)"])
                             case .refuse(let reason):
-                                let sid = (try? ActivationRequest.decode(etp))?.sessionID ?? []
-                                frame = ActivationFrame(phase: .result, pin: pin, srpID: srpID,
-                                                        body: ActivationResult(sessionID: sid, accepted: false, reason: reason).encoded())
-                                logger.notice("activation request refused", metadata: ["device.pin": "\(pin)", "user": "\(candidate.email)", "reason": "\(reason)"])
+                                frame = ActivationFrame(phase: .result, pin: request.pin, srpID: srpID,
+                                                        body: ActivationResult(sessionID: request.sessionID, accepted: false, reason: reason).encoded())
+                                logger.notice("activation request refused", metadata: ["device.pin": "\(request.pin)", "user": "\(candidate.email)", "reason": "\(reason)"])
+                            case .discard:
+                                frame = nil
                             }
-                            outbound.send([.activation(frame)], epoch: epoch)
+                            if let frame { outbound.send([.activation(frame)], epoch: epoch) }
                         } else {
                             logger.notice("an unreadable activation request was removed", metadata: ["user": "\(candidate.email)"])
                         }
-                        // Answered (and recorded): the request leaves the mailbox.
+                        // Answered and recorded; the request leaves the mailbox, unless this node
+                        // stopped serving meanwhile (its answer may not have left: the next
+                        // primary reads the mail again and gives the same answer).
+                        guard serving.withLockedValue({ $0 }) == epoch else { break }
                         _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
                         try await session.uidExpunge("\(uid)")
                     }

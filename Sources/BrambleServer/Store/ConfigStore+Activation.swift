@@ -42,12 +42,40 @@ extension ConfigStore {
         throw StoreError.notFound("the domain's signing key")
     }
 
+    /// After a KEK rotation: the domain's signing key and the activation passwords'
+    /// secrets sealed again under the new KEK (a run's ISK lives minutes; it is not).
+    func resealActivationSecrets() async throws -> Int {
+        var sealed = 0
+        for try await stored in try await client.query("SELECT signing_key FROM domain_keys", logger: logger).decode(String.self) {
+            if let raw = vault.secretUnderPrevious(stored, purpose: .domainSigningKey, context: Self.domainKeyContext) {
+                let fresh = vault.sealSecret(raw, purpose: .domainSigningKey, context: Self.domainKeyContext)
+                try await client.query("UPDATE domain_keys SET signing_key = \(fresh) WHERE signing_key = \(stored)", logger: logger)
+                sealed += 1
+            }
+        }
+        var rows: [(Int64, String, String)] = []
+        for try await row in try await client.query("""
+            SELECT a.user_id, u.email, a.secret FROM activations a JOIN users u ON u.id = a.user_id
+            """, logger: logger).decode((Int64, String, String).self) { rows.append(row) }
+        for (id, email, stored) in rows {
+            guard let raw = vault.secretUnderPrevious(stored, purpose: .activationSecret, context: Array(email.utf8)) else { continue }
+            let fresh = vault.sealSecret(raw, purpose: .activationSecret, context: Array(email.utf8))
+            try await client.query("UPDATE activations SET secret = \(fresh) WHERE user_id = \(id) AND secret = \(stored)", logger: logger)
+            sealed += 1
+        }
+        return sealed
+    }
+
     // MARK: Administration
 
     /// Sets a user's activation password (its scrypt secret, sealed): pending, no failures.
     public func setActivationPassword(email: String, secret: [UInt8], expiresAt: Date) async throws -> ActivationStatus {
         let sealed = vault.sealSecret(secret, purpose: .activationSecret, context: Array(email.utf8))
+        // Runs under way on the old password end with it.
         let rows = try await client.query("""
+            WITH ended AS (
+                UPDATE activation_sessions s SET state = 'failed', isk = NULL FROM users u
+                WHERE s.user_id = u.id AND u.email = \(email) AND s.state = 'responded')
             INSERT INTO activations (user_id, secret, expires_at, state, last_event)
             SELECT id, \(sealed), \(expiresAt), 'pending', 'activation password set' FROM users WHERE email = \(email)
             ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, expires_at = EXCLUDED.expires_at, failures = 0,
@@ -77,9 +105,10 @@ extension ConfigStore {
     /// The state as the administrator reads it: a run whose service books the device
     /// acknowledged is completed; a pending password past its time is expired.
     static let effectiveState = """
-        CASE WHEN a.state = 'in_progress' AND a.services_seq IS NOT NULL AND EXISTS (
+        CASE WHEN a.state = 'confirmed' AND a.services_seq IS NOT NULL AND EXISTS (
                   SELECT 1 FROM outbound o WHERE o.pin = a.pin AND o.seq = a.services_seq AND o.state = 'acked') THEN 'completed'
              WHEN a.state = 'done' THEN 'completed'
+             WHEN a.state = 'confirmed' THEN 'in_progress'
              WHEN a.state = 'pending' AND a.expires_at < now() THEN 'expired'
              ELSE a.state END
         """
@@ -106,6 +135,8 @@ extension ConfigStore {
         case respond(ActivationResponse)
         /// Tell the device it is refused, and why (nothing secret).
         case refuse(String)
+        /// A request already dealt with (read again): remove it, say nothing, count nothing.
+        case discard
     }
 
     /// Answers an activation request found in `candidate`'s mailbox: a new CPace run on the
@@ -113,23 +144,25 @@ extension ConfigStore {
     /// request again gets the same response; a session id seen before is a replay. Each
     /// run counts as a failure until its key confirmation succeeds; the run that makes
     /// five, failing, locks the activation.
-    public func answerActivationRequest(_ candidate: ActivationCandidate, etp: [UInt8], srpID: String, domain: DomainKey,
+    public func answerActivationRequest(_ candidate: ActivationCandidate, etp: [UInt8], mailID: String, srpID: String, domain: DomainKey,
                                         pair: String, node: String, epoch: UInt64) async throws -> RequestAnswer {
         try await fenced(pair, node: node, epoch: epoch) { [self, logger] conn in
+            // A failure counts only while the password is still to be used.
             func event(_ text: String, failure: Bool = false) async throws {
+                let n = failure ? 1 : 0
                 try await conn.query("""
                     UPDATE activations SET last_event = \(text), last_event_at = now(),
-                        failures = failures + \(failure ? 1 : 0),
-                        state = CASE WHEN state IN ('pending', 'in_progress') AND failures + \(failure ? 1 : 0) >= \(ActivationPassword.maxFailures)
+                        failures = failures + CASE WHEN state IN ('pending', 'in_progress') THEN \(n) ELSE 0 END,
+                        state = CASE WHEN state IN ('pending', 'in_progress') AND failures + \(n) >= \(ActivationPassword.maxFailures)
                                      THEN 'locked' ELSE state END
                     WHERE user_id = \(candidate.userID)
                     """, logger: logger)
             }
-            var row: (secret: String, expires: Date, failures: Int, state: String)?
+            var row: (secret: String, expires: Date, failures: Int, state: String, raw: String)?
             for try await r in try await conn.query("""
-                SELECT a.secret, a.expires_at, a.failures, \(unescaped: Self.effectiveState) FROM activations a
+                SELECT a.secret, a.expires_at, a.failures, \(unescaped: Self.effectiveState), a.state FROM activations a
                 WHERE a.user_id = \(candidate.userID) FOR UPDATE
-                """, logger: logger).decode((String, Date, Int, String).self) { row = r }
+                """, logger: logger).decode((String, Date, Int, String, String).self) { row = r }
             guard let row else { return .refuse("no activation is pending for this address") }
 
             let request: ActivationRequest
@@ -142,23 +175,33 @@ extension ConfigStore {
                 return .refuse("the activation request names another address")
             }
             // The same mail read twice (a node died before removing it) gets the same answer.
-            for try await (user, stored, response, state) in try await conn.query("""
-                SELECT user_id, request, response, state FROM activation_sessions WHERE session_id = \(ByteBuffer(bytes: request.sessionID))
-                """, logger: logger).decode((Int64, ByteBuffer, ByteBuffer?, String).self) {
-                if user == candidate.userID, Array(buffer: stored) == etp, state == "responded", let response,
-                   let decoded = try? ActivationResponse.decode(Array(buffer: response)) {
-                    return .respond(decoded)
+            for try await (user, stored, storedMail, response, state) in try await conn.query("""
+                SELECT user_id, request, mail_id, response, state FROM activation_sessions WHERE session_id = \(ByteBuffer(bytes: request.sessionID))
+                """, logger: logger).decode((Int64, ByteBuffer, String, ByteBuffer?, String).self) {
+                // The same mail (its Message-ID), not merely the same etp.dat in a new one.
+                if user == candidate.userID, Array(buffer: stored) == etp, storedMail == mailID {
+                    // Its run answered and still waiting: the same answer; ended: nothing more.
+                    if state == "responded", let response, let decoded = try? ActivationResponse.decode(Array(buffer: response)) { return .respond(decoded) }
+                    return .discard
                 }
-                try await event("a replayed activation request (a session id seen before) was refused", failure: row.state == "pending" || row.state == "in_progress")
+                try await event("a replayed activation request (a session id seen before) was refused", failure: true)
                 return .refuse("this activation request was seen before")
             }
-            switch row.state {
+            switch row.raw {
             case "locked": return .refuse("activation is locked after \(ActivationPassword.maxFailures) failed attempts: ask your administrator for a new activation password")
-            case "completed": return .refuse("this activation password was used: ask your administrator for a new one")
-            case "expired": return .refuse("the activation password has expired: ask your administrator for a new one")
+            case "confirmed", "done": return .refuse("this activation password was used: ask your administrator for a new one")
             default: break
             }
             guard row.expires > Date() else { return .refuse("the activation password has expired: ask your administrator for a new one") }
+            // Five runs began and none confirmed (a device that never sent its confirmation
+            // leaves its run counted): no sixth.
+            guard row.failures < ActivationPassword.maxFailures else {
+                try await conn.query("""
+                    UPDATE activations SET state = 'locked', last_event = 'locked after five runs without a valid key confirmation', last_event_at = now()
+                    WHERE user_id = \(candidate.userID)
+                    """, logger: logger)
+                return .refuse("activation is locked after \(ActivationPassword.maxFailures) failed attempts: ask your administrator for a new activation password")
+            }
             guard let secret = vault.openSecret(row.secret, purpose: .activationSecret, context: Array(candidate.email.utf8)) else {
                 throw StoreError.conflict("an activation secret does not open under this node's key-encryption key")
             }
@@ -179,8 +222,8 @@ extension ConfigStore {
                 UPDATE activation_sessions SET state = 'failed', isk = NULL WHERE user_id = \(candidate.userID) AND state = 'responded'
                 """, logger: logger)
             try await conn.query("""
-                INSERT INTO activation_sessions (session_id, user_id, pin, request, response, isk, state)
-                VALUES (\(sid), \(candidate.userID), \(Int64(request.pin.value)), \(ByteBuffer(bytes: etp)), \(ByteBuffer(bytes: response.encoded())),
+                INSERT INTO activation_sessions (session_id, user_id, pin, request, mail_id, response, isk, state)
+                VALUES (\(sid), \(candidate.userID), \(Int64(request.pin.value)), \(ByteBuffer(bytes: etp)), \(mailID), \(ByteBuffer(bytes: response.encoded())),
                         \(vault.sealSecret(responder.isk, purpose: .activationISK, context: request.sessionID)), 'responded')
                 """, logger: logger)
             try await conn.query("""
@@ -199,13 +242,25 @@ extension ConfigStore {
         async throws -> (result: ActivationResult, committed: CommittedPushes?) {
         try await fenced(pair, node: node, epoch: epoch) { [self, logger] conn in
             let sid = ByteBuffer(bytes: confirm.sessionID)
-            var found: (user: Int64, pin: Int64, request: ByteBuffer, response: ByteBuffer?, isk: String?, state: String, email: String)?
-            for try await r in try await conn.query("""
-                SELECT s.user_id, s.pin, s.request, s.response, s.isk, s.state, u.email
-                FROM activation_sessions s JOIN users u ON u.id = s.user_id WHERE s.session_id = \(sid) FOR UPDATE OF s
-                """, logger: logger).decode((Int64, Int64, ByteBuffer, ByteBuffer?, String?, String, String).self) { found = r }
             let refuse = { (reason: String) in (ActivationResult(sessionID: confirm.sessionID, accepted: false, reason: reason), CommittedPushes?.none) }
+            // The user's activation row first, then the run: the order answering takes too.
+            var owner: Int64?
+            for try await user in try await conn.query("SELECT user_id FROM activation_sessions WHERE session_id = \(sid)", logger: logger)
+                .decode(Int64.self) { owner = user }
+            guard let owner else { return refuse("no such activation run") }
+            try await conn.query("SELECT 1 FROM activations WHERE user_id = \(owner) FOR UPDATE", logger: logger)
+            var found: (user: Int64, pin: Int64, request: ByteBuffer, response: ByteBuffer?, isk: String?, tag: ByteBuffer?, state: String, email: String)?
+            for try await r in try await conn.query("""
+                SELECT s.user_id, s.pin, s.request, s.response, s.isk, s.confirm_tag, s.state, u.email
+                FROM activation_sessions s JOIN users u ON u.id = s.user_id WHERE s.session_id = \(sid) FOR UPDATE OF s
+                """, logger: logger).decode((Int64, Int64, ByteBuffer, ByteBuffer?, String?, ByteBuffer?, String, String).self) { found = r }
             guard let found, found.pin == Int64(pin.value) else { return refuse("no such activation run") }
+            let tag = Array(SHA256.hash(data: confirm.confirmation))
+            if found.state == "confirmed" {
+                // A retry of the confirmation that succeeded: the same answer.
+                return found.tag.map { Array(buffer: $0) == tag } == true
+                    ? (ActivationResult(sessionID: confirm.sessionID, accepted: true), nil) : refuse("the key confirmation failed")
+            }
             guard found.state != "failed", let stored = found.isk, let responseBytes = found.response,
                   let request = try? ActivationRequest.decode(Array(buffer: found.request)),
                   let response = try? ActivationResponse.decode(Array(buffer: responseBytes)) else {
@@ -217,9 +272,6 @@ extension ConfigStore {
             let valid = CPace.verifyInitiatorConfirmation(confirm.confirmation, isk: isk, sessionID: confirm.sessionID,
                                                           initiatorShare: request.share, initiatorAssociatedData: request.associatedData,
                                                           responderShare: response.share, responderAssociatedData: response.associatedData)
-            if found.state == "confirmed" {
-                return valid ? (ActivationResult(sessionID: confirm.sessionID, accepted: true), nil) : refuse("the key confirmation failed")
-            }
             guard valid else {
                 try await conn.query("UPDATE activation_sessions SET state = 'failed', isk = NULL WHERE session_id = \(sid)", logger: logger)
                 try await conn.query("""
@@ -244,9 +296,12 @@ extension ConfigStore {
                       AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = \(found.user) AND d.status = 'active'))
                 INSERT INTO devices (pin, user_id, master_key) VALUES (\(found.pin), \(found.user), \(vault.seal(master, pin: pin)))
                 """, logger: logger)
-            try await conn.query("UPDATE activation_sessions SET state = 'confirmed' WHERE session_id = \(sid)", logger: logger)
+            // The ISK goes (the master key is derived from it); the tag answers a retry.
             try await conn.query("""
-                UPDATE activations SET state = 'in_progress', failures = 0, pin = \(found.pin), services_seq = NULL,
+                UPDATE activation_sessions SET state = 'confirmed', isk = NULL, confirm_tag = \(ByteBuffer(bytes: tag)) WHERE session_id = \(sid)
+                """, logger: logger)
+            try await conn.query("""
+                UPDATE activations SET state = 'confirmed', failures = 0, pin = \(found.pin), services_seq = NULL,
                     last_event = \("PIN \(pin) confirmed the key; IT policy sent"), last_event_at = now()
                 WHERE user_id = \(found.user)
                 """, logger: logger)
@@ -323,7 +378,7 @@ extension ConfigStore {
                     """, logger: logger)
                 try await conn.query("""
                     UPDATE activations SET last_event = \("PIN \(request.pin) refused its IT policy: \(reason)"), last_event_at = now()
-                    WHERE user_id = \(user.id) AND pin = \(pin) AND state = 'in_progress'
+                    WHERE user_id = \(user.id) AND pin = \(pin) AND state = 'confirmed'
                     """, logger: logger)
                 return nil
             case .policyApplied(let version, _):
@@ -332,10 +387,12 @@ extension ConfigStore {
                     """, logger: logger)
                 var activating = false
                 for try await _ in try await conn.query("""
-                    SELECT 1 FROM activations WHERE user_id = \(user.id) AND pin = \(pin) AND state = 'in_progress' AND services_seq IS NULL FOR UPDATE
+                    SELECT 1 FROM activations WHERE user_id = \(user.id) AND pin = \(pin) AND state = 'confirmed' AND services_seq IS NULL FOR UPDATE
                     """, logger: logger) { activating = true }
                 guard activating else { return nil }
                 let policy = try await policy(userID: user.id, conn)
+                // Only the policy the node sends now releases the books, not an older one.
+                guard case .policyApplied(_, let digest) = request.request, digest == Array(SHA256.hash(data: policy.encoded())) else { return nil }
                 let books = ServiceBooks.offered(srpID: srpID, email: user.email, imOffered: imOffered, policy: policy)
                 guard let committed = try await enqueueDeviceItems([(request.pin, .serviceBooks, books.encoded())],
                                                                    origin: "policy", conn),

@@ -123,6 +123,7 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
                 """, logger: logger)
             for try await _ in updated.decode(Int64.self) { sealed += 1 }
         }
+        sealed += try await resealActivationSecrets()
         try await client.query("UPDATE key_encryption SET kek_check = \(ByteBuffer(bytes: vault.currentCheck))", logger: logger)
         if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) again under the new key-encryption key") }
         return sealed

@@ -345,8 +345,11 @@ enum Migrations {
         // Over-the-air activation and the Policy Service. The domain's Ed25519 signing key
         // (sealed under the KEK), IT policies by name (a user without one has "default"),
         // each user's activation: its password's secret (scrypt, sealed), expiry, failed
-        // runs and state; every run by its CPace session id (a seen one is refused), with
-        // the sealed ISK, so a new primary can check the device's key confirmation; and
+        // runs and state (pending → in_progress: a run answered → confirmed: the key agreed,
+        // the password used → completed once the service books are acknowledged; locked);
+        // every run by its CPace session id (a seen one is refused), with the sealed ISK
+        // until its confirmation (so a new primary can check the device's key confirmation)
+        // and then the SHA-256 of that confirmation (a retry is answered alike); and
         // which policy version each device was sent and confirmed.
         Migration(version: 13, name: "activation over the air, IT policies", sql: [
             """
@@ -372,7 +375,7 @@ enum Migrations {
                 secret text NOT NULL,
                 expires_at timestamptz NOT NULL,
                 failures int NOT NULL DEFAULT 0,
-                state text NOT NULL CHECK (state IN ('pending', 'in_progress', 'locked', 'done')),
+                state text NOT NULL CHECK (state IN ('pending', 'in_progress', 'confirmed', 'locked', 'done')),
                 pin bigint,
                 services_seq bigint,
                 last_event text NOT NULL DEFAULT '',
@@ -386,8 +389,10 @@ enum Migrations {
                 user_id bigint NOT NULL REFERENCES users(id) ON DELETE CASCADE,
                 pin bigint NOT NULL,
                 request bytea NOT NULL,
+                mail_id text NOT NULL DEFAULT '',
                 response bytea,
                 isk text,
+                confirm_tag bytea,
                 state text NOT NULL CHECK (state IN ('responded', 'confirmed', 'failed')),
                 created_at timestamptz NOT NULL DEFAULT now()
             )
