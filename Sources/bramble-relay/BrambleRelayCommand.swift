@@ -58,6 +58,8 @@ struct BrambleRelayCommand: AsyncParsableCommand {
     @Option(help: "Mail domains whose users may activate devices over the air through this relay, comma-separated (default: none, no activation over the air).") var activationDomains: String?
     @Option(help: "The mail server's SMTP listener, HOST:PORT, that activation requests are mailed to (as BES's infrastructure did); needed with activation-domains. TLS from the first byte against tls-ca unless plaintext = yes.") var activationSmtp: String?
     @Option(help: "Envelope sender and From of activation request mails (default: activation@ the first activation domain).") var activationSender: String?
+    @Option(help: "Activation requests mailed to one address in a minute, at most (default: \(Default.activationMaxPerAddress)).") var activationMaxPerAddress: Int?
+    @Option(help: "Activation requests taken from one source address in a minute, at most (default: \(Default.activationMaxPerSource)).") var activationMaxPerSource: Int?
     @Option(help: "Append a JSON-lines audit of SRP registrations and of each item's sending epoch to this file (for failover drills; off by default).") var auditLog: String?
     @Option(help: "trace, debug (also logs every setting read and where it came from, secrets redacted), info, notice, warning, error or critical (default: \(Default.logLevel)).") var logLevel: String?
     @Option(help: "Settings file of 'key = value' lines, keys named as these options without dashes (also BRAMBLE_CONFIG). Precedence: flags, then BRAMBLE_<KEY> environment variables, then the file, then the default.") var config: String?
@@ -81,6 +83,8 @@ struct BrambleRelayCommand: AsyncParsableCommand {
         static let deviceIdleTimeout = 180
         static let presenceIntervalMs = 2_000
         static let logLevel = "info"
+        static let activationMaxPerAddress = 10
+        static let activationMaxPerSource = 30
     }
 
     /// Every setting of the relay, with the value its flag gave (nil: not given).
@@ -95,6 +99,7 @@ struct BrambleRelayCommand: AsyncParsableCommand {
             "device-idle-timeout": deviceIdleTimeout, "presence-interval-ms": presenceIntervalMs,
             "tls-ca": tlsCa, "tls-cert": tlsCert, "tls-key": tlsKey, "plaintext": plaintext,
             "activation-domains": activationDomains, "activation-smtp": activationSmtp, "activation-sender": activationSender,
+            "activation-max-per-address": activationMaxPerAddress, "activation-max-per-source": activationMaxPerSource,
         ]
     }
 
@@ -183,6 +188,8 @@ struct BrambleRelayCommand: AsyncParsableCommand {
                 throw ValidationError("activation-sender must be an e-mail address, got '\(sender)'")
             }
             config.relay.activationDomains = Set(domains)
+            config.relay.activationMaxPerAddress = try await limit("activation-max-per-address", Default.activationMaxPerAddress, 1...100_000)
+            config.relay.activationMaxPerSource = try await limit("activation-max-per-source", Default.activationMaxPerSource, 1...100_000)
             do {
                 config.activationSMTP = .init(smtp: try Self.hostPort(smtp, "--activation-smtp"),
                                               tls: try await settings.string("tls-ca").map { try TLSFiles(ca: $0).clientContext() }, sender: sender)
