@@ -76,10 +76,24 @@ import Testing
             let expired = try cluster.activateDevice(email: demo3, password: "short lived 1", pin: "C1000001", timeout: 15)
             #expect(expired.status == 1, "\(expired.lines)")
 
+            // The administrator's CLI: a generated password, printed once and mailed to the
+            // user with the instructions, which then activates a device.
+            let demo4 = "demo4@example.test"
+            _ = try? cluster.bramble(["user", "add", "--email", demo4])
+            let set = try cluster.bramble(["user", "activation", demo4, "--generate", "--expires", "2h", "--send-instructions"])
+            let generated = try #require(set.split(separator: "\n").first { $0.hasPrefix("activation password: ") }?.dropFirst("activation password: ".count))
+            #expect(set.contains("instructions mailed to \(demo4)"), "\(set)")
+            try await cluster.waitFor("the instructions in the user's INBOX") {
+                try await cluster.messages(demo4).contains { $0.text.contains("Activate your device") && $0.text.contains(String(generated)) }
+            }
+            let mailed = try cluster.activateDevice(email: demo4, password: String(generated), pin: "D4000001")
+            #expect(mailed.status == 0 && mailed.lines.map(\.stage) == Self.stages, "\(mailed.lines)")
+            #expect(try cluster.bramble(["user", "show", demo4]).contains("activation: completed"))
+
             // No password material in the nodes' or the relay's logs.
             for log in ["node-a.log", "node-b.log", "relay.log"] {
                 let text = (try? String(contentsOfFile: "\(cluster.dir)/\(log)", encoding: .utf8)) ?? ""
-                for secret in ["correct horse 42", "right password 7", "wrong guess"] { #expect(!text.contains(secret), "\(secret) in \(log)") }
+                for secret in ["correct horse 42", "right password 7", "wrong guess", String(generated)] { #expect(!text.contains(secret), "\(secret) in \(log)") }
             }
         }
     }
