@@ -1,4 +1,5 @@
 import BrambleCore
+import Crypto
 import BrambleNet
 import Foundation
 import NIOCore
@@ -16,6 +17,8 @@ struct ActivationMailer: Sendable {
         var tls: NIOSSLContext?
         /// The envelope sender and From of the request mails.
         var sender: String
+        /// The SRP keys: each request mail carries a seal for every SRP ID.
+        var keys: [String: SymmetricKey]
     }
 
     let configuration: Configuration
@@ -24,7 +27,8 @@ struct ActivationMailer: Sendable {
     /// error (the caller tells the device).
     func send(_ request: ActivationFrame) async throws {
         let id = "<activation.\(request.pin).\(UInt64.random(in: 0...UInt64.max))@bramble.relay>"
-        let message = ActivationMail.request(to: request.email, from: configuration.sender, etp: request.body, messageID: id, date: Date())
+        let seals = configuration.keys.sorted { $0.key < $1.key }.map { (srpID: $0.key, mac: Activation.seal(etp: request.body, srpKey: $0.value)) }
+        let message = ActivationMail.request(to: request.email, from: configuration.sender, etp: request.body, seals: seals, messageID: id, date: Date())
         let sender = configuration.sender
         try await SMTPSession.with(to: configuration.smtp, tls: configuration.tls, helo: "bramble-relay", connectTimeout: .seconds(3)) { session in
             _ = try await session.send(from: sender, to: [request.email], message: String(decoding: message, as: UTF8.self))

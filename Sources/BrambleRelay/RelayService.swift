@@ -77,7 +77,7 @@ public struct RelayService: Service {
         let hub = RelayHub(core: RelayCore(configuration: configuration.relay, keys: configuration.keys),
                            metrics: metrics, logger: logger, audit: try configuration.auditLog.map { try RelayAuditLog(path: $0, metrics: metrics, logger: self.logger) },
                            mailer: configuration.activationSMTP.map {
-                               ActivationMailer(configuration: .init(smtp: $0.smtp, tls: $0.tls, sender: $0.sender))
+                               ActivationMailer(configuration: .init(smtp: $0.smtp, tls: $0.tls, sender: $0.sender, keys: configuration.keys))
                            })
         defer { hub.finishAudit() }
         let group = MultiThreadedEventLoopGroup.singleton

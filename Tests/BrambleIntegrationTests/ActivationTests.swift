@@ -164,6 +164,21 @@ import Testing
             try await cluster.waitFor("the unreadable request counted") { try await cluster.activation(email).failures == 4 }
             try await cluster.waitFor("the requests removed") { try await cluster.activationMailsLeft(email) == 0 }
             #expect(try await cluster.activation(email).state == "in_progress", "the altered run is still awaiting a confirmation")
+
+            // A request mailed past the relay (no valid seal) is removed and neither answered
+            // nor counted: junk mail cannot use up the user's runs.
+            let (forged, _) = try request(pin: PIN(0xD100_0005))
+            for seals in [[], [(srpID: "bramble", mac: [UInt8](repeating: 7, count: 32))]] {
+                let mail = ActivationMail.request(to: email, from: "mallory@outside.test", etp: forged.encoded(), seals: seals,
+                                                  messageID: "<forged-\(UUID().uuidString)@outside.test>", date: Date())
+                try await cluster.sendRawMail(to: email, String(decoding: mail, as: UTF8.self))
+            }
+            try await cluster.waitFor("the forged requests removed unanswered") {
+                let log = (try? String(contentsOfFile: "\(cluster.dir)/node-a.log", encoding: .utf8)) ?? ""
+                return log.components(separatedBy: "without the relay's seal was removed").count - 1 >= 2
+            }
+            #expect(try await cluster.activationMailsLeft(email) == 0)
+            #expect(try await cluster.activation(email).failures == 4)
         }
     }
 }

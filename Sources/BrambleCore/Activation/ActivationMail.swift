@@ -5,8 +5,10 @@ import Foundation
 /// administrator can have sent to the user. Pure: CRLF, headers free of control
 /// characters, base64 in 76-column lines.
 public enum ActivationMail {
-    /// The request mail: `etp` as the `etp.dat` attachment, with `X-Bramble-Activation`.
-    public static func request(to email: String, from sender: String, etp: [UInt8], messageID: String, date: Date) -> [UInt8] {
+    /// The request mail: `etp` as the `etp.dat` attachment, with `X-Bramble-Activation` and
+    /// the relay's seals (`Activation.seal`), one per SRP ID.
+    public static func request(to email: String, from sender: String, etp: [UInt8], seals: [(srpID: String, mac: [UInt8])] = [],
+                               messageID: String, date: Date) -> [UInt8] {
         let boundary = "bramble-activation-\(messageID.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 })"
         var lines = [
             "From: Bramble activation <\(sender)>",
@@ -15,6 +17,7 @@ public enum ActivationMail {
             "Date: \(MessageComposer.rfc5322Date(date))",
             "Message-ID: \(messageID)",
             "\(Activation.mailHeader): 1",
+        ] + seals.map { "\(Activation.sealHeader): \($0.srpID) \(Data($0.mac).base64EncodedString())" } + [
             "MIME-Version: 1.0",
             "Content-Type: multipart/mixed; boundary=\"\(boundary)\"",
             "",

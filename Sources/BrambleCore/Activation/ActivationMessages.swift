@@ -36,6 +36,33 @@ public enum Activation {
     /// The header the relay puts on the request mail (the Agent's fetch leaves such mail
     /// to the activation check, which removes it).
     public static let mailHeader = "X-Bramble-Activation"
+    /// The relay's seal on a request mail, one per SRP ID it serves: `SRP_ID BASE64`.
+    /// Anyone can mail a user an etp.dat; only mail the relay sealed is answered and
+    /// counted, so junk mailed past the relay can neither use up the user's five runs
+    /// nor make the node work.
+    public static let sealHeader = "X-Bramble-Activation-Seal"
+
+    /// HMAC-SHA256 of the etp.dat under a key derived from the SRP key (HKDF, its own
+    /// label): the relay and the SRP ID's nodes hold it, nobody else.
+    public static func seal(etp: [UInt8], srpKey: SymmetricKey) -> [UInt8] {
+        let key = HKDF<SHA256>.deriveKey(inputKeyMaterial: srpKey, salt: Array("bramble-activation-seal".utf8),
+                                         info: Array("v1".utf8), outputByteCount: 32)
+        return Array(HMAC<SHA256>.authenticationCode(for: etp, using: key))
+    }
+
+    /// Whether the request mail's seal header lines (`SRP_ID BASE64`) hold a valid seal
+    /// of `etp` for `srpID`.
+    public static func isSealed(etp: [UInt8], headers: String, srpID: String, srpKey: SymmetricKey) -> Bool {
+        let expected = seal(etp: etp, srpKey: srpKey)
+        for line in headers.split(whereSeparator: \.isNewline) {
+            guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == sealHeader.lowercased() else { continue }
+            let fields = line[line.index(after: colon)...].split(separator: " ")
+            guard fields.count == 2, fields[0] == srpID, let mac = Data(base64Encoded: String(fields[1])), mac.count == expected.count else { continue }
+            // Constant time: every byte compared.
+            if zip(mac, expected).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0 { return true }
+        }
+        return false
+    }
 
     /// The CPace channel identifier: who is being activated (the e-mail address, as the
     /// user typed it and the node looks it up, and the PIN).

@@ -1,5 +1,6 @@
 import BrambleCore
 import BrambleNet
+@preconcurrency import Crypto
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -21,11 +22,15 @@ public actor ActivationService: Service, LeaseFollower {
         /// The mail server and the service account (the Messaging Agent's).
         public var mail: MessagingAgent.Configuration
         public var srpID: String
+        /// The SRP key: the relay's seal on a request mail is checked with it.
+        public var srpKey: SymmetricKey
         /// Pending activations' mailboxes are looked at least this often.
         public var sweepMs: UInt64 = 3_000
         /// Whether the node offers instant messaging (the service books say so).
         public var imOffered = false
-        public init(mail: MessagingAgent.Configuration, srpID: String) { (self.mail, self.srpID) = (mail, srpID) }
+        public init(mail: MessagingAgent.Configuration, srpID: String, srpKey: SymmetricKey) {
+            (self.mail, self.srpID, self.srpKey) = (mail, srpID, srpKey)
+        }
     }
 
     enum Event: Sendable {
@@ -157,9 +162,9 @@ public actor ActivationService: Service, LeaseFollower {
                         guard serving.withLockedValue({ $0 }) == epoch else { break }
                         // One mail's trouble (too large, unreadable) is that mail's: it is
                         // answered as unreadable and removed like any other.
-                        var (etp, mailID): ([UInt8], String) = ([], "")
+                        var (etp, mailID, sealed): ([UInt8], String, Bool) = ([], "", false)
                         do {
-                            let fetched = try await session.uidFetch("\(uid)", "ENVELOPE BODYSTRUCTURE")
+                            let fetched = try await session.uidFetch("\(uid)", "ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (\(Activation.sealHeader.uppercased()))]")
                             let attributes = fetched.first { $0.uid == uid }?.attributes
                             mailID = Activation.printable(String((attributes?["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID ?? "").prefix(998)))
                             let parts = attributes?["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
@@ -167,8 +172,17 @@ public actor ActivationService: Service, LeaseFollower {
                                let raw = try await session.uidFetchSection(uid, section: part.section, maxBytes: 4 * Activation.maxMessageLength) {
                                 etp = MailText.decodeTransfer(raw, encoding: part.encoding)
                             }
+                            let headers = String(decoding: attributes?.first { $0.name.hasPrefix("BODY[HEADER") }?.value.bytes ?? [], as: UTF8.self)
+                            sealed = Activation.isSealed(etp: etp, headers: headers, srpID: srpID, srpKey: c.srpKey)
                         } catch is IMAPSession.TooLarge {
                             etp = []
+                        }
+                        // Not through the relay (no valid seal): removed, neither answered nor counted.
+                        if !sealed {
+                            logger.notice("an activation request mail without the relay's seal was removed", metadata: ["user": "\(candidate.email)"])
+                            _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
+                            try await session.uidExpunge("\(uid)")
+                            continue
                         }
                         let request = try? ActivationRequest.decode(etp)
                         let answer = try await store.answerActivationRequest(candidate, etp: etp, mailID: mailID, srpID: srpID, domain: domain,

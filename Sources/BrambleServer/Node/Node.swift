@@ -60,7 +60,7 @@ public struct Node {
                                                  pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger, lease: snapshot)
         let activation = ActivationService(
             configuration: c.mail.map {
-                var a = ActivationService.Configuration(mail: $0, srpID: c.srpID)
+                var a = ActivationService.Configuration(mail: $0, srpID: c.srpID, srpKey: c.srpKey)
                 a.imOffered = c.im != nil
                 return a
             }, store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, logger: logger)
