@@ -71,8 +71,22 @@ struct Activate: AsyncParsableCommand {
                 try await Self.activate(pin: pin, email: canonical, password: password, out: out, address: address, tls: tls, json: json, printer: printer)
             }
         } catch {
-            printer.print(stage: "error", error: error is DeadlineExceeded ? "no answer within \(timeout) s" : "\(error)")
+            printer.print(stage: "error", error: error is DeadlineExceeded ? Self.timedOut(after: printer.lastStage, seconds: timeout) : "\(error)")
             throw ExitCode.failure
+        }
+    }
+
+    /// What a time-out means at the stage it came.
+    static func timedOut(after stage: String?, seconds: Int) -> String {
+        switch stage {
+        case DeviceActivation.Stage.activating.rawValue?:
+            "the request was mailed but no Bramble answered within \(seconds) s: is an activation password set for this address, "
+                + "and does its Bramble watch the mailbox?"
+        case DeviceActivation.Stage.encryptionVerified.rawValue?:
+            "the key was agreed, but the IT policy and service books did not arrive within \(seconds) s: "
+                + "run `bramble-device run` with the credential file to finish"
+        default:
+            "no answer within \(seconds) s"
         }
     }
 
@@ -92,8 +106,15 @@ struct Activate: AsyncParsableCommand {
 struct StagePrinter: Sendable {
     let pin: String
     let email: String
+    private let printed = NIOLockedValueBox<String?>(nil)
+
+    init(pin: String, email: String) { (self.pin, self.email) = (pin, email) }
+
+    /// The last stage printed (nil: none yet).
+    var lastStage: String? { printed.withLockedValue { $0 } }
 
     func print(stage: String, error: String? = nil) {
+        if error == nil { printed.withLockedValue { $0 = stage } }
         struct Line: Encodable { var service = "activation"; var stage: String; var pin: String; var email: String; var at: String; var error: String? }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
