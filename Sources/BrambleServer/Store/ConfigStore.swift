@@ -108,7 +108,7 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
     /// the old one as previous): seals under the new KEK every master key still sealed
     /// under the previous one, and records the new KEK as the database's. Safe beside the
     /// other node (a row is rewritten only if it still holds what was read). Returns how
-    /// many it sealed again.
+    /// many master keys it sealed again (the domain key and activation secrets too, logged).
     @discardableResult
     public func resealMasterKeys() async throws -> Int {
         var rows: [(Int64, String)] = []
@@ -123,9 +123,10 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
                 """, logger: logger)
             for try await _ in updated.decode(Int64.self) { sealed += 1 }
         }
-        sealed += try await resealActivationSecrets()
+        let secrets = try await resealActivationSecrets()
         try await client.query("UPDATE key_encryption SET kek_check = \(ByteBuffer(bytes: vault.currentCheck))", logger: logger)
         if sealed > 0 { logger.notice("sealed \(sealed) device master key(s) again under the new key-encryption key") }
+        if secrets > 0 { logger.notice("sealed \(secrets) activation secret(s) and domain key again under the new key-encryption key") }
         return sealed
     }
 
