@@ -79,6 +79,12 @@ public enum Activation {
                                       info: Array("bramble-master-key-v1".utf8) + Array(transcript), outputByteCount: 32)
     }
 
+    /// A message's fields, once its length is within bounds.
+    static func fields(_ bytes: [UInt8], _ what: String) throws(PayloadError) -> PayloadFields {
+        guard bytes.count <= maxMessageLength else { throw PayloadError("\(what) over \(maxMessageLength) bytes") }
+        return try PayloadFields(bytes)
+    }
+
     static func lengthPrefixed(_ bytes: [UInt8]) -> [UInt8] {
         [UInt8(truncatingIfNeeded: bytes.count >> 8), UInt8(truncatingIfNeeded: bytes.count)] + bytes
     }
@@ -140,8 +146,7 @@ public struct ActivationRequest: Equatable, Sendable {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ActivationRequest {
-        guard bytes.count <= Activation.maxMessageLength else { throw PayloadError("activation request over \(Activation.maxMessageLength) bytes") }
-        let f = try PayloadFields(bytes)
+        let f = try Activation.fields(bytes, "activation request")
         let version = try f.requiredUInt(1, "version")
         guard version == Self.version else { throw PayloadError("activation request version \(version) is not \(Self.version)") }
         let sid = try f.fixed(2, Activation.sessionIDLength, "session_id")
@@ -180,8 +185,7 @@ public struct ActivationResponse: Equatable, Sendable {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ActivationResponse {
-        guard bytes.count <= Activation.maxMessageLength else { throw PayloadError("activation response over \(Activation.maxMessageLength) bytes") }
-        let f = try PayloadFields(bytes)
+        let f = try Activation.fields(bytes, "activation response")
         let srpID = try f.requiredString(2, max: 255, "srp_id")
         guard SRPIdentifier.isValid(srpID) else { throw PayloadError("srp_id is not a valid SRP identifier") }
         return ActivationResponse(sessionID: try f.fixed(1, Activation.sessionIDLength, "session_id"), srpID: srpID,
@@ -205,8 +209,7 @@ public struct ActivationConfirm: Equatable, Sendable {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ActivationConfirm {
-        guard bytes.count <= Activation.maxMessageLength else { throw PayloadError("activation confirmation over \(Activation.maxMessageLength) bytes") }
-        let f = try PayloadFields(bytes)
+        let f = try Activation.fields(bytes, "activation confirmation")
         return ActivationConfirm(sessionID: try f.fixed(1, Activation.sessionIDLength, "session_id"), confirmation: try f.fixed(2, 64, "confirmation"))
     }
 }
@@ -230,8 +233,7 @@ public struct ActivationResult: Equatable, Sendable {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> ActivationResult {
-        guard bytes.count <= Activation.maxMessageLength else { throw PayloadError("activation result over \(Activation.maxMessageLength) bytes") }
-        let f = try PayloadFields(bytes)
+        let f = try Activation.fields(bytes, "activation result")
         let reason = try f.string(3, max: Activation.maxReasonLength, "reason") ?? ""
         return ActivationResult(sessionID: try f.fixed(1, Activation.sessionIDLength, "session_id"), accepted: try f.bool(2, "accepted"),
                                 reason: Activation.printable(reason))

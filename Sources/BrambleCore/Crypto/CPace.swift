@@ -136,6 +136,16 @@ public enum CPace {
     }
 
     /// mac_key = H.hash(b"CPaceMac" || sid || ISK) (draft Section 10.4).
+    /// Both parties' derivation from K: the initiator-responder transcript, the ISK, and
+    /// the key-confirmation MAC key.
+    static func sessionKeys(sessionID: [UInt8], sharedPoint: [UInt8], initiatorShare: [UInt8], initiatorAssociatedData: [UInt8],
+                            responderShare: [UInt8], responderAssociatedData: [UInt8]) -> (isk: [UInt8], key: SymmetricKey) {
+        let transcript = initiatorResponderTranscript(initiatorShare: initiatorShare, initiatorAssociatedData: initiatorAssociatedData,
+                                                      responderShare: responderShare, responderAssociatedData: responderAssociatedData)
+        let isk = intermediateSessionKey(sessionID: sessionID, sharedPoint: sharedPoint, transcript: transcript)
+        return (isk, confirmationKey(sessionID: sessionID, isk: isk))
+    }
+
     static func confirmationKey(sessionID: [UInt8], isk: [UInt8]) -> SymmetricKey {
         SymmetricKey(data: Array(SHA512.hash(data: Array("CPaceMac".utf8) + sessionID + isk)))
     }
@@ -283,12 +293,9 @@ extension CPace {
             responderShare: [UInt8], responderAssociatedData: [UInt8], responderConfirmation: [UInt8]
         ) throws(CPaceError) -> (isk: [UInt8], confirmation: [UInt8]) {
             let sharedPoint = try CPace.sharedPoint(scalar: scalar, peerShare: responderShare)
-            let transcript = CPace.initiatorResponderTranscript(
-                initiatorShare: share, initiatorAssociatedData: associatedData,
+            let (isk, key) = CPace.sessionKeys(
+                sessionID: sessionID, sharedPoint: sharedPoint, initiatorShare: share, initiatorAssociatedData: associatedData,
                 responderShare: responderShare, responderAssociatedData: responderAssociatedData)
-            let isk = CPace.intermediateSessionKey(
-                sessionID: sessionID, sharedPoint: sharedPoint, transcript: transcript)
-            let key = CPace.confirmationKey(sessionID: sessionID, isk: isk)
             let expected = CPace.confirmationTag(
                 key: key, share: responderShare, associatedData: responderAssociatedData)
             guard CPace.constantTimeEqual(expected, responderConfirmation) else { throw .confirmationFailed }
@@ -330,12 +337,9 @@ extension CPace {
             let generator = CPace.generator(
                 password: password, channelIdentifier: channelIdentifier, sessionID: sessionID)
             let share = try CPace.ownShare(scalar: scalar, generator: generator)
-            let transcript = CPace.initiatorResponderTranscript(
-                initiatorShare: initiatorShare, initiatorAssociatedData: initiatorAssociatedData,
+            let (isk, key) = CPace.sessionKeys(
+                sessionID: sessionID, sharedPoint: sharedPoint, initiatorShare: initiatorShare, initiatorAssociatedData: initiatorAssociatedData,
                 responderShare: share, responderAssociatedData: associatedData)
-            let isk = CPace.intermediateSessionKey(
-                sessionID: sessionID, sharedPoint: sharedPoint, transcript: transcript)
-            let key = CPace.confirmationKey(sessionID: sessionID, isk: isk)
             self.share = share
             self.confirmation = CPace.confirmationTag(key: key, share: share, associatedData: associatedData)
             self.isk = isk
