@@ -7,6 +7,12 @@ public enum AdminAPI {
     public static func user(_ email: String) -> String { users + "/" + pathEscaped(email) }
     public static let devices = "/admin/devices"
     public static func device(_ pin: String) -> String { devices + "/" + pathEscaped(pin) }
+    /// An IT administration command for a device: "lock", "wipe" or "wipe-work".
+    public static func deviceCommand(_ pin: String, _ command: String) -> String { device(pin) + "/" + pathEscaped(command) }
+    /// The Policy Service's IT policies.
+    public static let policies = "/admin/policies"
+    public static func policy(_ name: String) -> String { policies + "/" + pathEscaped(name) }
+    public static func policyAssignment(_ name: String) -> String { policy(name) + "/assign" }
     public static let pair = "/admin/pair"
     public static let thresholds = "/admin/pair/thresholds"
     public static func events(sinceUnixMs: Int64? = nil, limit: Int) -> String {
@@ -139,6 +145,16 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
     /// Items not yet acknowledged.
     public var pending: Int64
     public var created_at: Date
+    /// The IT policy the device was last sent: its name, version and state (sent, applied,
+    /// refused, or due: waiting to be sent); nil if it never had one.
+    public var policy: DevicePolicyState?
+    /// When a lock command was confirmed by the device (nil: never locked).
+    public var locked_at: Date?
+    /// "all" or "work" once the device confirmed a wipe (then `status` is "wiped").
+    public var wiped: String?
+    public var wiped_at: Date?
+    /// Its IT administration commands, newest first (at most 10).
+    public var commands: [DeviceCommandRecord]?
     public init(pin: String, email: String, status: String, last_seq: Int64, pending: Int64, created_at: Date) {
         (self.pin, self.email, self.status, self.last_seq, self.pending, self.created_at) = (pin, email, status, last_seq, pending, created_at)
     }

@@ -17,8 +17,12 @@ public final class DeviceAgent: @unchecked Sendable {
         public var relay: HostPort
         /// TLS to the relay, whose certificate is verified (nil: plain, asked for by name).
         public var tls: NIOSSLContext?
-        /// Where the shown set survives restarts; nil keeps it in memory only.
+        /// Where the shown set survives restarts; nil keeps it in memory only. Beside it:
+        /// `.outbox`, `.control/` (the spool) and `.password` (the device password a lock
+        /// command set: its verifier only).
         public var statePath: String? = nil
+        /// The credential file, deleted by a wipe (nil: the credential is not on disk).
+        public var credentialPath: String? = nil
         /// JSON-lines log of shown items (also read back at start).
         public var logPath: String? = nil
         /// Print each shown item as a JSON line on standard output.
@@ -65,9 +69,26 @@ public final class DeviceAgent: @unchecked Sendable {
         self.store = try ShownStore(statePath: configuration.statePath, logPath: configuration.logPath,
                                     printToStdout: configuration.printJSON)
         self.outbox = try DeviceOutbox(statePath: configuration.statePath, spool: configuration.acceptsControl)
+        // A wipe confirmed before a restart is still due.
+        for entry in outbox.pending {
+            if case .commandDone(_, let kind) = entry.request, kind != .lock {
+                wipeDue.withLockedValue { $0 = (kind, .now + .seconds(Self.wipeGraceSeconds)) }
+            }
+        }
     }
 
     private let shownTotal = NIOLockedValueBox(0)
+
+    /// A wipe the device confirmed: carried out once the server recorded the confirmation,
+    /// or after `wipeGraceSeconds` whatever happens.
+    private let wipeDue = NIOLockedValueBox<(kind: ITCommand.Kind, deadline: ContinuousClock.Instant)?>(nil)
+    static let wipeGraceSeconds = 30
+    /// What the device wiped, once it has (its `run` then returns).
+    public var wiped: ITCommand.Kind? { wipedKind.withLockedValue { $0 } }
+    private let wipedKind = NIOLockedValueBox<ITCommand.Kind?>(nil)
+
+    /// Ends the session: the wipe is due now.
+    struct WipeNow: Error { let kind: ITCommand.Kind }
 
     /// Rung when a request is added in process (`request`), so it goes out at once.
     private let doorbell = Doorbell()
@@ -84,15 +105,18 @@ public final class DeviceAgent: @unchecked Sendable {
     /// Items shown since this agent started (safe to read from any task).
     public var shownCount: Int { shownTotal.withLockedValue { $0 } }
 
-    /// Runs until the task is cancelled.
+    /// Runs until the task is cancelled, or until the device wiped itself.
     public func run() async {
         var delayMs: UInt64 = 100
         while !Task.isCancelled {
+            if let due = wipeDue.withLockedValue({ $0 }), ContinuousClock.now >= due.deadline { return wipe(due.kind) }
             do {
                 try await session { delayMs = 100 }
                 logger.info("relay closed the connection", metadata: ["device.pin": "\(pin)"])
             } catch is CancellationError {
                 return
+            } catch let now as WipeNow {
+                return wipe(now.kind)
             } catch {
                 logger.info("connection to relay failed", metadata: ["device.pin": "\(pin)", "error": "\(error)"])
             }
@@ -148,6 +172,7 @@ public final class DeviceAgent: @unchecked Sendable {
         var sinceRetryMs: UInt64 = retryMs
         var sentOnce: Set<UInt64> = []
         while !Task.isCancelled {
+            if let due = wipeDue.withLockedValue({ $0 }), ContinuousClock.now >= due.deadline { throw WipeNow(kind: due.kind) }
             let fresh: [UInt64]
             do {
                 fresh = try outbox.takeSpooled()
@@ -224,11 +249,16 @@ public final class DeviceAgent: @unchecked Sendable {
             case .imPresence: shown = .imPresence(try IMPresenceUpdate.decode(payload), pin: p, ref: ref, at: now)
             case .policy: shown = try applyPolicy(try SignedPolicy.decode(payload), ref: ref, at: now)
             case .serviceBooks: shown = .serviceBooks(try ServiceBooks.decode(payload), pin: p, ref: ref, at: now)
+            case .command: shown = try carryOut(try SignedCommand.decode(payload), ref: ref, at: now)
             default:
                 // The server recorded these requests: they leave the outbox, each said once.
+                var confirmedWipe: ITCommand.Kind?
                 for entry in try outbox.acknowledge(try AckList.decode(payload).refs) {
                     try store.show(.request(entry.request, pin: p, ref: entry.ref, at: now))
+                    if case .commandDone(_, let kind) = entry.request, kind != .lock { confirmedWipe = kind }
                 }
+                // The server has the wipe's confirmation: wipe now.
+                if let confirmedWipe { throw WipeNow(kind: confirmedWipe) }
                 return nil
             }
         } catch let error as EnvelopeError {
@@ -261,6 +291,86 @@ public final class DeviceAgent: @unchecked Sendable {
             try request(.policyRefused(version: claimed?.version ?? 0, reason: refused.description))
             return .policy(claimed, applied: false, reason: refused.description, pin: pin.description, ref: ref, at: now)
         }
+    }
+
+    /// Carries out an IT command signed by the device's domain for this device: a lock
+    /// keeps the new device password's verifier and confirms; a wipe confirms first and
+    /// happens once the server recorded the confirmation (`WipeNow`). Anything else is
+    /// refused, and shown so.
+    private func carryOut(_ signed: SignedCommand, ref: UInt64, at now: Date) throws -> ShownItem {
+        let claimed = try? ITCommand.decode(signed.command)
+        do {
+            guard let domainKey = configuration.credential.domainPublicKey else {
+                throw SignedPolicy.Refused(description: "the device has no domain key to check commands with (activate it again)")
+            }
+            let command = try signed.verified(domainKey: domainKey, pin: pin)
+            switch command.kind {
+            case .lock:
+                // A lock command always carries its verifier (`ITCommand.decode`).
+                if let lock = command.lock { try saveDeviceLock(lock, commandID: command.id, at: now) }
+                try request(.commandDone(id: command.id, kind: .lock))
+                logger.notice("device locked by the administrator", metadata: ["device.pin": "\(pin)", "command": "\(command.id)"])
+                return .command(.lock, id: command.id, state: "locked", pin: pin.description, ref: ref, at: now)
+            case .wipe, .wipeWork:
+                try request(.commandDone(id: command.id, kind: command.kind))
+                wipeDue.withLockedValue { $0 = (command.kind, .now + .seconds(Self.wipeGraceSeconds)) }
+                logger.notice("wipe confirmed; wiping once the server has the confirmation", metadata: ["device.pin": "\(pin)", "command": "\(command.kind.name)"])
+                return .command(command.kind, id: command.id, state: "wiping", pin: pin.description, ref: ref, at: now)
+            }
+        } catch let refused as SignedPolicy.Refused {
+            logger.warning("IT command refused", metadata: ["device.pin": "\(pin)", "reason": "\(refused)"])
+            return .command(claimed?.kind, id: claimed?.id, state: "refused", reason: refused.description, pin: pin.description, ref: ref, at: now)
+        }
+    }
+
+    /// The device password's file beside the state file (its verifier, never the password).
+    var devicePasswordPath: String? { configuration.statePath.map { $0 + ".password" } }
+
+    /// Keeps the lock's verifier; an older lock than the one in force (a lower command id)
+    /// is refused, so the password cannot be set back; the same one again changes nothing.
+    private func saveDeviceLock(_ lock: DeviceLock, commandID: UInt64, at now: Date) throws {
+        guard let path = devicePasswordPath else { return }
+        struct Stored: Codable { var command_id: UInt64; var locked_at: Date; var salt: String; var verifier: String }
+        if let data = FileManager.default.contents(atPath: path), let current = try? JSONDecoder().decode(Stored.self, from: data) {
+            guard commandID >= current.command_id else {
+                throw SignedPolicy.Refused(description: "an older lock (command \(commandID)) than the one in force (command \(current.command_id))")
+            }
+            if commandID == current.command_id { return }
+        }
+        let data = try JSONEncoder().encode(Stored(command_id: commandID, locked_at: now, salt: Data(lock.salt).base64EncodedString(),
+                                                   verifier: Data(lock.verifier).base64EncodedString()))
+        // Written aside, then renamed over the old one: a crash leaves one whole verifier.
+        let fresh = path + ".new"
+        try? FileManager.default.removeItem(atPath: fresh)
+        try SecretFilePermissions.create(fresh, bytes: data, what: "device password verifier")
+        guard rename(fresh, path) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+    }
+
+    /// Deletes what `kind` says (all: credential, items, outbox, spool, log and the device
+    /// password; work: all but the device password) and says so on standard output.
+    private func wipe(_ kind: ITCommand.Kind) {
+        let fm = FileManager.default
+        if let credential = configuration.credentialPath, let handle = FileHandle(forWritingAtPath: credential) {
+            // The master key is in it: overwrite before unlinking.
+            let size = (try? handle.seekToEnd()) ?? 0
+            try? handle.seek(toOffset: 0)
+            handle.write(Data(count: Int(size)))
+            try? handle.synchronize()
+            try? handle.close()
+        }
+        var paths = [configuration.credentialPath, configuration.logPath]
+        if let state = configuration.statePath {
+            paths += [state, state + ".outbox", DeviceOutbox.spoolDirectory(statePath: state)]
+            if kind == .wipe { paths.append(devicePasswordPath) }
+        }
+        for path in paths.compactMap({ $0 }) where fm.fileExists(atPath: path) {
+            do { try fm.removeItem(atPath: path) } catch {
+                logger.error("could not delete during the wipe", metadata: ["device.pin": "\(pin)", "path": "\(path)", "error": "\(error)"])
+            }
+        }
+        wipedKind.withLockedValue { $0 = kind }
+        logger.notice(kind == .wipe ? "device wiped" : "device's work data wiped", metadata: ["device.pin": "\(pin)"])
+        try? store.announce(.command(kind, id: nil, state: "wiped", pin: pin.description, ref: 0, at: Date()))
     }
 
     /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.

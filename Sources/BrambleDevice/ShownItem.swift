@@ -23,6 +23,10 @@ import Foundation
 /// (`service` "policy") has `policy` (its name, version and rules) and `state` "applied",
 /// or "refused" with `reason` (not signed by the device's domain); the service books
 /// (`service` "service-books") have `services`, each `service`, `identifier` and `name`.
+/// An IT administration command (`service` "command") has `command` (lock, wipe,
+/// wipe-work), `command_id`, and `state`: "locked", "wiping" (confirmed; the device wipes
+/// once the server recorded that), "wiped" (the last line the device prints; its log is
+/// gone) or "refused" with `reason`.
 /// Fields a service does not have are left out.
 public struct ShownItem: Codable, Sendable, Equatable {
     public var pin: String
@@ -62,6 +66,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
     public var error: String?
     public var policy: ITPolicy?
     public var services: [ServiceBooks.Book]?
+    public var command: String?
+    public var commandID: UInt64?
     public var receivedAt: Date
 
     /// The delivery number this line records as shown; nil for a line that records no
@@ -140,6 +146,12 @@ public struct ShownItem: Codable, Sendable, Equatable {
         return s
     }
 
+    public static func command(_ kind: ITCommand.Kind?, id: UInt64?, state: String, reason: String? = nil, pin: String, ref: UInt64, at: Date) -> ShownItem {
+        var s = ShownItem(pin: pin, ref: ref, service: "command", receivedAt: at)
+        (s.command, s.commandID, s.state, s.reason) = (kind?.name, id, state, reason)
+        return s
+    }
+
     public static func serviceBooks(_ books: ServiceBooks, pin: String, ref: UInt64, at: Date) -> ShownItem {
         var s = ShownItem(pin: pin, ref: ref, service: "service-books", receivedAt: at)
         s.services = books.books
@@ -159,13 +171,15 @@ public struct ShownItem: Codable, Sendable, Equatable {
         case .imPresence(let presence): s.presence = presence.rawValue
         case .imLogout: break
         case .policyApplied, .policyRefused: break
+        case .commandDone(let id, let kind): (s.command, s.commandID) = (kind.name, id)
         }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
         case pin, ref, service, subject, from, to, cc, date, body, offset, attachments, priority, seq, state, reason, verb, read, deleted, folder, folders
-        case jid, id, presence, status, contacts, error, policy, services
+        case jid, id, presence, status, contacts, error, policy, services, command
+        case commandID = "command_id"
         case pushID = "push_id"
         case bodyLength = "body_length"
         case messageID = "message_id"
@@ -209,6 +223,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
         error = try c.decodeIfPresent(String.self, forKey: .error)
         policy = try c.decodeIfPresent(ITPolicy.self, forKey: .policy)
         services = try c.decodeIfPresent([ServiceBooks.Book].self, forKey: .services)
+        command = try c.decodeIfPresent(String.self, forKey: .command)
+        commandID = try c.decodeIfPresent(UInt64.self, forKey: .commandID)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -246,6 +262,8 @@ public struct ShownItem: Codable, Sendable, Equatable {
         try c.encodeIfPresent(error, forKey: .error)
         try c.encodeIfPresent(policy, forKey: .policy)
         try c.encodeIfPresent(services, forKey: .services)
+        try c.encodeIfPresent(command, forKey: .command)
+        try c.encodeIfPresent(commandID, forKey: .commandID)
     }
 
     /// Reads the lines `encoder` writes (the log's `received_at`, ISO 8601 with fractions).

@@ -61,6 +61,15 @@ final class ShownStore {
         if let seq = item.shownSeq { shown.insert(seq) }
     }
 
+    /// Prints a line that records nothing (the device's last words after a wipe: its log
+    /// is gone).
+    func announce(_ item: ShownItem) throws {
+        guard printToStdout else { return }
+        var line = try ShownItem.encoder.encode(item)
+        line.append(UInt8(ascii: "\n"))
+        FileHandle.standardOutput.write(line)
+    }
+
     /// Persists the shown set; called after a burst of items, before acknowledging them.
     func save() throws {
         guard let statePath else { return }

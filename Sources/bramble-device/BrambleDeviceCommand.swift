@@ -132,6 +132,11 @@ struct Run: AsyncParsableCommand {
             with the device's master key, shows it once, and acknowledges it. Repeats are
             dropped by sequence number, remembered across restarts in the state file and
             the JSON-lines log. Stop with SIGTERM or Ctrl-C.
+            IT commands from the administrator (`bramble device lock|wipe|wipe-work`) are
+            carried out when signed by the device's domain: a lock keeps the new device
+            password's verifier in STATE.password; a wipe is confirmed to the server first,
+            then deletes the credential file, the state, outbox, control spool and log (and,
+            for `wipe`, STATE.password), prints a last "wiped" line and exits 0.
             """)
 
     @Option(help: "Credential file written by `bramble device provision`.") var credential: String
@@ -148,8 +153,12 @@ struct Run: AsyncParsableCommand {
         config.statePath = state ?? credential + ".state"
         config.logPath = log
         config.printJSON = json
+        config.credentialPath = credential
         let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"))
         try await withSignalCancellation { await agent.run() }
+        if let wiped = agent.wiped {
+            FileHandle.standardError.write(Data("device \(config.credential.pin) wiped (\(wiped == .wipe ? "all data" : "work data")) by its administrator\n".utf8))
+        }
     }
 }
 

@@ -5,12 +5,13 @@ import Crypto
 /// `activation`: what over-the-air activation reads from others: the request a node finds
 /// in a mailbox (`etp.dat`, anyone can mail one), the response, confirmation and result
 /// the relay passes between device and node, and what the device reads once activated
-/// (the signed IT policy and the service books). Every decoder runs on every input; each
-/// may throw only `PayloadError` (typed throws, checked below) and must never trap.
+/// (the signed IT policy, the service books and the signed IT commands). Every decoder
+/// runs on every input; each may throw only `PayloadError` (typed throws, checked below)
+/// and must never trap.
 enum ActivationTarget {
     static let target = FuzzTarget(
         name: "activation",
-        covers: "ActivationRequest/Response/Confirm/Result.decode, SignedPolicy.decode (+ verified), ITPolicy.decode (+ validated, signed), ServiceBooks.decode: decode, re-encode, decode",
+        covers: "ActivationRequest/Response/Confirm/Result.decode, SignedPolicy.decode (+ verified), ITPolicy.decode (+ validated, signed), ServiceBooks.decode, SignedCommand.decode (+ verified), ITCommand.decode (+ signed): decode, re-encode, decode",
         run: run, seeds: seeds)
 
     /// A fixed domain key, so the seeds are the same on every run (libFuzzer calls in
@@ -26,6 +27,8 @@ enum ActivationTarget {
         policy(bytes)
         signedPolicy(bytes)
         serviceBooks(bytes)
+        command(bytes)
+        signedCommand(bytes)
     }
 
     /// `decode` may throw only `PayloadError` (the typed throw makes the compiler hold it
@@ -120,12 +123,55 @@ enum ActivationTarget {
         require(decoded({ () throws(PayloadError) in try ServiceBooks.decode(books.encoded()) }) == books, "re-encoding changed the service books")
     }
 
+    static func command(_ bytes: [UInt8]) {
+        guard let command = decoded({ () throws(PayloadError) in try ITCommand.decode(bytes) }) else { return }
+        // Only a lock carries a verifier, and then one of the lengths the device derives.
+        require((command.kind == .lock) == (command.lock != nil), "a \(command.kind.name) command with\(command.lock == nil ? "out" : "") a verifier")
+        if let lock = command.lock {
+            require(lock.salt.count == DeviceLock.saltLength && lock.verifier.count == DeviceLock.verifierLength, "a lock's salt or verifier of another length")
+        }
+        require(ITCommand.Kind(name: command.kind.name) == command.kind, "a command kind whose name does not read back")
+        require(decoded({ () throws(PayloadError) in try ITCommand.decode(command.encoded()) }) == command, "re-encoding changed the command")
+        // Signed by the domain, it verifies to itself on its own device; by another key, or
+        // on another device, it does not. (No `DeviceLock.matches`: scrypt is far too slow here.)
+        let signed = SignedCommand.sign(command, with: domain)
+        require((try? signed.verified(domainKey: domainKey, pin: command.pin)) == command, "a signed command did not verify to itself")
+        require((try? signed.verified(domainKey: Array(Curve25519.Signing.PrivateKey().publicKey.rawRepresentation), pin: command.pin)) == nil,
+                "a command verified under another domain's key")
+        require((try? signed.verified(domainKey: domainKey, pin: PIN(command.pin.value &+ 1))) == nil, "a command verified on another device")
+        require(decoded({ () throws(PayloadError) in try SignedCommand.decode(signed.encoded()) }) == signed, "re-encoding changed the signed command")
+    }
+
+    static func signedCommand(_ bytes: [UInt8]) {
+        guard let signed = decoded({ () throws(PayloadError) in try SignedCommand.decode(bytes) }) else { return }
+        require(signed.signature.count == 64 && signed.command.count <= 256, "a signed command's fields over their bounds")
+        require(decoded({ () throws(PayloadError) in try SignedCommand.decode(signed.encoded()) }) == signed, "re-encoding changed the signed command")
+        // Whatever the device reads, checking it either gives the command its bytes hold or a refusal.
+        let claimed = decoded({ () throws(PayloadError) in try ITCommand.decode(signed.command) })
+        do throws(SignedPolicy.Refused) {
+            let command = try signed.verified(domainKey: domainKey, pin: claimed?.pin ?? PIN(0))
+            require(claimed == command, "a verified command is not what its bytes hold")
+            // The labels keep the two apart: a command's signature is no policy's.
+            if let asPolicy = decoded({ () throws(PayloadError) in try SignedPolicy.decode(signed.encoded()) }) {
+                require((try? asPolicy.verified(domainKey: domainKey)) == nil, "a command's signature verified as a policy's")
+            }
+        } catch {
+            require(!error.description.isEmpty, "a refusal without a reason")
+        }
+        _ = try? signed.verified(domainKey: Array(signed.command.prefix(32)), pin: claimed?.pin ?? PIN(0))
+    }
+
     static func seeds() -> [(name: String, bytes: [UInt8])] {
         let sid: [UInt8] = Array(0..<16)
         let pin = PIN(0x2A00_F00D)
         let share = [UInt8](repeating: 0xA1, count: 32)
         let policy = ITPolicy(name: "sales-eu", version: 3, passwordRequired: true, minPasswordLength: 8, lockTimeoutMinutes: 30,
                               allowedServices: ["push", "mail"])
+        // Fixed bytes, not scrypt of a password: the decoder reads any 16 + 32 bytes alike.
+        let lock = ITCommand(id: 41, pin: pin, kind: .lock,
+                             lock: DeviceLock(salt: [UInt8](repeating: 0x5C, count: DeviceLock.saltLength),
+                                              verifier: [UInt8](repeating: 0xC5, count: DeviceLock.verifierLength)),
+                             issuedAt: 1_767_225_600)
         return [
             ("request.bin", ActivationRequest(sessionID: sid, pin: pin, email: "ann@example.com", share: share).encoded()),
             ("request-utf8.bin", ActivationRequest(sessionID: sid, pin: PIN(.max), email: "jörg@bücher.example", share: share).encoded()),
@@ -138,6 +184,9 @@ enum ActivationTarget {
             ("policy-standard.bin", ITPolicy.standard.encoded()),
             ("signed-policy.bin", SignedPolicy.sign(policy, with: domain).encoded()),
             ("service-books.bin", ServiceBooks.offered(srpID: "bramble", email: "ann@example.com", imOffered: true, policy: .standard).encoded()),
+            ("command-lock.bin", lock.encoded()),
+            ("command-wipe-work.bin", ITCommand(id: 42, pin: pin, kind: .wipeWork, issuedAt: 1_767_225_660).encoded()),
+            ("signed-command-lock.bin", SignedCommand.sign(lock, with: domain).encoded()),
         ]
     }
 }

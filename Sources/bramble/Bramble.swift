@@ -14,7 +14,7 @@ struct Bramble: AsyncParsableCommand {
         discussion: """
             Talks to a node's admin API; either node of the pair will do. The nodes' URLs and the token come from --url (repeatable) or BRAMBLE_URL (comma-separated) with --token-file or BRAMBLE_TOKEN; else both from the local cluster that `make up` started in the checkout this binary was built in (its .run/status.json, or $BRAMBLE_STATUS; never one in the current directory; it must be yours and mode 0600). A token given on the command line or in the environment is never sent to a URL read from a file; token files must be mode 0600. When a node cannot be reached the next one is asked.
             """,
-        subcommands: [UserCommand.self, DeviceCommand.self, AppCommand.self, KeysCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self, IMCommand.self,
+        subcommands: [UserCommand.self, DeviceCommand.self, PolicyCommand.self, AppCommand.self, KeysCommand.self, FilterCommand.self, PushCommand.self, MessageCommand.self, IMCommand.self,
                       StatusCommand.self, FailoverCommand.self, PairCommand.self, CheckCommand.self])
 }
 
@@ -192,4 +192,30 @@ func describe(_ a: ActivationStatus, time: (Date?) -> String = { $0.map { $0.for
 
 func describe(_ d: DeviceRecord) -> String {
     "\(d.pin)\t\(d.email)\t\(d.status)\titems: \(d.last_seq)\tpending: \(d.pending)"
+}
+
+/// `bramble device show`: the list's line, then its policy, lock, wipe and commands.
+func describeInDetail(_ d: DeviceRecord) -> String {
+    let time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }
+    var lines = [describe(d)]
+    if let p = d.policy {
+        lines.append("  IT policy: \(p.name) v\(p.version) \(p.state)\(p.detail.map { ": \($0)" } ?? "") (\(time(p.updated_at)))")
+    } else {
+        lines.append("  IT policy: none sent")
+    }
+    if let locked = d.locked_at { lines.append("  locked: \(time(locked))") }
+    if let wiped = d.wiped { lines.append("  wiped: \(wiped == "work" ? "work data" : "all data") (\(time(d.wiped_at)))") }
+    for c in d.commands ?? [] {
+        let when = c.confirmed_at ?? c.sent_at ?? c.created_at
+        lines.append("  command \(c.id): \(c.command) \(c.state) (\(time(when)))")
+    }
+    return lines.joined(separator: "\n")
+}
+
+func describe(_ p: PolicyRecord) -> String {
+    let rules = [p.password_required ? "password required (at least \(p.min_password_length) characters)" : "no password required",
+                 p.lock_timeout_minutes > 0 ? "locks after \(p.lock_timeout_minutes) min" : "no lock timeout",
+                 "services: \(p.allowed_services.isEmpty ? "none" : p.allowed_services.joined(separator: ","))"]
+    return "\(p.name) v\(p.version)\t\(rules.joined(separator: "; "))\tusers: \(p.users)\tdevices: \(p.devices_applied) applied, "
+        + "\(p.devices_pending) pending, \(p.devices_refused) refused"
 }

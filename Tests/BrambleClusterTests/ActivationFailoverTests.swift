@@ -48,7 +48,7 @@ import Testing
                         return nil
                     }
                     defer { group.cancelAll() }
-                    let frame = try await TestCluster.nextActivationFrame(&frames)
+                    let frame = try await TestCluster.nextActivationFrame(&frames, phase: .result)
                     return try ActivationResult.decode(frame.body)
                 }
                 #expect(result.accepted, "\(result)")

@@ -46,6 +46,8 @@ final class ChildProcess: @unchecked Sendable {
     let logPath: String
     let pid: pid_t
     private var exited = false
+    /// Its exit status once it exited by itself and was reaped (128 + N: killed by signal N).
+    private(set) var exitStatus: Int32?
 
     init(name: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
         self.name = name
@@ -55,7 +57,7 @@ final class ChildProcess: @unchecked Sendable {
 
     var isRunning: Bool {
         if exited { return false }
-        if reap(pid, block: false) != nil { exited = true }
+        if let status = reap(pid, block: false) { (exited, exitStatus) = (true, status) }
         return !exited
     }
 

@@ -61,10 +61,12 @@ extension TestCluster {
     }
 
     /// The next activation frame for the device (pongs and pings skipped), within `seconds`.
-    static func nextActivationFrame(_ frames: inout FrameReader) async throws -> ActivationFrame {
+    /// The next activation frame (of `phase`, if given: as the device does, a repeated
+    /// response — a new primary answering the same request mail again — is passed over).
+    static func nextActivationFrame(_ frames: inout FrameReader, phase: ActivationFrame.Phase? = nil) async throws -> ActivationFrame {
         while let frame = try await frames.next() {
             switch frame {
-            case .activation(let a): return a
+            case .activation(let a) where phase == nil || a.phase == phase: return a
             case .error(let code, let message): throw SetupError("the relay refused: \(code) \(message)")
             default: continue
             }

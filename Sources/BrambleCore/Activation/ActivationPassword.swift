@@ -26,15 +26,16 @@ public enum ActivationPassword {
 
     /// Checks the length rules and the characters: printable, no line breaks or other
     /// control characters (the password is typed on a handheld). Never echoes it.
-    public static func validate(_ password: String) throws(Refused) {
+    /// `what` names the password in the refusal (the device password has these rules too).
+    public static func validate(_ password: String, what: String = "an activation password") throws(Refused) {
         let count = password.count
-        guard count >= minLength else { throw Refused(description: "an activation password has at least \(minLength) characters") }
-        guard count <= maxLength else { throw Refused(description: "an activation password has at most \(maxLength) characters") }
+        guard count >= minLength else { throw Refused(description: "\(what) has at least \(minLength) characters") }
+        guard count <= maxLength else { throw Refused(description: "\(what) has at most \(maxLength) characters") }
         guard !password.unicodeScalars.contains(where: Activation.isControl) else {
-            throw Refused(description: "an activation password holds no control characters or line breaks")
+            throw Refused(description: "\(what) holds no control characters or line breaks")
         }
         guard password.trimmingCharacters(in: .whitespaces) == password else {
-            throw Refused(description: "an activation password neither begins nor ends with a space")
+            throw Refused(description: "\(what) neither begins nor ends with a space")
         }
     }
 

@@ -81,6 +81,38 @@ public struct ITPolicy: Equatable, Sendable, Codable {
     }
 }
 
+/// Bytes the domain's Ed25519 key signed under a label (an IT policy, an IT command):
+/// encoded as tags 1 the bytes, 2 the 64-byte signature.
+enum DomainSignature {
+    static func sign(_ label: [UInt8], _ bytes: [UInt8], with key: Curve25519.Signing.PrivateKey) -> [UInt8] {
+        // Ed25519 signing of bytes in memory does not fail.
+        Array(try! key.signature(for: label + bytes))
+    }
+
+    static func check(_ label: [UInt8], _ bytes: [UInt8], signature: [UInt8], domainKey: [UInt8], what: String) throws(SignedPolicy.Refused) {
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: domainKey) else {
+            throw SignedPolicy.Refused(description: "no valid domain key to check the \(what) with")
+        }
+        guard key.isValidSignature(signature, for: label + bytes) else {
+            throw SignedPolicy.Refused(description: "the \(what) is not signed by this device's domain")
+        }
+    }
+
+    static func encode(_ bytes: [UInt8], signature: [UInt8]) -> [UInt8] {
+        var w = PayloadWriter()
+        w.bytes(1, bytes)
+        w.bytes(2, signature)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], max: Int, what: String) throws(PayloadError) -> (bytes: [UInt8], signature: [UInt8]) {
+        let f = try PayloadFields(bytes)
+        guard let body = try f.bytes(1, max: max, what) else { throw PayloadError("\(what) missing") }
+        guard let signature = try f.bytes(2, max: 64, "signature"), signature.count == 64 else { throw PayloadError("signature is not 64 bytes") }
+        return (Array(body), Array(signature))
+    }
+}
+
 /// A policy as the device receives it (service `policy`): its encoding and the domain
 /// key's Ed25519 signature over a label and that encoding. Tags: 1 policy, 2 signature.
 public struct SignedPolicy: Equatable, Sendable {
@@ -90,10 +122,10 @@ public struct SignedPolicy: Equatable, Sendable {
 
     public static func sign(_ policy: ITPolicy, with key: Curve25519.Signing.PrivateKey) -> SignedPolicy {
         let bytes = policy.encoded()
-        // Ed25519 signing of bytes in memory does not fail.
-        return SignedPolicy(policy: bytes, signature: Array(try! key.signature(for: label + bytes)))
+        return SignedPolicy(policy: bytes, signature: DomainSignature.sign(label, bytes, with: key))
     }
 
+    /// Why a device did not apply a policy or an IT command.
     public struct Refused: Error, CustomStringConvertible, Equatable, Sendable {
         public let description: String
         public init(description: String) { self.description = description }
@@ -102,27 +134,15 @@ public struct SignedPolicy: Equatable, Sendable {
     /// The policy, if `domainKey` (the 32-byte Ed25519 public key pinned at activation)
     /// signed it.
     public func verified(domainKey: [UInt8]) throws(Refused) -> ITPolicy {
-        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: domainKey) else {
-            throw Refused(description: "no valid domain key to check the policy with")
-        }
-        guard key.isValidSignature(signature, for: Self.label + policy) else {
-            throw Refused(description: "the policy is not signed by this device's domain")
-        }
+        try DomainSignature.check(Self.label, policy, signature: signature, domainKey: domainKey, what: "policy")
         do { return try ITPolicy.decode(policy) } catch { throw Refused(description: "the policy cannot be read: \(error)") }
     }
 
-    public func encoded() -> [UInt8] {
-        var w = PayloadWriter()
-        w.bytes(1, policy)
-        w.bytes(2, signature)
-        return w.bytes
-    }
+    public func encoded() -> [UInt8] { DomainSignature.encode(policy, signature: signature) }
 
     public static func decode(_ bytes: [UInt8]) throws(PayloadError) -> SignedPolicy {
-        let f = try PayloadFields(bytes)
-        guard let policy = try f.bytes(1, max: 4_096, "policy") else { throw PayloadError("policy missing") }
-        guard let signature = try f.bytes(2, max: 64, "signature"), signature.count == 64 else { throw PayloadError("signature is not 64 bytes") }
-        return SignedPolicy(policy: Array(policy), signature: Array(signature))
+        let (policy, signature) = try DomainSignature.decode(bytes, max: 4_096, what: "policy")
+        return SignedPolicy(policy: policy, signature: signature)
     }
 
     /// What the device confirms it applied: SHA-256 of the signed policy bytes.

@@ -7,7 +7,8 @@
 /// to all), 8 folder (where `file` puts the mail, as the user reads its name); for
 /// instant messaging 9 jid, 10 password (on the wire only), 11 sealed_password (as
 /// recorded: the password sealed under the nodes' key-encryption key, bound to the PIN),
-/// 12 presence; for the Policy Service 13 version, 14 digest, 15 reason; `imSend` carries its peer in 3 (to) and its text in 6 (body).
+/// 12 presence; for the Policy Service 13 version, 14 digest, 15 reason, 16 command id,
+/// 17 command kind; `imSend` carries its peer in 3 (to) and its text in 6 (body).
 public enum DeviceRequest: Equatable, Sendable {
     /// The next chunk of a mail's text.
     case more(messageID: String)
@@ -41,14 +42,16 @@ public enum DeviceRequest: Equatable, Sendable {
     /// The device did not apply the policy of `version` (its signature is not its domain's,
     /// or it cannot be read); `reason` says why.
     case policyRefused(version: UInt64, reason: String)
+    /// The device carried out IT command `id` (`ITCommand`): locked, or about to wipe.
+    case commandDone(id: UInt64, kind: ITCommand.Kind)
 
     public enum Kind: UInt64, Sendable {
         case more = 1, send = 2, reply = 3, forward = 4, read = 5, unread = 6, delete = 7, file = 8, folders = 9
         case imLogin = 10, imSend = 11, imPresence = 12, imLogout = 13
-        case policyApplied = 14, policyRefused = 15
+        case policyApplied = 14, policyRefused = 15, commandDone = 16
 
         /// What the Policy Service acts on.
-        public static let policyKinds: [Kind] = [.policyApplied, .policyRefused]
+        public static let policyKinds: [Kind] = [.policyApplied, .policyRefused, .commandDone]
     }
 
     /// An IM login's password: as the device sends it, or as the node records it (sealed
@@ -90,6 +93,7 @@ public enum DeviceRequest: Equatable, Sendable {
         case .imLogout: .imLogout
         case .policyApplied: .policyApplied
         case .policyRefused: .policyRefused
+        case .commandDone: .commandDone
         }
     }
 
@@ -100,7 +104,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var messageID: String? {
         switch self {
         case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _), .read(let id), .unread(let id), .delete(let id), .file(let id, _): id
-        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: nil
+        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: nil
         }
     }
 
@@ -108,7 +112,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var reconciles: Bool {
         switch kind {
         case .read, .unread, .delete, .file: true
-        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: false
+        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: false
         }
     }
 
@@ -130,6 +134,7 @@ public enum DeviceRequest: Equatable, Sendable {
         case .imLogout: "im logout"
         case .policyApplied: "policy applied"
         case .policyRefused: "policy refused"
+        case .commandDone: "command done"
         }
     }
 
@@ -137,7 +142,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var recipients: [String] {
         switch self {
         case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
-        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: []
+        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: []
         }
     }
 
@@ -145,7 +150,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var sendsMail: Bool {
         switch kind {
         case .send, .reply, .forward: true
-        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused: false
+        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: false
         }
     }
 
@@ -172,6 +177,9 @@ public enum DeviceRequest: Equatable, Sendable {
         case .policyRefused(let version, let reason):
             w.uint(13, version)
             w.string(15, reason, max: Self.maxReasonLength)
+        case .commandDone(let id, let kind):
+            w.uint(16, id)
+            w.uint(17, UInt64(kind.rawValue))
         case .file(_, let folder):
             w.string(8, folder, max: Self.maxFolderLength)
         case .send(let to, let cc, let subject, let body):
@@ -260,6 +268,11 @@ public enum DeviceRequest: Equatable, Sendable {
         case .policyRefused:
             let reason = try f.string(15, max: maxReasonLength, "reason") ?? ""
             return .policyRefused(version: try f.requiredUInt(13, "version"), reason: MailText.printable(reason))
+        case .commandDone:
+            guard let kind = ITCommand.Kind(rawValue: UInt8(clamping: try f.requiredUInt(17, "command kind"))) else {
+                throw PayloadError("unknown command kind")
+            }
+            return .commandDone(id: try f.requiredUInt(16, "command id"), kind: kind)
         }
     }
 

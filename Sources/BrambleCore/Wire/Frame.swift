@@ -197,12 +197,15 @@ public struct DataFrame: Equatable, Sendable {
         /// The services the device may use, `ServiceBooks` (likewise), sent once the
         /// device confirmed its policy.
         case serviceBooks = 15
+        /// An IT administration command, a `SignedCommand` (likewise); the device confirms
+        /// it with a `commandDone` request.
+        case command = 16
 
         /// The services the server delivers through a device's window (sequence numbered,
         /// acknowledged with `ack`).
         public var isDelivered: Bool {
             switch self {
-            case .push, .mail, .more, .sent, .state, .folders, .imSession, .im, .imContacts, .imPresence, .policy, .serviceBooks: true
+            case .push, .mail, .more, .sent, .state, .folders, .imSession, .im, .imContacts, .imPresence, .policy, .serviceBooks, .command: true
             case .ack, .request, .requestAck: false
             }
         }

@@ -37,6 +37,10 @@ extension PushAccepted: ResponseEncodable {}
 extension PushStatus: ResponseEncodable {}
 extension UserRecord: ResponseEncodable {}
 extension ActivationSet: ResponseEncodable {}
+extension PolicyList: ResponseEncodable {}
+extension PolicyRecord: ResponseEncodable {}
+extension PolicyAssigned: ResponseEncodable {}
+extension DeviceCommandRecord: ResponseEncodable {}
 extension UserList: ResponseEncodable {}
 extension IMStatus: ResponseEncodable {}
 extension DeviceRecord: ResponseEncodable {}

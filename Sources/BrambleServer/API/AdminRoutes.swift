@@ -14,6 +14,9 @@ struct AdminRoutes {
     /// A device was provisioned or removed: the Dispatcher loads the keys (and tells the
     /// relay) now rather than at the next account count.
     var devicesChanged: @Sendable () -> Void = {}
+    /// A policy changed or a command was queued: this node's Policy Service looks now (if
+    /// it is the primary's; the primary's own looks within a couple of seconds).
+    var policyChanged: @Sendable () -> Void = {}
 
     func register(on router: Router<BasicRequestContext>) {
         router.post(RouterPath(AdminAPI.users)) { request, context -> EditedResponse<UserRecord> in
@@ -91,6 +94,7 @@ struct AdminRoutes {
         }
         registerFilters(on: router)
         registerPushApps(on: router)
+        registerPolicies(on: router)
         router.post(RouterPath(AdminAPI.resealKeys)) { _, _ in KeysResealed(resealed: try await store.resealMasterKeys()) }
     }
 
@@ -222,5 +226,61 @@ struct AdminRoutes {
             case .readOnly: throw APIErrorBody(.unavailable, "the configuration database primary is moving; try again")
             }
         }
+    }
+
+    // MARK: The Policy Service
+
+    private func registerPolicies(on router: Router<BasicRequestContext>) {
+        router.get(RouterPath(AdminAPI.policies)) { _, _ in PolicyList(policies: try await store.policies()) }
+        router.get("/admin/policies/{name}") { _, context -> PolicyRecord in
+            let name = try Self.policyName(context)
+            guard let policy = try await store.policies(name: name).first else { throw APIErrorBody(.notFound, "no policy \(name)") }
+            return policy
+        }
+        router.put("/admin/policies/{name}") { request, context -> PolicyRecord in
+            let name = try Self.policyName(context)
+            let change = try await request.decodeJSON(PolicyChange.self, context: context)
+            guard change != PolicyChange() else { throw APIErrorBody(.badRequest, "nothing to change: give at least one rule") }
+            do {
+                let record = try await mapped { try await store.setPolicy(name: name, change) }
+                policyChanged()
+                return record
+            } catch let error as PayloadError {
+                throw APIErrorBody(.badRequest, error.description)
+            }
+        }
+        router.post("/admin/policies/{name}/assign") { request, context -> PolicyAssigned in
+            let name = try Self.policyName(context)
+            let body = try await request.decodeJSON(PolicyAssignment.self, context: context)
+            let emails = Array(Set(body.emails.map(Email.canonical))).sorted()
+            guard !emails.isEmpty, emails.count <= PolicyAssignment.maxUsers else {
+                throw APIErrorBody(.badRequest, "'emails' holds 1…\(PolicyAssignment.maxUsers) addresses")
+            }
+            let assigned = try await mapped { try await store.assignPolicy(name: name, emails: emails) }
+            policyChanged()
+            return assigned
+        }
+        router.post("/admin/devices/{pin}/{command}") { request, context -> EditedResponse<DeviceCommandRecord> in
+            let text = try context.parameters.require("pin")
+            guard let pin = PIN(text) else { throw APIErrorBody(.badRequest, "PIN '\(text)' is not 1–8 hex digits") }
+            let verb = try context.parameters.require("command")
+            guard let kind = ITCommand.Kind(name: verb) else { throw APIErrorBody(.notFound, "no device command '\(verb)' (lock, wipe, wipe-work)") }
+            var lock: DeviceLock?
+            if kind == .lock {
+                let body = try await request.decodeJSON(DeviceLockRequest.self, context: context)
+                do throws(ActivationPassword.Refused) { try DeviceLock.validate(body.password) } catch { throw APIErrorBody(.badRequest, error.description) }
+                lock = DeviceLock.make(password: body.password)
+            }
+            let command = try await mapped { try await store.issueCommand(pin: pin, kind: kind, lock: lock) }
+            policyChanged()
+            return EditedResponse(status: .accepted, response: command)
+        }
+    }
+
+    /// The `{name}` of a policy's path, checked as a policy name.
+    static func policyName(_ context: some RequestContext) throws -> String {
+        let name = try context.parameters.require("name")
+        do { _ = try ITPolicy(name: name).validated() } catch { throw APIErrorBody(.badRequest, error.description) }
+        return name
     }
 }

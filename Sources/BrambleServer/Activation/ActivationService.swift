@@ -14,7 +14,8 @@ import ServiceLifecycle
 ///    through the relay (`ActivationResponse`), and only then removes the mail;
 /// 2. checks the device's key confirmation; on success the device exists with the master
 ///    key CPace gave both sides, and its signed IT policy is queued;
-/// 3. once the device confirms the policy, queues the service books.
+/// 3. the Policy Service (`PolicyService`) queues the service books once the device
+///    confirms the policy.
 /// Every step is recorded in the configuration database before its answer leaves, so a
 /// new primary finishes a run the old one began.
 public actor ActivationService: Service, LeaseFollower {
@@ -26,8 +27,6 @@ public actor ActivationService: Service, LeaseFollower {
         public var srpKey: SymmetricKey
         /// Pending activations' mailboxes are looked at least this often.
         public var sweepMs: UInt64 = 3_000
-        /// Whether the node offers instant messaging (the service books say so).
-        public var imOffered = false
         public init(mail: MessagingAgent.Configuration, srpID: String, srpKey: SymmetricKey) {
             (self.mail, self.srpID, self.srpKey) = (mail, srpID, srpKey)
         }
@@ -36,7 +35,6 @@ public actor ActivationService: Service, LeaseFollower {
     enum Event: Sendable {
         case notified(String)
         case confirm(ActivationFrame)
-        case requests
         /// The sweep's clock.
         case tick
     }
@@ -74,15 +72,10 @@ public actor ActivationService: Service, LeaseFollower {
         events.continuation.yield(.confirm(frame))
     }
 
-    /// Device requests were recorded (a policy confirmation among them, perhaps).
-    public nonisolated func requestsRecorded() {
-        events.continuation.yield(.requests)
-    }
-
     public func serve(epoch: UInt64) async {
         serving.withLockedValue { $0 = epoch }
         lastSweepMs = 0
-        events.continuation.yield(.requests)
+        events.continuation.yield(.tick)
     }
 
     public func stopServing(epoch: UInt64) async {
@@ -130,14 +123,11 @@ public actor ActivationService: Service, LeaseFollower {
         var notified: String?
         switch event {
         case .confirm(let frame): return await confirm(frame, epoch: epoch, domain: domain)
-        case .requests: return await policyRequests(epoch: epoch, c)
         case .notified(let email): notified = email
         case .tick: break
         }
         let now = clock.nowMs()
         let sweep = now >= lastSweepMs + c.sweepMs
-        // A policy confirmation whose recording failed is tried again with the sweep.
-        if sweep { await policyRequests(epoch: epoch, c) }
         guard sweep || notified != nil else { return }
         if sweep { lastSweepMs = now }
         let candidates: [ConfigStore.ActivationCandidate]
@@ -235,22 +225,6 @@ public actor ActivationService: Service, LeaseFollower {
         } catch {
             // The device sends its confirmation again.
             logger.warning("activation confirmation not recorded", metadata: ["device.pin": "\(frame.pin)", "error": "\(describe(error))"])
-        }
-    }
-
-    private func policyRequests(epoch: UInt64, _ c: Configuration) async {
-        do {
-            for request in try await store.pendingPolicyRequests() {
-                let committed = try await withDeadline(ms: 10_000, clock: clock) { [store, pair, node] in
-                    try await store.recordPolicyOutcome(request, srpID: c.srpID, imOffered: c.imOffered, pair: pair, node: node, epoch: epoch)
-                }
-                if let committed, !committed.items.isEmpty {
-                    await dispatcher.committed(committed.items, keys: committed.keys)
-                    logger.info("IT policy applied; service books sent", metadata: ["device.pin": "\(request.pin)"])
-                }
-            }
-        } catch {
-            logger.warning("policy confirmations not recorded", metadata: ["error": "\(describe(error))"])
         }
     }
 }

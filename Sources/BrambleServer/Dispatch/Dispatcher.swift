@@ -368,7 +368,7 @@ public actor Dispatcher: Service, LeaseFollower, SRPLinkDelegate {
                 guard frame.ref >= 1, frame.ref <= UInt64(Int64.max) else { return reject(frame, reason: "request number out of range") }
                 requests.append(PendingRequest(pin: frame.pin, ref: frame.ref, request: try DeviceRequest.decode(payload)))
                 return []
-            case .push, .mail, .more, .sent, .state, .folders, .requestAck, .imSession, .im, .imContacts, .imPresence, .policy, .serviceBooks:
+            case .push, .mail, .more, .sent, .state, .folders, .requestAck, .imSession, .im, .imContacts, .imPresence, .policy, .serviceBooks, .command:
                 return reject(frame, reason: "devices do not send \(frame.service)")
             }
         } catch let error as EnvelopeError {

@@ -44,13 +44,13 @@ public struct Node {
         // The Dispatcher tells the Agent when it has recorded device requests (More).
         let agentWakes = AsyncStream.makeStream(of: MessagingAgent.Wake.self, bufferingPolicy: .bufferingNewest(8))
         let imWakes = AsyncStream.makeStream(of: CollaborationService.Wake.self, bufferingPolicy: .bufferingNewest(1))
-        // Made after the Dispatcher, which wakes it for policy confirmations.
-        let activationBox = NIOLockedValueBox<ActivationService?>(nil)
+        // Made after the Dispatcher, which wakes it for policy and command confirmations.
+        let policyBox = NIOLockedValueBox<PolicyService?>(nil)
         let dispatcher = Dispatcher(configuration: c.dispatcher, store: store, outbound: outbound, recorder: recorder, clock: clock,
                                     metrics: metrics, logger: logger, onRequestsRecorded: {
                                         agentWakes.continuation.yield(.requests)
                                         imWakes.continuation.yield(.requests)
-                                        activationBox.withLockedValue { $0 }?.requestsRecorded()
+                                        policyBox.withLockedValue { $0 }?.requestsRecorded()
                                     })
         let agent = MessagingAgent(configuration: c.mail, store: store, dispatcher: dispatcher, wakes: agentWakes,
                                    pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
@@ -59,12 +59,13 @@ public struct Node {
         let collaboration = CollaborationService(configuration: im, store: store, dispatcher: dispatcher, wakes: imWakes,
                                                  pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger, lease: snapshot)
         let activation = ActivationService(
-            configuration: c.mail.map {
-                var a = ActivationService.Configuration(mail: $0, srpID: c.srpID, srpKey: c.srpKey)
-                a.imOffered = c.im != nil
-                return a
-            }, store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, logger: logger)
-        activationBox.withLockedValue { $0 = activation }
+            configuration: c.mail.map { ActivationService.Configuration(mail: $0, srpID: c.srpID, srpKey: c.srpKey) },
+            store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, logger: logger)
+        var policyConfiguration = PolicyService.Configuration(srpID: c.srpID)
+        policyConfiguration.imOffered = c.im != nil
+        let policy = PolicyService(configuration: policyConfiguration, store: store, dispatcher: dispatcher, pair: c.pair, node: c.node,
+                                   clock: clock, logger: logger)
+        policyBox.withLockedValue { $0 = policy }
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()
         let committer = PushCommitter(store: store, dispatcher: dispatcher, origin: c.node, uncertain: uncertain, logger: logger)
@@ -78,10 +79,10 @@ public struct Node {
                                     node: c.node, logger: logger)
         let http = try Self.http(c, store: store, committer: committer, agent: agent, activation: activation, metrics: metrics, registry: registry, inbox: inbox, snapshot: snapshot,
                              link: link, probe: probe, clock: clock, startup: startup, notifier: notifier,
-                             devicesChanged: { dispatcher.refreshKeys() }, logger: logger)
+                             devicesChanged: { dispatcher.refreshKeys() }, policyChanged: { policy.changed() }, logger: logger)
 
         // The order of this list is the node's dependency order (see above).
-        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, collaboration, activation, router, listener, probe]
+        let components: [any Service] = [database, haDatabase, startup, recorder, committer, dispatcher, agent, collaboration, activation, policy, router, listener, probe]
         var ha = HAController.Configuration(pair: c.pair, node: c.node, apiURL: c.apiURL)
         ha.leaseMs = c.leaseMs
         ha.heartbeatIntervalMs = c.heartbeatIntervalMs
@@ -117,7 +118,8 @@ public struct Node {
                              activation: ActivationService, metrics: NodeMetrics,
                              registry: PrometheusCollectorRegistry, inbox: HAInbox, snapshot: HASnapshotBox, link: LinkStatus,
                              probe: RelayProbe, clock: any NodeClock, startup: NodeStartup, notifier: SystemdNotifier,
-                             devicesChanged: @escaping @Sendable () -> Void, logger: Logger) throws -> some Service {
+                             devicesChanged: @escaping @Sendable () -> Void, policyChanged: @escaping @Sendable () -> Void,
+                             logger: Logger) throws -> some Service {
         let router = Router()
         router.add(middleware: BearerTokenMiddleware(adminToken: c.adminToken, mailNotifyToken: c.mail?.notifyToken,
                                                      pushApp: { [store] in try await store.pushApp(tokenSHA256: $0) }))
@@ -125,7 +127,7 @@ public struct Node {
                      relayProbe: probe, registry: registry, clock: clock).register(on: router)
         PushRoutes(store: store, committer: committer, metrics: metrics).register(on: router)
         MailRoutes(agent: agent, activation: activation).register(on: router)
-        AdminRoutes(store: store, srpID: c.srpID, mail: c.mail, devicesChanged: devicesChanged).register(on: router)
+        AdminRoutes(store: store, srpID: c.srpID, mail: c.mail, devicesChanged: devicesChanged, policyChanged: policyChanged).register(on: router)
         PairRoutes(pair: c.pair, node: c.node, relay: c.relay.description, store: store, inbox: inbox, snapshot: snapshot).register(on: router)
         var app = Application(
             router: router,

@@ -77,15 +77,23 @@ extension ConfigStore {
         let pinValue = pin.map { Int64($0.value) }
         let rows = try await client.query("""
             SELECT d.pin, u.email, d.status, d.last_seq, d.created_at,
-                   (SELECT count(*) FROM outbound o WHERE o.pin = d.pin AND o.state IN ('queued', 'sent'))
-            FROM devices d JOIN users u ON u.id = d.user_id
+                   (SELECT count(*) FROM outbound o WHERE o.pin = d.pin AND o.state IN ('queued', 'sent')),
+                   d.locked_at, d.wiped, d.wiped_at, dp.policy, dp.version, dp.state, dp.detail, dp.updated_at
+            FROM devices d JOIN users u ON u.id = d.user_id LEFT JOIN device_policies dp ON dp.pin = d.pin
             WHERE \(pinValue)::bigint IS NULL OR d.pin = \(pinValue)
             ORDER BY d.pin
             """, logger: logger)
         var devices: [DeviceRecord] = []
-        for try await (p, e, s, seq, c, pending) in rows.decode((Int64, String, String, Int64, Date, Int64).self) {
-            devices.append(DeviceRecord(pin: PIN(UInt32(p)).description, email: e, status: s, last_seq: seq, pending: pending, created_at: c))
+        for try await (p, e, s, seq, c, pending, locked, wiped, wipedAt, policy, version, state, detail, updated) in rows.decode(
+            (Int64, String, String, Int64, Date, Int64, Date?, String?, Date?, String?, Int64?, String?, String?, Date?).self) {
+            var device = DeviceRecord(pin: PIN(UInt32(p)).description, email: e, status: s, last_seq: seq, pending: pending, created_at: c)
+            (device.locked_at, device.wiped, device.wiped_at) = (locked, wiped, wipedAt)
+            if let policy, let version, let state, let updated {
+                device.policy = DevicePolicyState(name: policy, version: version, state: state, detail: detail?.isEmpty == false ? detail : nil, updated_at: updated)
+            }
+            devices.append(device)
         }
+        if let pin, !devices.isEmpty { devices[0].commands = try await commands(pin: pin) }
         return devices
     }
 

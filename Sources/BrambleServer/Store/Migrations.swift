@@ -408,6 +408,37 @@ enum Migrations {
             )
             """,
         ]),
+        // The Policy Service afterwards: a policy changed or assigned is "due" on every device
+        // of its users until the primary signs and sends it; IT administration commands
+        // (lock with a new device password's verifier, wipe, wipe-work) wait queued for the
+        // primary, are sent, and are confirmed by the device; a device that confirmed a wipe
+        // is "wiped" (its master key forgotten: it can no longer connect).
+        Migration(version: 14, name: "IT policy changes and IT administration commands", sql: [
+            "ALTER TABLE device_policies DROP CONSTRAINT device_policies_state_check",
+            "ALTER TABLE device_policies ADD CONSTRAINT device_policies_state_check CHECK (state IN ('due', 'sent', 'applied', 'refused'))",
+            "ALTER TABLE devices DROP CONSTRAINT devices_status_check",
+            "ALTER TABLE devices ADD CONSTRAINT devices_status_check CHECK (status IN ('active', 'disabled', 'wiped'))",
+            "ALTER TABLE devices ADD COLUMN locked_at timestamptz",
+            "ALTER TABLE devices ADD COLUMN wiped text CHECK (wiped IN ('all', 'work'))",
+            "ALTER TABLE devices ADD COLUMN wiped_at timestamptz",
+            """
+            CREATE TABLE device_commands (
+                id bigserial PRIMARY KEY,
+                pin bigint NOT NULL REFERENCES devices(pin) ON DELETE CASCADE,
+                kind text NOT NULL CHECK (kind IN ('lock', 'wipe', 'wipe-work')),
+                lock_salt bytea,
+                lock_verifier bytea,
+                state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'confirmed')),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                sent_at timestamptz,
+                confirmed_at timestamptz,
+                CHECK ((kind = 'lock') = (lock_salt IS NOT NULL AND lock_verifier IS NOT NULL)),
+                CHECK (lock_salt IS NULL OR length(lock_salt) = 16),
+                CHECK (lock_verifier IS NULL OR length(lock_verifier) = 32)
+            )
+            """,
+            "CREATE INDEX device_commands_open ON device_commands(state) WHERE state <> 'confirmed'",
+        ]),
     ]
 
     /// Applies every missing migration; returns the versions applied now.
