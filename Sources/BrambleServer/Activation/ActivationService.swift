@@ -89,20 +89,8 @@ public actor ActivationService: Service, LeaseFollower {
             try? await gracefulShutdown()
             return
         }
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.loop() }
-                group.addTask {
-                    // The sweep's clock: a tick wakes the loop to see whether a sweep is due.
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        self.events.continuation.yield(.tick)
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            self.events.continuation.finish()
-        }
+        // The sweep's clock: a tick wakes the loop to see whether a sweep is due.
+        await runTickingLoop(events.continuation, tick: .tick, everyMs: 500) { await self.loop() }
     }
 
     private func loop() async {

@@ -74,19 +74,8 @@ public actor PolicyService: Service, LeaseFollower {
     }
 
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.loop() }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        self.events.continuation.yield(.tick)
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            self.events.continuation.finish()
-        }
+        // The clock wakes the loop to see whether a pass is due.
+        await runTickingLoop(events.continuation, tick: .tick, everyMs: 500) { await self.loop() }
     }
 
     private func loop() async {
