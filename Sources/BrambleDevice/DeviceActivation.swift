@@ -122,10 +122,11 @@ public struct DeviceActivation: Sendable {
     /// Step 3: runs the device with its new credential until its service books are
     /// acknowledged ("Services Received", then "Activation Complete"); throws if the IT
     /// policy is refused (not signed by the domain the exchange named).
-    public func receiveServices(credential: DeviceCredential, statePath: String?, printJSON: Bool = false,
+    public func receiveServices(credential: DeviceCredential, statePath: String?, logPath: String? = nil, printJSON: Bool = false,
                                 stage: @escaping @Sendable (Stage) -> Void) async throws {
         var config = DeviceAgent.Configuration(credential: credential, relay: configuration.relay, tls: configuration.tls)
         config.statePath = statePath
+        config.logPath = logPath
         config.printJSON = printJSON
         enum Progress: Sendable { case refused(String), servicesReceived, acknowledged }
         let events = AsyncStream.makeStream(of: Progress.self)
@@ -152,5 +153,49 @@ public struct DeviceActivation: Sendable {
                 }
             }
         }
+    }
+}
+
+/// An activation asked of a running simulator (`bramble-device control --state STATE
+/// activate`), as the user types address and password into a device waiting to be
+/// activated (`bramble-device run --await-activation`): a file `NAME.activation` in the
+/// device's control spool, mode 0600 from its creation (it holds the password), removed
+/// by the device as it reads it.
+public struct SpooledActivation: Codable, Sendable, Equatable {
+    public var email: String
+    public var password: String
+    static let maxFileBytes = 4_096
+
+    public init(email: String, password: String) { (self.email, self.password) = (email, password) }
+
+    /// Writes it into the spool of the device whose state file is `statePath`.
+    public func submit(statePath: String) throws -> String {
+        let spool = DeviceOutbox.spoolDirectory(statePath: statePath)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spool, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
+        }
+        let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).activation"
+        try SecretFilePermissions.replace(name, bytes: try JSONEncoder().encode(self), what: "activation request")
+        return name
+    }
+
+    /// The oldest activation in the spool, removed from it; one that cannot be read is
+    /// removed too and said as `.failure`.
+    public static func take(statePath: String) -> Result<SpooledActivation, DeviceActivation.Failed>? {
+        let spool = DeviceOutbox.spoolDirectory(statePath: statePath)
+        guard let name = (try? FileManager.default.contentsOfDirectory(atPath: spool))?.filter({ $0.hasSuffix(".activation") }).sorted().first else {
+            return nil
+        }
+        let path = spool + "/" + name
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        guard let data = DeviceOutbox.readSmallRegularFile(path, max: maxFileBytes),
+              let request = try? JSONDecoder().decode(SpooledActivation.self, from: data) else {
+            return .failure(DeviceActivation.Failed("the activation request \(name) cannot be read"))
+        }
+        guard request.email.contains("@"), !request.password.isEmpty else {
+            return .failure(DeviceActivation.Failed("the activation request \(name) has no address or no password"))
+        }
+        return .success(request)
     }
 }

@@ -340,10 +340,7 @@ public final class DeviceAgent: @unchecked Sendable {
         let data = try JSONEncoder().encode(Stored(command_id: commandID, locked_at: now, salt: Data(lock.salt).base64EncodedString(),
                                                    verifier: Data(lock.verifier).base64EncodedString()))
         // Written aside, then renamed over the old one: a crash leaves one whole verifier.
-        let fresh = path + ".new"
-        try? FileManager.default.removeItem(atPath: fresh)
-        try SecretFilePermissions.create(fresh, bytes: data, what: "device password verifier")
-        guard rename(fresh, path) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        try SecretFilePermissions.replace(path, bytes: data, what: "device password verifier")
     }
 
     /// Deletes what `kind` says (all: credential, items, outbox, spool, log and the device

@@ -90,15 +90,17 @@ struct Activate: AsyncParsableCommand {
         }
     }
 
-    private static func activate(pin: PIN, email: String, password: String, out: String, address: HostPort, tls: NIOSSLContext?,
-                                 json: Bool, printer: StagePrinter) async throws {
+    static func activate(pin: PIN, email: String, password: String, out: String, address: HostPort, tls: NIOSSLContext?,
+                         json: Bool, logPath: String? = nil, printer: StagePrinter) async throws {
         let exchange = DeviceActivation(configuration: .init(email: email, password: password, pin: pin, relay: address, tls: tls))
         let credential = try await exchange.exchangeKeys { printer.print(stage: $0.rawValue) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try SecretFilePermissions.create(out, bytes: try encoder.encode(credential), what: "device credential")
 
-        try await exchange.receiveServices(credential: credential, statePath: out + ".state", printJSON: json) { printer.print(stage: $0.rawValue) }
+        try await exchange.receiveServices(credential: credential, statePath: out + ".state", logPath: logPath, printJSON: json) {
+            printer.print(stage: $0.rawValue)
+        }
     }
 }
 
@@ -137,28 +139,105 @@ struct Run: AsyncParsableCommand {
             password's verifier in STATE.password; a wipe is confirmed to the server first,
             then deletes the credential file, the state, outbox, control spool and log (and,
             for `wipe`, STATE.password), prints a last "wiped" line and exits 0.
+            With --await-activation and no credential file yet, the device waits to be
+            activated over the air, as a new handheld at its Enterprise Activation screen:
+            `bramble-device control --state STATE activate --email E --password-file F`
+            gives it the address and activation password; it prints the activation's stage
+            lines (as `bramble-device activate` does; a failed run prints its error and the
+            device waits for the next try), writes the credential file (0600) and runs.
             """)
 
-    @Option(help: "Credential file written by `bramble device provision`.") var credential: String
+    @Option(help: "Credential file written by `bramble device provision` or an activation.") var credential: String
     @OptionGroup var relay: RelayOptions
     @Option(help: "State file remembering shown items (default: CREDENTIAL.state).") var state: String?
     @Option(help: "Append one JSON line per shown item to this file.") var log: String?
     @Flag(help: "Print one JSON line per shown item on standard output.") var json = false
+    @Flag(help: "No credential file yet: wait for `bramble-device control --state STATE activate` and activate over the air.")
+    var awaitActivation = false
+    @Option(help: "The PIN to activate with (--await-activation; default: a random one).") var pin: String?
+    @Option(help: "Give each activation run up to this many seconds (--await-activation).") var activationTimeout = 120
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func validate() throws {
+        if let pin, PIN(pin) == nil { throw ValidationError("--pin must be 1–8 hex digits, got '\(pin)'") }
+        if pin != nil, !awaitActivation { throw ValidationError("--pin is for --await-activation (a credential names its PIN)") }
+        guard (5...3_600).contains(activationTimeout) else { throw ValidationError("--activation-timeout must be 5…3600 seconds") }
+    }
 
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel)
         let (address, tls) = try relay.endpoint()
+        let statePath = state ?? credential + ".state"
+        let needsActivation = !FileManager.default.fileExists(atPath: credential)
+        if needsActivation, !awaitActivation {
+            throw ValidationError("\(credential) does not exist: provision the device (`bramble device provision`), activate it "
+                                  + "(`bramble-device activate`), or give --await-activation to activate this one over the air")
+        }
+        // One signal handler for both phases: SIGTERM ends the wait or the run.
+        let failure = NIOLockedValueBox<(any Error)?>(nil)
+        try await withSignalCancellation {
+            do {
+                if needsActivation, try await awaitActivation(statePath: statePath, address: address, tls: tls) == false { return }
+                try await runDevice(statePath: statePath, address: address, tls: tls)
+            } catch {
+                failure.withLockedValue { $0 = error }
+            }
+        }
+        if let error = failure.withLockedValue({ $0 }) { throw error }
+    }
+
+    private func runDevice(statePath: String, address: HostPort, tls: NIOSSLContext?) async throws {
         var config = DeviceAgent.Configuration(credential: try CredentialFile.load(credential), relay: address, tls: tls)
-        config.statePath = state ?? credential + ".state"
+        config.statePath = statePath
         config.logPath = log
         config.printJSON = json
         config.credentialPath = credential
         let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"))
-        try await withSignalCancellation { await agent.run() }
+        await agent.run()
         if let wiped = agent.wiped {
             FileHandle.standardError.write(Data("device \(config.credential.pin) wiped (\(wiped == .wipe ? "all data" : "work data")) by its administrator\n".utf8))
         }
+    }
+
+    /// Waits for activations from the control spool and runs each until one completes;
+    /// false if cancelled first.
+    private func awaitActivation(statePath: String, address: HostPort, tls: NIOSSLContext?) async throws -> Bool {
+        let pin = self.pin.flatMap(PIN.init) ?? PIN(UInt32.random(in: 1...UInt32.max))
+        try FileManager.default.createDirectory(atPath: DeviceOutbox.spoolDirectory(statePath: statePath), withIntermediateDirectories: true)
+        FileHandle.standardError.write(Data("""
+            device \(pin) waits to be activated: bramble-device control --state \(statePath) activate --email E --password-file F
+
+            """.utf8))
+        while !Task.isCancelled {
+            guard let taken = SpooledActivation.take(statePath: statePath) else {
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            let request: SpooledActivation
+            switch taken {
+            case .success(let r): request = r
+            case .failure(let failed):
+                StagePrinter(pin: pin.description, email: "").print(stage: "error", error: failed.description)
+                continue
+            }
+            let email = ActivationPassword.canonicalEmail(request.email)
+            let printer = StagePrinter(pin: pin.description, email: email)
+            do {
+                let (out, json, log, timeout) = (credential, self.json, self.log, activationTimeout)
+                try await withDeadline(ms: timeout * 1_000) {
+                    try await Activate.activate(pin: pin, email: email, password: request.password, out: out, address: address, tls: tls,
+                                                json: json, logPath: log, printer: printer)
+                }
+                return true
+            } catch is CancellationError {
+                return false
+            } catch {
+                printer.print(stage: "error", error: error is DeadlineExceeded ? Activate.timedOut(after: printer.lastStage, seconds: activationTimeout) : "\(error)")
+                // The key was agreed (the credential is written): run it, which finishes the rest.
+                if FileManager.default.fileExists(atPath: credential) { return true }
+            }
+        }
+        return false
     }
 }
 
@@ -218,6 +297,7 @@ struct Control: ParsableCommand {
               im send --to JID (--body T | --body-file F)  a message to a contact
               im presence available|away|busy              the user's presence as contacts see it
               im logout
+              activate --email E --password-file F         activate a device waiting for it (run --await-activation)
             A reply quotes the original's full text from the mailbox and goes to its sender
             (--all: and to everyone it was sent to); a forward carries the original's full
             text and attachments. The mail goes out as the device's user, and a copy is kept
@@ -257,9 +337,21 @@ struct Control: ParsableCommand {
     @Option(help: "Read the text from this file ('-': standard input).") var bodyFile: String?
     @Flag(help: "Reply to the sender and everyone the mail went to (reply).") var all = false
     @Option(help: "The IM user ID (im login; default: the e-mail address in the credential file beside the state file).") var jid: String?
-    @Option(help: "Read the IM password from this file ('-': standard input) (im login).") var passwordFile: String?
+    @Option(help: "Read the IM password (im login) or the activation password (activate) from this file ('-': standard input).")
+    var passwordFile: String?
+    @Option(help: "The user's e-mail address (activate).") var email: String?
 
     func validate() throws {
+        if words.first == "activate" {
+            guard words.count == 1 else { throw ValidationError("activate takes --email and --password-file only") }
+            guard let email, email.contains("@"), !email.contains(" ") else { throw ValidationError("activate needs --email, the user's e-mail address") }
+            guard passwordFile != nil else { throw ValidationError("activate needs --password-file (the password never goes on the command line)") }
+            guard to.isEmpty, cc.isEmpty, subject == nil, body == nil, bodyFile == nil, !all, jid == nil else {
+                throw ValidationError("activate takes --email and --password-file only")
+            }
+            return
+        }
+        guard email == nil else { throw ValidationError("--email is for activate") }
         if words.first == "im" {
             let login = words.dropFirst().first == "login"
             _ = try imRequest(body: body ?? (bodyFile == nil ? nil : "x"), password: passwordFile == nil ? nil : "x",
@@ -332,7 +424,24 @@ struct Control: ParsableCommand {
         return r
     }
 
+    /// `activate`: the address and password into the waiting device's spool.
+    func activate() throws {
+        let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : passwordFile.flatMap { FileManager.default.contents(atPath: $0) }
+        guard let data, let text = String(data: data, encoding: .utf8), !text.trimmingCharacters(in: .newlines).isEmpty else {
+            FileHandle.standardError.write(Data("bramble-device control: cannot read the activation password from \(passwordFile ?? "")\n".utf8))
+            throw ExitCode.validationFailure
+        }
+        do {
+            let file = try SpooledActivation(email: email ?? "", password: text.trimmingCharacters(in: .newlines)).submit(statePath: state)
+            print("queued: activate \(email ?? "") (\(file))")
+        } catch {
+            FileHandle.standardError.write(Data("bramble-device control: no device waiting with state \(state) (\(error.localizedDescription))\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
     func run() throws {
+        if words.first == "activate" { return try activate() }
         var text = body
         if let bodyFile {
             guard let data = bodyFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: bodyFile),

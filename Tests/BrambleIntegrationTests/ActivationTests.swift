@@ -1,6 +1,7 @@
 @testable import BrambleTestSupport
 import BrambleAPI
 import BrambleCore
+import BrambleDevice
 import BrambleNet
 import Foundation
 import Testing
@@ -67,6 +68,36 @@ import Testing
             // A new password unlocks it.
             try await cluster.setActivationPassword(demo2, "right password 8")
             #expect(try await cluster.activation(demo2).failures == 0)
+
+            // A running simulator at its activation screen (`run --await-activation`), told
+            // what the user types through `bramble-device control activate`: a wrong password
+            // fails and the device waits for another try; the right one activates it, and it runs.
+            let waitingPIN = "B2000001"
+            let waitingCredential = "\(cluster.dir)/device-\(waitingPIN).json"
+            let waiting = try ChildProcess(name: "waiting", executable: TestCluster.bin + "/bramble-device", arguments: [
+                "run", "--credential", waitingCredential, "--await-activation", "--pin", waitingPIN, "--relay", "127.0.0.1:\(cluster.devicePort)",
+                "--ca-file", cluster.tls.ca, "--log", cluster.logPath(pin: waitingPIN),
+            ], logPath: "\(cluster.dir)/waiting.out")
+            defer { waiting.stop() }
+            func type(_ password: String) throws {
+                let file = "\(cluster.dir)/typed-password"
+                try? FileManager.default.removeItem(atPath: file)
+                try SecretFilePermissions.create(file, bytes: Data(password.utf8), what: "test password")
+                try runCommand(TestCluster.bin + "/bramble-device", ["control", "--state", waitingCredential + ".state", "activate",
+                                                                    "--email", demo2, "--password-file", file])
+            }
+            try await cluster.waitFor("the device waits to be activated") { FileManager.default.fileExists(atPath: waitingCredential + ".state.control") }
+            try type("not the password")
+            try await cluster.waitFor("the wrong password's run failed") { waiting.log.contains("\"stage\":\"error\"") }
+            #expect(waiting.isRunning, "the device waits for another try")
+            #expect(!FileManager.default.fileExists(atPath: waitingCredential))
+            try type("right password 8")
+            try await cluster.waitFor("the waiting device activated", seconds: 30) { waiting.log.contains("\"stage\":\"Activation Complete\"") }
+            try cluster.bramble("push", "--to", demo2, "--subject", "Hello, waiting device")
+            try await cluster.waitFor("the push shown on it") { cluster.shown(pin: waitingPIN).contains { $0.subject == "Hello, waiting device" } }
+            #expect(cluster.shown(pin: waitingPIN, service: "service-books").count == 1, "its service books in its log, once")
+            let spool = try FileManager.default.contentsOfDirectory(atPath: waitingCredential + ".state.control")
+            #expect(!spool.contains { $0.hasSuffix(".activation") }, "the spooled passwords are gone: \(spool)")
 
             // An expired password is refused.
             let demo3 = "demo3@example.test"
