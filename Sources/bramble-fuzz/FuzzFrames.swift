@@ -81,6 +81,11 @@ enum FramesTarget {
             ("device-keys", .deviceKeys(DeviceKeyUpdate(phase: .sync, entries: [
                 .init(pin: PIN(1), key: key), .init(pin: PIN(0x2A00_F00D), key: key), .revoked(PIN(0xFFFF_FFFF)),
             ]))),
+            ("activation-request", .activation(ActivationFrame(phase: .request, pin: PIN(0x5B0C_0001), email: "demo4@example.test",
+                                                               body: [UInt8](repeating: 0x5A, count: 96)))),
+            ("activation-result", .activation(ActivationFrame(phase: .result, pin: PIN(0x5B0C_0001), srpID: "bramble",
+                                                              body: [UInt8](repeating: 0x01, count: 24)))),
+            ("data-command", .data(DataFrame(pin: PIN(0x2A00_F00D), service: .command, ref: 8, flags: [], body: sealed))),
         ]
         var seeds: [(name: String, bytes: [UInt8])] = frames.map { ("frame-\($0.0).bin", Array($0.1.encoded().readableBytesView)) }
         // A device's session as the relay reads it, and a node's.
@@ -95,7 +100,7 @@ enum FramesTarget {
         }
         seeds.append(("stream-node.bin", Array(node.readableBytesView)))
         // Fields only (part 2 puts each type's header in front).
-        for (name, frame) in frames where ["device-hello", "register", "device-keys", "error", "data"].contains(name) {
+        for (name, frame) in frames where ["device-hello", "register", "device-keys", "error", "data", "activation-request"].contains(name) {
             seeds.append(("fields-\(name).bin", Array(frame.encoded().readableBytesView.dropFirst(6))))
         }
         return seeds

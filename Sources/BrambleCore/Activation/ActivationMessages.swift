@@ -41,6 +41,10 @@ public enum Activation {
     /// counted, so junk mailed past the relay can neither use up the user's five runs
     /// nor make the node work.
     public static let sealHeader = "X-Bramble-Activation-Seal"
+    /// A request mail received longer ago than this is removed unanswered and uncounted:
+    /// its device's connection is gone (the relay closes an activating connection after
+    /// two minutes), and it may predate the password (typed before it was set).
+    public static let requestLifetimeSeconds: TimeInterval = 180
 
     /// HMAC-SHA256 of the etp.dat under a key derived from the SRP key (HKDF, its own
     /// label): the relay and the SRP ID's nodes hold it, nobody else.

@@ -25,8 +25,10 @@ public actor ActivationService: Service, LeaseFollower {
         public var srpID: String
         /// The SRP key: the relay's seal on a request mail is checked with it.
         public var srpKey: SymmetricKey
-        /// Pending activations' mailboxes are looked at least this often.
+        /// Pending activations' mailboxes are looked at least this often…
         public var sweepMs: UInt64 = 3_000
+        /// …at most this many at a time (in turn, when there are more).
+        public var sweepMax = 50
         public init(mail: MessagingAgent.Configuration, srpID: String, srpKey: SymmetricKey) {
             (self.mail, self.srpID, self.srpKey) = (mail, srpID, srpKey)
         }
@@ -49,9 +51,11 @@ public actor ActivationService: Service, LeaseFollower {
     private let clock: any NodeClock
     private let logger: Logger
     private let events = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1_024))
-    private let serving = NIOLockedValueBox<UInt64?>(nil)
+    private let serving = ServingEpoch()
     private var domain: ConfigStore.DomainKey?
     private var lastSweepMs: UInt64 = 0
+    /// The last user a sweep looked at (the next sweep goes on after it).
+    private var sweepCursor: Int64 = 0
 
     public init(configuration: Configuration?, store: ConfigStore, dispatcher: Dispatcher, outbound: SRPOutbound,
                 pair: String, node: String, clock: any NodeClock, logger: Logger) {
@@ -63,7 +67,7 @@ public actor ActivationService: Service, LeaseFollower {
 
     /// The mail server says `email`'s INBOX changed: look for a request there now.
     public nonisolated func notify(email: String) {
-        guard serving.withLockedValue({ $0 }) != nil else { return }
+        guard serving.current != nil else { return }
         events.continuation.yield(.notified(email.lowercased()))
     }
 
@@ -73,13 +77,15 @@ public actor ActivationService: Service, LeaseFollower {
     }
 
     public func serve(epoch: UInt64) async {
-        serving.withLockedValue { $0 = epoch }
+        serving.serve(epoch)
         lastSweepMs = 0
         events.continuation.yield(.tick)
     }
 
-    public func stopServing(epoch: UInt64) async {
-        serving.withLockedValue { if $0 == epoch { $0 = nil } }
+    /// Returns once no pass of `epoch` is under way (at most about 2 s; a pass's IMAP
+    /// session and statements have their own deadlines, and every write is fenced).
+    public nonisolated func stopServing(epoch: UInt64) async {
+        await serving.stop(epoch)
     }
 
     // MARK: The loop
@@ -95,8 +101,8 @@ public actor ActivationService: Service, LeaseFollower {
 
     private func loop() async {
         for await event in events.stream {
-            guard let epoch = serving.withLockedValue({ $0 }), let c = configuration else { continue }
-            await pass(event, epoch: epoch, c)
+            guard let c = configuration else { continue }
+            await serving.pass { epoch in await self.pass(event, epoch: epoch, c) }
         }
     }
 
@@ -123,9 +129,20 @@ public actor ActivationService: Service, LeaseFollower {
             logger.warning("pending activations could not be read", metadata: ["error": "\(describe(error))"])
             return
         }
-        for candidate in candidates where sweep || notified == candidate.email {
+        if let notified {
+            for candidate in candidates where candidate.email == notified { await check(candidate, epoch: epoch, domain: domain, c) }
+        }
+        guard sweep else { return }
+        // A bounded sweep: the next `sweepMax` mailboxes after the last one looked at, in
+        // user order, so a thousand pending activations are all looked at in turn (the
+        // mail server's notifications find new requests at once meanwhile).
+        let ordered = candidates.sorted { $0.userID < $1.userID }
+        let due = Array((ordered.filter { $0.userID > sweepCursor } + ordered.filter { $0.userID <= sweepCursor }).prefix(c.sweepMax))
+        for candidate in due where candidate.email != notified {
+            guard serving.current == epoch else { return }
             await check(candidate, epoch: epoch, domain: domain, c)
         }
+        sweepCursor = due.last?.userID ?? 0
     }
 
     /// Looks in one mailbox for activation requests; answers each, then removes it.
@@ -137,13 +154,17 @@ public actor ActivationService: Service, LeaseFollower {
                     _ = try await session.select("INBOX")
                     let uids = try await session.uidSearch(header: Activation.mailHeader, value: "1").prefix(16)
                     for uid in uids {
-                        guard serving.withLockedValue({ $0 }) == epoch else { break }
+                        guard serving.current == epoch else { break }
                         // One mail's trouble (too large, unreadable) is that mail's: it is
                         // answered as unreadable and removed like any other.
-                        var (etp, mailID, sealed): ([UInt8], String, Bool) = ([], "", false)
+                        var (etp, mailID, sealed, stale): ([UInt8], String, Bool, Bool) = ([], "", false, false)
                         do {
-                            let fetched = try await session.uidFetch("\(uid)", "ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (\(Activation.sealHeader.uppercased()))]")
+                            let fetched = try await session.uidFetch(
+                                "\(uid)", "INTERNALDATE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (\(Activation.sealHeader.uppercased()))]")
                             let attributes = fetched.first { $0.uid == uid }?.attributes
+                            if let received = attributes?["INTERNALDATE"]?.text.flatMap(IMAPDate.parse) {
+                                stale = Date().timeIntervalSince(received) > Activation.requestLifetimeSeconds
+                            }
                             mailID = Activation.printable(String((attributes?["ENVELOPE"].flatMap(MailEnvelope.init)?.messageID ?? "").prefix(998)))
                             let parts = attributes?["BODYSTRUCTURE"].map { MailStructure.parts($0) } ?? []
                             if let part = parts.first(where: { $0.name?.lowercased() == Activation.attachmentName }),
@@ -155,9 +176,11 @@ public actor ActivationService: Service, LeaseFollower {
                         } catch is IMAPSession.TooLarge {
                             etp = []
                         }
-                        // Not through the relay (no valid seal): removed, neither answered nor counted.
-                        if !sealed {
-                            logger.notice("an activation request mail without the relay's seal was removed", metadata: ["user": "\(candidate.email)"])
+                        // Not through the relay (no valid seal), or too old for its device to be
+                        // waiting: removed, neither answered nor counted.
+                        if !sealed || stale {
+                            logger.notice(stale ? "an activation request mail too old to answer was removed"
+                                                : "an activation request mail without the relay's seal was removed", metadata: ["user": "\(candidate.email)"])
                             _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
                             try await session.uidExpunge("\(uid)")
                             continue
@@ -185,7 +208,7 @@ public actor ActivationService: Service, LeaseFollower {
                         // Answered and recorded; the request leaves the mailbox, unless this node
                         // stopped serving meanwhile (its answer may not have left: the next
                         // primary reads the mail again and gives the same answer).
-                        guard serving.withLockedValue({ $0 }) == epoch else { break }
+                        guard serving.current == epoch else { break }
                         _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
                         try await session.uidExpunge("\(uid)")
                     }

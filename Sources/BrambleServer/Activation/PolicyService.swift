@@ -43,9 +43,7 @@ public actor PolicyService: Service, LeaseFollower {
     private let logger: Logger
     // Wake-ups only: one of each kind waiting is as good as many.
     private let events = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(8))
-    private let serving = NIOLockedValueBox<UInt64?>(nil)
-    /// A pass under way (its epoch): a demotion waits for it.
-    private let busy = NIOLockedValueBox<UInt64?>(nil)
+    private let serving = ServingEpoch()
     private var domain: ConfigStore.DomainKey?
     private var lastPassMs: UInt64 = 0
 
@@ -59,7 +57,7 @@ public actor PolicyService: Service, LeaseFollower {
     public nonisolated func changed() { events.continuation.yield(.changed) }
 
     public func serve(epoch: UInt64) async {
-        serving.withLockedValue { $0 = epoch }
+        serving.serve(epoch)
         lastPassMs = 0
         events.continuation.yield(.changed)
     }
@@ -67,10 +65,7 @@ public actor PolicyService: Service, LeaseFollower {
     /// Returns once no pass of `epoch` is under way (at most about 2 s: a pass's
     /// statements are bounded by the database's timeouts and the fence).
     public nonisolated func stopServing(epoch: UInt64) async {
-        serving.withLockedValue { if $0 == epoch { $0 = nil } }
-        for _ in 0..<200 where busy.withLockedValue({ $0 == epoch }) {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await serving.stop(epoch)
     }
 
     public func run() async throws {
@@ -80,10 +75,7 @@ public actor PolicyService: Service, LeaseFollower {
 
     private func loop() async {
         for await event in events.stream {
-            guard let epoch = serving.withLockedValue({ $0 }) else { continue }
-            busy.withLockedValue { $0 = epoch }
-            await pass(event, epoch: epoch)
-            busy.withLockedValue { $0 = nil }
+            await serving.pass { epoch in await self.pass(event, epoch: epoch) }
         }
     }
 

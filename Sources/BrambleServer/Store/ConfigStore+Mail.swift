@@ -1,3 +1,4 @@
+import BrambleAPI
 import BrambleCore
 @preconcurrency import Crypto
 import Foundation
@@ -268,6 +269,13 @@ extension ConfigStore {
                 RETURNING pin, ref)
             UPDATE devices d SET request_floor = greatest(d.request_floor, g.top)
             FROM (SELECT pin, max(ref) AS top FROM gone GROUP BY pin) g WHERE d.pin = g.pin
+            """, logger: logger)
+        // An activation run's session id is kept (a replay is refused) while the password it
+        // was made with could still be valid: at most 30 days, and a day to spare.
+        try await client.query("""
+            DELETE FROM activation_sessions WHERE session_id IN (
+                SELECT session_id FROM activation_sessions
+                WHERE created_at < now() - \(NewActivation.maxExpirySeconds + 86_400) * interval '1 second' LIMIT 5000)
             """, logger: logger)
     }
 
