@@ -30,7 +30,7 @@ public struct PolicyList: Codable, Sendable, Equatable {
 }
 
 /// `PUT /admin/policies/{name}`: the rules to change (absent: unchanged; a new policy
-/// starts from the default's rules). Every change raises the version and reaches every
+/// starts from the built-in rules). Every change raises the version and reaches every
 /// device of the policy's users.
 public struct PolicyChange: Codable, Sendable, Equatable {
     public var password_required: Bool?
@@ -86,8 +86,11 @@ public struct DeviceCommandRecord: Codable, Sendable, Equatable {
     public var pin: String
     /// lock, wipe or wipe-work.
     public var command: String
-    /// queued (waiting for the primary), sent, or confirmed (by the device).
+    /// queued (waiting for the primary), sent, confirmed (by the device) or refused (by
+    /// the device, or left undone because the device was wiped first).
     public var state: String
+    /// Why it was refused.
+    public var detail: String?
     public var created_at: Date
     public var sent_at: Date?
     public var confirmed_at: Date?

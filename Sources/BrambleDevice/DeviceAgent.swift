@@ -69,11 +69,11 @@ public final class DeviceAgent: @unchecked Sendable {
         self.store = try ShownStore(statePath: configuration.statePath, logPath: configuration.logPath,
                                     printToStdout: configuration.printJSON)
         self.outbox = try DeviceOutbox(statePath: configuration.statePath, spool: configuration.acceptsControl)
-        // A wipe confirmed before a restart is still due.
-        for entry in outbox.pending {
-            if case .commandDone(_, let kind) = entry.request, kind != .lock {
-                wipeDue.withLockedValue { $0 = (kind, .now + .seconds(Self.wipeGraceSeconds)) }
-            }
+        // A wipe received before a restart is still due: once its confirmation is recorded
+        // (still in the outbox: sent again, with the grace period), or at once (it was).
+        if let path = wipingPath, let data = Self.readRegularFile(path), let kind = ITCommand.Kind(name: String(decoding: data, as: UTF8.self)) {
+            let unconfirmed = outbox.pending.contains { if case .commandDone(_, let k) = $0.request { k == kind } else { false } }
+            wipeDue.withLockedValue { $0 = (kind, unconfirmed ? .now + .seconds(Self.wipeGraceSeconds) : .now) }
         }
     }
 
@@ -288,7 +288,7 @@ public final class DeviceAgent: @unchecked Sendable {
             return .policy(policy, applied: true, reason: nil, pin: pin.description, ref: ref, at: now)
         } catch let refused as SignedPolicy.Refused {
             logger.warning("IT policy refused", metadata: ["device.pin": "\(pin)", "reason": "\(refused)"])
-            try request(.policyRefused(version: claimed?.version ?? 0, reason: refused.description))
+            try request(.policyRefused(version: claimed?.version ?? 0, digest: signed.digest, reason: refused.description))
             return .policy(claimed, applied: false, reason: refused.description, pin: pin.description, ref: ref, at: now)
         }
     }
@@ -312,6 +312,8 @@ public final class DeviceAgent: @unchecked Sendable {
                 logger.notice("device locked by the administrator", metadata: ["device.pin": "\(pin)", "command": "\(command.id)"])
                 return .command(.lock, id: command.id, state: "locked", pin: pin.description, ref: ref, at: now)
             case .wipe, .wipeWork:
+                // The marker first: a restart after the confirmation left the outbox still wipes.
+                if let path = wipingPath { try SecretFilePermissions.replace(path, bytes: Array(command.kind.name.utf8), what: "wipe marker") }
                 try request(.commandDone(id: command.id, kind: command.kind))
                 wipeDue.withLockedValue { $0 = (command.kind, .now + .seconds(Self.wipeGraceSeconds)) }
                 logger.notice("wipe confirmed; wiping once the server has the confirmation", metadata: ["device.pin": "\(pin)", "command": "\(command.kind.name)"])
@@ -319,17 +321,36 @@ public final class DeviceAgent: @unchecked Sendable {
             }
         } catch let refused as SignedPolicy.Refused {
             logger.warning("IT command refused", metadata: ["device.pin": "\(pin)", "reason": "\(refused)"])
+            // Said to the server when the command names itself (else it cannot be matched).
+            if let id = claimed?.id { try request(.commandRefused(id: id, reason: refused.description)) }
             return .command(claimed?.kind, id: claimed?.id, state: "refused", reason: refused.description, pin: pin.description, ref: ref, at: now)
         }
     }
 
     /// The device password's file beside the state file (its verifier, never the password).
     var devicePasswordPath: String? { configuration.statePath.map { $0 + ".password" } }
+    /// Says a wipe was received (its kind), until the wipe is done.
+    var wipingPath: String? { configuration.statePath.map { $0 + ".wiping" } }
+    /// The lock of a device without a state file.
+    private let lockInMemory = NIOLockedValueBox<(commandID: UInt64, lock: DeviceLock)?>(nil)
+
+    static func readRegularFile(_ path: String) -> Data? { DeviceOutbox.readSmallRegularFile(path, max: 4_096) }
 
     /// Keeps the lock's verifier; an older lock than the one in force (a lower command id)
     /// is refused, so the password cannot be set back; the same one again changes nothing.
     private func saveDeviceLock(_ lock: DeviceLock, commandID: UInt64, at now: Date) throws {
-        guard let path = devicePasswordPath else { return }
+        guard let path = devicePasswordPath else {
+            // No state on disk: the device holds its password's verifier in memory.
+            let inForce = lockInMemory.withLockedValue { current -> UInt64? in
+                if let current, commandID < current.commandID { return current.commandID }
+                current = (commandID, lock)
+                return nil
+            }
+            if let inForce {
+                throw SignedPolicy.Refused(description: "an older lock (command \(commandID)) than the one in force (command \(inForce))")
+            }
+            return
+        }
         struct Stored: Codable { var command_id: UInt64; var locked_at: Date; var salt: String; var verifier: String }
         if let data = FileManager.default.contents(atPath: path), let current = try? JSONDecoder().decode(Stored.self, from: data) {
             guard commandID >= current.command_id else {
@@ -343,31 +364,52 @@ public final class DeviceAgent: @unchecked Sendable {
         try SecretFilePermissions.replace(path, bytes: data, what: "device password verifier")
     }
 
-    /// Deletes what `kind` says (all: credential, items, outbox, spool, log and the device
-    /// password; work: all but the device password) and says so on standard output.
+    /// Deletes what `kind` says (all: items, outbox, spool, log, the device password and the
+    /// credential; work: all but the device password) and says so on standard output. The
+    /// data go first and the credential last (overwritten before it is unlinked), the
+    /// marker after it: a crash part way leaves a device that wipes again at its start.
+    /// Only regular files are removed (a log that is /dev/stdout, or a link, is left).
     private func wipe(_ kind: ITCommand.Kind) {
-        let fm = FileManager.default
-        if let credential = configuration.credentialPath, let handle = FileHandle(forWritingAtPath: credential) {
-            // The master key is in it: overwrite before unlinking.
-            let size = (try? handle.seekToEnd()) ?? 0
-            try? handle.seek(toOffset: 0)
-            handle.write(Data(count: Int(size)))
-            try? handle.synchronize()
-            try? handle.close()
-        }
-        var paths = [configuration.credentialPath, configuration.logPath]
+        var paths = [configuration.logPath]
         if let state = configuration.statePath {
-            paths += [state, state + ".outbox", DeviceOutbox.spoolDirectory(statePath: state)]
+            paths += [state, state + ".outbox"]
             if kind == .wipe { paths.append(devicePasswordPath) }
+            let spool = DeviceOutbox.spoolDirectory(statePath: state)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: spool)) ?? [] { paths.append(spool + "/" + name) }
         }
-        for path in paths.compactMap({ $0 }) where fm.fileExists(atPath: path) {
-            do { try fm.removeItem(atPath: path) } catch {
-                logger.error("could not delete during the wipe", metadata: ["device.pin": "\(pin)", "path": "\(path)", "error": "\(error)"])
+        for path in paths.compactMap({ $0 }) { removeRegularFile(path) }
+        if let state = configuration.statePath { rmdir(DeviceOutbox.spoolDirectory(statePath: state)) }
+        if let credential = configuration.credentialPath {
+            // The master key is in it: overwritten before it is unlinked (not through a link).
+            let fd = open(credential, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 {
+                var info = stat()
+                if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                    let zeros = [UInt8](repeating: 0, count: Int(info.st_size))
+                    _ = zeros.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    fsync(fd)
+                }
+                close(fd)
             }
+            removeRegularFile(credential)
         }
+        if let marker = wipingPath { removeRegularFile(marker) }
+        lockInMemory.withLockedValue { $0 = nil }
         wipedKind.withLockedValue { $0 = kind }
         logger.notice(kind == .wipe ? "device wiped" : "device's work data wiped", metadata: ["device.pin": "\(pin)"])
         try? store.announce(.command(kind, id: nil, state: "wiped", pin: pin.description, ref: 0, at: Date()))
+    }
+
+    private func removeRegularFile(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            logger.warning("not a regular file: left by the wipe", metadata: ["device.pin": "\(pin)", "path": "\(path)"])
+            return
+        }
+        if unlink(path) != 0 {
+            logger.error("could not delete during the wipe", metadata: ["device.pin": "\(pin)", "path": "\(path)", "errno": "\(errno)"])
+        }
     }
 
     /// Sealed acknowledgement frames for `refs`, at most `AckList.maxCount` per frame.

@@ -172,6 +172,7 @@ public struct ShownItem: Codable, Sendable, Equatable {
         case .imLogout: break
         case .policyApplied, .policyRefused: break
         case .commandDone(let id, let kind): (s.command, s.commandID) = (kind.name, id)
+        case .commandRefused(let id, _): s.commandID = id
         }
         return s
     }

@@ -207,7 +207,7 @@ func describeInDetail(_ d: DeviceRecord) -> String {
     if let wiped = d.wiped { lines.append("  wiped: \(wiped == "work" ? "work data" : "all data") (\(time(d.wiped_at)))") }
     for c in d.commands ?? [] {
         let when = c.confirmed_at ?? c.sent_at ?? c.created_at
-        lines.append("  command \(c.id): \(c.command) \(c.state) (\(time(when)))")
+        lines.append("  command \(c.id): \(c.command) \(c.state)\(c.detail.map { ": \($0)" } ?? "") (\(time(when)))")
     }
     return lines.joined(separator: "\n")
 }

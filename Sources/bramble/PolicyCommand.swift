@@ -41,8 +41,8 @@ struct PolicyCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create or change an IT policy; it reaches every device of its users.",
             discussion: """
-                A new policy starts from the default's rules (no password, no lock timeout,
-                every service). Each change raises the policy's version. Names are 1–64
+                A new policy starts from the built-in rules (no password, no lock timeout, every
+                service), not from a changed "default". Each change raises the policy's version. Names are 1–64
                 letters, digits, '-', '_' or '.'.
                 """)
         @OptionGroup var connection: Connection

@@ -68,14 +68,33 @@ import Testing
             try await cluster.waitFor("strict v2 applied") { try device(locked).policy?.version == 2 && device(locked).policy?.state == "applied" }
             #expect(policyLines(locked).last?.policy?.lockTimeoutMinutes == 10)
 
-            // Bad input is refused with a clear error.
-            #expect(throws: CommandFailed.self) { try cluster.bramble(["policy", "set", "lax", "--services", "fax"]) }
-            #expect((try? cluster.bramble(["policy", "assign", "nosuch", Self.ann])) == nil)
-            #expect(try cluster.bramble(["policy", "list"]).contains("strict v2"), "a refused change changed nothing")
+            // Bad input is refused with a clear error, by the CLI and by the node itself.
+            func failure(_ arguments: [String]) -> String {
+                do { _ = try cluster.bramble(arguments); return "" } catch let failed as CommandFailed { return failed.output } catch { return "\(error)" }
+            }
+            #expect(failure(["policy", "set", "lax", "--services", "fax"]).contains("unknown service 'fax'"))
+            #expect(failure(["policy", "assign", "nosuch", Self.ann]).contains("no policy nosuch"))
+            let admin = cluster.admin("node-a")
+            for (path, change, message) in [
+                (AdminAPI.policy("strict"), PolicyChange(allowed_services: ["fax"]), "allowed services are among"),
+                (AdminAPI.policy("strict"), PolicyChange(min_password_length: 65), "min_password_length is 0–64"),
+                (AdminAPI.policy("strict"), PolicyChange(), "nothing to change"),
+                (AdminAPI.policy("..."), PolicyChange(lock_timeout_minutes: 1), "with a letter or digit"),
+                (AdminAPI.policy("strіct"), PolicyChange(lock_timeout_minutes: 1), "ASCII"),  // a Cyrillic і
+            ] {
+                let reply = try await admin.raw(.PUT, path, body: change)
+                #expect(reply.status == 400 && reply.error?.error.contains(message) == true, "\(path): \(reply.status) \(String(decoding: reply.body, as: UTF8.self))")
+            }
+            let unchanged = try #require(try await admin.call(.GET, AdminAPI.policy("strict"), as: PolicyRecord.self))
+            #expect(unchanged.version == 2 && unchanged.lock_timeout_minutes == 10, "a refused change changed nothing: \(unchanged)")
 
-            // Lock: a new device password, kept on the device only as a verifier.
+            // Lock: a new device password, kept on the device only as a verifier; it must meet
+            // the device's policy (strict asks for 8 characters at least, which this does not).
             let passwordFile = "\(cluster.dir)/device-password"
+            _ = try cluster.bramble(["policy", "set", "strict", "--min-password-length", "16"])
             try SecretFilePermissions.create(passwordFile, bytes: Data("tiger lily 1234\n".utf8), what: "test password")
+            #expect(failure(["device", "lock", locked, "--password-file", passwordFile]).contains("at least 16 characters"))
+            _ = try cluster.bramble(["policy", "set", "strict", "--min-password-length", "8"])
             for pin in [locked, wiped, workWiped] {
                 let queued = try Self.decoder.decode(DeviceCommandRecord.self, from: Data(try cluster.bramble([
                     "device", "lock", pin, "--password-file", passwordFile, "--json"]).utf8))
@@ -86,6 +105,12 @@ import Testing
                 #expect(try device(pin).commands?.first.map { ($0.command, $0.state) } ?? ("", "") == ("lock", "confirmed"))
                 #expect(cluster.shown(pin: pin, service: "command").last?.state == "locked")
             }
+            // A command the device cannot check (another domain's key) is refused, and that recorded: never resent.
+            _ = try cluster.bramble(["device", "lock", foreign, "--password-file", passwordFile])
+            try await cluster.waitFor("the foreign device refused the lock") { try device(foreign).commands?.first?.state == "refused" }
+            #expect(try device(foreign).commands?.first?.detail?.contains("not signed by this device's domain") == true)
+            #expect(try device(foreign).locked_at == nil)
+            #expect(cluster.shown(pin: foreign, service: "command").last?.state == "refused")
             let verifierPath = "\(cluster.dir)/device-\(locked).json.state.password"
             let verifier = try String(contentsOfFile: verifierPath, encoding: .utf8)
             #expect(!verifier.contains("tiger lily"), "the device keeps a verifier, not the password")
@@ -96,9 +121,10 @@ import Testing
             func files(_ pin: String) -> [String: Bool] {
                 let base = "\(cluster.dir)/device-\(pin).json"
                 return Dictionary(uniqueKeysWithValues: [base, base + ".state", base + ".state.outbox", base + ".state.control",
-                                                          base + ".state.password", cluster.logPath(pin: pin)].map { ($0, FileManager.default.fileExists(atPath: $0)) })
+                                                          base + ".state.password", base + ".state.wiping", cluster.logPath(pin: pin)]
+                    .map { ($0, FileManager.default.fileExists(atPath: $0)) })
             }
-            #expect(files(wiped).values.allSatisfy { $0 }, "\(files(wiped))")
+            #expect(files(wiped).filter { !$0.key.hasSuffix(".wiping") }.values.allSatisfy { $0 }, "\(files(wiped))")
             // A copy of its credential kept elsewhere (a backup, a thief's) is of no use after the wipe.
             let copy = "\(cluster.dir)/copy-of-\(wiped).json"
             try FileManager.default.copyItem(atPath: "\(cluster.dir)/device-\(wiped).json", toPath: copy)
@@ -124,11 +150,12 @@ import Testing
             try await cluster.waitFor("\(workWiped) wiped (work) on the server") { try device(workWiped).wiped == "work" }
 
             // A wiped device takes no more commands and gets no more items; the others still do.
-            #expect((try? cluster.bramble(["device", "lock", wiped, "--password-file", passwordFile])) == nil)
+            let itemsBefore = try device(wiped).last_seq
             _ = try cluster.bramble("push", "--to", Self.ann, "--subject", "after the wipes")
             try await cluster.waitFor("the push reached the device left") { cluster.shown(pin: locked).contains { $0.subject == "after the wipes" } }
-            #expect(try device(wiped).pending == 0 || device(wiped).status == "wiped")
-            #expect((try? cluster.bramble(["device", "lock", "FFFFFFF0", "--password-file", passwordFile])) == nil, "no such device")
+            #expect(try device(wiped).last_seq == itemsBefore, "nothing more is queued for a wiped device")
+            #expect(failure(["device", "lock", wiped, "--password-file", passwordFile]).contains("device \(wiped) is wiped"))
+            #expect(failure(["device", "lock", "FFFFFFF0", "--password-file", passwordFile]).contains("no device FFFFFFF0"))
 
             // Passwords never reach the node's logs.
             let nodeLog = (try? String(contentsOfFile: "\(cluster.dir)/node-a.log", encoding: .utf8)) ?? ""
@@ -157,11 +184,11 @@ import Testing
             let p = Int64(pin.value)
             #expect(try await pass().isEmpty, "everything sent was answered")
 
-            _ = try await store.setPolicy(name: "strict", PolicyChange(min_password_length: 10))
+            let changed = try await store.setPolicy(name: "strict", PolicyChange(min_password_length: 10))
             let sent = try await pass()
             #expect(sent.allSatisfy { $0.service == .policy } && Set(sent.map(\.pin)) == [pin, foreign], "every active device of its users")
             let signed = try SignedPolicy.decode(try #require(sent.first { $0.pin == pin }?.payload))
-            #expect(try signed.verified(domainKey: domain.publicKey).version == 3)
+            #expect(try signed.verified(domainKey: domain.publicKey).version == UInt64(changed.version))
             #expect(try await pass().isEmpty, "sent and not yet due again")
 
             try await client.query("UPDATE device_policies SET updated_at = now() - interval '2 minutes' WHERE pin = \(p)")
@@ -196,9 +223,16 @@ import Testing
 
             // A stale epoch sends nothing.
             _ = try await store.setPolicy(name: "default", PolicyChange(lock_timeout_minutes: 1))
-            await #expect(throws: (any Error).self) {
+            func queued() async throws -> Int {
+                var n = 0
+                for try await c in try await client.query("SELECT count(*)::bigint FROM outbound").decode(Int64.self) { n = Int(c) }
+                return n
+            }
+            let before = try await queued()
+            await #expect(throws: ConfigStore.FencedError.self) {
                 _ = try await store.policyPass(domain: domain, resendAfterMs: 0, pair: "q", node: "x", epoch: epoch + 1)
             }
+            #expect(try await queued() == before, "a stale epoch queued nothing")
             group.cancelAll()
         }
     }

@@ -47,9 +47,12 @@ public struct ITPolicy: Equatable, Sendable, Codable {
     /// The rules a policy's values must keep (a policy the device could not apply is
     /// refused when it is set, not when a device meets it).
     public func validated() throws(PayloadError) -> ITPolicy {
+        // ASCII only (no look-alikes from other scripts), with a letter or digit in it (not
+        // "." or ".."; it is a path segment of the admin API).
         guard !name.isEmpty, name.utf8.count <= Self.maxNameLength,
-              name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType == .decimal || "-_.".unicodeScalars.contains($0) }) else {
-            throw PayloadError("a policy's name is 1–\(Self.maxNameLength) letters, digits, '-', '_' or '.'")
+              name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType == .decimal || "-_.".unicodeScalars.contains($0)) }),
+              name.unicodeScalars.contains(where: { $0.properties.isAlphabetic || $0.properties.numericType == .decimal }) else {
+            throw PayloadError("a policy's name is 1–\(Self.maxNameLength) ASCII letters, digits, '-', '_' or '.', with a letter or digit")
         }
         guard (0...64).contains(minPasswordLength) else { throw PayloadError("min_password_length is 0–64") }
         guard (0...1_440).contains(lockTimeoutMinutes) else { throw PayloadError("lock_timeout_minutes is 0–1440") }

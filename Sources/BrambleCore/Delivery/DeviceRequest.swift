@@ -41,17 +41,20 @@ public enum DeviceRequest: Equatable, Sendable {
     case policyApplied(version: UInt64, digest: [UInt8])
     /// The device did not apply the policy of `version` (its signature is not its domain's,
     /// or it cannot be read); `reason` says why.
-    case policyRefused(version: UInt64, reason: String)
+    case policyRefused(version: UInt64, digest: [UInt8], reason: String)
     /// The device carried out IT command `id` (`ITCommand`): locked, or about to wipe.
     case commandDone(id: UInt64, kind: ITCommand.Kind)
+    /// The device did not carry out IT command `id` (not signed by its domain, not for
+    /// it, an older lock than the one in force), and why.
+    case commandRefused(id: UInt64, reason: String)
 
     public enum Kind: UInt64, Sendable {
         case more = 1, send = 2, reply = 3, forward = 4, read = 5, unread = 6, delete = 7, file = 8, folders = 9
         case imLogin = 10, imSend = 11, imPresence = 12, imLogout = 13
-        case policyApplied = 14, policyRefused = 15, commandDone = 16
+        case policyApplied = 14, policyRefused = 15, commandDone = 16, commandRefused = 17
 
         /// What the Policy Service acts on.
-        public static let policyKinds: [Kind] = [.policyApplied, .policyRefused, .commandDone]
+        public static let policyKinds: [Kind] = [.policyApplied, .policyRefused, .commandDone, .commandRefused]
     }
 
     /// An IM login's password: as the device sends it, or as the node records it (sealed
@@ -94,6 +97,7 @@ public enum DeviceRequest: Equatable, Sendable {
         case .policyApplied: .policyApplied
         case .policyRefused: .policyRefused
         case .commandDone: .commandDone
+        case .commandRefused: .commandRefused
         }
     }
 
@@ -104,7 +108,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var messageID: String? {
         switch self {
         case .more(let id), .reply(let id, _, _), .forward(let id, _, _, _), .read(let id), .unread(let id), .delete(let id), .file(let id, _): id
-        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: nil
+        case .send, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused: nil
         }
     }
 
@@ -112,7 +116,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var reconciles: Bool {
         switch kind {
         case .read, .unread, .delete, .file: true
-        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: false
+        case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused: false
         }
     }
 
@@ -135,6 +139,7 @@ public enum DeviceRequest: Equatable, Sendable {
         case .policyApplied: "policy applied"
         case .policyRefused: "policy refused"
         case .commandDone: "command done"
+        case .commandRefused: "command refused"
         }
     }
 
@@ -142,7 +147,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var recipients: [String] {
         switch self {
         case .send(let to, let cc, _, _), .forward(_, let to, let cc, _): to + cc
-        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: []
+        case .more, .reply, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused: []
         }
     }
 
@@ -150,7 +155,7 @@ public enum DeviceRequest: Equatable, Sendable {
     public var sendsMail: Bool {
         switch kind {
         case .send, .reply, .forward: true
-        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone: false
+        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused: false
         }
     }
 
@@ -174,12 +179,16 @@ public enum DeviceRequest: Equatable, Sendable {
         case .policyApplied(let version, let digest):
             w.uint(13, version)
             w.bytes(14, digest)
-        case .policyRefused(let version, let reason):
+        case .policyRefused(let version, let digest, let reason):
             w.uint(13, version)
+            w.bytes(14, digest)
             w.string(15, reason, max: Self.maxReasonLength)
         case .commandDone(let id, let kind):
             w.uint(16, id)
             w.uint(17, UInt64(kind.rawValue))
+        case .commandRefused(let id, let reason):
+            w.uint(16, id)
+            w.string(15, reason, max: Self.maxReasonLength)
         case .file(_, let folder):
             w.string(8, folder, max: Self.maxFolderLength)
         case .send(let to, let cc, let subject, let body):
@@ -267,12 +276,17 @@ public enum DeviceRequest: Equatable, Sendable {
             return .policyApplied(version: try f.requiredUInt(13, "version"), digest: Array(digest))
         case .policyRefused:
             let reason = try f.string(15, max: maxReasonLength, "reason") ?? ""
-            return .policyRefused(version: try f.requiredUInt(13, "version"), reason: MailText.printable(reason))
+            let digest = try f.bytes(14, max: 32, "digest")
+            guard let digest, digest.count == 32 else { throw PayloadError("digest is not 32 bytes") }
+            return .policyRefused(version: try f.requiredUInt(13, "version"), digest: Array(digest), reason: MailText.printable(reason))
         case .commandDone:
             guard let kind = ITCommand.Kind(rawValue: UInt8(clamping: try f.requiredUInt(17, "command kind"))) else {
                 throw PayloadError("unknown command kind")
             }
             return .commandDone(id: try f.requiredUInt(16, "command id"), kind: kind)
+        case .commandRefused:
+            let reason = try f.string(15, max: maxReasonLength, "reason") ?? ""
+            return .commandRefused(id: try f.requiredUInt(16, "command id"), reason: MailText.printable(reason))
         }
     }
 

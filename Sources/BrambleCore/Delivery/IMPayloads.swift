@@ -6,7 +6,7 @@ extension DeviceRequest.Kind {
     public var isIM: Bool {
         switch self {
         case .imLogin, .imSend, .imPresence, .imLogout: true
-        case .more, .send, .reply, .forward, .read, .unread, .delete, .file, .folders, .policyApplied, .policyRefused, .commandDone: false
+        case .more, .send, .reply, .forward, .read, .unread, .delete, .file, .folders, .policyApplied, .policyRefused, .commandDone, .commandRefused: false
         }
     }
     public static let imKinds: [DeviceRequest.Kind] = [.imLogin, .imSend, .imPresence, .imLogout]

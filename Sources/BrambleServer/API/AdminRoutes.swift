@@ -269,6 +269,10 @@ struct AdminRoutes {
             if kind == .lock {
                 let body = try await request.decodeJSON(DeviceLockRequest.self, context: context)
                 do throws(ActivationPassword.Refused) { try DeviceLock.validate(body.password) } catch { throw APIErrorBody(.badRequest, error.description) }
+                // The device password must meet the device's own IT policy.
+                if let policy = try await store.policy(pin: pin), body.password.count < policy.minPasswordLength {
+                    throw APIErrorBody(.badRequest, "IT policy \(policy.name) asks for a device password of at least \(policy.minPasswordLength) characters")
+                }
                 lock = DeviceLock.make(password: body.password)
             }
             let command = try await mapped { try await store.issueCommand(pin: pin, kind: kind, lock: lock) }

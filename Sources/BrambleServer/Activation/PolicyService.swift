@@ -104,8 +104,14 @@ public actor PolicyService: Service, LeaseFollower {
     }
 
     private func answers(epoch: UInt64) async {
-        do {
-            for request in try await store.pendingPolicyRequests() {
+        let pending: [PendingRequest]
+        do { pending = try await store.pendingPolicyRequests() } catch {
+            logger.warning("devices' answers to IT policies and commands not read", metadata: ["error": "\(describe(error))"])
+            return
+        }
+        for request in pending {
+            guard serving.current == epoch else { return }
+            do {
                 let outcome = try await withDeadline(ms: 10_000, clock: clock) { [store, configuration, pair, node] in
                     try await store.recordPolicyOutcome(request, srpID: configuration.srpID, imOffered: configuration.imOffered,
                                                         pair: pair, node: node, epoch: epoch)
@@ -116,9 +122,11 @@ public actor PolicyService: Service, LeaseFollower {
                 // The relay forgets a wiped device's key (it can no longer connect).
                 if outcome.wiped { dispatcher.refreshKeys() }
                 if !outcome.summary.isEmpty { logger.info("\(outcome.summary)", metadata: ["device.pin": "\(request.pin)"]) }
+            } catch {
+                // One answer's trouble is that answer's: the others are recorded, it is tried again.
+                logger.warning("a device's answer to an IT policy or command not recorded",
+                               metadata: ["device.pin": "\(request.pin)", "error": "\(describe(error))"])
             }
-        } catch {
-            logger.warning("devices' answers to IT policies and commands not recorded", metadata: ["error": "\(describe(error))"])
         }
     }
 }

@@ -247,7 +247,7 @@ extension MessagingAgent {
         var draft = OutgoingDraft(fromAddress: mail.email, fromName: mail.displayName.isEmpty ? nil : mail.displayName, to: [], cc: [],
                                   subject: "", body: "", messageID: mail.messageID, date: Date())
         switch mail.request {
-        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone:
+        case .more, .read, .unread, .delete, .file, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused:
             throw SendRefusal(reason: "a \(mail.request.verb) request sends no mail")
         case .send(let to, let cc, let subject, let body):
             (draft.to, draft.cc, draft.subject, draft.body) = (try addresses(to), try addresses(cc), subject, body)

@@ -158,7 +158,7 @@ extension MessagingAgent {
                 }
                 if at.name != target.name { try await move(to: target) }
                 now.deleted = isTrash(target)
-            case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone:
+            case .more, .send, .reply, .forward, .folders, .imLogin, .imSend, .imPresence, .imLogout, .policyApplied, .policyRefused, .commandDone, .commandRefused:
                 return .failed(reason: "not a mailbox change", state: nil)
             }
             return .done(now)

@@ -670,7 +670,7 @@ public actor MessagingAgent: Service, LeaseFollower {
                     break  // the outgoing queue's
                 case .imLogin, .imSend, .imPresence, .imLogout:
                     break  // the Collaboration Service's (not in this list)
-                case .policyApplied, .policyRefused, .commandDone:
+                case .policyApplied, .policyRefused, .commandDone, .commandRefused:
                     break  // the Policy Service's (not in this list)
                 }
             }

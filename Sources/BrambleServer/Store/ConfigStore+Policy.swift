@@ -62,7 +62,7 @@ extension ConfigStore {
     /// change raises its version and makes it due on every active device of its users.
     /// Rules a device could not apply are refused here (`PayloadError`).
     public func setPolicy(name: String, _ change: PolicyChange) async throws -> PolicyRecord {
-        try await client.withTransaction(logger: logger) { [logger] conn in
+        try await transaction { [logger] conn in
             var current: ITPolicy?
             for try await (version, rules) in try await conn.query("""
                 SELECT version, rules FROM policies WHERE name = \(name) FOR UPDATE
@@ -90,7 +90,7 @@ extension ConfigStore {
 
     /// Gives `emails` the policy `name` ("default": back to the default); all or none.
     public func assignPolicy(name: String, emails: [String]) async throws -> PolicyAssigned {
-        try await client.withTransaction(logger: logger) { [logger] conn in
+        try await transaction { [logger] conn in
             var version: Int64?
             for try await v in try await conn.query("SELECT version FROM policies WHERE name = \(name) FOR SHARE", logger: logger).decode(Int64.self) {
                 version = v
@@ -110,6 +110,17 @@ extension ConfigStore {
         }
     }
 
+    /// An administrator's change in one transaction; what its body threw (a `StoreError`,
+    /// a `PayloadError`) comes out as itself, for the API to answer as such.
+    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> sending T) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            if let thrown = error.closureError, thrown is StoreError || thrown is PayloadError { throw thrown }
+            throw error
+        }
+    }
+
     /// Makes the policy due on the active devices of its users (of `userIDs` only, if
     /// given); returns how many.
     private func markPolicyDue(name: String, version: UInt64, userIDs: [Int64]?, _ conn: PostgresConnection) async throws -> Int64 {
@@ -119,6 +130,7 @@ extension ConfigStore {
             SELECT d.pin, \(name), \(Int64(version)), 'due' FROM devices d JOIN users u ON u.id = d.user_id
             WHERE d.status = 'active' AND COALESCE(u.policy, 'default') = \(name)
               AND (\(userIDs)::bigint[] IS NULL OR u.id = ANY(\(userIDs)::bigint[]))
+            ORDER BY d.pin
             ON CONFLICT (pin) DO UPDATE SET policy = EXCLUDED.policy, version = EXCLUDED.version, state = 'due', detail = '', updated_at = now()
             RETURNING pin
             """, logger: logger) { count += 1 }
@@ -128,13 +140,14 @@ extension ConfigStore {
     /// Signs the user's policy for `pins` and records it sent; the items to enqueue.
     func policyItems(userID: Int64, pins: [PIN], domain: DomainKey, _ conn: PostgresConnection) async throws -> [(PIN, DataFrame.Service, [UInt8])] {
         let policy = try await policy(userID: userID, conn)
-        let signed = SignedPolicy.sign(policy, with: domain.signing).encoded()
+        let signed = SignedPolicy.sign(policy, with: domain.signing)
         try await conn.query("""
-            INSERT INTO device_policies (pin, policy, version, state)
-            SELECT unnest(\(pins.map { Int64($0.value) })::bigint[]), \(policy.name), \(Int64(policy.version)), 'sent'
-            ON CONFLICT (pin) DO UPDATE SET policy = EXCLUDED.policy, version = EXCLUDED.version, state = 'sent', detail = '', updated_at = now()
+            INSERT INTO device_policies (pin, policy, version, state, digest)
+            SELECT unnest(\(pins.map { Int64($0.value) })::bigint[]), \(policy.name), \(Int64(policy.version)), 'sent', \(ByteBuffer(bytes: signed.digest))
+            ON CONFLICT (pin) DO UPDATE SET policy = EXCLUDED.policy, version = EXCLUDED.version, state = 'sent', digest = EXCLUDED.digest,
+                detail = '', updated_at = now()
             """, logger: logger)
-        return pins.map { ($0, .policy, signed) }
+        return pins.map { ($0, .policy, signed.encoded()) }
     }
 
     /// Signs the user's policy and queues it for `pins`, recording what was sent.
@@ -146,30 +159,43 @@ extension ConfigStore {
 
     /// Queues `kind` for an active device (the primary signs and sends it).
     public func issueCommand(pin: PIN, kind: ITCommand.Kind, lock: DeviceLock?) async throws -> DeviceCommandRecord {
-        var status: String?
-        for try await s in try await client.query("SELECT status FROM devices WHERE pin = \(Int64(pin.value))", logger: logger).decode(String.self) {
-            status = s
-        }
-        guard let status else { throw StoreError.notFound("no device \(pin)") }
-        guard status == "active" else { throw StoreError.conflict("device \(pin) is \(status)") }
+        // Only for an active device, checked in the statement that inserts it.
         for try await (id, created) in try await client.query("""
             INSERT INTO device_commands (pin, kind, lock_salt, lock_verifier)
-            VALUES (\(Int64(pin.value)), \(kind.name), \(lock.map { ByteBuffer(bytes: $0.salt) }), \(lock.map { ByteBuffer(bytes: $0.verifier) }))
+            SELECT pin, \(kind.name), \(lock.map { ByteBuffer(bytes: $0.salt) }), \(lock.map { ByteBuffer(bytes: $0.verifier) })
+            FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'
             RETURNING id, created_at
             """, logger: logger).decode((Int64, Date).self) {
             return DeviceCommandRecord(id: id, pin: pin.description, command: kind.name, state: "queued", created_at: created, sent_at: nil, confirmed_at: nil)
         }
-        throw StoreError.notFound("inserted command")
+        for try await status in try await client.query("SELECT status FROM devices WHERE pin = \(Int64(pin.value))", logger: logger).decode(String.self) {
+            throw StoreError.conflict("device \(pin) is \(status)")
+        }
+        throw StoreError.notFound("no device \(pin)")
+    }
+
+    /// The IT policy of a device's user (the lock command checks the password against it).
+    public func policy(pin: PIN) async throws -> ITPolicy? {
+        try await client.withConnection { [self] conn in
+            var user: Int64?
+            for try await id in try await conn.query("SELECT user_id FROM devices WHERE pin = \(Int64(pin.value))", logger: logger).decode(Int64.self) {
+                user = id
+            }
+            guard let user else { return nil }
+            return try await policy(userID: user, conn)
+        }
     }
 
     /// A device's commands, newest first.
     func commands(pin: PIN, limit: Int = 10) async throws -> [DeviceCommandRecord] {
         var out: [DeviceCommandRecord] = []
-        for try await (id, kind, state, created, sent, confirmed) in try await client.query("""
-            SELECT id, kind, state, created_at, sent_at, confirmed_at FROM device_commands WHERE pin = \(Int64(pin.value))
+        for try await (id, kind, state, detail, created, sent, confirmed) in try await client.query("""
+            SELECT id, kind, state, detail, created_at, sent_at, confirmed_at FROM device_commands WHERE pin = \(Int64(pin.value))
             ORDER BY id DESC LIMIT \(limit)
-            """, logger: logger).decode((Int64, String, String, Date, Date?, Date?).self) {
-            out.append(DeviceCommandRecord(id: id, pin: pin.description, command: kind, state: state, created_at: created, sent_at: sent, confirmed_at: confirmed))
+            """, logger: logger).decode((Int64, String, String, String, Date, Date?, Date?).self) {
+            var record = DeviceCommandRecord(id: id, pin: pin.description, command: kind, state: state, created_at: created, sent_at: sent, confirmed_at: confirmed)
+            record.detail = detail.isEmpty ? nil : detail
+            out.append(record)
         }
         return out
     }
@@ -192,7 +218,7 @@ extension ConfigStore {
                    OR (c.state = 'sent' AND c.sent_at < now() - \(resend) * interval '1 millisecond'
                        AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = c.pin AND o.service = \(Int16(DataFrame.Service.command.rawValue))
                                        AND o.state IN ('queued', 'sent')))
-                ORDER BY c.id LIMIT \(limit) FOR UPDATE OF c SKIP LOCKED
+                ORDER BY c.id LIMIT \(limit) FOR UPDATE OF c, d SKIP LOCKED
                 """, logger: logger).decode((Int64, Int64, String, ByteBuffer?, ByteBuffer?, Date).self) {
                 let lock = salt.flatMap { s in verifier.map { DeviceLock(salt: Array(buffer: s), verifier: Array(buffer: $0)) } }
                 // The table's checks keep commands valid; a row that is not is never signed.
@@ -215,7 +241,7 @@ extension ConfigStore {
                    OR (dp.state = 'sent' AND dp.updated_at < now() - \(resend) * interval '1 millisecond'
                        AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = dp.pin AND o.service = \(Int16(DataFrame.Service.policy.rawValue))
                                        AND o.state IN ('queued', 'sent')))
-                ORDER BY dp.pin LIMIT \(limit) FOR UPDATE OF dp SKIP LOCKED
+                ORDER BY dp.pin LIMIT \(limit) FOR UPDATE OF dp, d SKIP LOCKED
                 """, logger: logger).decode((Int64, Int64).self) { byUser[user, default: []].append(PIN(UInt32(p))) }
             for (user, pins) in byUser.sorted(by: { $0.key < $1.key }) {
                 items += try await policyItems(userID: user, pins: pins, domain: domain, conn)
@@ -288,11 +314,23 @@ extension ConfigStore {
                         UPDATE devices SET status = 'wiped', wiped = \(kind == .wipe ? "all" : "work"), wiped_at = now(), master_key = ''
                         WHERE pin = \(pin)
                         """, logger: logger)
+                    try await conn.query("""
+                        UPDATE device_commands SET state = 'refused', detail = 'the device was wiped', confirmed_at = now()
+                        WHERE pin = \(pin) AND state IN ('queued', 'sent')
+                        """, logger: logger)
                     return PolicyOutcome(wiped: true, summary: kind == .wipe ? "device wiped" : "device's work data wiped")
                 }
-            case .policyRefused(let version, let reason):
+            case .commandRefused(let id, let reason):
                 try await conn.query("""
-                    UPDATE device_policies SET state = 'refused', detail = \(reason), updated_at = now() WHERE pin = \(pin) AND version = \(Int64(version))
+                    UPDATE device_commands SET state = 'refused', detail = \(reason), confirmed_at = now()
+                    WHERE id = \(Int64(clamping: id)) AND pin = \(pin) AND state IN ('queued', 'sent')
+                    """, logger: logger)
+                return PolicyOutcome(summary: "IT command refused: \(reason)")
+            case .policyRefused(_, let digest, let reason):
+                // The answer names the policy by its digest (versions repeat across policies).
+                try await conn.query("""
+                    UPDATE device_policies SET state = 'refused', detail = \(reason), updated_at = now()
+                    WHERE pin = \(pin) AND digest = \(ByteBuffer(bytes: digest)) AND state = 'sent'
                     """, logger: logger)
                 try await conn.query("""
                     UPDATE activations SET last_event = \("PIN \(request.pin) refused its IT policy: \(reason)"), last_event_at = now()
@@ -302,7 +340,7 @@ extension ConfigStore {
             case .policyApplied(let version, let digest):
                 try await conn.query("""
                     UPDATE device_policies SET state = 'applied', detail = '', updated_at = now()
-                    WHERE pin = \(pin) AND version = \(Int64(version))
+                    WHERE pin = \(pin) AND digest = \(ByteBuffer(bytes: digest)) AND state = 'sent'
                     """, logger: logger)
                 var activating = false
                 for try await _ in try await conn.query("""
@@ -310,8 +348,12 @@ extension ConfigStore {
                     """, logger: logger) { activating = true }
                 guard activating else { return PolicyOutcome(summary: "IT policy applied") }
                 let policy = try await policy(userID: user.id, conn)
-                // Only the policy the node sends now releases the books, not an older one.
-                guard digest == Array(SHA256.hash(data: policy.encoded())) else { return PolicyOutcome(summary: "an older IT policy applied") }
+                // Only the policy in force releases the books, not an older one (the policy
+                // changed while the device activated): the one in force is sent now.
+                guard digest == Array(SHA256.hash(data: policy.encoded())) else {
+                    try await conn.query("UPDATE device_policies SET state = 'due', updated_at = now() WHERE pin = \(pin)", logger: logger)
+                    return PolicyOutcome(summary: "an older IT policy applied; the one in force is sent")
+                }
                 let books = ServiceBooks.offered(srpID: srpID, email: user.email, imOffered: imOffered, policy: policy)
                 guard let committed = try await enqueueDeviceItems([(request.pin, .serviceBooks, books.encoded())],
                                                                    origin: "policy", conn),

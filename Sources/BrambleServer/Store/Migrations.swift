@@ -411,11 +411,14 @@ enum Migrations {
         // The Policy Service afterwards: a policy changed or assigned is "due" on every device
         // of its users until the primary signs and sends it; IT administration commands
         // (lock with a new device password's verifier, wipe, wipe-work) wait queued for the
-        // primary, are sent, and are confirmed by the device; a device that confirmed a wipe
+        // primary, are sent, and are confirmed (or refused, with why) by the device, whose
+        // answer to a policy names it by digest; a device that confirmed a wipe
         // is "wiped" (its master key forgotten: it can no longer connect).
         Migration(version: 14, name: "IT policy changes and IT administration commands", sql: [
             "ALTER TABLE device_policies DROP CONSTRAINT device_policies_state_check",
             "ALTER TABLE device_policies ADD CONSTRAINT device_policies_state_check CHECK (state IN ('due', 'sent', 'applied', 'refused'))",
+            // SHA-256 of the policy as signed for the device: its answer names it.
+            "ALTER TABLE device_policies ADD COLUMN digest bytea",
             "ALTER TABLE devices DROP CONSTRAINT devices_status_check",
             "ALTER TABLE devices ADD CONSTRAINT devices_status_check CHECK (status IN ('active', 'disabled', 'wiped'))",
             "ALTER TABLE devices ADD COLUMN locked_at timestamptz",
@@ -428,7 +431,8 @@ enum Migrations {
                 kind text NOT NULL CHECK (kind IN ('lock', 'wipe', 'wipe-work')),
                 lock_salt bytea,
                 lock_verifier bytea,
-                state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'confirmed')),
+                state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'confirmed', 'refused')),
+                detail text NOT NULL DEFAULT '',
                 created_at timestamptz NOT NULL DEFAULT now(),
                 sent_at timestamptz,
                 confirmed_at timestamptz,

@@ -436,5 +436,23 @@ import Testing
         narrow.uint(1, 16); narrow.uint(16, 7); narrow.bytes(17, [1])
         #expect(throws: PayloadError("command kind is not 8 bytes")) { try DeviceRequest.decode(narrow.bytes) }
     }
-}
 
+    @Test func commandRefusedAndPolicyRefusedRoundTripAndNameWhatTheyAnswer() throws {
+        let digest = [UInt8](repeating: 0xAB, count: 32)
+        for request in [DeviceRequest.commandRefused(id: 9, reason: "the command is not signed by this device's domain"),
+                        .commandRefused(id: .max, reason: ""),
+                        .policyRefused(version: 3, digest: digest, reason: "not signed")] {
+            #expect(try DeviceRequest.decode(request.encoded()) == request)
+        }
+        #expect(DeviceRequest.Kind.policyKinds.contains(.commandRefused))
+        #expect(DeviceRequest.commandRefused(id: 9, reason: "x").kind.rawValue == 17)
+        #expect(DeviceRequest.commandRefused(id: 9, reason: "x").verb == "command refused")
+        // A refusal names the policy it refuses by digest: without one it is not read.
+        var noDigest = PayloadWriter()
+        noDigest.uint(1, 15); noDigest.uint(13, 3); noDigest.string(15, "no", max: 16)
+        #expect(throws: PayloadError("digest is not 32 bytes")) { try DeviceRequest.decode(noDigest.bytes) }
+        var noID = PayloadWriter()
+        noID.uint(1, 17); noID.string(15, "why", max: 16)
+        #expect(throws: PayloadError("command id missing")) { try DeviceRequest.decode(noID.bytes) }
+    }
+}

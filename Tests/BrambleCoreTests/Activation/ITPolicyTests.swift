@@ -190,7 +190,11 @@ import Testing
         let edges = ITPolicy(name: String(repeating: "a", count: ITPolicy.maxNameLength), version: 0, minPasswordLength: 64,
                              lockTimeoutMinutes: 1_440, allowedServices: ["im"])
         #expect(try edges.validated() == edges)
-        #expect(try ITPolicy(name: "Richtlinie-Größe_1.0").validated().name == "Richtlinie-Größe_1.0")
+        #expect(try ITPolicy(name: "Richtlinie-Groesse_1.0").validated().name == "Richtlinie-Groesse_1.0")
+        // Names are ASCII (no look-alikes from other scripts) with a letter or digit (not "." or "..").
+        for name in ["Richtlinie-Größe", "strіct", ".", "..", "-_."] {
+            #expect(throws: PayloadError.self, "\(name)") { try ITPolicy(name: name).validated() }
+        }
     }
 
     @Test(arguments: [-1, 65, 1_000, Int.min, Int.max])
