@@ -170,14 +170,7 @@ public struct SpooledActivation: Codable, Sendable, Equatable {
 
     /// Writes it into the spool of the device whose state file is `statePath`.
     public func submit(statePath: String) throws -> String {
-        let spool = DeviceOutbox.spoolDirectory(statePath: statePath)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spool, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
-        }
-        let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).activation"
-        try SecretFilePermissions.replace(name, bytes: try JSONEncoder().encode(self), what: "activation request")
-        return name
+        try DeviceOutbox.spool(try JSONEncoder().encode(self), statePath: statePath, suffix: "activation", what: "activation request")
     }
 
     /// The oldest activation in the spool, removed from it; one that cannot be read is

@@ -91,6 +91,19 @@ public final class DeviceOutbox: @unchecked Sendable {
 
     public static func spoolDirectory(statePath: String) -> String { statePath + ".control" }
 
+    /// Writes a file into a running device's spool, mode 0600 from its creation and
+    /// atomically (the device never sees half a file); its path.
+    static func spool(_ bytes: Data, statePath: String, suffix: String, what: String) throws -> String {
+        let spool = spoolDirectory(statePath: statePath)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spool, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
+        }
+        let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).\(suffix)"
+        try SecretFilePermissions.replace(name, bytes: bytes, what: what)
+        return name
+    }
+
     public var pending: [Entry] { lock.withLock { state.pending } }
 
     /// Adds a request; returns its number.
@@ -283,13 +296,6 @@ public struct DeviceControlRequest: Codable, Sendable, Equatable {
     /// Writes the request into a running device's spool (atomically: the device never
     /// sees half a file).
     public func submit(statePath: String) throws -> String {
-        let spool = DeviceOutbox.spoolDirectory(statePath: statePath)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spool, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: spool])
-        }
-        let name = "\(spool)/\(Int(Date().timeIntervalSince1970 * 1000))-\(UUID().uuidString.prefix(8)).request"
-        try SecretFilePermissions.replace(name, bytes: try JSONEncoder().encode(self), what: "control request")
-        return name
+        try DeviceOutbox.spool(try JSONEncoder().encode(self), statePath: statePath, suffix: "request", what: "control request")
     }
 }

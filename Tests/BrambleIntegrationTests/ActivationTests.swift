@@ -210,6 +210,8 @@ import Testing
             }
             #expect(try await cluster.activationMailsLeft(email) == 0)
             #expect(try await cluster.activation(email).failures == 4)
+            #expect(try await cluster.metric("bramble_activation_requests_total{outcome=\"unsealed\"}") == 2)
+            #expect(try await cluster.metric("bramble_activation_requests_total{outcome=\"answered\"}") ?? 0 >= 2)
         }
     }
 }

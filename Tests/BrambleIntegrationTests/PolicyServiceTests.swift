@@ -161,6 +161,11 @@ import Testing
             let nodeLog = (try? String(contentsOfFile: "\(cluster.dir)/node-a.log", encoding: .utf8)) ?? ""
             #expect(!nodeLog.contains("tiger lily"))
 
+            // The node counts the devices' answers: three locks, a wipe and a wipe-work done; one refused.
+            #expect(try await cluster.metric("bramble_policy_answers_total{answer=\"command-done\"}") == 5)
+            #expect(try await cluster.metric("bramble_policy_answers_total{answer=\"command-refused\"}") == 1)
+            #expect(try await cluster.metric("bramble_policy_answers_total{answer=\"policy-refused\"}") ?? 0 >= 1)
+
             // The store's pass on its own, the node stopped so that it does not race it.
             cluster.node?.stop()
             try await Self.storePass(cluster, pin: PIN(locked)!, foreign: PIN(foreign)!)

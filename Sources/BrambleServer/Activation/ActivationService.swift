@@ -49,6 +49,7 @@ public actor ActivationService: Service, LeaseFollower {
     private let pair: String
     private let node: String
     private let clock: any NodeClock
+    private let metrics: NodeMetrics?
     private let logger: Logger
     private let events = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1_024))
     private let serving = ServingEpoch()
@@ -58,9 +59,9 @@ public actor ActivationService: Service, LeaseFollower {
     private var sweepCursor: Int64 = 0
 
     public init(configuration: Configuration?, store: ConfigStore, dispatcher: Dispatcher, outbound: SRPOutbound,
-                pair: String, node: String, clock: any NodeClock, logger: Logger) {
+                pair: String, node: String, clock: any NodeClock, metrics: NodeMetrics? = nil, logger: Logger) {
         (self.configuration, self.store, self.dispatcher, self.outbound) = (configuration, store, dispatcher, outbound)
-        (self.pair, self.node, self.clock, self.logger) = (pair, node, clock, logger)
+        (self.pair, self.node, self.clock, self.metrics, self.logger) = (pair, node, clock, metrics, logger)
     }
 
     // MARK: What the rest of the node calls
@@ -148,7 +149,7 @@ public actor ActivationService: Service, LeaseFollower {
     /// Looks in one mailbox for activation requests; answers each, then removes it.
     private func check(_ candidate: ConfigStore.ActivationCandidate, epoch: UInt64, domain: ConfigStore.DomainKey, _ c: Configuration) async {
         do {
-            try await withDeadline(ms: 20_000, clock: clock) { [store, srpID = c.srpID, pair, node, logger, outbound, serving] in
+            try await withDeadline(ms: 20_000, clock: clock) { [store, srpID = c.srpID, pair, node, logger, outbound, serving, metrics] in
                 try await IMAPSession.with(to: c.mail.imap, tls: c.mail.tls, connectTimeout: .seconds(2)) { session in
                     try await session.login(user: "\(candidate.email)*\(c.mail.serviceUser)", password: c.mail.servicePassword)
                     _ = try await session.select("INBOX")
@@ -179,6 +180,7 @@ public actor ActivationService: Service, LeaseFollower {
                         // Not through the relay (no valid seal), or too old for its device to be
                         // waiting: removed, neither answered nor counted.
                         if !sealed || stale {
+                            metrics?.activationRequest(stale ? "stale" : "unsealed")
                             logger.notice(stale ? "an activation request mail too old to answer was removed"
                                                 : "an activation request mail without the relay's seal was removed", metadata: ["user": "\(candidate.email)"])
                             _ = try await session.uidStore("\(uid)", flags: ["\\Deleted"], add: true)
@@ -192,9 +194,11 @@ public actor ActivationService: Service, LeaseFollower {
                             var frame: ActivationFrame?
                             switch answer {
                             case .respond(let response):
+                                metrics?.activationRequest("answered")
                                 frame = ActivationFrame(phase: .response, pin: request.pin, srpID: srpID, body: response.encoded())
                                 logger.info("activation request answered", metadata: ["device.pin": "\(request.pin)", "user": "\(candidate.email)"])
                             case .refuse(let reason):
+                                metrics?.activationRequest("refused")
                                 frame = ActivationFrame(phase: .result, pin: request.pin, srpID: srpID,
                                                         body: ActivationResult(sessionID: request.sessionID, accepted: false, reason: reason).encoded())
                                 logger.notice("activation request refused", metadata: ["device.pin": "\(request.pin)", "user": "\(candidate.email)", "reason": "\(reason)"])
@@ -203,6 +207,7 @@ public actor ActivationService: Service, LeaseFollower {
                             }
                             if let frame { outbound.send([.activation(frame)], epoch: epoch) }
                         } else {
+                            metrics?.activationRequest("refused")
                             logger.notice("an unreadable activation request was removed", metadata: ["user": "\(candidate.email)"])
                         }
                         // Answered and recorded; the request leaves the mailbox, unless this node
@@ -230,6 +235,7 @@ public actor ActivationService: Service, LeaseFollower {
                 // The relay learns the device's key with the items (the Dispatcher warms it).
                 await dispatcher.committed(committed.items, keys: committed.keys)
             }
+            metrics?.activationConfirmation(accepted: result.accepted)
             outbound.send([.activation(ActivationFrame(phase: .result, pin: frame.pin, srpID: configuration?.srpID ?? "", body: result.encoded()))], epoch: epoch)
             logger.info(result.accepted ? "activation key confirmed; IT policy sent" : "activation key confirmation refused",
                         metadata: ["device.pin": "\(frame.pin)", "reason": "\(result.reason)"])

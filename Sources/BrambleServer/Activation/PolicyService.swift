@@ -40,6 +40,7 @@ public actor PolicyService: Service, LeaseFollower {
     private let pair: String
     private let node: String
     private let clock: any NodeClock
+    private let metrics: NodeMetrics?
     private let logger: Logger
     // Wake-ups only: one of each kind waiting is as good as many.
     private let events = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(8))
@@ -48,9 +49,9 @@ public actor PolicyService: Service, LeaseFollower {
     private var lastPassMs: UInt64 = 0
 
     public init(configuration: Configuration, store: ConfigStore, dispatcher: Dispatcher, pair: String, node: String,
-                clock: any NodeClock, logger: Logger) {
+                clock: any NodeClock, metrics: NodeMetrics? = nil, logger: Logger) {
         (self.configuration, self.store, self.dispatcher) = (configuration, store, dispatcher)
-        (self.pair, self.node, self.clock, self.logger) = (pair, node, clock, logger)
+        (self.pair, self.node, self.clock, self.metrics, self.logger) = (pair, node, clock, metrics, logger)
     }
 
     public nonisolated func requestsRecorded() { events.continuation.yield(.requests) }
@@ -121,6 +122,7 @@ public actor PolicyService: Service, LeaseFollower {
                 }
                 // The relay forgets a wiped device's key (it can no longer connect).
                 if outcome.wiped { dispatcher.refreshKeys() }
+                if outcome.recorded, let answer = ActivationMetrics.answer(request.request) { metrics?.policyAnswer(answer) }
                 if !outcome.summary.isEmpty { logger.info("\(outcome.summary)", metadata: ["device.pin": "\(request.pin)"]) }
             } catch {
                 // One answer's trouble is that answer's: the others are recorded, it is tried again.

@@ -60,11 +60,11 @@ public struct Node {
                                                  pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger, lease: snapshot)
         let activation = ActivationService(
             configuration: c.mail.map { ActivationService.Configuration(mail: $0, srpID: c.srpID, srpKey: c.srpKey) },
-            store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, logger: logger)
+            store: store, dispatcher: dispatcher, outbound: outbound, pair: c.pair, node: c.node, clock: clock, metrics: metrics, logger: logger)
         var policyConfiguration = PolicyService.Configuration(srpID: c.srpID)
         policyConfiguration.imOffered = c.im != nil
         let policy = PolicyService(configuration: policyConfiguration, store: store, dispatcher: dispatcher, pair: c.pair, node: c.node,
-                                   clock: clock, logger: logger)
+                                   clock: clock, metrics: metrics, logger: logger)
         policyBox.withLockedValue { $0 = policy }
         let startup = NodeStartup(configuration: c, store: store, dispatcher: dispatcher, logger: logger)
         let uncertain = UncertainCommits()

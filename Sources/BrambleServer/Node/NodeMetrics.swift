@@ -13,6 +13,7 @@ public final class NodeMetrics: Sendable {
     /// they were settled.
     private let submissions: [String: Counter], inDoubt: [String: Counter]
     private let imLogins: [String: Counter], imMessages: [String: Counter], imResumedTotal: Counter, imSessionsGauge: Meter
+    private let activationRequests: [String: Counter], activationConfirmations: [String: Counter], policyAnswers: [String: Counter]
     private let queueDepthGauge, srpLinkUpGauge, epochGauge, scoreGauge: Meter
     /// One gauge per role, 1 for the role this node is in (`bramble_role{role="primary"}`).
     private let roles: [NodeRole: Meter]
@@ -65,6 +66,18 @@ public final class NodeMetrics: Sendable {
         imMessages = Dictionary(uniqueKeysWithValues: ["received", "sent", "refused"].map { direction in
             (direction, c.counter("bramble_im_messages_total", help: "Instant messages relayed (received: to a device; sent: from a device; refused: a device's the IM server bounced)",
                                   labels: [("direction", direction)]))
+        })
+        activationRequests = Dictionary(uniqueKeysWithValues: ActivationMetrics.requestOutcomes.map { outcome in
+            (outcome, c.counter("bramble_activation_requests_total", help: "Activation request mails handled by this node, by outcome (answered, refused: replay, locked, expired or unreadable; unsealed: not through the relay; stale: too old to answer)",
+                                labels: [("outcome", outcome)]))
+        })
+        activationConfirmations = Dictionary(uniqueKeysWithValues: ["accepted", "refused"].map { outcome in
+            (outcome, c.counter("bramble_activation_confirmations_total", help: "Devices' activation key confirmations checked by this node, by outcome",
+                                labels: [("outcome", outcome)]))
+        })
+        policyAnswers = Dictionary(uniqueKeysWithValues: ActivationMetrics.policyAnswers.map { answer in
+            (answer, c.counter("bramble_policy_answers_total", help: "Devices' answers to IT policies and IT commands recorded by this node (policy-applied, policy-refused, command-done, command-refused)",
+                               labels: [("answer", answer)]))
         })
         imResumedTotal = c.counter("bramble_im_sessions_resumed_total", help: "Cached IM sessions logged back in by this node (after a promotion or a lost connection)")
         imSessionsGauge = c.gauge("bramble_im_sessions", help: "IM sessions this node holds for devices")
@@ -124,6 +137,9 @@ public final class NodeMetrics: Sendable {
     func imLogin(_ outcome: String) { imLogins[outcome]?.increment() }
     func imMessage(direction: String, failed: Bool) { imMessages[failed ? "refused" : direction]?.increment() }
     func imResumed(_ n: Int) { imResumedTotal.increment(by: n) }
+    func activationRequest(_ outcome: String) { activationRequests[outcome]?.increment() }
+    func activationConfirmation(accepted: Bool) { activationConfirmations[accepted ? "accepted" : "refused"]?.increment() }
+    func policyAnswer(_ answer: String) { policyAnswers[answer]?.increment() }
     func imSessions(_ n: Int) { imSessionsGauge.set(n) }
     func stateItems(_ n: Int) { stateItemsTotal.increment(by: Int64(n)) }
     func frameRejected() { framesRejectedTotal.increment() }
@@ -163,5 +179,21 @@ extension Duration {
     var nanoseconds: Int64 {
         let (s, atto) = components
         return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}
+
+/// The labels of the activation and Policy Service counters.
+enum ActivationMetrics {
+    static let requestOutcomes = ["answered", "refused", "unsealed", "stale"]
+    static let policyAnswers = ["policy-applied", "policy-refused", "command-done", "command-refused"]
+
+    static func answer(_ request: DeviceRequest) -> String? {
+        switch request {
+        case .policyApplied: "policy-applied"
+        case .policyRefused: "policy-refused"
+        case .commandDone: "command-done"
+        case .commandRefused: "command-refused"
+        default: nil
+        }
     }
 }

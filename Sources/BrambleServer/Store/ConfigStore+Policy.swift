@@ -275,6 +275,8 @@ extension ConfigStore {
         public var wiped = false
         /// What the device confirmed, for the log.
         public var summary = ""
+        /// Whether the answer was new (not one recorded before).
+        public var recorded: Bool { !summary.isEmpty }
     }
 
     /// Records a device's answer to its IT policy or an IT command. A policy applied during
