@@ -89,7 +89,7 @@ public actor PolicyService: Service, LeaseFollower {
         await answers(epoch: epoch)
         do {
             if domain == nil { domain = try await store.domainKey() }
-            guard let domain else { return }
+            guard let domain, try await store.policyWorkPending(resendAfterMs: configuration.resendAfterMs) else { return }
             let committed = try await withDeadline(ms: 10_000, clock: clock) { [store, configuration, pair, node] in
                 try await store.policyPass(domain: domain, resendAfterMs: configuration.resendAfterMs, pair: pair, node: node, epoch: epoch)
             }

@@ -202,6 +202,19 @@ extension ConfigStore {
 
     // MARK: The primary's pass
 
+    /// Whether the pass has anything to do: a plain read, so that an idle primary does not
+    /// open a fenced transaction (a share lock on the lease row) every couple of seconds.
+    public func policyWorkPending(resendAfterMs: UInt64) async throws -> Bool {
+        let resend = Int64(clamping: resendAfterMs)
+        for try await pending in try await client.query("""
+            SELECT EXISTS (SELECT 1 FROM device_commands c JOIN devices d ON d.pin = c.pin AND d.status = 'active'
+                           WHERE c.state = 'queued' OR (c.state = 'sent' AND c.sent_at < now() - \(resend) * interval '1 millisecond'))
+                OR EXISTS (SELECT 1 FROM device_policies dp JOIN devices d ON d.pin = dp.pin AND d.status = 'active'
+                           WHERE dp.state = 'due' OR (dp.state = 'sent' AND dp.updated_at < now() - \(resend) * interval '1 millisecond'))
+            """, logger: logger).decode(Bool.self) { return pending }
+        return false
+    }
+
     /// What the primary's pass sends: queued commands, due policies, and commands or
     /// policies sent `resendAfterMs` ago, still unanswered and no longer in the device's
     /// queue (expired, or lost) — sent again. At most `limit` of each per pass.
