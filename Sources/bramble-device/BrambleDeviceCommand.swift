@@ -137,8 +137,9 @@ struct Run: AsyncParsableCommand {
             IT commands from the administrator (`bramble device lock|wipe|wipe-work`) are
             carried out when signed by the device's domain: a lock keeps the new device
             password's verifier in STATE.password; a wipe is confirmed to the server first,
-            then deletes the credential file, the state, outbox, control spool and log (and,
-            for `wipe`, STATE.password), prints a last "wiped" line and exits 0.
+            then deletes the state, outbox, control spool and log (for `wipe` also
+            STATE.password), then the credential file (overwritten first), prints a last
+            "wiped" line and exits 0. Only regular files are removed.
             With --await-activation and no credential file yet, the device waits to be
             activated over the air, as a new handheld at its Enterprise Activation screen:
             `bramble-device control --state STATE activate --email E --password-file F`

@@ -41,9 +41,10 @@ struct PolicyCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create or change an IT policy; it reaches every device of its users.",
             discussion: """
-                A new policy starts from the built-in rules (no password, no lock timeout, every
-                service), not from a changed "default". Each change raises the policy's version. Names are 1–64
-                letters, digits, '-', '_' or '.'.
+                A new policy starts from the built-in rules (no password, no lock timeout,
+                every service), not from a changed "default". Each change raises the
+                policy's version. Names are 1–64 ASCII letters, digits, '-', '_' or '.',
+                with a letter or digit.
                 """)
         @OptionGroup var connection: Connection
         @Argument(help: "The policy's name.") var name: String
