@@ -338,26 +338,18 @@ public final class DeviceAgent: @unchecked Sendable {
 
     /// Keeps the lock's verifier; an older lock than the one in force (a lower command id)
     /// is refused, so the password cannot be set back; the same one again changes nothing.
+    /// On disk beside the state file, or in memory for a device without one.
     private func saveDeviceLock(_ lock: DeviceLock, commandID: UInt64, at now: Date) throws {
-        guard let path = devicePasswordPath else {
-            // No state on disk: the device holds its password's verifier in memory.
-            let inForce = lockInMemory.withLockedValue { current -> UInt64? in
-                if let current, commandID < current.commandID { return current.commandID }
-                current = (commandID, lock)
-                return nil
-            }
-            if let inForce {
+        struct Stored: Codable { var command_id: UInt64; var locked_at: Date; var salt: String; var verifier: String }
+        let inForce = devicePasswordPath.flatMap(Self.readRegularFile).flatMap { try? JSONDecoder().decode(Stored.self, from: $0) }?.command_id
+            ?? lockInMemory.withLockedValue { $0?.commandID }
+        if let inForce {
+            guard commandID >= inForce else {
                 throw SignedPolicy.Refused(description: "an older lock (command \(commandID)) than the one in force (command \(inForce))")
             }
-            return
+            if commandID == inForce { return }
         }
-        struct Stored: Codable { var command_id: UInt64; var locked_at: Date; var salt: String; var verifier: String }
-        if let data = FileManager.default.contents(atPath: path), let current = try? JSONDecoder().decode(Stored.self, from: data) {
-            guard commandID >= current.command_id else {
-                throw SignedPolicy.Refused(description: "an older lock (command \(commandID)) than the one in force (command \(current.command_id))")
-            }
-            if commandID == current.command_id { return }
-        }
+        guard let path = devicePasswordPath else { return lockInMemory.withLockedValue { $0 = (commandID, lock) } }
         let data = try JSONEncoder().encode(Stored(command_id: commandID, locked_at: now, salt: Data(lock.salt).base64EncodedString(),
                                                    verifier: Data(lock.verifier).base64EncodedString()))
         // Written aside, then renamed over the old one: a crash leaves one whole verifier.

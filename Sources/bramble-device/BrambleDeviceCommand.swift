@@ -55,11 +55,9 @@ struct Activate: AsyncParsableCommand {
     func run() async throws {
         BrambleLogging.bootstrap(level: logLevel ?? "warning")
         let (address, tls) = try relay.endpoint()
-        let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
-        guard let data, let text = String(data: data, encoding: .utf8), !text.trimmingCharacters(in: .newlines).isEmpty else {
+        guard let password = PasswordFile.read(passwordFile), !password.isEmpty else {
             throw ValidationError("cannot read the activation password from \(passwordFile)")
         }
-        let password = text.trimmingCharacters(in: .newlines)
         let pin = self.pin.flatMap(PIN.init) ?? PIN(UInt32.random(in: 1...UInt32.max))
         let out = credential ?? "device-\(pin).json"
         guard !FileManager.default.fileExists(atPath: out) else { throw ValidationError("\(out) already exists; choose another --credential or remove it") }
@@ -427,13 +425,12 @@ struct Control: ParsableCommand {
 
     /// `activate`: the address and password into the waiting device's spool.
     func activate() throws {
-        let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : passwordFile.flatMap { FileManager.default.contents(atPath: $0) }
-        guard let data, let text = String(data: data, encoding: .utf8), !text.trimmingCharacters(in: .newlines).isEmpty else {
+        guard let password = passwordFile.flatMap(PasswordFile.read), !password.isEmpty else {
             FileHandle.standardError.write(Data("bramble-device control: cannot read the activation password from \(passwordFile ?? "")\n".utf8))
             throw ExitCode.validationFailure
         }
         do {
-            let file = try SpooledActivation(email: email ?? "", password: text.trimmingCharacters(in: .newlines)).submit(statePath: state)
+            let file = try SpooledActivation(email: email ?? "", password: password).submit(statePath: state)
             print("queued: activate \(email ?? "") (\(file))")
         } catch {
             FileHandle.standardError.write(Data("bramble-device control: no device waiting with state \(state) (\(error.localizedDescription))\n".utf8))
@@ -454,12 +451,11 @@ struct Control: ParsableCommand {
         }
         var password: String?
         if let passwordFile, words.first == "im" {
-            let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
-            guard let data, let s = String(data: data, encoding: .utf8) else {
+            password = PasswordFile.read(passwordFile)
+            guard password != nil else {
                 FileHandle.standardError.write(Data("bramble-device control: cannot read the password from \(passwordFile)\n".utf8))
                 throw ExitCode.validationFailure
             }
-            password = s.trimmingCharacters(in: .newlines)
         }
         let request: DeviceControlRequest
         do {

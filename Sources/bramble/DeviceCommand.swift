@@ -82,9 +82,7 @@ struct DeviceCommand: AsyncParsableCommand {
         func validate() throws { try DeviceCommand.check(pin) }
 
         func run() async throws {
-            let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
-            guard let data, let text = String(data: data, encoding: .utf8) else { throw ValidationError("cannot read the password from \(passwordFile)") }
-            let password = text.trimmingCharacters(in: .newlines)
+            guard let password = PasswordFile.read(passwordFile) else { throw ValidationError("cannot read the password from \(passwordFile)") }
             do throws(ActivationPassword.Refused) { try DeviceLock.validate(password) } catch { throw ValidationError(error.description) }
             try await DeviceCommand.send(.lock, pin: pin, body: DeviceLockRequest(password: password), connection)
         }

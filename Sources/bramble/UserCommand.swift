@@ -52,9 +52,8 @@ struct UserCommand: AsyncParsableCommand {
         func run() async throws {
             var password: String?
             if let passwordFile {
-                let data = passwordFile == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: passwordFile)
-                guard let data, let text = String(data: data, encoding: .utf8) else { throw ValidationError("cannot read the password from \(passwordFile)") }
-                password = text.trimmingCharacters(in: .newlines)
+                password = PasswordFile.read(passwordFile)
+                guard password != nil else { throw ValidationError("cannot read the password from \(passwordFile)") }
                 do { try ActivationPassword.validate(password!) } catch { throw ValidationError(error.description) }
             }
             let set = try await connection.call(.POST, AdminAPI.activation(email), body: NewActivation(

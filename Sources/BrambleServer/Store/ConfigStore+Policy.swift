@@ -58,7 +58,7 @@ extension ConfigStore {
         return out
     }
 
-    /// Creates or changes a policy (a new one starts from the default's rules); every
+    /// Creates or changes a policy (a new one starts from the built-in rules); every
     /// change raises its version and makes it due on every active device of its users.
     /// Rules a device could not apply are refused here (`PayloadError`).
     public func setPolicy(name: String, _ change: PolicyChange) async throws -> PolicyRecord {
@@ -202,15 +202,33 @@ extension ConfigStore {
 
     // MARK: The primary's pass
 
+    /// The commands (`c`) and device policies (`dp`) a pass sends: queued or due, or sent
+    /// `resendMs` ago, unanswered and no longer in the device's queue (expired, or lost).
+    /// One definition for the pass and for the read that says whether it has work.
+    static func commandsToSend(resendMs: UInt64) -> String {
+        """
+        (c.state = 'queued' OR (c.state = 'sent' AND c.sent_at < now() - \(Int64(clamping: resendMs)) * interval '1 millisecond'
+            AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = c.pin AND o.service = \(DataFrame.Service.command.rawValue)
+                            AND o.state IN ('queued', 'sent'))))
+        """
+    }
+
+    static func policiesToSend(resendMs: UInt64) -> String {
+        """
+        (dp.state = 'due' OR (dp.state = 'sent' AND dp.updated_at < now() - \(Int64(clamping: resendMs)) * interval '1 millisecond'
+            AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = dp.pin AND o.service = \(DataFrame.Service.policy.rawValue)
+                            AND o.state IN ('queued', 'sent'))))
+        """
+    }
+
     /// Whether the pass has anything to do: a plain read, so that an idle primary does not
     /// open a fenced transaction (a share lock on the lease row) every couple of seconds.
     public func policyWorkPending(resendAfterMs: UInt64) async throws -> Bool {
-        let resend = Int64(clamping: resendAfterMs)
         for try await pending in try await client.query("""
             SELECT EXISTS (SELECT 1 FROM device_commands c JOIN devices d ON d.pin = c.pin AND d.status = 'active'
-                           WHERE c.state = 'queued' OR (c.state = 'sent' AND c.sent_at < now() - \(resend) * interval '1 millisecond'))
+                           WHERE \(unescaped: Self.commandsToSend(resendMs: resendAfterMs)))
                 OR EXISTS (SELECT 1 FROM device_policies dp JOIN devices d ON d.pin = dp.pin AND d.status = 'active'
-                           WHERE dp.state = 'due' OR (dp.state = 'sent' AND dp.updated_at < now() - \(resend) * interval '1 millisecond'))
+                           WHERE \(unescaped: Self.policiesToSend(resendMs: resendAfterMs)))
             """, logger: logger).decode(Bool.self) { return pending }
         return false
     }
@@ -221,16 +239,12 @@ extension ConfigStore {
     public func policyPass(domain: DomainKey, resendAfterMs: UInt64, limit: Int = 200, pair: String, node: String, epoch: UInt64)
         async throws -> CommittedPushes? {
         try await fenced(pair, node: node, epoch: epoch) { [self, logger] conn in
-            let resend = Int64(clamping: resendAfterMs)
             var items: [(PIN, DataFrame.Service, [UInt8])] = []
             var commandIDs: [Int64] = []
             for try await (id, p, kind, salt, verifier, created) in try await conn.query("""
                 SELECT c.id, c.pin, c.kind, c.lock_salt, c.lock_verifier, c.created_at
                 FROM device_commands c JOIN devices d ON d.pin = c.pin AND d.status = 'active'
-                WHERE c.state = 'queued'
-                   OR (c.state = 'sent' AND c.sent_at < now() - \(resend) * interval '1 millisecond'
-                       AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = c.pin AND o.service = \(Int16(DataFrame.Service.command.rawValue))
-                                       AND o.state IN ('queued', 'sent')))
+                WHERE \(unescaped: Self.commandsToSend(resendMs: resendAfterMs))
                 ORDER BY c.id LIMIT \(limit) FOR UPDATE OF c, d SKIP LOCKED
                 """, logger: logger).decode((Int64, Int64, String, ByteBuffer?, ByteBuffer?, Date).self) {
                 let lock = salt.flatMap { s in verifier.map { DeviceLock(salt: Array(buffer: s), verifier: Array(buffer: $0)) } }
@@ -250,10 +264,7 @@ extension ConfigStore {
             var byUser: [Int64: [PIN]] = [:]
             for try await (p, user) in try await conn.query("""
                 SELECT dp.pin, d.user_id FROM device_policies dp JOIN devices d ON d.pin = dp.pin AND d.status = 'active'
-                WHERE dp.state = 'due'
-                   OR (dp.state = 'sent' AND dp.updated_at < now() - \(resend) * interval '1 millisecond'
-                       AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.pin = dp.pin AND o.service = \(Int16(DataFrame.Service.policy.rawValue))
-                                       AND o.state IN ('queued', 'sent')))
+                WHERE \(unescaped: Self.policiesToSend(resendMs: resendAfterMs))
                 ORDER BY dp.pin LIMIT \(limit) FOR UPDATE OF dp, d SKIP LOCKED
                 """, logger: logger).decode((Int64, Int64).self) { byUser[user, default: []].append(PIN(UInt32(p))) }
             for (user, pins) in byUser.sorted(by: { $0.key < $1.key }) {
