@@ -121,14 +121,17 @@ public struct DeviceActivation: Sendable {
 
     /// Step 3: runs the device with its new credential until its service books are
     /// acknowledged ("Services Received", then "Activation Complete"); throws if the IT
-    /// policy is refused (not signed by the domain the exchange named).
-    public func receiveServices(credential: DeviceCredential, statePath: String?, logPath: String? = nil, printJSON: Bool = false,
-                                stage: @escaping @Sendable (Stage) -> Void) async throws {
+    /// policy is refused (not signed by the domain the exchange named), or if the device
+    /// was wiped meanwhile (a wipe still open from before it was activated again: its
+    /// credential, at `credentialPath`, goes with the rest).
+    public func receiveServices(credential: DeviceCredential, credentialPath: String? = nil, statePath: String?, logPath: String? = nil,
+                                printJSON: Bool = false, stage: @escaping @Sendable (Stage) -> Void) async throws {
         var config = DeviceAgent.Configuration(credential: credential, relay: configuration.relay, tls: configuration.tls)
         config.statePath = statePath
         config.logPath = logPath
         config.printJSON = printJSON
-        enum Progress: Sendable { case refused(String), servicesReceived, acknowledged }
+        config.credentialPath = credentialPath
+        enum Progress: Sendable { case refused(String), servicesReceived, acknowledged, wiped(ITCommand.Kind) }
         let events = AsyncStream.makeStream(of: Progress.self)
         let books = NIOLockedValueBox<UInt64?>(nil)
         let agent = try DeviceAgent(configuration: config, logger: Logger(label: "bramble-device"), onShown: { item in
@@ -141,10 +144,15 @@ public struct DeviceActivation: Sendable {
             if let seq = books.withLockedValue({ $0 }), refs.contains(seq) { events.continuation.yield(.acknowledged) }
         })
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await agent.run() }
+            group.addTask {
+                await agent.run()
+                if let wiped = agent.wiped { events.continuation.yield(.wiped(wiped)) }
+            }
             for await event in events.stream {
                 switch event {
                 case .refused(let reason): throw Failed(reason)
+                case .wiped(let kind):
+                    throw Failed("the device was wiped (\(kind == .wipe ? "all data" : "work data")) by its administrator as it activated")
                 case .servicesReceived: stage(.servicesReceived)
                 case .acknowledged:
                     stage(.complete)

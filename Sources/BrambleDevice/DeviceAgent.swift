@@ -297,7 +297,7 @@ public final class DeviceAgent: @unchecked Sendable {
     /// keeps the new device password's verifier and confirms; a wipe confirms first and
     /// happens once the server recorded the confirmation (`WipeNow`). Anything else is
     /// refused, and shown so.
-    private func carryOut(_ signed: SignedCommand, ref: UInt64, at now: Date) throws -> ShownItem {
+    func carryOut(_ signed: SignedCommand, ref: UInt64, at now: Date) throws -> ShownItem {
         let claimed = try? ITCommand.decode(signed.command)
         do {
             guard let domainKey = configuration.credential.domainPublicKey else {

@@ -96,7 +96,7 @@ struct Activate: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try SecretFilePermissions.create(out, bytes: try encoder.encode(credential), what: "device credential")
 
-        try await exchange.receiveServices(credential: credential, statePath: out + ".state", logPath: logPath, printJSON: json) {
+        try await exchange.receiveServices(credential: credential, credentialPath: out, statePath: out + ".state", logPath: logPath, printJSON: json) {
             printer.print(stage: $0.rawValue)
         }
     }

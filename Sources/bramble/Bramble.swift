@@ -153,9 +153,12 @@ struct Failure: Error, CustomStringConvertible {
     var description: String { status == 0 ? message : "\(message) (HTTP \(status))" }
 }
 
-func describe(_ u: UserRecord) -> String {
+/// `bramble user list`'s line; an activation password set shows its state at the end
+/// (`show` gives the whole activation on a line of its own).
+func describe(_ u: UserRecord, activation: Bool = true) -> String {
     "\(u.email)\t\(u.display_name.isEmpty ? "-" : u.display_name)\tdevices: \(u.devices.isEmpty ? "none" : u.devices.joined(separator: ","))"
         + "\tmailbox: \(mailboxState(u))"
+        + (activation ? u.activation.flatMap { $0.state == "none" ? nil : "\tactivation: \($0.state.replacingOccurrences(of: "_", with: " "))" } ?? "" : "")
 }
 
 /// One word or phrase for the mailbox watch: what `bramble user list` shows.
@@ -167,7 +170,7 @@ func mailboxState(_ u: UserRecord) -> String {
 
 /// `bramble user show`: the user, then the mailbox watch line by line.
 func describeInDetail(_ u: UserRecord) -> String {
-    var lines = [describe(u)]
+    var lines = [describe(u, activation: false)]
     if let on = u.reconciliation { lines.append("  reconciliation: \(on ? "on" : "off")") }
     let time: (Date?) -> String = { $0.map { $0.formatted(.iso8601) } ?? "never" }
     if let a = u.activation { lines.append("  activation: " + describe(a, time: time)) }

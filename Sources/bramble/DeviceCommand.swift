@@ -94,7 +94,9 @@ struct DeviceCommand: AsyncParsableCommand {
             discussion: """
                 The device confirms, then deletes its credential, its items, its outbox and its
                 settings, and stops. Once its confirmation is recorded the device is "wiped":
-                the node forgets its master key and the relay no longer lets it connect.
+                the node forgets its master key and the relay no longer lets it connect. A wipe
+                not yet confirmed outlasts the device's activation again: a lost device
+                activated anew still wipes.
                 """)
         @OptionGroup var connection: Connection
         @Argument(help: "The device PIN.") var pin: String

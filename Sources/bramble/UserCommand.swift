@@ -118,7 +118,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             let list = try await connection.call(.GET, AdminAPI.users, as: UserList.self)
-            try connection.show(list) { $0.users.isEmpty ? "no users" : $0.users.map(describe).joined(separator: "\n") }
+            try connection.show(list) { $0.users.isEmpty ? "no users" : $0.users.map { describe($0) }.joined(separator: "\n") }
         }
     }
 

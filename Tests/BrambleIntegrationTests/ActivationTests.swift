@@ -55,6 +55,37 @@ import Testing
             let again = try cluster.activateDevice(email: demo1, password: "correct horse 42", pin: "A1000003")
             #expect(again.status == 1 && again.lines.last?.error?.contains("used") == true, "\(again.lines)")
 
+            // Activated again, a device keeps its IT commands: the lock in force, the history,
+            // and a wipe ordered while it was off — which a lost device re-activated must not escape.
+            func record() throws -> DeviceRecord {
+                try PolicyServiceTests.decoder.decode(DeviceRecord.self, from: Data(try cluster.bramble(["device", "show", "A1000002", "--json"]).utf8))
+            }
+            let devicePassword = "\(cluster.dir)/device-password"
+            try SecretFilePermissions.create(devicePassword, bytes: Data("a long device password 1".utf8), what: "test password")
+            _ = try cluster.bramble(["device", "lock", "A1000002", "--password-file", devicePassword])
+            try await cluster.waitFor("the lock confirmed") { try record().locked_at != nil }
+            cluster.device("A1000002")?.stop()
+            let wipe = try PolicyServiceTests.decoder.decode(DeviceCommandRecord.self, from: Data(try cluster.bramble(["device", "wipe", "A1000002", "--json"]).utf8))
+            try FileManager.default.removeItem(atPath: credentialPath)
+            try await cluster.setActivationPassword(demo1, "correct horse 43")
+            let reactivated = try cluster.activateDevice(email: demo1, password: "correct horse 43", pin: "A1000002")
+            let carried = try record()
+            #expect(carried.locked_at != nil, "the lock in force stays recorded: \(carried)")
+            let history = (carried.commands ?? []).map { "\($0.command) \($0.state)" }
+            #expect(history.count == 2 && carried.commands?.first?.id == wipe.id && history.last == "lock confirmed", "the history kept: \(history)")
+            // The wipe reaches the device as it activates (the activation says so) or once it runs.
+            if reactivated.status == 0 {
+                #expect(reactivated.lines.map(\.stage) == Self.stages, "\(reactivated.lines)")
+                try cluster.startDevice(pin: "A1000002")
+                try await cluster.waitFor("the re-activated device wiped itself") { cluster.device("A1000002")?.isRunning == false }
+                #expect(cluster.device("A1000002")?.exitStatus == 0, "\(cluster.device("A1000002")?.log ?? "")")
+            } else {
+                #expect(reactivated.lines.last?.error?.contains("wiped (all data) by its administrator as it activated") == true, "\(reactivated.lines)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: credentialPath), "the new credential went with the wipe")
+            try await cluster.waitFor("recorded as wiped") { try record().status == "wiped" }
+            #expect(try record().commands?.first.map { ($0.id, $0.state) } ?? (0, "") == (wipe.id, "confirmed"))
+
             // Five failed runs lock the activation; the right password is then refused too.
             let demo2 = "demo2@example.test"
             try await cluster.setActivationPassword(demo2, "right password 7")
@@ -63,6 +94,8 @@ import Testing
                 #expect(run.status == 1)
             }
             try await cluster.waitFor("the activation locked") { try await cluster.activation(demo2).state == "locked" }
+            let listed = try cluster.bramble(["user", "list"]).split(separator: "\n")
+            #expect(listed.contains { $0.hasPrefix(demo2) && $0.hasSuffix("\tactivation: locked") }, "\(listed)")
             let locked = try cluster.activateDevice(email: demo2, password: "right password 7", pin: "B1000006")
             #expect(locked.status == 1 && locked.lines.last?.error?.contains("locked") == true, "\(locked.lines)")
             // A new password unlocks it.

@@ -288,14 +288,19 @@ extension ConfigStore {
                 return refuse("PIN \(pin) belongs to another user's device")
             }
             let master = Activation.masterKey(isk: isk, request: request, response: response)
-            // The same device activated again starts afresh (its queue, its sequence numbers).
+            // The same device activated again starts afresh (its queue, its sequence numbers)
+            // but keeps its IT commands: their history, its lock, and any lock or wipe still
+            // open, queued again — a lost device re-activated does not escape its wipe.
+            let kept = try await KeptCommands.read(pin: found.pin, conn, logger: logger)
             try await conn.query("DELETE FROM devices WHERE pin = \(found.pin)", logger: logger)
             try await conn.query("""
                 WITH forgotten AS (
                     DELETE FROM mailboxes m WHERE m.user_id = \(found.user)
                       AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = \(found.user) AND d.status = 'active'))
-                INSERT INTO devices (pin, user_id, master_key) VALUES (\(found.pin), \(found.user), \(vault.seal(master, pin: pin)))
+                INSERT INTO devices (pin, user_id, master_key, locked_at)
+                VALUES (\(found.pin), \(found.user), \(vault.seal(master, pin: pin)), \(kept.lockedAt))
                 """, logger: logger)
+            try await kept.restore(pin: found.pin, conn, logger: logger)
             // The ISK goes (the master key is derived from it); the tag answers a retry.
             try await conn.query("""
                 UPDATE activation_sessions SET state = 'confirmed', isk = NULL, confirm_tag = \(ByteBuffer(bytes: tag)) WHERE session_id = \(sid)

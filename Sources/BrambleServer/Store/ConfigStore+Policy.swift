@@ -396,3 +396,45 @@ extension ConfigStore {
         }
     }
 }
+
+/// A device's IT commands across its activation again (`confirmActivation` deletes and
+/// recreates the device row, and the row's cascade would take the commands with it): the
+/// history as it was, its lock in force, and the commands still open queued again for the
+/// new activation — its old queue is gone, and a lock or wipe the administrator ordered
+/// must still reach it.
+struct KeptCommands: Sendable {
+    struct Row: Sendable {
+        var id: Int64, kind: String, salt: ByteBuffer?, verifier: ByteBuffer?, state: String, detail: String
+        var created: Date, sent: Date?, confirmed: Date?
+    }
+    var rows: [Row] = []
+    /// When the device was locked, unless a full wipe took its password since.
+    var lockedAt: Date?
+
+    static func read(pin: Int64, _ conn: PostgresConnection, logger: Logger) async throws -> KeptCommands {
+        var kept = KeptCommands()
+        for try await locked in try await conn.query("""
+            SELECT CASE WHEN wiped = 'all' THEN NULL ELSE locked_at END FROM devices WHERE pin = \(pin)
+            """, logger: logger).decode(Date?.self) { kept.lockedAt = locked }
+        for try await (id, kind, salt, verifier, state, detail, created, sent, confirmed) in try await conn.query("""
+            SELECT id, kind, lock_salt, lock_verifier, state, detail, created_at, sent_at, confirmed_at
+            FROM device_commands WHERE pin = \(pin) ORDER BY id
+            """, logger: logger).decode((Int64, String, ByteBuffer?, ByteBuffer?, String, String, Date, Date?, Date?).self) {
+            kept.rows.append(Row(id: id, kind: kind, salt: salt, verifier: verifier, state: state, detail: detail,
+                                 created: created, sent: sent, confirmed: confirmed))
+        }
+        return kept
+    }
+
+    /// Puts the commands back under the recreated device row, the open ones queued.
+    func restore(pin: Int64, _ conn: PostgresConnection, logger: Logger) async throws {
+        for row in rows {
+            let open = row.state == "queued" || row.state == "sent"
+            try await conn.query("""
+                INSERT INTO device_commands (id, pin, kind, lock_salt, lock_verifier, state, detail, created_at, sent_at, confirmed_at)
+                VALUES (\(row.id), \(pin), \(row.kind), \(row.salt), \(row.verifier), \(open ? "queued" : row.state), \(row.detail),
+                        \(row.created), \(open ? nil : row.sent), \(row.confirmed))
+                """, logger: logger)
+        }
+    }
+}
