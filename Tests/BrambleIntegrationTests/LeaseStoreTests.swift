@@ -3,6 +3,7 @@ import BrambleCore
 import BrambleNet
 import BrambleServer
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Testing
 
@@ -43,6 +44,59 @@ import Testing
             var stale = 0
             for try await n in try await store.client.query("SELECT count(*) FROM events WHERE kind = 'stale-write'").decode(Int.self) { stale = n }
             #expect(stale == 0, "a fenced transaction committed nothing")
+        }
+    }
+
+    /// The holder's renewal does not wait for its own fenced transactions in flight (after
+    /// a database switchover, commits waiting for a synchronous standby that has just
+    /// rejoined kept the lease row locked until a renewal timed out and the pair failed
+    /// over); another node's take does wait for them, so no write of the old epoch
+    /// commits after the new epoch begins.
+    @Test func aRenewalDoesNotWaitForTheHoldersFencedWritesButATakeByAnotherNodeDoes() async throws {
+        try await withStore { store in
+            let logger = Logger(label: "test")
+            let e = try #require(try await store.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 60_000))
+            /// A fenced transaction of node a, open (its write made, not committed) until
+            /// `release` yields; `open` yields once it holds its lock. Bounded: 15 s.
+            func inFlight(_ detail: String, open: AsyncStream<Void>.Continuation, release: AsyncStream<Void>) -> Task<Void, any Error> {
+                Task {
+                    try await store.fenced("p", node: "a", epoch: e) { conn in
+                        try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'in-flight', \(detail))", logger: logger)
+                        open.yield()
+                        try await withDeadline(ms: 15_000) { for await _ in release { return } }
+                    }
+                }
+            }
+
+            // The renewal answers while the write is still open: had it waited for the
+            // write's lock, it would not answer before the write ended (the deadline says so).
+            let (opened, open) = AsyncStream.makeStream(of: Void.self)
+            let (released, release) = AsyncStream.makeStream(of: Void.self)
+            let write = inFlight("before the renewal", open: open, release: released)
+            for await _ in opened { break }
+            let renewed = try await withDeadline(ms: 5_000) { try await store.renewLease("p", node: "a", epoch: e, durationMs: 60_000) }
+            #expect(renewed)
+            release.yield()
+            try await write.value
+
+            // Another node's take waits until the write in flight has committed.
+            let (opened2, open2) = AsyncStream.makeStream(of: Void.self)
+            let (released2, release2) = AsyncStream.makeStream(of: Void.self)
+            let write2 = inFlight("before the take", open: open2, release: released2)
+            for await _ in opened2 { break }
+            let takenAt = NIOLockedValueBox<Bool>(false)
+            let take = Task {
+                defer { takenAt.withLockedValue { $0 = true } }
+                return try await store.takeLease("p", node: "b", expectedEpoch: e, durationMs: 1_000)
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(!takenAt.withLockedValue { $0 }, "the take waits for the old epoch's write in flight")
+            release2.yield()
+            try await write2.value
+            #expect(try await take.value == e + 1)
+            var committed = 0
+            for try await n in try await store.client.query("SELECT count(*) FROM events WHERE kind = 'in-flight'").decode(Int.self) { committed = n }
+            #expect(committed == 2, "both writes of the old epoch committed, before the new epoch began")
         }
     }
 

@@ -79,19 +79,27 @@ extension ConfigStore: PairStore {
     }
 
     /// Takes the lease if its epoch is still `expectedEpoch`; returns the new epoch
-    /// (`expectedEpoch + 1`), or nil when another node got there first.
+    /// (`expectedEpoch + 1`), or nil when another node got there first. The row is locked
+    /// FOR UPDATE first, which waits for every fenced transaction in flight (they hold it
+    /// FOR KEY SHARE, see `fenced`): no write of the old epoch commits after the new one
+    /// begins. (The UPDATE alone would not wait: it changes no key column.)
     public func takeLease(_ pair: String, node: String, expectedEpoch: UInt64, durationMs: Int) async throws -> UInt64? {
         try await client.query("INSERT INTO lease (pair) VALUES (\(pair)) ON CONFLICT DO NOTHING", logger: logger)
         for try await epoch in try await client.query("""
-            UPDATE lease SET holder = \(node), epoch = epoch + 1, handover_to = NULL,
+            WITH locked AS (SELECT pair FROM lease WHERE pair = \(pair) FOR UPDATE)
+            UPDATE lease SET holder = \(node), epoch = lease.epoch + 1, handover_to = NULL,
                    expires_at = now() + \(durationMs) * interval '1 millisecond'
-            WHERE pair = \(pair) AND epoch = \(Int64(expectedEpoch))
-            RETURNING epoch, pg_notify(\(Self.notificationChannel), 'lease|' || pair)
+            FROM locked WHERE lease.pair = locked.pair AND lease.epoch = \(Int64(expectedEpoch))
+            RETURNING lease.epoch, pg_notify(\(Self.notificationChannel), 'lease|' || lease.pair)
             """, logger: logger).decode((Int64, String).self) { return UInt64(epoch.0) }
         return nil
     }
 
-    /// Extends the lease this node holds at `epoch`; false if it is no longer ours.
+    /// Extends the lease this node holds at `epoch`; false if it is no longer ours. A
+    /// plain UPDATE of a non-key column: it does not wait for this node's own fenced
+    /// transactions (FOR KEY SHARE), so a burst of slow writes — commits waiting for a
+    /// synchronous standby that has just rejoined — cannot starve the renewal and lose
+    /// the lease.
     public func renewLease(_ pair: String, node: String, epoch: UInt64, durationMs: Int) async throws -> Bool {
         for try await _ in try await client.query("""
             UPDATE lease SET expires_at = now() + \(durationMs) * interval '1 millisecond'
@@ -163,9 +171,12 @@ extension ConfigStore: PairStore {
 
     public func suspect(_ error: any Error) { database.suspect(error) }
 
-    /// Runs `body` in a transaction that first re-checks, under a share lock on the lease
-    /// row, that this node still holds `epoch`; throws `FencedError` (committing nothing)
-    /// if not. Every state-changing transaction of the serving role goes through here.
+    /// Runs `body` in a transaction that first re-checks, under a key-share lock on the
+    /// lease row, that this node still holds `epoch`; throws `FencedError` (committing
+    /// nothing) if not. Every state-changing transaction of the serving role goes through
+    /// here. The lock conflicts with `takeLease`'s FOR UPDATE (a new epoch waits for the
+    /// writes in flight) but not with `renewLease` (the holder's renewal never waits for
+    /// its own writes).
     public func fenced<T: Sendable>(_ pair: String, node: String, epoch: UInt64, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await fencedTransaction(pair, node: node, epoch: epoch, body)
@@ -180,7 +191,7 @@ extension ConfigStore: PairStore {
         try await client.withConnection { [logger] connection in try await connection.transaction(logger: logger) { conn in
             var holds = false
             for try await _ in try await conn.query("""
-                SELECT 1 FROM lease WHERE pair = \(pair) AND holder = \(node) AND epoch = \(Int64(epoch)) FOR SHARE
+                SELECT 1 FROM lease WHERE pair = \(pair) AND holder = \(node) AND epoch = \(Int64(epoch)) FOR KEY SHARE
                 """, logger: logger) { holds = true }
             guard holds else { throw FencedError(epoch: epoch) }
             return try await body(conn)

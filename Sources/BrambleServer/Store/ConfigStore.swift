@@ -131,7 +131,7 @@ public struct ConfigStore: Sendable, OutboundStore, DeliveryStore {
     }
 
     /// How a node connects. A node paused or cut off in the middle of a transaction must
-    /// not keep its locks: a fenced write holds the lease row FOR SHARE, and the standby's
+    /// not keep its locks: a fenced write holds the lease row FOR KEY SHARE, and the standby's
     /// take of the lease would wait for it; so the server ends a session idle in a
     /// transaction for longer than the lease lasts. With `d.tls`, the server must speak TLS
     /// and present a certificate for `host` from the CA (no fallback to plaintext).
