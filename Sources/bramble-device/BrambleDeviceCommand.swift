@@ -88,7 +88,8 @@ struct Activate: AsyncParsableCommand {
         }
     }
 
-    static func activate(pin: PIN, email: String, password: String, out: String, address: HostPort, tls: NIOSSLContext?,
+    /// `statePath`: where the device keeps its state (default: the credential's path + ".state").
+    static func activate(pin: PIN, email: String, password: String, out: String, statePath: String? = nil, address: HostPort, tls: NIOSSLContext?,
                          json: Bool, logPath: String? = nil, printer: StagePrinter) async throws {
         let exchange = DeviceActivation(configuration: .init(email: email, password: password, pin: pin, relay: address, tls: tls))
         let credential = try await exchange.exchangeKeys { printer.print(stage: $0.rawValue) }
@@ -96,7 +97,7 @@ struct Activate: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try SecretFilePermissions.create(out, bytes: try encoder.encode(credential), what: "device credential")
 
-        try await exchange.receiveServices(credential: credential, credentialPath: out, statePath: out + ".state", logPath: logPath, printJSON: json) {
+        try await exchange.receiveServices(credential: credential, credentialPath: out, statePath: statePath ?? out + ".state", logPath: logPath, printJSON: json) {
             printer.print(stage: $0.rawValue)
         }
     }
@@ -224,8 +225,8 @@ struct Run: AsyncParsableCommand {
             do {
                 let (out, json, log, timeout) = (credential, self.json, self.log, activationTimeout)
                 try await withDeadline(ms: timeout * 1_000) {
-                    try await Activate.activate(pin: pin, email: email, password: request.password, out: out, address: address, tls: tls,
-                                                json: json, logPath: log, printer: printer)
+                    try await Activate.activate(pin: pin, email: email, password: request.password, out: out, statePath: statePath,
+                                                address: address, tls: tls, json: json, logPath: log, printer: printer)
                 }
                 return true
             } catch is CancellationError {

@@ -96,7 +96,7 @@ struct DeviceCommand: AsyncParsableCommand {
                 settings, and stops. Once its confirmation is recorded the device is "wiped":
                 the node forgets its master key and the relay no longer lets it connect. A wipe
                 not yet confirmed outlasts the device's activation again: a lost device
-                activated anew still wipes.
+                activated anew wipes before its activation completes.
                 """)
         @OptionGroup var connection: Connection
         @Argument(help: "The device PIN.") var pin: String

@@ -62,29 +62,23 @@ import Testing
             }
             let devicePassword = "\(cluster.dir)/device-password"
             try SecretFilePermissions.create(devicePassword, bytes: Data("a long device password 1".utf8), what: "test password")
-            _ = try cluster.bramble(["device", "lock", "A1000002", "--password-file", devicePassword])
+            let lock = try PolicyServiceTests.decoder.decode(DeviceCommandRecord.self, from: Data(try cluster.bramble([
+                "device", "lock", "A1000002", "--password-file", devicePassword, "--json"]).utf8))
             try await cluster.waitFor("the lock confirmed") { try record().locked_at != nil }
             cluster.device("A1000002")?.stop()
             let wipe = try PolicyServiceTests.decoder.decode(DeviceCommandRecord.self, from: Data(try cluster.bramble(["device", "wipe", "A1000002", "--json"]).utf8))
             try FileManager.default.removeItem(atPath: credentialPath)
             try await cluster.setActivationPassword(demo1, "correct horse 43")
             let reactivated = try cluster.activateDevice(email: demo1, password: "correct horse 43", pin: "A1000002")
-            let carried = try record()
-            #expect(carried.locked_at != nil, "the lock in force stays recorded: \(carried)")
-            let history = (carried.commands ?? []).map { "\($0.command) \($0.state)" }
-            #expect(history.count == 2 && carried.commands?.first?.id == wipe.id && history.last == "lock confirmed", "the history kept: \(history)")
-            // The wipe reaches the device as it activates (the activation says so) or once it runs.
-            if reactivated.status == 0 {
-                #expect(reactivated.lines.map(\.stage) == Self.stages, "\(reactivated.lines)")
-                try cluster.startDevice(pin: "A1000002")
-                try await cluster.waitFor("the re-activated device wiped itself") { cluster.device("A1000002")?.isRunning == false }
-                #expect(cluster.device("A1000002")?.exitStatus == 0, "\(cluster.device("A1000002")?.log ?? "")")
-            } else {
-                #expect(reactivated.lines.last?.error?.contains("wiped (all data) by its administrator as it activated") == true, "\(reactivated.lines)")
-            }
+            // The open wipe goes out with the IT policy, ahead of it: the device wipes as it
+            // activates, and says so.
+            #expect(reactivated.status == 1 && reactivated.lines.map(\.stage) == Array(Self.stages.prefix(2)) + ["error"], "\(reactivated.lines)")
+            #expect(reactivated.lines.last?.error?.contains("wiped (all data) by its administrator as it activated") == true, "\(reactivated.lines)")
             #expect(!FileManager.default.fileExists(atPath: credentialPath), "the new credential went with the wipe")
             try await cluster.waitFor("recorded as wiped") { try record().status == "wiped" }
-            #expect(try record().commands?.first.map { ($0.id, $0.state) } ?? (0, "") == (wipe.id, "confirmed"))
+            let history = try record().commands ?? []
+            #expect(history.map { "\($0.id) \($0.command) \($0.state)" } == ["\(wipe.id) wipe confirmed", "\(lock.id) lock confirmed"],
+                    "the history kept, then the wipe: \(history)")
 
             // Five failed runs lock the activation; the right password is then refused too.
             let demo2 = "demo2@example.test"
@@ -153,6 +147,27 @@ import Testing
             let mailed = try cluster.activateDevice(email: demo4, password: String(generated), pin: "D4000001")
             #expect(mailed.status == 0 && mailed.lines.map(\.stage) == Self.stages, "\(mailed.lines)")
             #expect(try cluster.bramble(["user", "show", demo4]).contains("activation: completed"))
+
+            // A locked device activated again with its storage reset is locked again: the
+            // lock in force goes out ahead of its IT policy, and the device keeps its verifier.
+            let locked4 = try PolicyServiceTests.decoder.decode(DeviceCommandRecord.self, from: Data(try cluster.bramble([
+                "device", "lock", "D4000001", "--password-file", devicePassword, "--json"]).utf8))
+            try cluster.startDevice(pin: "D4000001")
+            let verifier4 = "\(cluster.dir)/device-D4000001.json.state.password"
+            try await cluster.waitFor("D4000001 locked") { FileManager.default.fileExists(atPath: verifier4) }
+            cluster.device("D4000001")?.stop()
+            for name in try FileManager.default.contentsOfDirectory(atPath: cluster.dir) where name.hasPrefix("device-D4000001.json") {
+                try FileManager.default.removeItem(atPath: "\(cluster.dir)/\(name)")  // the handheld reset: credential and state
+            }
+            try await cluster.setActivationPassword(demo4, "a new password 4")
+            let again4 = try cluster.activateDevice(email: demo4, password: "a new password 4", pin: "D4000001")
+            #expect(again4.status == 0 && again4.lines.map(\.stage) == Self.stages, "\(again4.lines)")
+            #expect(FileManager.default.fileExists(atPath: verifier4), "the lock in force reached the device again")
+            try cluster.startDevice(pin: "D4000001")
+            try await cluster.waitFor("the lock confirmed again") {
+                let shown = try PolicyServiceTests.decoder.decode(DeviceRecord.self, from: Data(try cluster.bramble(["device", "show", "D4000001", "--json"]).utf8))
+                return shown.commands?.map { "\($0.id) \($0.state)" } == ["\(locked4.id) confirmed"] && shown.locked_at != nil
+            }
 
             // No password material in the nodes' or the relay's logs.
             for log in ["node-a.log", "node-b.log", "relay.log"] {

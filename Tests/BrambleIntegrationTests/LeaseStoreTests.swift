@@ -60,6 +60,7 @@ import Testing
             /// `release` yields; `open` yields once it holds its lock. Bounded: 15 s.
             func inFlight(_ detail: String, open: AsyncStream<Void>.Continuation, release: AsyncStream<Void>) -> Task<Void, any Error> {
                 Task {
+                    defer { open.finish() }  // a body that failed early does not leave its waiter waiting
                     try await store.fenced("p", node: "a", epoch: e) { conn in
                         try await conn.query("INSERT INTO events (node, kind, detail) VALUES ('a', 'in-flight', \(detail))", logger: logger)
                         open.yield()
@@ -89,14 +90,22 @@ import Testing
                 defer { takenAt.withLockedValue { $0 = true } }
                 return try await store.takeLease("p", node: "b", expectedEpoch: e, durationMs: 1_000)
             }
-            try await Task.sleep(for: .milliseconds(500))
-            #expect(!takenAt.withLockedValue { $0 }, "the take waits for the old epoch's write in flight")
+            // Seen waiting for the row's lock on the server (bounded), and not done.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var waiting = 0
+            while waiting == 0, ContinuousClock.now < deadline {
+                for try await n in try await store.client.query("""
+                    SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH locked AS%'
+                    """).decode(Int.self) { waiting = n }
+                if waiting == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(waiting == 1 && !takenAt.withLockedValue { $0 }, "the take waits for the old epoch's write in flight")
             release2.yield()
             try await write2.value
             #expect(try await take.value == e + 1)
             var committed = 0
             for try await n in try await store.client.query("SELECT count(*) FROM events WHERE kind = 'in-flight'").decode(Int.self) { committed = n }
-            #expect(committed == 2, "both writes of the old epoch committed, before the new epoch began")
+            #expect(committed == 2, "both writes of the old epoch committed")
         }
     }
 
@@ -132,7 +141,7 @@ import Testing
                 let frozen = ConfigStore(client: frozenClient, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
                 let standby = ConfigStore(client: standbyClient, vault: MasterKeyVault(kek: cluster.keyEncryptionKey), logger: logger)
                 let e = try #require(try await frozen.takeLease("p", node: "a", expectedEpoch: 0, durationMs: 1_000))
-                // Node a freezes inside a fenced transaction, holding the lease row FOR SHARE.
+                // Node a freezes inside a fenced transaction, holding the lease row FOR KEY SHARE.
                 _ = Task {
                     try await frozen.fenced("p", node: "a", epoch: e) { conn in
                         try await Task.sleep(for: .seconds(4))

@@ -310,7 +310,7 @@ extension ConfigStore {
                     last_event = \("PIN \(pin) confirmed the key; IT policy sent"), last_event_at = now()
                 WHERE user_id = \(found.user)
                 """, logger: logger)
-            let committed = try await queuePolicy(userID: found.user, pins: [pin], domain: domain, conn)
+            let committed = try await queueActivated(userID: found.user, pin: pin, domain: domain, conn)
             return (ActivationResult(sessionID: confirm.sessionID, accepted: true), committed)
         }
     }

@@ -150,9 +150,12 @@ extension ConfigStore {
         return pins.map { ($0, .policy, signed.encoded()) }
     }
 
-    /// Signs the user's policy and queues it for `pins`, recording what was sent.
-    func queuePolicy(userID: Int64, pins: [PIN], domain: DomainKey, _ conn: PostgresConnection) async throws -> CommittedPushes? {
-        try await enqueueDeviceItems(try await policyItems(userID: userID, pins: pins, domain: domain, conn), origin: "policy", conn)
+    /// A device just activated: the commands still open from before it was activated
+    /// again (a lock, a wipe), then its IT policy, in one batch — a wipe reaches it before
+    /// its service books can complete the activation.
+    func queueActivated(userID: Int64, pin: PIN, domain: DomainKey, _ conn: PostgresConnection) async throws -> CommittedPushes? {
+        let commands = try await commandItems(where: "c.state = 'queued' AND c.pin = \(Int64(pin.value))", limit: 100, domain: domain, conn)
+        return try await enqueueDeviceItems(commands + (try await policyItems(userID: userID, pins: [pin], domain: domain, conn)), origin: "policy", conn)
     }
 
     // MARK: IT administration commands
@@ -160,13 +163,18 @@ extension ConfigStore {
     /// Queues `kind` for an active device (the primary signs and sends it).
     public func issueCommand(pin: PIN, kind: ITCommand.Kind, lock: DeviceLock?) async throws -> DeviceCommandRecord {
         // Only for an active device, checked in the statement that inserts it.
-        for try await (id, created) in try await client.query("""
-            INSERT INTO device_commands (pin, kind, lock_salt, lock_verifier)
-            SELECT pin, \(kind.name), \(lock.map { ByteBuffer(bytes: $0.salt) }), \(lock.map { ByteBuffer(bytes: $0.verifier) })
-            FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'
-            RETURNING id, created_at
-            """, logger: logger).decode((Int64, Date).self) {
-            return DeviceCommandRecord(id: id, pin: pin.description, command: kind.name, state: "queued", created_at: created, sent_at: nil, confirmed_at: nil)
+        do {
+            for try await (id, created) in try await client.query("""
+                INSERT INTO device_commands (pin, kind, lock_salt, lock_verifier)
+                SELECT pin, \(kind.name), \(lock.map { ByteBuffer(bytes: $0.salt) }), \(lock.map { ByteBuffer(bytes: $0.verifier) })
+                FROM devices WHERE pin = \(Int64(pin.value)) AND status = 'active'
+                RETURNING id, created_at
+                """, logger: logger).decode((Int64, Date).self) {
+                return DeviceCommandRecord(id: id, pin: pin.description, command: kind.name, state: "queued", created_at: created, sent_at: nil, confirmed_at: nil)
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23503" {
+            // The device was activated again while this was queued (see `KeptCommands`).
+            throw StoreError.conflict("device \(pin) was activated again as the command was queued: issue it again")
         }
         for try await status in try await client.query("SELECT status FROM devices WHERE pin = \(Int64(pin.value))", logger: logger).decode(String.self) {
             throw StoreError.conflict("device \(pin) is \(status)")
@@ -239,28 +247,7 @@ extension ConfigStore {
     public func policyPass(domain: DomainKey, resendAfterMs: UInt64, limit: Int = 200, pair: String, node: String, epoch: UInt64)
         async throws -> CommittedPushes? {
         try await fenced(pair, node: node, epoch: epoch) { [self, logger] conn in
-            var items: [(PIN, DataFrame.Service, [UInt8])] = []
-            var commandIDs: [Int64] = []
-            for try await (id, p, kind, salt, verifier, created) in try await conn.query("""
-                SELECT c.id, c.pin, c.kind, c.lock_salt, c.lock_verifier, c.created_at
-                FROM device_commands c JOIN devices d ON d.pin = c.pin AND d.status = 'active'
-                WHERE \(unescaped: Self.commandsToSend(resendMs: resendAfterMs))
-                ORDER BY c.id LIMIT \(limit) FOR UPDATE OF c, d SKIP LOCKED
-                """, logger: logger).decode((Int64, Int64, String, ByteBuffer?, ByteBuffer?, Date).self) {
-                let lock = salt.flatMap { s in verifier.map { DeviceLock(salt: Array(buffer: s), verifier: Array(buffer: $0)) } }
-                // The table's checks keep commands valid; a row that is not is never signed.
-                guard let kind = ITCommand.Kind(name: kind), case let command = ITCommand(
-                    id: UInt64(id), pin: PIN(UInt32(p)), kind: kind, lock: lock, issuedAt: UInt64(max(0, created.timeIntervalSince1970))),
-                      command.isValid else {
-                    logger.error("IT command \(id) cannot be sent: its row is not a valid command", metadata: ["device.pin": "\(PIN(UInt32(p)))"])
-                    continue
-                }
-                items.append((command.pin, .command, SignedCommand.sign(command, with: domain.signing).encoded()))
-                commandIDs.append(id)
-            }
-            if !commandIDs.isEmpty {
-                try await conn.query("UPDATE device_commands SET state = 'sent', sent_at = now() WHERE id = ANY(\(commandIDs))", logger: logger)
-            }
+            var items = try await commandItems(where: Self.commandsToSend(resendMs: resendAfterMs), limit: limit, domain: domain, conn)
             var byUser: [Int64: [PIN]] = [:]
             for try await (p, user) in try await conn.query("""
                 SELECT dp.pin, d.user_id FROM device_policies dp JOIN devices d ON d.pin = dp.pin AND d.status = 'active'
@@ -272,6 +259,35 @@ extension ConfigStore {
             }
             return try await enqueueDeviceItems(items, origin: "policy", conn)
         }
+    }
+
+    /// The commands `predicate` (on `c`, the command) selects for active devices, oldest
+    /// first, signed with the domain key and marked sent: the items that carry them.
+    func commandItems(where predicate: String, limit: Int, domain: DomainKey, _ conn: PostgresConnection)
+        async throws -> [(PIN, DataFrame.Service, [UInt8])] {
+        var items: [(PIN, DataFrame.Service, [UInt8])] = []
+        var commandIDs: [Int64] = []
+        for try await (id, p, kind, salt, verifier, created) in try await conn.query("""
+            SELECT c.id, c.pin, c.kind, c.lock_salt, c.lock_verifier, c.created_at
+            FROM device_commands c JOIN devices d ON d.pin = c.pin AND d.status = 'active'
+            WHERE \(unescaped: predicate)
+            ORDER BY c.id LIMIT \(limit) FOR UPDATE OF c, d SKIP LOCKED
+            """, logger: logger).decode((Int64, Int64, String, ByteBuffer?, ByteBuffer?, Date).self) {
+            let lock = salt.flatMap { s in verifier.map { DeviceLock(salt: Array(buffer: s), verifier: Array(buffer: $0)) } }
+            // The table's checks keep commands valid; a row that is not is never signed.
+            guard let kind = ITCommand.Kind(name: kind), case let command = ITCommand(
+                id: UInt64(id), pin: PIN(UInt32(p)), kind: kind, lock: lock, issuedAt: UInt64(max(0, created.timeIntervalSince1970))),
+                  command.isValid else {
+                logger.error("IT command \(id) cannot be sent: its row is not a valid command", metadata: ["device.pin": "\(PIN(UInt32(p)))"])
+                continue
+            }
+            items.append((command.pin, .command, SignedCommand.sign(command, with: domain.signing).encoded()))
+            commandIDs.append(id)
+        }
+        if !commandIDs.isEmpty {
+            try await conn.query("UPDATE device_commands SET state = 'sent', sent_at = now() WHERE id = ANY(\(commandIDs))", logger: logger)
+        }
+        return items
     }
 
     // MARK: The devices' answers
@@ -400,8 +416,8 @@ extension ConfigStore {
 /// A device's IT commands across its activation again (`confirmActivation` deletes and
 /// recreates the device row, and the row's cascade would take the commands with it): the
 /// history as it was, its lock in force, and the commands still open queued again for the
-/// new activation — its old queue is gone, and a lock or wipe the administrator ordered
-/// must still reach it.
+/// new activation (sent with its IT policy, `queueActivated`) — its old queue is gone,
+/// and a lock or wipe the administrator ordered must still reach it.
 struct KeptCommands: Sendable {
     struct Row: Sendable {
         var id: Int64, kind: String, salt: ByteBuffer?, verifier: ByteBuffer?, state: String, detail: String
@@ -413,8 +429,10 @@ struct KeptCommands: Sendable {
 
     static func read(pin: Int64, _ conn: PostgresConnection, logger: Logger) async throws -> KeptCommands {
         var kept = KeptCommands()
+        // The row locked first: a command issued meanwhile (its foreign key check waits
+        // for this) fails aloud instead of going with the row's cascade unseen.
         for try await locked in try await conn.query("""
-            SELECT CASE WHEN wiped = 'all' THEN NULL ELSE locked_at END FROM devices WHERE pin = \(pin)
+            SELECT CASE WHEN wiped = 'all' THEN NULL ELSE locked_at END FROM devices WHERE pin = \(pin) FOR UPDATE
             """, logger: logger).decode(Date?.self) { kept.lockedAt = locked }
         for try await (id, kind, salt, verifier, state, detail, created, sent, confirmed) in try await conn.query("""
             SELECT id, kind, lock_salt, lock_verifier, state, detail, created_at, sent_at, confirmed_at
@@ -426,14 +444,22 @@ struct KeptCommands: Sendable {
         return kept
     }
 
-    /// Puts the commands back under the recreated device row, the open ones queued.
+    /// Puts the commands back under the recreated device row, the open ones queued, and
+    /// the lock in force queued again too (unless a newer lock or a wipe is open): a device
+    /// activated again with its storage reset would otherwise be unlocked while its record
+    /// says locked (a device that kept its lock confirms the same command again, changing
+    /// nothing).
     func restore(pin: Int64, _ conn: PostgresConnection, logger: Logger) async throws {
+        let isOpen = { (row: Row) in row.state == "queued" || row.state == "sent" }
+        let lastLock = rows.last { $0.kind == "lock" && $0.state != "refused" }
+        let wipeOpen = rows.contains { $0.kind != "lock" && isOpen($0) }
+        let lockInForce = lockedAt != nil && !wipeOpen && lastLock?.state == "confirmed" ? lastLock?.id : nil
         for row in rows {
-            let open = row.state == "queued" || row.state == "sent"
+            let open = isOpen(row) || row.id == lockInForce
             try await conn.query("""
                 INSERT INTO device_commands (id, pin, kind, lock_salt, lock_verifier, state, detail, created_at, sent_at, confirmed_at)
                 VALUES (\(row.id), \(pin), \(row.kind), \(row.salt), \(row.verifier), \(open ? "queued" : row.state), \(row.detail),
-                        \(row.created), \(open ? nil : row.sent), \(row.confirmed))
+                        \(row.created), \(open ? nil : row.sent), \(open ? nil : row.confirmed))
                 """, logger: logger)
         }
     }
